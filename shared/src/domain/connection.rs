@@ -1,0 +1,709 @@
+//! A connection: an administrator's configured use of a provider.
+//!
+//! Requests arrive as [`ConnectionInput`] (every field optional, unknown fields refused) and
+//! become a [`Connection`] only through [`Connection::create`] or [`Connection::apply`], which
+//! share one validation path. Secrets in the input are handed back separately and never become
+//! part of the connection.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::endpoint::{EndpointUrl, UrlPolicy};
+use super::grant::{ClientAuthMethod, GrantType};
+use super::ids::{ConnectionId, Role};
+use super::scopes::{Scopes, ScopesInput};
+use super::secret::ClientSecret;
+use super::validation::{ValidationError, plain_text};
+
+/// Parameters Keyport sets itself; a connection may not override them.
+const RESERVED_PARAMS: &[&str] = &[
+    "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
+    "redirect_uri",
+    "response_type",
+    "state",
+    "nonce",
+    "code",
+    "code_challenge",
+    "code_challenge_method",
+    "code_verifier",
+    "grant_type",
+    "refresh_token",
+    "scope",
+    "username",
+    "password",
+];
+
+/// A connection's display name; unique among connections regardless of letter case.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConnectionName(String);
+
+impl ConnectionName {
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        let name = plain_text("name", value, 100)?;
+        if !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.'))
+        {
+            return Err(ValidationError::new(
+                "name",
+                "may hold only letters, digits, spaces, '-', '_' and '.'",
+            ));
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The key that enforces uniqueness: two names differing only in case collide.
+    pub fn uniqueness_key(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl fmt::Display for ConnectionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ConnectionName {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<ConnectionName> for String {
+    fn from(name: ConnectionName) -> Self {
+        name.0
+    }
+}
+
+/// A catalog key (`salesforce`, `google-workspace`, …) or `custom`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ProviderKey(String);
+
+impl ProviderKey {
+    pub const CUSTOM: &'static str = "custom";
+
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        let ok = !value.is_empty()
+            && value.len() <= 64
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "provider",
+                "must be a catalog key (lowercase letters, digits, '-') or \"custom\"",
+            ))
+        }
+    }
+
+    pub fn custom() -> Self {
+        Self(Self::CUSTOM.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ProviderKey {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<ProviderKey> for String {
+    fn from(key: ProviderKey) -> Self {
+        key.0
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    #[default]
+    Active,
+    Disabled,
+}
+
+/// A create or update request as it arrives. `client_secret` and `private_key` are accepted
+/// here and nowhere else: they are write-only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionInput {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub provider: Option<String>,
+    pub provider_params: Option<BTreeMap<String, String>>,
+    pub grant_type: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<ClientSecret>,
+    pub private_key: Option<ClientSecret>,
+    pub client_auth: Option<String>,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub revocation_url: Option<String>,
+    pub scopes: Option<ScopesInput>,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub authorization_params: Option<BTreeMap<String, String>>,
+    pub token_params: Option<BTreeMap<String, String>>,
+    pub invited_roles: Option<Vec<String>>,
+    pub status: Option<ConnectionStatus>,
+    /// On update: the version the client last read; a stale one is refused as a conflict.
+    pub version: Option<u64>,
+}
+
+/// Secrets that came with a request, to be stored by the secret store, never in the connection.
+#[derive(Debug, Default)]
+pub struct SubmittedSecrets {
+    pub client_secret: Option<ClientSecret>,
+    pub private_key: Option<ClientSecret>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub name: ConnectionName,
+    pub description: String,
+    pub provider: ProviderKey,
+    pub provider_params: BTreeMap<String, String>,
+    pub grant_type: GrantType,
+    pub client_id: String,
+    pub client_auth: ClientAuthMethod,
+    pub authorization_url: Option<EndpointUrl>,
+    pub token_url: EndpointUrl,
+    pub revocation_url: Option<EndpointUrl>,
+    pub scopes: Scopes,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub authorization_params: BTreeMap<String, String>,
+    pub token_params: BTreeMap<String, String>,
+    pub invited_roles: BTreeSet<Role>,
+    pub status: ConnectionStatus,
+    pub client_secret_set: bool,
+    pub private_key_set: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl Connection {
+    /// Validates a create request. The connection starts at version 0: the store assigns 1.
+    pub fn create(
+        input: ConnectionInput,
+        now: DateTime<Utc>,
+        policy: UrlPolicy,
+    ) -> Result<(Connection, SubmittedSecrets), ValidationError> {
+        if input.version.is_some() {
+            return Err(ValidationError::new(
+                "version",
+                "is set by Keyport on create",
+            ));
+        }
+        let secrets = SubmittedSecrets {
+            client_secret: input.client_secret,
+            private_key: input.private_key,
+        };
+        let fields = Fields {
+            name: input.name,
+            description: input.description,
+            provider: input.provider,
+            provider_params: input.provider_params,
+            grant_type: input.grant_type,
+            client_id: input.client_id,
+            client_auth: input.client_auth,
+            authorization_url: input.authorization_url,
+            token_url: input.token_url,
+            revocation_url: input.revocation_url,
+            scopes: input.scopes,
+            audience: input.audience,
+            resource: input.resource,
+            authorization_params: input.authorization_params,
+            token_params: input.token_params,
+            invited_roles: input.invited_roles,
+            status: input.status,
+        };
+        let connection = fields.validate(
+            Identity {
+                id: ConnectionId::generate(),
+                created_at: now,
+                updated_at: now,
+                version: 0,
+                client_secret_set: secrets.client_secret.is_some(),
+                private_key_set: secrets.private_key.is_some(),
+            },
+            policy,
+        )?;
+        Ok((connection, secrets))
+    }
+
+    /// Validates an update: fields present in `input` replace this connection's, then the whole
+    /// result is checked as on create. The returned connection keeps this one's version; the
+    /// store bumps it when the conditional write succeeds.
+    pub fn apply(
+        &self,
+        input: ConnectionInput,
+        now: DateTime<Utc>,
+        policy: UrlPolicy,
+    ) -> Result<(Connection, SubmittedSecrets), ValidationError> {
+        if let Some(expected) = input.version {
+            if expected != self.version {
+                return Err(ValidationError::new(
+                    "version",
+                    format!(
+                        "is {expected} but the connection is at version {}",
+                        self.version
+                    ),
+                ));
+            }
+        }
+        let secrets = SubmittedSecrets {
+            client_secret: input.client_secret,
+            private_key: input.private_key,
+        };
+        let url = |u: &Option<EndpointUrl>| u.as_ref().map(|u| u.as_str().to_owned());
+        let fields = Fields {
+            name: Some(input.name.unwrap_or_else(|| self.name.as_str().to_owned())),
+            description: Some(
+                input
+                    .description
+                    .unwrap_or_else(|| self.description.clone()),
+            ),
+            provider: Some(
+                input
+                    .provider
+                    .unwrap_or_else(|| self.provider.as_str().to_owned()),
+            ),
+            provider_params: Some(
+                input
+                    .provider_params
+                    .unwrap_or_else(|| self.provider_params.clone()),
+            ),
+            grant_type: Some(
+                input
+                    .grant_type
+                    .unwrap_or_else(|| self.grant_type.as_str().to_owned()),
+            ),
+            client_id: Some(input.client_id.unwrap_or_else(|| self.client_id.clone())),
+            client_auth: Some(
+                input
+                    .client_auth
+                    .unwrap_or_else(|| self.client_auth.as_str().to_owned()),
+            ),
+            authorization_url: input
+                .authorization_url
+                .or_else(|| url(&self.authorization_url)),
+            token_url: Some(
+                input
+                    .token_url
+                    .unwrap_or_else(|| self.token_url.as_str().to_owned()),
+            ),
+            revocation_url: input.revocation_url.or_else(|| url(&self.revocation_url)),
+            scopes: Some(input.scopes.unwrap_or_else(|| {
+                ScopesInput::List(self.scopes.iter().map(str::to_owned).collect())
+            })),
+            audience: input.audience.or_else(|| self.audience.clone()),
+            resource: input.resource.or_else(|| self.resource.clone()),
+            authorization_params: Some(
+                input
+                    .authorization_params
+                    .unwrap_or_else(|| self.authorization_params.clone()),
+            ),
+            token_params: Some(
+                input
+                    .token_params
+                    .unwrap_or_else(|| self.token_params.clone()),
+            ),
+            invited_roles: Some(input.invited_roles.unwrap_or_else(|| {
+                self.invited_roles
+                    .iter()
+                    .map(|r| r.as_str().to_owned())
+                    .collect()
+            })),
+            status: Some(input.status.unwrap_or(self.status)),
+        };
+        let connection = fields.validate(
+            Identity {
+                id: self.id.clone(),
+                created_at: self.created_at,
+                updated_at: now,
+                version: self.version,
+                client_secret_set: self.client_secret_set || secrets.client_secret.is_some(),
+                private_key_set: self.private_key_set || secrets.private_key.is_some(),
+            },
+            policy,
+        )?;
+        Ok((connection, secrets))
+    }
+
+    pub fn is_invited(&self, roles: &BTreeSet<Role>) -> bool {
+        self.invited_roles.iter().any(|role| roles.contains(role))
+    }
+}
+
+/// What identifies a connection across versions; not taken from requests.
+struct Identity {
+    id: ConnectionId,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: u64,
+    client_secret_set: bool,
+    private_key_set: bool,
+}
+
+/// The settable fields, merged and ready for validation.
+struct Fields {
+    name: Option<String>,
+    description: Option<String>,
+    provider: Option<String>,
+    provider_params: Option<BTreeMap<String, String>>,
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_auth: Option<String>,
+    authorization_url: Option<String>,
+    token_url: Option<String>,
+    revocation_url: Option<String>,
+    scopes: Option<ScopesInput>,
+    audience: Option<String>,
+    resource: Option<String>,
+    authorization_params: Option<BTreeMap<String, String>>,
+    token_params: Option<BTreeMap<String, String>>,
+    invited_roles: Option<Vec<String>>,
+    status: Option<ConnectionStatus>,
+}
+
+fn required<T>(field: &str, value: Option<T>) -> Result<T, ValidationError> {
+    value.ok_or_else(|| ValidationError::new(field, "is required"))
+}
+
+fn optional_url(
+    field: &str,
+    value: Option<String>,
+    policy: UrlPolicy,
+) -> Result<Option<EndpointUrl>, ValidationError> {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| EndpointUrl::parse(field, &v, policy))
+        .transpose()
+}
+
+fn extra_params(
+    field: &str,
+    params: Option<BTreeMap<String, String>>,
+) -> Result<BTreeMap<String, String>, ValidationError> {
+    let params = params.unwrap_or_default();
+    for (key, value) in &params {
+        let name = format!("{field}.{key}");
+        if key.is_empty()
+            || key.len() > 64
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return Err(ValidationError::new(name, "is not a valid parameter name"));
+        }
+        if RESERVED_PARAMS.contains(&key.as_str()) {
+            return Err(ValidationError::new(
+                name,
+                "is set by Keyport and cannot be overridden",
+            ));
+        }
+        if value.len() > 2048 || value.chars().any(char::is_control) {
+            return Err(ValidationError::new(
+                name,
+                "must be at most 2048 characters without control characters",
+            ));
+        }
+    }
+    Ok(params)
+}
+
+fn optional_text(
+    field: &str,
+    value: Option<String>,
+    max_len: usize,
+) -> Result<Option<String>, ValidationError> {
+    value
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| plain_text(field, &v, max_len))
+        .transpose()
+}
+
+impl Fields {
+    fn validate(
+        self,
+        identity: Identity,
+        policy: UrlPolicy,
+    ) -> Result<Connection, ValidationError> {
+        let name = ConnectionName::parse(&required("name", self.name)?)?;
+        let description = match self.description {
+            Some(text) if !text.trim().is_empty() => plain_text("description", &text, 1000)?,
+            _ => String::new(),
+        };
+        let provider = match self.provider {
+            Some(key) => ProviderKey::parse(&key)?,
+            None => ProviderKey::custom(),
+        };
+        let provider_params = self.provider_params.unwrap_or_default();
+        for (key, value) in &provider_params {
+            plain_text(&format!("provider_params.{key}"), value, 253)?;
+        }
+        let grant_type: GrantType = required("grant_type", self.grant_type)?.parse()?;
+        let client_id = plain_text("client_id", &required("client_id", self.client_id)?, 512)?;
+        let client_auth: ClientAuthMethod = match self.client_auth {
+            Some(method) => method.parse()?,
+            None => ClientAuthMethod::default(),
+        };
+        let authorization_url = optional_url("authorization_url", self.authorization_url, policy)?;
+        let token_url =
+            EndpointUrl::parse("token_url", &required("token_url", self.token_url)?, policy)?;
+        let revocation_url = optional_url("revocation_url", self.revocation_url, policy)?;
+        if grant_type.is_interactive() && authorization_url.is_none() {
+            return Err(ValidationError::new(
+                "authorization_url",
+                format!("is required for the {grant_type} grant"),
+            ));
+        }
+        let scopes = match self.scopes {
+            Some(input) => Scopes::try_from(input)?,
+            None => Scopes::default(),
+        };
+        let resource = optional_text("resource", self.resource, 2048)?;
+        if let Some(resource) = &resource {
+            // RFC 8707 §2: an absolute URI without a fragment.
+            let parsed = url::Url::parse(resource)
+                .map_err(|_| ValidationError::new("resource", "must be an absolute URI"))?;
+            if parsed.fragment().is_some() {
+                return Err(ValidationError::new(
+                    "resource",
+                    "must not contain a fragment",
+                ));
+            }
+        }
+        let invited_roles = self
+            .invited_roles
+            .unwrap_or_default()
+            .iter()
+            .map(|role| {
+                Role::parse(role).map_err(|e| ValidationError::new("invited_roles", e.message))
+            })
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        let credential_present = match client_auth {
+            ClientAuthMethod::PrivateKeyJwt => identity.private_key_set,
+            ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => {
+                identity.client_secret_set
+            }
+        };
+        if !credential_present {
+            let field = match client_auth {
+                ClientAuthMethod::PrivateKeyJwt => "private_key",
+                _ => "client_secret",
+            };
+            return Err(ValidationError::new(
+                field,
+                format!("is required for {client_auth}"),
+            ));
+        }
+        Ok(Connection {
+            id: identity.id,
+            name,
+            description,
+            provider,
+            provider_params,
+            grant_type,
+            client_id,
+            client_auth,
+            authorization_url,
+            token_url,
+            revocation_url,
+            scopes,
+            audience: optional_text("audience", self.audience, 2048)?,
+            resource,
+            authorization_params: extra_params("authorization_params", self.authorization_params)?,
+            token_params: extra_params("token_params", self.token_params)?,
+            invited_roles,
+            status: self.status.unwrap_or_default(),
+            client_secret_set: identity.client_secret_set,
+            private_key_set: identity.private_key_set,
+            created_at: identity.created_at,
+            updated_at: identity.updated_at,
+            version: identity.version,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(json: serde_json::Value) -> ConnectionInput {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn valid() -> serde_json::Value {
+        serde_json::json!({
+            "name": "Acme CRM",
+            "grant_type": "authorization_code_pkce",
+            "client_id": "abc",
+            "client_secret": "s3cret",
+            "authorization_url": "https://login.acme.example/authorize",
+            "token_url": "https://login.acme.example/token",
+            "scopes": "openid, offline_access",
+            "invited_roles": ["bots"]
+        })
+    }
+
+    fn create(json: serde_json::Value) -> Result<Connection, ValidationError> {
+        Connection::create(input(json), Utc::now(), UrlPolicy::Production).map(|(c, _)| c)
+    }
+
+    fn with(field: &str, value: serde_json::Value) -> serde_json::Value {
+        let mut json = valid();
+        json[field] = value;
+        json
+    }
+
+    #[test]
+    fn a_valid_request_becomes_a_connection() {
+        let (connection, secrets) =
+            Connection::create(input(valid()), Utc::now(), UrlPolicy::Production).unwrap();
+        assert_eq!(connection.grant_type, GrantType::AuthorizationCodePkce);
+        assert_eq!(connection.scopes.join(" "), "openid offline_access");
+        assert!(connection.client_secret_set);
+        assert_eq!(secrets.client_secret.unwrap().expose_secret(), "s3cret");
+        assert_eq!(connection.version, 0);
+    }
+
+    #[test]
+    fn each_invalid_field_is_named() {
+        let cases = [
+            (
+                "token_url",
+                serde_json::json!("http://login.acme.example/token"),
+            ),
+            ("client_id", serde_json::json!("  ")),
+            ("grant_type", serde_json::json!("implicit")),
+            ("scopes", serde_json::json!("openid,,email")),
+            ("scopes", serde_json::json!(["openid", " "])),
+            ("name", serde_json::json!("")),
+            ("name", serde_json::json!("bad/name")),
+            ("client_auth", serde_json::json!("mtls")),
+            (
+                "authorization_url",
+                serde_json::json!("https://169.254.169.254/x"),
+            ),
+            ("invited_roles", serde_json::json!(["a,b"])),
+            ("provider", serde_json::json!("Not A Key")),
+        ];
+        for (field, value) in cases {
+            let err = create(with(field, value.clone())).unwrap_err();
+            assert_eq!(err.field, field, "{field} = {value}: {err}");
+        }
+    }
+
+    #[test]
+    fn reserved_parameters_cannot_be_overridden() {
+        let err = create(with(
+            "authorization_params",
+            serde_json::json!({"redirect_uri": "https://evil"}),
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "authorization_params.redirect_uri");
+        assert!(
+            create(with(
+                "authorization_params",
+                serde_json::json!({"prompt": "consent"})
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        for field in ["name", "grant_type", "client_id", "token_url"] {
+            let mut json = valid();
+            json.as_object_mut().unwrap().remove(field);
+            assert_eq!(create(json).unwrap_err().field, field);
+        }
+        let mut json = valid();
+        json.as_object_mut().unwrap().remove("client_secret");
+        assert_eq!(create(json).unwrap_err().field, "client_secret");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err =
+            serde_json::from_value::<ConnectionInput>(with("colour", serde_json::json!("red")))
+                .unwrap_err();
+        assert!(err.to_string().contains("colour"));
+    }
+
+    #[test]
+    fn an_update_merges_and_revalidates() {
+        let mut current = create(valid()).unwrap();
+        current.version = 3;
+        let (updated, secrets) = current
+            .apply(
+                input(serde_json::json!({"description": "CRM", "version": 3})),
+                Utc::now(),
+                UrlPolicy::Production,
+            )
+            .unwrap();
+        assert_eq!(updated.description, "CRM");
+        assert_eq!(updated.name, current.name);
+        assert_eq!(updated.id, current.id);
+        assert!(
+            updated.client_secret_set,
+            "an update without a secret keeps the stored one"
+        );
+        assert!(secrets.client_secret.is_none());
+        let err = current
+            .apply(
+                input(serde_json::json!({"token_url": "ftp://x"})),
+                Utc::now(),
+                UrlPolicy::Production,
+            )
+            .unwrap_err();
+        assert_eq!(err.field, "token_url");
+        let stale = current
+            .apply(
+                input(serde_json::json!({"version": 2})),
+                Utc::now(),
+                UrlPolicy::Production,
+            )
+            .unwrap_err();
+        assert_eq!(stale.field, "version");
+    }
+
+    #[test]
+    fn names_collide_regardless_of_case() {
+        assert_eq!(
+            ConnectionName::parse("Acme").unwrap().uniqueness_key(),
+            ConnectionName::parse("ACME").unwrap().uniqueness_key()
+        );
+    }
+
+    #[test]
+    fn responses_carry_no_secret() {
+        let json = serde_json::to_string(&create(valid()).unwrap()).unwrap();
+        assert!(!json.contains("s3cret"));
+        assert!(json.contains("\"client_secret_set\":true"));
+    }
+}

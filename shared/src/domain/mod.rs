@@ -1,0 +1,27 @@
+//! Keyport's domain: values that are valid by construction and the rules over them.
+
+mod connection;
+mod endpoint;
+mod grant;
+mod ids;
+mod pending;
+mod principal;
+mod provider;
+mod scopes;
+mod secret;
+mod token;
+mod validation;
+
+pub use connection::{
+    Connection, ConnectionInput, ConnectionName, ConnectionStatus, ProviderKey, SubmittedSecrets,
+};
+pub use endpoint::{EndpointUrl, UrlPolicy, is_non_public};
+pub use grant::{ClientAuthMethod, GrantType};
+pub use ids::{ConnectionId, Owner, Role, Subject};
+pub use pending::{PendingAuthorization, StateToken};
+pub use principal::Principal;
+pub use provider::{Placeholder, PlaceholderKind, Provider};
+pub use scopes::{Scopes, ScopesInput};
+pub use secret::{ClientSecret, PkceVerifier, TokenSecrets};
+pub use token::{Lease, StoredToken, TokenFailure, TokenStatus};
+pub use validation::ValidationError;

@@ -1,0 +1,216 @@
+//! A provider: the template of endpoints and quirks for one SaaS application. The built-in
+//! catalog is data; this is its shape and the rule that fills its placeholders.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::grant::{ClientAuthMethod, GrantType};
+use super::validation::ValidationError;
+
+/// Where a placeholder's value lands decides what characters it may hold: a host label must
+/// not be able to change which host Keyport talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlaceholderKind {
+    /// One DNS label: letters, digits and hyphens.
+    HostLabel,
+    /// One URL path segment: letters, digits, `-`, `.` and `_`.
+    PathSegment,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placeholder {
+    pub name: String,
+    pub kind: PlaceholderKind,
+    pub description: String,
+    pub example: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provider {
+    pub key: String,
+    pub display_name: String,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub revocation_url: Option<String>,
+    #[serde(default)]
+    pub default_scopes: Vec<String>,
+    #[serde(default = "default_separator")]
+    pub scope_separator: String,
+    #[serde(default)]
+    pub authorization_params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub token_params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub client_auth: ClientAuthMethod,
+    #[serde(default)]
+    pub grant_types: Vec<GrantType>,
+    #[serde(default)]
+    pub pkce: bool,
+    #[serde(default)]
+    pub placeholders: Vec<Placeholder>,
+    /// Token-response fields worth keeping (e.g. Salesforce `instance_url`).
+    #[serde(default)]
+    pub token_response_extras: Vec<String>,
+    #[serde(default)]
+    pub quirks: Vec<String>,
+    pub docs_url: Option<String>,
+}
+
+fn default_separator() -> String {
+    " ".to_owned()
+}
+
+impl Provider {
+    /// Fills `{name}` placeholders in a URL template from the connection's `provider_params`.
+    pub fn fill_template(
+        &self,
+        field: &str,
+        template: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<String, ValidationError> {
+        let mut filled = template.to_owned();
+        for placeholder in &self.placeholders {
+            let token = format!("{{{}}}", placeholder.name);
+            if !filled.contains(&token) {
+                continue;
+            }
+            let value = params.get(&placeholder.name).ok_or_else(|| {
+                ValidationError::new(
+                    format!("provider_params.{}", placeholder.name),
+                    format!(
+                        "is required by provider {} ({}, e.g. {})",
+                        self.key, placeholder.description, placeholder.example
+                    ),
+                )
+            })?;
+            check_placeholder_value(placeholder, value)?;
+            filled = filled.replace(&token, value);
+        }
+        if filled.contains('{') || filled.contains('}') {
+            return Err(ValidationError::new(
+                field,
+                format!("provider {} left a placeholder unfilled", self.key),
+            ));
+        }
+        Ok(filled)
+    }
+}
+
+fn check_placeholder_value(placeholder: &Placeholder, value: &str) -> Result<(), ValidationError> {
+    let allowed = |c: char| match placeholder.kind {
+        PlaceholderKind::HostLabel => c.is_ascii_alphanumeric() || c == '-',
+        PlaceholderKind::PathSegment => c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'),
+    };
+    let well_formed = !value.is_empty()
+        && value.len() <= 63
+        && value.chars().all(allowed)
+        && !value.starts_with(['-', '.'])
+        && value != "..";
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            format!("provider_params.{}", placeholder.name),
+            format!(
+                "is not a valid {} (e.g. {})",
+                placeholder.description, placeholder.example
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn salesforce_like() -> Provider {
+        Provider {
+            key: "example".into(),
+            display_name: "Example".into(),
+            authorization_url: Some("https://{instance}.example.com/{tenant}/authorize".into()),
+            token_url: Some("https://{instance}.example.com/{tenant}/token".into()),
+            revocation_url: None,
+            default_scopes: vec![],
+            scope_separator: " ".into(),
+            authorization_params: BTreeMap::new(),
+            token_params: BTreeMap::new(),
+            client_auth: ClientAuthMethod::ClientSecretBasic,
+            grant_types: vec![GrantType::AuthorizationCode],
+            pkce: false,
+            placeholders: vec![
+                Placeholder {
+                    name: "instance".into(),
+                    kind: PlaceholderKind::HostLabel,
+                    description: "instance name".into(),
+                    example: "acme".into(),
+                },
+                Placeholder {
+                    name: "tenant".into(),
+                    kind: PlaceholderKind::PathSegment,
+                    description: "tenant id or domain".into(),
+                    example: "contoso.onmicrosoft.com".into(),
+                },
+            ],
+            token_response_extras: vec![],
+            quirks: vec![],
+            docs_url: None,
+        }
+    }
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn placeholders_are_filled() {
+        let p = salesforce_like();
+        let url = p
+            .fill_template(
+                "token_url",
+                p.token_url.as_deref().unwrap(),
+                &params(&[("instance", "acme"), ("tenant", "contoso.onmicrosoft.com")]),
+            )
+            .unwrap();
+        assert_eq!(
+            url,
+            "https://acme.example.com/contoso.onmicrosoft.com/token"
+        );
+    }
+
+    #[test]
+    fn a_missing_placeholder_names_the_parameter() {
+        let p = salesforce_like();
+        let err = p
+            .fill_template(
+                "token_url",
+                p.token_url.as_deref().unwrap(),
+                &params(&[("tenant", "t")]),
+            )
+            .unwrap_err();
+        assert_eq!(err.field, "provider_params.instance");
+    }
+
+    #[test]
+    fn placeholder_values_cannot_redirect_the_host() {
+        let p = salesforce_like();
+        for evil in ["evil.com/", "a.b", "x@y", "", "-a"] {
+            let result = p.fill_template(
+                "token_url",
+                p.token_url.as_deref().unwrap(),
+                &params(&[("instance", evil), ("tenant", "t")]),
+            );
+            assert!(result.is_err(), "{evil}");
+        }
+        let result = p.fill_template(
+            "token_url",
+            p.token_url.as_deref().unwrap(),
+            &params(&[("instance", "a"), ("tenant", "../x")]),
+        );
+        assert!(result.is_err());
+    }
+}

@@ -1,0 +1,149 @@
+//! Secret values. Each wraps `secrecy`'s `SecretString`: `Debug` prints `[REDACTED]`, there is
+//! no `Display`, the memory is zeroed on drop, and reading one takes an explicit
+//! `expose_secret()` that is easy to find in review.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// A connection's client secret or private key (PEM), as the administrator supplied it.
+#[derive(Clone, Debug)]
+pub struct ClientSecret(SecretString);
+
+impl ClientSecret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self::new)
+    }
+}
+
+/// The PKCE code verifier (RFC 7636), kept server-side in the pending authorization.
+/// Not `Clone`: it is used once, for the one code exchange.
+#[derive(Debug)]
+pub struct PkceVerifier(SecretString);
+
+impl PkceVerifier {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    pub fn expose_secret(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+/// The secret part of a token set: sealed as one envelope, never stored or logged in the clear.
+#[derive(Debug)]
+pub struct TokenSecrets {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub id_token: Option<SecretString>,
+    /// Provider extras kept with the token (e.g. Salesforce `instance_url`). Sealed too: some
+    /// providers put credentials in them.
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The plaintext layout inside the envelope. Borrowing on the way in and owning on the way out
+/// keeps the secrets in as few copies as possible.
+#[derive(Serialize)]
+struct SecretsOut<'a> {
+    access_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<&'a str>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    extra: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct SecretsIn {
+    access_token: String,
+    refresh_token: Option<String>,
+    id_token: Option<String>,
+    #[serde(default)]
+    extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TokenSecrets {
+    /// The plaintext to seal. Zeroed when dropped.
+    pub fn to_plaintext(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let out = SecretsOut {
+            access_token: self.access_token.expose_secret(),
+            refresh_token: self.refresh_token.as_ref().map(|t| t.expose_secret()),
+            id_token: self.id_token.as_ref().map(|t| t.expose_secret()),
+            extra: &self.extra,
+        };
+        // Serializing borrowed strings and a JSON map cannot fail.
+        zeroize::Zeroizing::new(serde_json::to_vec(&out).unwrap_or_default())
+    }
+
+    pub fn from_plaintext(plaintext: &[u8]) -> Result<Self, serde_json::Error> {
+        let parsed: SecretsIn = serde_json::from_slice(plaintext)?;
+        Ok(Self {
+            access_token: SecretString::from(parsed.access_token),
+            refresh_token: parsed.refresh_token.map(SecretString::from),
+            id_token: parsed.id_token.map(SecretString::from),
+            extra: parsed.extra,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print_their_contents() {
+        let client_secret = ClientSecret::new("cs-VALUE-1");
+        let verifier = PkceVerifier::new("pkce-VALUE-2");
+        let tokens = TokenSecrets {
+            access_token: SecretString::from("at-VALUE-3"),
+            refresh_token: Some(SecretString::from("rt-VALUE-4")),
+            id_token: Some(SecretString::from("id-VALUE-5")),
+            extra: serde_json::Map::new(),
+        };
+        let printed = format!("{client_secret:?} {verifier:?} {tokens:?} {tokens:#?}");
+        for value in [
+            "cs-VALUE-1",
+            "pkce-VALUE-2",
+            "at-VALUE-3",
+            "rt-VALUE-4",
+            "id-VALUE-5",
+        ] {
+            assert!(
+                !printed.contains(value),
+                "{value} leaked through Debug: {printed}"
+            );
+        }
+        assert!(printed.contains("REDACTED"));
+    }
+
+    #[test]
+    fn token_secrets_round_trip_through_plaintext() {
+        let mut extra = serde_json::Map::new();
+        extra.insert(
+            "instance_url".into(),
+            "https://acme.my.salesforce.com".into(),
+        );
+        let tokens = TokenSecrets {
+            access_token: SecretString::from("at"),
+            refresh_token: None,
+            id_token: Some(SecretString::from("idt")),
+            extra,
+        };
+        let back = TokenSecrets::from_plaintext(&tokens.to_plaintext()).unwrap();
+        assert_eq!(back.access_token.expose_secret(), "at");
+        assert!(back.refresh_token.is_none());
+        assert_eq!(back.id_token.unwrap().expose_secret(), "idt");
+        assert_eq!(back.extra["instance_url"], "https://acme.my.salesforce.com");
+    }
+}

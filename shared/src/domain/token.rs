@@ -1,0 +1,135 @@
+//! A stored token: what Keyport knows about one connection's token for one owner.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{ConnectionId, Owner};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStatus {
+    Valid,
+    Expired,
+    RefreshFailed,
+    NeedsReauthorization,
+}
+
+impl TokenStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenStatus::Valid => "valid",
+            TokenStatus::Expired => "expired",
+            TokenStatus::RefreshFailed => "refresh_failed",
+            TokenStatus::NeedsReauthorization => "needs_reauthorization",
+        }
+    }
+}
+
+/// Why the last refresh failed, in words safe to show (never a provider response body).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenFailure {
+    pub code: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A refresh in progress: who holds it and until when. Taken and released with conditional
+/// writes on the token's version, so only one refresh runs at a time across all instances.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub holder: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Lease {
+    pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at > now
+    }
+}
+
+/// One token item. The secrets (access, refresh and id tokens, provider extras) are only ever
+/// present as `sealed`, an envelope bound to this connection and owner; everything else is
+/// metadata the refresher and the access rules need without decrypting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredToken {
+    pub connection_id: ConnectionId,
+    pub owner: Owner,
+    pub status: TokenStatus,
+    pub token_type: String,
+    /// The scope the provider granted, as it sent it.
+    pub scope: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the refresher should pick this token up; `None` keeps it out of the due index
+    /// (nothing to refresh with, or it needs a person to authorize again).
+    pub refresh_due_at: Option<DateTime<Utc>>,
+    pub has_refresh_token: bool,
+    pub last_error: Option<TokenFailure>,
+    pub lease: Option<Lease>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The envelope; kept out of the metadata document and stored as binary.
+    #[serde(skip)]
+    pub sealed: Vec<u8>,
+    /// The optimistic-concurrency version; owned by the store.
+    #[serde(skip)]
+    pub version: u64,
+}
+
+impl StoredToken {
+    /// Whether the access token is still good for at least `min_valid` from `now`.
+    /// A token without an expiry is taken at its word until the provider rejects it.
+    pub fn is_usable_for(&self, now: DateTime<Utc>, min_valid: Duration) -> bool {
+        self.status == TokenStatus::Valid
+            && self
+                .expires_at
+                .is_none_or(|expiry| expiry - now >= min_valid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(expires_at: Option<DateTime<Utc>>, status: TokenStatus) -> StoredToken {
+        let now = Utc::now();
+        StoredToken {
+            connection_id: ConnectionId::generate(),
+            owner: Owner::Shared,
+            status,
+            token_type: "Bearer".into(),
+            scope: None,
+            expires_at,
+            refresh_due_at: None,
+            has_refresh_token: true,
+            last_error: None,
+            lease: None,
+            created_at: now,
+            updated_at: now,
+            sealed: vec![],
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn usability_honours_the_minimum_validity() {
+        let now = Utc::now();
+        let t = token(Some(now + Duration::seconds(100)), TokenStatus::Valid);
+        assert!(t.is_usable_for(now, Duration::seconds(60)));
+        assert!(!t.is_usable_for(now, Duration::seconds(120)));
+        assert!(token(None, TokenStatus::Valid).is_usable_for(now, Duration::seconds(60)));
+        let failed = token(
+            Some(now + Duration::hours(1)),
+            TokenStatus::NeedsReauthorization,
+        );
+        assert!(!failed.is_usable_for(now, Duration::zero()));
+    }
+
+    #[test]
+    fn metadata_document_carries_no_envelope() {
+        let mut t = token(None, TokenStatus::Valid);
+        t.sealed = vec![1, 2, 3];
+        let doc = serde_json::to_string(&t).unwrap();
+        assert!(!doc.contains("sealed"));
+        assert!(!doc.contains("version"));
+    }
+}
