@@ -1,1 +1,328 @@
+//! The small traits the use cases ask for. Each back-end (DynamoDB/KMS/Secrets Manager on AWS,
+//! the embedded database and master key file locally) implements them; handlers never know
+//! which one they run on.
 
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use zeroize::Zeroizing;
+
+use crate::domain::{
+    ClientSecret, Connection, ConnectionId, Owner, PendingAuthorization, StateToken, StoredToken,
+};
+
+/// What went wrong in a store. `Conflict` and `NameTaken` are the caller's to resolve (re-read
+/// and retry, or pick another name); `Unavailable` is worth retrying; `Corrupt` is not.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    #[error("a connection named {0:?} already exists")]
+    NameTaken(String),
+    #[error("the {0} was changed by someone else; read it again and retry")]
+    Conflict(&'static str),
+    #[error("a stored {0} could not be read: {1}")]
+    Corrupt(&'static str, String),
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// One page of a listing and the opaque cursor of the next, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// A page request: at most `limit` items, after `cursor` (from a previous [`Page::next`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    pub const MAX_LIMIT: u32 = 1000;
+
+    pub fn first(limit: u32) -> Self {
+        Self {
+            limit,
+            cursor: None,
+        }
+    }
+
+    /// The limit actually applied: at least 1, at most [`Self::MAX_LIMIT`].
+    pub fn effective_limit(&self) -> u32 {
+        self.limit.clamp(1, Self::MAX_LIMIT)
+    }
+}
+
+/// How a token write is guarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The item must not exist yet.
+    Absent,
+    /// The item must be at exactly this version.
+    Version(u64),
+}
+
+/// Which token: a connection and an owner.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    pub connection_id: ConnectionId,
+    pub owner: Owner,
+}
+
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Stores a new connection at version 1. Fails with `NameTaken` if another connection has
+    /// the same name in any letter case, `AlreadyExists` if the id is taken.
+    async fn create_connection(&self, connection: &Connection) -> Result<Connection, StoreError>;
+
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError>;
+
+    /// Connections ordered by name.
+    async fn list_connections(&self, page: PageRequest) -> Result<Page<Connection>, StoreError>;
+
+    /// Replaces the connection if it is still at `connection.version`; returns it at the next
+    /// version. A rename moves the name reservation in the same atomic write.
+    async fn update_connection(&self, connection: &Connection) -> Result<Connection, StoreError>;
+
+    /// Deletes the connection, its name reservation and all of its tokens, if it is still at
+    /// `expected_version`.
+    async fn delete_connection(
+        &self,
+        id: &ConnectionId,
+        expected_version: u64,
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn get_token(&self, key: &TokenKey) -> Result<Option<StoredToken>, StoreError>;
+
+    /// Writes the token if `expect` holds; returns it at its new version (1 for a new item).
+    async fn put_token(
+        &self,
+        token: &StoredToken,
+        expect: Expect,
+    ) -> Result<StoredToken, StoreError>;
+
+    /// Deletes the token if it is at `expected_version`. A missing token is `NotFound`.
+    async fn delete_token(&self, key: &TokenKey, expected_version: u64) -> Result<(), StoreError>;
+
+    /// Every token of one connection (shared and per-user), ordered by owner.
+    async fn list_tokens(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Vec<StoredToken>, StoreError>;
+
+    /// Tokens whose `refresh_due_at` is at or before `due_by`, soonest first, through an index
+    /// (never a scan of the table).
+    async fn due_tokens(
+        &self,
+        due_by: DateTime<Utc>,
+        page: PageRequest,
+    ) -> Result<Page<TokenKey>, StoreError>;
+}
+
+#[async_trait]
+pub trait PendingAuthorizationStore: Send + Sync {
+    /// Stores the record behind a new `state`. Fails with `AlreadyExists` on a collision.
+    async fn put_pending(
+        &self,
+        state: &StateToken,
+        pending: &PendingAuthorization,
+    ) -> Result<(), StoreError>;
+
+    /// Removes and returns the record in one atomic step, so a `state` works once. An expired
+    /// record counts as absent (TTL deletion is eventual), and is removed all the same.
+    async fn take_pending(
+        &self,
+        state: &StateToken,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>, StoreError>;
+}
+
+/// Everything a Keyport instance stores.
+pub trait Store: ConnectionStore + TokenStore + PendingAuthorizationStore {}
+impl<T: ConnectionStore + TokenStore + PendingAuthorizationStore> Store for T {}
+
+/// The context a data key is bound to: what the data key protects (purpose, connection, owner).
+/// KMS enforces it as the encryption context; the local provider as AEAD associated data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyContext(BTreeMap<String, String>);
+
+impl KeyContext {
+    pub fn token(key: &TokenKey) -> Self {
+        Self::from_pairs([
+            ("keyport:purpose", "token"),
+            ("keyport:connection", key.connection_id.as_str()),
+            ("keyport:owner", &key.owner.storage_key()),
+        ])
+    }
+
+    pub fn secret(name: &str) -> Self {
+        Self::from_pairs([
+            ("keyport:purpose", "client_secret"),
+            ("keyport:secret", name),
+        ])
+    }
+
+    fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// An unambiguous byte encoding (length-prefixed, sorted), for use as associated data.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (key, value) in &self.0 {
+            for part in [key, value] {
+                out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                out.extend_from_slice(part.as_bytes());
+            }
+        }
+        out
+    }
+}
+
+/// A fresh 256-bit data key: the plaintext to encrypt with (zeroed on drop) and the same key
+/// wrapped by the master key, to store beside the ciphertext.
+pub struct DataKey {
+    pub plaintext: Zeroizing<[u8; 32]>,
+    pub wrapped: Vec<u8>,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKey")
+            .field("plaintext", &"[REDACTED]")
+            .field("wrapped_len", &self.wrapped.len())
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The wrapped key does not belong to this context or master key, or was altered.
+    #[error("the data key does not match its context (moved or tampered ciphertext)")]
+    Integrity,
+    #[error("the key service is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the master key is unusable: {0}")]
+    MasterKey(String),
+}
+
+#[async_trait]
+pub trait DataKeyProvider: Send + Sync {
+    async fn generate_data_key(&self, context: &KeyContext) -> Result<DataKey, KeyError>;
+
+    async fn decrypt_data_key(
+        &self,
+        wrapped: &[u8],
+        context: &KeyContext,
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError>;
+}
+
+/// Which secret of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecretKind {
+    ClientSecret,
+    PrivateKey,
+}
+
+/// Names one stored secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecretRef {
+    pub connection_id: ConnectionId,
+    pub kind: SecretKind,
+}
+
+impl SecretRef {
+    pub fn client_secret(connection_id: &ConnectionId) -> Self {
+        Self {
+            connection_id: connection_id.clone(),
+            kind: SecretKind::ClientSecret,
+        }
+    }
+
+    pub fn private_key(connection_id: &ConnectionId) -> Self {
+        Self {
+            connection_id: connection_id.clone(),
+            kind: SecretKind::PrivateKey,
+        }
+    }
+
+    /// The name under a store's prefix: `<connection id>/client-secret` or `/private-key`.
+    pub fn name(&self) -> String {
+        let kind = match self.kind {
+            SecretKind::ClientSecret => "client-secret",
+            SecretKind::PrivateKey => "private-key",
+        };
+        format!("{}/{kind}", self.connection_id)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("the secret store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a stored secret could not be decrypted: {0}")]
+    Crypto(String),
+}
+
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Creates or replaces the secret.
+    async fn put_secret(&self, secret: &SecretRef, value: &ClientSecret)
+    -> Result<(), SecretError>;
+
+    async fn get_secret(&self, secret: &SecretRef) -> Result<Option<ClientSecret>, SecretError>;
+
+    /// Deletes the secret; deleting a missing secret succeeds.
+    async fn delete_secret(&self, secret: &SecretRef) -> Result<(), SecretError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_context_encoding_is_unambiguous() {
+        let a = KeyContext::from_pairs([("ab", "c")]);
+        let b = KeyContext::from_pairs([("a", "bc")]);
+        assert_ne!(a.canonical_bytes(), b.canonical_bytes());
+    }
+
+    #[test]
+    fn token_contexts_name_connection_and_owner() {
+        let key = TokenKey {
+            connection_id: ConnectionId::generate(),
+            owner: Owner::Shared,
+        };
+        let context = KeyContext::token(&key);
+        assert_eq!(
+            context.as_map()["keyport:connection"],
+            key.connection_id.as_str()
+        );
+        assert_eq!(context.as_map()["keyport:owner"], "shared");
+    }
+}

@@ -1,1 +1,1 @@
-
+//! The back-ends behind the ports.
