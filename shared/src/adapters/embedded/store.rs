@@ -1,0 +1,475 @@
+//! The embedded implementation of the store ports, with the same semantics as DynamoDB's:
+//! versioned conditional writes, name uniqueness, a due index and single-use pending records.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, TransactionBehavior, params};
+
+use super::db::{EmbeddedDb, sql_error};
+use crate::adapters::records::{
+    corrupt, decode_cursor, due_index_bound, due_index_key, encode_cursor, pending_from_doc,
+    pending_to_doc, token_key_from_due_index,
+};
+use crate::domain::{Connection, ConnectionId, PendingAuthorization, StateToken, StoredToken};
+use crate::ports::{
+    ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, StoreError, TokenKey,
+    TokenStore,
+};
+
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: EmbeddedDb,
+}
+
+impl EmbeddedStore {
+    pub fn new(db: EmbeddedDb) -> Self {
+        Self { db }
+    }
+}
+
+fn connection_from_row(doc: &str, version: i64) -> Result<Connection, StoreError> {
+    let mut connection: Connection = serde_json::from_str(doc).map_err(corrupt("connection"))?;
+    connection.version = version as u64;
+    Ok(connection)
+}
+
+fn token_from_row(doc: &str, sealed: Vec<u8>, version: i64) -> Result<StoredToken, StoreError> {
+    let mut token: StoredToken = serde_json::from_str(doc).map_err(corrupt("token"))?;
+    token.sealed = sealed;
+    token.version = version as u64;
+    Ok(token)
+}
+
+fn connection_doc(connection: &Connection) -> Result<String, StoreError> {
+    serde_json::to_string(connection).map_err(corrupt("connection"))
+}
+
+fn version_param(version: u64) -> Result<i64, StoreError> {
+    i64::try_from(version).map_err(|_| StoreError::Conflict("connection"))
+}
+
+#[async_trait]
+impl ConnectionStore for EmbeddedStore {
+    async fn create_connection(&self, connection: &Connection) -> Result<Connection, StoreError> {
+        let mut stored = connection.clone();
+        stored.version = 1;
+        let doc = connection_doc(&stored)?;
+        let (id, name_key, name) = (
+            stored.id.to_string(),
+            stored.name.uniqueness_key(),
+            stored.name.to_string(),
+        );
+        self.db
+            .run(move |db| {
+                let tx = db
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
+                let id_taken: bool = tx
+                    .query_row("SELECT 1 FROM connections WHERE id = ?1", [&id], |_| Ok(()))
+                    .optional()
+                    .map_err(sql_error)?
+                    .is_some();
+                if id_taken {
+                    return Err(StoreError::AlreadyExists("connection"));
+                }
+                let name_taken = tx
+                    .query_row(
+                        "SELECT 1 FROM connections WHERE name_key = ?1",
+                        [&name_key],
+                        |_| Ok(()),
+                    )
+                    .optional()
+                    .map_err(sql_error)?
+                    .is_some();
+                if name_taken {
+                    return Err(StoreError::NameTaken(name));
+                }
+                tx.execute(
+                    "INSERT INTO connections (id, name_key, doc, version) VALUES (?1, ?2, ?3, 1)",
+                    params![id, name_key, doc],
+                )
+                .map_err(sql_error)?;
+                tx.commit().map_err(sql_error)
+            })
+            .await?;
+        Ok(stored)
+    }
+
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        let id = id.to_string();
+        let row = self
+            .db
+            .run(move |db| {
+                db.query_row(
+                    "SELECT doc, version FROM connections WHERE id = ?1",
+                    [id],
+                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+                )
+                .optional()
+                .map_err(sql_error)
+            })
+            .await?;
+        row.map(|(doc, version)| connection_from_row(&doc, version))
+            .transpose()
+    }
+
+    async fn list_connections(&self, page: PageRequest) -> Result<Page<Connection>, StoreError> {
+        let after: (String, String) = match &page.cursor {
+            Some(cursor) => decode_cursor(cursor)?,
+            None => (String::new(), String::new()),
+        };
+        let limit = page.effective_limit();
+        let rows = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT name_key, id, doc, version FROM connections
+                         WHERE (name_key, id) > (?1, ?2) ORDER BY name_key, id LIMIT ?3",
+                    )
+                    .map_err(sql_error)?;
+                let rows = statement
+                    .query_map(params![after.0, after.1, limit + 1], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, i64>(3)?,
+                        ))
+                    })
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(rows)
+            })
+            .await?;
+        let has_more = rows.len() > limit as usize;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for (name_key, id, doc, version) in rows.into_iter().take(limit as usize) {
+            items.push(connection_from_row(&doc, version)?);
+            last = Some((name_key, id));
+        }
+        let next = if has_more {
+            last.map(|position| encode_cursor(&position))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn update_connection(&self, connection: &Connection) -> Result<Connection, StoreError> {
+        let expected = version_param(connection.version)?;
+        let mut stored = connection.clone();
+        stored.version = connection.version + 1;
+        let doc = connection_doc(&stored)?;
+        let (id, name_key, name) = (
+            stored.id.to_string(),
+            stored.name.uniqueness_key(),
+            stored.name.to_string(),
+        );
+        self.db
+            .run(move |db| {
+                let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+                let current: Option<i64> = tx
+                    .query_row("SELECT version FROM connections WHERE id = ?1", [&id], |row| row.get(0))
+                    .optional()
+                    .map_err(sql_error)?;
+                match current {
+                    None => return Err(StoreError::NotFound("connection")),
+                    Some(version) if version != expected => return Err(StoreError::Conflict("connection")),
+                    Some(_) => {}
+                }
+                let name_owner: Option<String> = tx
+                    .query_row("SELECT id FROM connections WHERE name_key = ?1", [&name_key], |row| row.get(0))
+                    .optional()
+                    .map_err(sql_error)?;
+                if name_owner.is_some_and(|owner| owner != id) {
+                    return Err(StoreError::NameTaken(name));
+                }
+                tx.execute(
+                    "UPDATE connections SET name_key = ?2, doc = ?3, version = version + 1 WHERE id = ?1",
+                    params![id, name_key, doc],
+                )
+                .map_err(sql_error)?;
+                tx.commit().map_err(sql_error)
+            })
+            .await?;
+        Ok(stored)
+    }
+
+    async fn delete_connection(
+        &self,
+        id: &ConnectionId,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let expected = version_param(expected_version)?;
+        let id = id.to_string();
+        self.db
+            .run(move |db| {
+                let tx = db
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
+                let current: Option<i64> = tx
+                    .query_row(
+                        "SELECT version FROM connections WHERE id = ?1",
+                        [&id],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(sql_error)?;
+                match current {
+                    None => return Err(StoreError::NotFound("connection")),
+                    Some(version) if version != expected => {
+                        return Err(StoreError::Conflict("connection"));
+                    }
+                    Some(_) => {}
+                }
+                tx.execute("DELETE FROM tokens WHERE connection_id = ?1", [&id])
+                    .map_err(sql_error)?;
+                tx.execute("DELETE FROM connections WHERE id = ?1", [&id])
+                    .map_err(sql_error)?;
+                tx.commit().map_err(sql_error)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl TokenStore for EmbeddedStore {
+    async fn get_token(&self, key: &TokenKey) -> Result<Option<StoredToken>, StoreError> {
+        let (connection_id, owner) = (key.connection_id.to_string(), key.owner.storage_key());
+        let row = self
+            .db
+            .run(move |db| {
+                db.prepare_cached("SELECT doc, sealed, version FROM tokens WHERE connection_id = ?1 AND owner = ?2")
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row(params![connection_id, owner], |row| {
+                                Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?))
+                            })
+                            .optional()
+                    })
+                    .map_err(sql_error)
+            })
+            .await?;
+        row.map(|(doc, sealed, version)| token_from_row(&doc, sealed, version))
+            .transpose()
+    }
+
+    async fn put_token(
+        &self,
+        token: &StoredToken,
+        expect: Expect,
+    ) -> Result<StoredToken, StoreError> {
+        let mut stored = token.clone();
+        stored.version = match expect {
+            Expect::Absent => 1,
+            Expect::Version(version) => version + 1,
+        };
+        let doc = serde_json::to_string(&stored).map_err(corrupt("token"))?;
+        let key = TokenKey {
+            connection_id: stored.connection_id.clone(),
+            owner: stored.owner.clone(),
+        };
+        let due_key = stored.refresh_due_at.map(|due| due_index_key(due, &key));
+        let (connection_id, owner, sealed, new_version) = (
+            key.connection_id.to_string(),
+            key.owner.storage_key(),
+            stored.sealed.clone(),
+            version_param(stored.version)?,
+        );
+        self.db
+            .run(move |db| {
+                let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+                let current: Option<i64> = tx
+                    .query_row(
+                        "SELECT version FROM tokens WHERE connection_id = ?1 AND owner = ?2",
+                        params![connection_id, owner],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(sql_error)?;
+                match (expect, current) {
+                    (Expect::Absent, Some(_)) => return Err(StoreError::AlreadyExists("token")),
+                    (Expect::Version(_), None) => return Err(StoreError::NotFound("token")),
+                    (Expect::Version(expected), Some(version)) if version != version_param(expected)? => {
+                        return Err(StoreError::Conflict("token"));
+                    }
+                    _ => {}
+                }
+                tx.execute(
+                    "INSERT INTO tokens (connection_id, owner, doc, sealed, due_key, version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (connection_id, owner) DO UPDATE
+                     SET doc = excluded.doc, sealed = excluded.sealed, due_key = excluded.due_key, version = excluded.version",
+                    params![connection_id, owner, doc, sealed, due_key, new_version],
+                )
+                .map_err(sql_error)?;
+                tx.commit().map_err(sql_error)
+            })
+            .await?;
+        Ok(stored)
+    }
+
+    async fn delete_token(&self, key: &TokenKey, expected_version: u64) -> Result<(), StoreError> {
+        let expected = version_param(expected_version)?;
+        let (connection_id, owner) = (key.connection_id.to_string(), key.owner.storage_key());
+        self.db
+            .run(move |db| {
+                let tx = db
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(sql_error)?;
+                let current: Option<i64> = tx
+                    .query_row(
+                        "SELECT version FROM tokens WHERE connection_id = ?1 AND owner = ?2",
+                        params![connection_id, owner],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(sql_error)?;
+                match current {
+                    None => return Err(StoreError::NotFound("token")),
+                    Some(version) if version != expected => {
+                        return Err(StoreError::Conflict("token"));
+                    }
+                    Some(_) => {}
+                }
+                tx.execute(
+                    "DELETE FROM tokens WHERE connection_id = ?1 AND owner = ?2",
+                    params![connection_id, owner],
+                )
+                .map_err(sql_error)?;
+                tx.commit().map_err(sql_error)
+            })
+            .await
+    }
+
+    async fn list_tokens(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        let connection_id = connection_id.to_string();
+        let rows = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached("SELECT doc, sealed, version FROM tokens WHERE connection_id = ?1 ORDER BY owner")
+                    .map_err(sql_error)?;
+                let rows = statement
+                    .query_map([connection_id], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?))
+                    })
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(doc, sealed, version)| token_from_row(&doc, sealed, version))
+            .collect()
+    }
+
+    async fn due_tokens(
+        &self,
+        due_by: DateTime<Utc>,
+        page: PageRequest,
+    ) -> Result<Page<TokenKey>, StoreError> {
+        let after: String = match &page.cursor {
+            Some(cursor) => decode_cursor(cursor)?,
+            None => String::new(),
+        };
+        let bound = due_index_bound(due_by);
+        let limit = page.effective_limit();
+        let keys = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT due_key FROM tokens WHERE due_key IS NOT NULL AND due_key > ?1 AND due_key < ?2
+                         ORDER BY due_key LIMIT ?3",
+                    )
+                    .map_err(sql_error)?;
+                let keys = statement
+                    .query_map(params![after, bound, limit + 1], |row| row.get::<_, String>(0))
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(keys)
+            })
+            .await?;
+        let has_more = keys.len() > limit as usize;
+        let page_keys: Vec<String> = keys.into_iter().take(limit as usize).collect();
+        let next = if has_more {
+            page_keys.last().map(encode_cursor)
+        } else {
+            None
+        };
+        let items = page_keys
+            .iter()
+            .map(|key| token_key_from_due_index(key))
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
+    }
+}
+
+#[async_trait]
+impl PendingAuthorizationStore for EmbeddedStore {
+    async fn put_pending(
+        &self,
+        state: &StateToken,
+        pending: &PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        let (state_key, doc, expires_at) = (
+            state.lookup_key(),
+            pending_to_doc(pending),
+            pending.expires_at.timestamp(),
+        );
+        self.db
+            .run(move |db| {
+                let inserted = db
+                    .execute(
+                        "INSERT INTO pending_authorizations (state_key, doc, expires_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (state_key) DO NOTHING",
+                        params![state_key, doc, expires_at],
+                    )
+                    .map_err(sql_error)?;
+                if inserted == 0 {
+                    return Err(StoreError::AlreadyExists("pending authorization"));
+                }
+                // Expired records are garbage; sweep them while we hold the write lock anyway.
+                db.execute("DELETE FROM pending_authorizations WHERE expires_at < ?1", [Utc::now().timestamp() - 60])
+                    .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn take_pending(
+        &self,
+        state: &StateToken,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        let state_key = state.lookup_key();
+        let doc = self
+            .db
+            .run(move |db| {
+                db.query_row(
+                    "DELETE FROM pending_authorizations WHERE state_key = ?1 RETURNING doc",
+                    [state_key],
+                    |row| row.get::<_, String>(0),
+                )
+                .optional()
+                .map_err(sql_error)
+            })
+            .await?;
+        match doc {
+            Some(doc) => {
+                let pending = pending_from_doc(&doc)?;
+                Ok((!pending.is_expired_at(now)).then_some(pending))
+            }
+            None => Ok(None),
+        }
+    }
+}
