@@ -247,6 +247,8 @@ pub trait DataKeyProvider: Send + Sync {
 pub enum SecretKind {
     ClientSecret,
     PrivateKey,
+    /// The resource owner's password of a legacy password-grant connection.
+    Password,
 }
 
 /// Names one stored secret.
@@ -271,11 +273,19 @@ impl SecretRef {
         }
     }
 
-    /// The name under a store's prefix: `<connection id>/client-secret` or `/private-key`.
+    pub fn password(connection_id: &ConnectionId) -> Self {
+        Self {
+            connection_id: connection_id.clone(),
+            kind: SecretKind::Password,
+        }
+    }
+
+    /// The name under a store's prefix: `<connection id>/client-secret`, `/private-key` or `/password`.
     pub fn name(&self) -> String {
         let kind = match self.kind {
             SecretKind::ClientSecret => "client-secret",
             SecretKind::PrivateKey => "private-key",
+            SecretKind::Password => "password",
         };
         format!("{}/{kind}", self.connection_id)
     }

@@ -1,1 +1,30 @@
-fn main() {}
+//! Keyport's integration tests: one binary, one module per concern. Every back-end-neutral
+//! test runs against both back-ends: the embedded database and the AWS services on moto.
+
+mod conformance;
+mod encryption_at_rest;
+mod fixtures;
+mod kms_calls;
+
+/// Declares each listed `async fn(Backend)` as one test per back-end.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(keyport_tests::backends::embedded().await).await
+                }
+            )*
+        }
+        mod aws {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(keyport_tests::backends::aws().await).await
+                }
+            )*
+        }
+    };
+}

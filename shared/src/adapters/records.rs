@@ -9,9 +9,17 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{ConnectionId, Owner, PendingAuthorization, PkceVerifier, Subject};
 use crate::ports::{StoreError, TokenKey};
 
-/// Fixed-width UTC time, so that strings sort like the times they encode.
+/// A time as fixed-width text, so that strings sort like the times they stand for. Years past
+/// 9999 would grow a `+` and sort first; they are clamped to the last representable instant,
+/// which keeps such a token out of every realistic due window.
 pub fn sortable_time(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    // 9999-12-31T23:59:59.999999Z, the last instant with a four-digit year.
+    const LATEST_MICROS: i64 = 253_402_300_799_999_999;
+    let clamped = match DateTime::from_timestamp_micros(LATEST_MICROS) {
+        Some(latest) if time > latest => latest,
+        _ => time,
+    };
+    clamped.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// The due-index sort key of a token: `<due time>#<connection id>#<owner>`.
@@ -88,8 +96,7 @@ pub fn pending_to_doc(pending: &PendingAuthorization) -> String {
 }
 
 pub fn pending_from_doc(doc: &str) -> Result<PendingAuthorization, StoreError> {
-    let doc: PendingDoc = serde_json::from_str(doc)
-        .map_err(|e| StoreError::Corrupt("pending authorization", e.to_string()))?;
+    let doc: PendingDoc = serde_json::from_str(doc).map_err(corrupt("pending authorization"))?;
     Ok(PendingAuthorization {
         connection_id: doc.connection_id,
         owner: doc.owner,
@@ -102,9 +109,23 @@ pub fn pending_from_doc(doc: &str) -> Result<PendingAuthorization, StoreError> {
     })
 }
 
-/// Serde errors name the failing line and column, never the document's values.
+/// Describes a JSON failure by its kind and position only: serde's messages can quote values,
+/// and a stored document may hold what must not reach a log line.
+pub fn json_error(entity: &'static str, error: &serde_json::Error) -> StoreError {
+    StoreError::Corrupt(
+        entity,
+        format!(
+            "{:?} error at line {} column {}",
+            error.classify(),
+            error.line(),
+            error.column()
+        ),
+    )
+}
+
+/// [`json_error`] for `map_err`.
 pub fn corrupt(entity: &'static str) -> impl Fn(serde_json::Error) -> StoreError {
-    move |e| StoreError::Corrupt(entity, e.to_string())
+    move |e| json_error(entity, &e)
 }
 
 #[cfg(test)]

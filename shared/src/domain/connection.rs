@@ -155,11 +155,19 @@ pub struct ConnectionInput {
     pub client_id: Option<String>,
     pub client_secret: Option<ClientSecret>,
     pub private_key: Option<ClientSecret>,
+    /// The resource owner's password, for the legacy password grant only.
+    pub password: Option<ClientSecret>,
+    pub username: Option<String>,
     pub client_auth: Option<String>,
     pub authorization_url: Option<String>,
     pub token_url: Option<String>,
     pub revocation_url: Option<String>,
+    /// The issuer (RFC 8414 / OpenID): checked against a callback's `iss` (RFC 9207), and the
+    /// base for discovery when a custom connection gives no endpoints.
+    pub issuer: Option<String>,
     pub scopes: Option<ScopesInput>,
+    /// How scopes are joined on the wire; a space unless the provider wants otherwise.
+    pub scope_separator: Option<String>,
     pub audience: Option<String>,
     pub resource: Option<String>,
     pub authorization_params: Option<BTreeMap<String, String>>,
@@ -175,6 +183,7 @@ pub struct ConnectionInput {
 pub struct SubmittedSecrets {
     pub client_secret: Option<ClientSecret>,
     pub private_key: Option<ClientSecret>,
+    pub password: Option<ClientSecret>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,7 +199,10 @@ pub struct Connection {
     pub authorization_url: Option<EndpointUrl>,
     pub token_url: EndpointUrl,
     pub revocation_url: Option<EndpointUrl>,
+    pub issuer: Option<EndpointUrl>,
     pub scopes: Scopes,
+    pub scope_separator: String,
+    pub username: Option<String>,
     pub audience: Option<String>,
     pub resource: Option<String>,
     pub authorization_params: BTreeMap<String, String>,
@@ -199,6 +211,7 @@ pub struct Connection {
     pub status: ConnectionStatus,
     pub client_secret_set: bool,
     pub private_key_set: bool,
+    pub password_set: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
@@ -220,6 +233,7 @@ impl Connection {
         let secrets = SubmittedSecrets {
             client_secret: input.client_secret,
             private_key: input.private_key,
+            password: input.password,
         };
         let fields = Fields {
             name: input.name,
@@ -232,7 +246,10 @@ impl Connection {
             authorization_url: input.authorization_url,
             token_url: input.token_url,
             revocation_url: input.revocation_url,
+            issuer: input.issuer,
             scopes: input.scopes,
+            scope_separator: input.scope_separator,
+            username: input.username,
             audience: input.audience,
             resource: input.resource,
             authorization_params: input.authorization_params,
@@ -248,6 +265,7 @@ impl Connection {
                 version: 0,
                 client_secret_set: secrets.client_secret.is_some(),
                 private_key_set: secrets.private_key.is_some(),
+                password_set: secrets.password.is_some(),
             },
             policy,
         )?;
@@ -263,20 +281,21 @@ impl Connection {
         now: DateTime<Utc>,
         policy: UrlPolicy,
     ) -> Result<(Connection, SubmittedSecrets), ValidationError> {
-        if let Some(expected) = input.version {
-            if expected != self.version {
-                return Err(ValidationError::new(
-                    "version",
-                    format!(
-                        "is {expected} but the connection is at version {}",
-                        self.version
-                    ),
-                ));
-            }
+        if let Some(expected) = input.version
+            && expected != self.version
+        {
+            return Err(ValidationError::new(
+                "version",
+                format!(
+                    "is {expected} but the connection is at version {}",
+                    self.version
+                ),
+            ));
         }
         let secrets = SubmittedSecrets {
             client_secret: input.client_secret,
             private_key: input.private_key,
+            password: input.password,
         };
         let url = |u: &Option<EndpointUrl>| u.as_ref().map(|u| u.as_str().to_owned());
         let fields = Fields {
@@ -316,6 +335,13 @@ impl Connection {
                     .unwrap_or_else(|| self.token_url.as_str().to_owned()),
             ),
             revocation_url: input.revocation_url.or_else(|| url(&self.revocation_url)),
+            issuer: input.issuer.or_else(|| url(&self.issuer)),
+            scope_separator: Some(
+                input
+                    .scope_separator
+                    .unwrap_or_else(|| self.scope_separator.clone()),
+            ),
+            username: input.username.or_else(|| self.username.clone()),
             scopes: Some(input.scopes.unwrap_or_else(|| {
                 ScopesInput::List(self.scopes.iter().map(str::to_owned).collect())
             })),
@@ -347,6 +373,7 @@ impl Connection {
                 version: self.version,
                 client_secret_set: self.client_secret_set || secrets.client_secret.is_some(),
                 private_key_set: self.private_key_set || secrets.private_key.is_some(),
+                password_set: self.password_set || secrets.password.is_some(),
             },
             policy,
         )?;
@@ -366,6 +393,7 @@ struct Identity {
     version: u64,
     client_secret_set: bool,
     private_key_set: bool,
+    password_set: bool,
 }
 
 /// The settable fields, merged and ready for validation.
@@ -380,7 +408,10 @@ struct Fields {
     authorization_url: Option<String>,
     token_url: Option<String>,
     revocation_url: Option<String>,
+    issuer: Option<String>,
     scopes: Option<ScopesInput>,
+    scope_separator: Option<String>,
+    username: Option<String>,
     audience: Option<String>,
     resource: Option<String>,
     authorization_params: Option<BTreeMap<String, String>>,
@@ -475,6 +506,38 @@ impl Fields {
         let token_url =
             EndpointUrl::parse("token_url", &required("token_url", self.token_url)?, policy)?;
         let revocation_url = optional_url("revocation_url", self.revocation_url, policy)?;
+        let issuer = optional_url("issuer", self.issuer, policy)?;
+        let scope_separator = match self.scope_separator {
+            Some(separator) if !separator.is_empty() => {
+                if separator.len() > 3
+                    || separator
+                        .chars()
+                        .any(|c| c.is_control() || c.is_alphanumeric())
+                {
+                    return Err(ValidationError::new(
+                        "scope_separator",
+                        "must be one to three punctuation or space characters",
+                    ));
+                }
+                separator
+            }
+            _ => " ".to_owned(),
+        };
+        let username = optional_text("username", self.username, 256)?;
+        if grant_type == GrantType::Password {
+            if username.is_none() {
+                return Err(ValidationError::new(
+                    "username",
+                    "is required for the password grant",
+                ));
+            }
+            if !identity.password_set {
+                return Err(ValidationError::new(
+                    "password",
+                    "is required for the password grant",
+                ));
+            }
+        }
         if grant_type.is_interactive() && authorization_url.is_none() {
             return Err(ValidationError::new(
                 "authorization_url",
@@ -533,7 +596,10 @@ impl Fields {
             authorization_url,
             token_url,
             revocation_url,
+            issuer,
             scopes,
+            scope_separator,
+            username,
             audience: optional_text("audience", self.audience, 2048)?,
             resource,
             authorization_params: extra_params("authorization_params", self.authorization_params)?,
@@ -542,6 +608,7 @@ impl Fields {
             status: self.status.unwrap_or_default(),
             client_secret_set: identity.client_secret_set,
             private_key_set: identity.private_key_set,
+            password_set: identity.password_set,
             created_at: identity.created_at,
             updated_at: identity.updated_at,
             version: identity.version,
@@ -690,6 +757,35 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(stale.field, "version");
+    }
+
+    #[test]
+    fn the_password_grant_needs_a_username_and_password() {
+        let mut json = with("grant_type", serde_json::json!("password"));
+        assert_eq!(create(json.clone()).unwrap_err().field, "username");
+        json["username"] = serde_json::json!("svc-bot");
+        assert_eq!(create(json.clone()).unwrap_err().field, "password");
+        json["password"] = serde_json::json!("pw");
+        let connection = create(json).unwrap();
+        assert!(connection.password_set);
+        assert_eq!(connection.username.as_deref(), Some("svc-bot"));
+    }
+
+    #[test]
+    fn scope_separators_default_to_a_space_and_are_checked() {
+        assert_eq!(create(valid()).unwrap().scope_separator, " ");
+        assert_eq!(
+            create(with("scope_separator", serde_json::json!(",")))
+                .unwrap()
+                .scope_separator,
+            ","
+        );
+        assert_eq!(
+            create(with("scope_separator", serde_json::json!("and")))
+                .unwrap_err()
+                .field,
+            "scope_separator"
+        );
     }
 
     #[test]

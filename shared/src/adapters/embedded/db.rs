@@ -1,8 +1,8 @@
 //! The database file: created owner-only, opened in WAL mode, migrated on open, and used from
 //! async code through the blocking pool.
 
-use std::fs::{self, OpenOptions};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,14 +55,8 @@ impl EmbeddedDb {
         let unavailable = |what: &str, e: &dyn std::fmt::Display| {
             StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                fs::create_dir_all(dir)
-                    .map_err(|e| unavailable("cannot create the folder of", &e))?;
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| unavailable("cannot restrict the folder of", &e))?;
-            }
-        }
+        super::create_private_parent(path)
+            .map_err(|e| unavailable("cannot create the folder of", &e))?;
         // Create the file owner-only before SQLite opens it; its -wal and -shm files take the
         // database file's permissions.
         OpenOptions::new()

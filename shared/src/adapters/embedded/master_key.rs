@@ -34,13 +34,7 @@ impl LocalMasterKey {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             KeyError::MasterKey(format!("{what} {}: {e}", path.display()))
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                fs::create_dir_all(dir).map_err(|e| fail("cannot create the folder of", &e))?;
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| fail("cannot restrict the folder of", &e))?;
-            }
-        }
+        super::create_private_parent(path).map_err(|e| fail("cannot create the folder of", &e))?;
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -215,6 +209,7 @@ mod tests {
         OpenOptions::new()
             .write(true)
             .create(true)
+            .truncate(true)
             .mode(0o600)
             .open(&path)
             .unwrap()

@@ -1,0 +1,618 @@
+//! How Keyport's domain values are laid out as items of the single DynamoDB table: keys,
+//! attributes, the JSON documents inside them, and the opaque page cursors.
+//!
+//! Decoding never echoes stored values in its errors: a message names the attribute and what
+//! was wrong with it, so no token, verifier or other stored value can leak through an error.
+
+use crate::adapters::records::{pending_from_doc, pending_to_doc};
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::SecondsFormat;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{
+    Connection, ConnectionId, Owner, PendingAuthorization, StateToken, StoredToken,
+};
+use crate::ports::{StoreError, TokenKey};
+
+/// One item as the SDK hands it over.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// Attribute names. The SAM template and the tests rely on them: change them nowhere else.
+pub(crate) mod attr {
+    pub const PK: &str = "pk";
+    pub const SK: &str = "sk";
+    pub const DOC: &str = "doc";
+    pub const VERSION: &str = "version";
+    pub const NAME_KEY: &str = "name_key";
+    pub const GSI1PK: &str = "gsi1pk";
+    pub const GSI1SK: &str = "gsi1sk";
+    pub const SEALED: &str = "sealed";
+    pub const CONNECTION_ID: &str = "connection_id";
+    pub const EXPIRES_AT: &str = "expires_at";
+    pub const TTL: &str = "ttl";
+}
+
+/// The one secondary index: connections by name, tokens by refresh time.
+pub(crate) const GSI1: &str = "gsi1";
+pub(crate) const CONNECTIONS_PARTITION: &str = "CONNECTIONS";
+pub(crate) const DUE_PARTITION: &str = "DUE";
+pub(crate) const TOKEN_SK_PREFIX: &str = "TOKEN#";
+
+const CONNECTION_PK_PREFIX: &str = "CONN#";
+const CONNECTION_SK: &str = "CONN";
+const NAME_PK_PREFIX: &str = "NAME#";
+const NAME_SK: &str = "NAME";
+const STATE_PK_PREFIX: &str = "STATE#";
+const STATE_SK: &str = "STATE";
+
+/// Separates the name from the id in a connection's index sort key. It must sort below every
+/// character a name may hold (names refuse control characters), so that "Alpha" lists before
+/// "Alpha Two": with `#` the space (0x20) would sort first.
+const NAME_ID_SEPARATOR: char = '\u{1f}';
+
+/// Entity names used in errors.
+pub(crate) const CONNECTION: &str = "connection";
+pub(crate) const TOKEN: &str = "token";
+pub(crate) const PENDING: &str = "pending authorization";
+pub(crate) const CURSOR: &str = "cursor";
+
+pub(crate) fn string(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn number(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The version after `version`; a stored version at the very top of the range is corrupt.
+pub(crate) fn next_version(version: u64, entity: &'static str) -> Result<u64, StoreError> {
+    version
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Corrupt(entity, "the version cannot be incremented".into()))
+}
+
+// ---- keys -------------------------------------------------------------------------------
+
+fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([
+        (attr::PK.to_owned(), string(pk)),
+        (attr::SK.to_owned(), string(sk)),
+    ])
+}
+
+/// The partition holding a connection and all of its tokens.
+pub(crate) fn connection_partition(id: &ConnectionId) -> String {
+    format!("{CONNECTION_PK_PREFIX}{id}")
+}
+
+/// The table key of any item: what a delete needs.
+pub(crate) fn item_key(item: &Item) -> Item {
+    [attr::PK, attr::SK]
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), item.get(name)?.clone())))
+        .collect()
+}
+
+pub(crate) fn connection_key(id: &ConnectionId) -> Item {
+    key(connection_partition(id), CONNECTION_SK)
+}
+
+pub(crate) fn name_reservation_key(name_key: &str) -> Item {
+    key(format!("{NAME_PK_PREFIX}{name_key}"), NAME_SK)
+}
+
+pub(crate) fn token_key(token: &TokenKey) -> Item {
+    key(
+        connection_partition(&token.connection_id),
+        format!("{TOKEN_SK_PREFIX}{}", token.owner.storage_key()),
+    )
+}
+
+pub(crate) fn pending_key(state: &StateToken) -> Item {
+    key(format!("{STATE_PK_PREFIX}{}", state.lookup_key()), STATE_SK)
+}
+
+// ---- reading attributes -----------------------------------------------------------------
+
+fn missing(entity: &'static str, name: &str, kind: &str) -> StoreError {
+    StoreError::Corrupt(
+        entity,
+        format!("attribute `{name}` is missing or not {kind}"),
+    )
+}
+
+fn string_attr<'a>(
+    item: &'a Item,
+    name: &str,
+    entity: &'static str,
+) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value),
+        _ => Err(missing(entity, name, "a string")),
+    }
+}
+
+fn number_attr(item: &Item, name: &str, entity: &'static str) -> Result<u64, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value.parse().map_err(|_| {
+            StoreError::Corrupt(entity, format!("attribute `{name}` is not a version"))
+        }),
+        _ => Err(missing(entity, name, "a number")),
+    }
+}
+
+fn binary_attr<'a>(
+    item: &'a Item,
+    name: &str,
+    entity: &'static str,
+) -> Result<&'a [u8], StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::B(value)) => Ok(value.as_ref()),
+        _ => Err(missing(entity, name, "binary")),
+    }
+}
+
+fn json_error(entity: &'static str, _what: &str, err: &serde_json::Error) -> StoreError {
+    crate::adapters::records::json_error(entity, err)
+}
+
+fn parse_doc<T: for<'de> Deserialize<'de>>(
+    item: &Item,
+    entity: &'static str,
+) -> Result<T, StoreError> {
+    let doc = string_attr(item, attr::DOC, entity)?;
+    serde_json::from_str(doc).map_err(|e| json_error(entity, "document", &e))
+}
+
+fn to_doc<T: Serialize>(value: &T, entity: &'static str) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| json_error(entity, "document to write", &e))
+}
+
+pub(crate) fn version_of(item: &Item, entity: &'static str) -> Result<u64, StoreError> {
+    number_attr(item, attr::VERSION, entity)
+}
+
+// ---- connections ------------------------------------------------------------------------
+
+/// The connection item at `version`; the document carries the same version for readability,
+/// but only the `version` attribute counts.
+pub(crate) fn connection_item(connection: &Connection, version: u64) -> Result<Item, StoreError> {
+    let mut stored = connection.clone();
+    stored.version = version;
+    let name_key = connection.name.uniqueness_key();
+    let mut item = connection_key(&connection.id);
+    item.extend([
+        (attr::DOC.to_owned(), string(to_doc(&stored, CONNECTION)?)),
+        (attr::VERSION.to_owned(), number(version)),
+        (attr::GSI1PK.to_owned(), string(CONNECTIONS_PARTITION)),
+        (
+            attr::GSI1SK.to_owned(),
+            string(format!("{name_key}{NAME_ID_SEPARATOR}{}", connection.id)),
+        ),
+        (attr::NAME_KEY.to_owned(), string(name_key)),
+    ]);
+    Ok(item)
+}
+
+/// Reads a connection item (from the table or the index, which projects `doc` and `version`).
+pub(crate) fn connection_from_item(item: &Item) -> Result<Connection, StoreError> {
+    let mut connection: Connection = parse_doc(item, CONNECTION)?;
+    if string_attr(item, attr::PK, CONNECTION)? != connection_partition(&connection.id) {
+        return Err(StoreError::Corrupt(
+            CONNECTION,
+            "the document's id does not match the item's key".into(),
+        ));
+    }
+    connection.version = version_of(item, CONNECTION)?;
+    Ok(connection)
+}
+
+/// The name reservation a stored connection holds. Older items without `name_key` fall back to
+/// the name in the document.
+pub(crate) fn stored_name_key(item: &Item) -> Result<String, StoreError> {
+    match item.get(attr::NAME_KEY) {
+        Some(AttributeValue::S(name_key)) => Ok(name_key.clone()),
+        _ => Ok(connection_from_item(item)?.name.uniqueness_key()),
+    }
+}
+
+pub(crate) fn name_reservation_item(name_key: &str, id: &ConnectionId) -> Item {
+    let mut item = name_reservation_key(name_key);
+    item.insert(attr::CONNECTION_ID.to_owned(), string(id.as_str()));
+    item
+}
+
+// ---- tokens -----------------------------------------------------------------------------
+
+pub(crate) use crate::adapters::records::{
+    due_index_bound as due_bound, due_index_key as due_sort_key,
+};
+
+pub(crate) fn token_item(token: &StoredToken, version: u64) -> Result<Item, StoreError> {
+    let key = TokenKey {
+        connection_id: token.connection_id.clone(),
+        owner: token.owner.clone(),
+    };
+    let mut item = token_key(&key);
+    item.extend([
+        (attr::DOC.to_owned(), string(to_doc(token, TOKEN)?)),
+        (
+            attr::SEALED.to_owned(),
+            AttributeValue::B(Blob::new(token.sealed.clone())),
+        ),
+        (attr::VERSION.to_owned(), number(version)),
+    ]);
+    // Without a due time the item carries no index keys and so drops out of the due index.
+    if let Some(due_at) = token.refresh_due_at {
+        item.insert(attr::GSI1PK.to_owned(), string(DUE_PARTITION));
+        item.insert(attr::GSI1SK.to_owned(), string(due_sort_key(due_at, &key)));
+    }
+    Ok(item)
+}
+
+/// Which token an item is, from its key alone (the due index projects the table keys).
+pub(crate) fn token_key_from_item(item: &Item) -> Result<TokenKey, StoreError> {
+    let corrupt =
+        |what: &str| StoreError::Corrupt(TOKEN, format!("the item's {what} is malformed"));
+    let connection_id = string_attr(item, attr::PK, TOKEN)?
+        .strip_prefix(CONNECTION_PK_PREFIX)
+        .and_then(|id| ConnectionId::parse(id).ok())
+        .ok_or_else(|| corrupt("partition key"))?;
+    let owner = string_attr(item, attr::SK, TOKEN)?
+        .strip_prefix(TOKEN_SK_PREFIX)
+        .and_then(|owner| owner.parse::<Owner>().ok())
+        .ok_or_else(|| corrupt("sort key"))?;
+    Ok(TokenKey {
+        connection_id,
+        owner,
+    })
+}
+
+pub(crate) fn token_from_item(item: &Item) -> Result<StoredToken, StoreError> {
+    let mut token: StoredToken = parse_doc(item, TOKEN)?;
+    // The envelope is decrypted under the document's connection and owner; a document copied to
+    // another item must not pass for that item's token.
+    let key = token_key_from_item(item)?;
+    if key.connection_id != token.connection_id || key.owner != token.owner {
+        return Err(StoreError::Corrupt(
+            TOKEN,
+            "the document's connection or owner does not match the item's key".into(),
+        ));
+    }
+    token.sealed = binary_attr(item, attr::SEALED, TOKEN)?.to_vec();
+    token.version = version_of(item, TOKEN)?;
+    Ok(token)
+}
+
+// ---- pending authorizations -------------------------------------------------------------
+
+pub(crate) fn pending_item(
+    state: &StateToken,
+    pending: &PendingAuthorization,
+) -> Result<Item, StoreError> {
+    let mut item = pending_key(state);
+    item.extend([
+        (attr::DOC.to_owned(), string(pending_to_doc(pending))),
+        (
+            attr::EXPIRES_AT.to_owned(),
+            string(
+                pending
+                    .expires_at
+                    .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            ),
+        ),
+        (attr::TTL.to_owned(), number(pending.expires_at.timestamp())),
+    ]);
+    Ok(item)
+}
+
+pub(crate) fn pending_from_item(item: &Item) -> Result<PendingAuthorization, StoreError> {
+    pending_from_doc(string_attr(item, attr::DOC, PENDING)?)
+}
+
+// ---- page cursors -----------------------------------------------------------------------
+
+/// Every key attribute of an item in the index: what a page of an index query resumes after.
+const INDEX_PAGE_KEY: [&str; 4] = [attr::PK, attr::SK, attr::GSI1PK, attr::GSI1SK];
+
+/// The key to resume an index query after `item`.
+pub(crate) fn index_page_key(item: &Item) -> Item {
+    INDEX_PAGE_KEY
+        .iter()
+        .filter_map(|name| Some(((*name).to_owned(), item.get(*name)?.clone())))
+        .collect()
+}
+
+/// An opaque cursor for a page key: base64url (no padding) of a JSON object of its strings.
+pub(crate) fn encode_cursor(page_key: &Item) -> Result<String, StoreError> {
+    let mut strings = BTreeMap::new();
+    for (name, value) in page_key {
+        match value {
+            AttributeValue::S(text) => strings.insert(name.as_str(), text.as_str()),
+            _ => return Err(missing(CURSOR, name, "a string")),
+        };
+    }
+    let json = to_doc(&strings, CURSOR)?;
+    Ok(URL_SAFE_NO_PAD.encode(json))
+}
+
+/// Reads back a cursor issued for the index partition `partition`. Anything else is refused
+/// here, so a forged or foreign cursor is the caller's error rather than a failed query.
+pub(crate) fn decode_cursor(cursor: &str, partition: &str) -> Result<Item, StoreError> {
+    let refuse = || StoreError::Corrupt(CURSOR, "it is not a cursor this listing issued".into());
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
+    let strings: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
+    let complete = strings.len() == INDEX_PAGE_KEY.len()
+        && INDEX_PAGE_KEY
+            .iter()
+            .all(|name| strings.contains_key(*name));
+    if !complete || strings.get(attr::GSI1PK).map(String::as_str) != Some(partition) {
+        return Err(refuse());
+    }
+    Ok(strings
+        .into_iter()
+        .map(|(name, value)| (name, string(value)))
+        .collect())
+}
+
+/// The index sort key a decoded cursor resumes after.
+pub(crate) fn cursor_sort_key(page_key: &Item) -> Option<&str> {
+    match page_key.get(attr::GSI1SK) {
+        Some(AttributeValue::S(value)) => Some(value),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::domain::{PkceVerifier, Subject, TokenStatus, UrlPolicy};
+
+    fn connection(name: &str) -> Connection {
+        let input = serde_json::from_value(serde_json::json!({
+            "name": name,
+            "grant_type": "authorization_code_pkce",
+            "client_id": "abc",
+            "client_secret": "s3cret",
+            "authorization_url": "https://login.acme.example/authorize",
+            "token_url": "https://login.acme.example/token",
+        }))
+        .unwrap();
+        Connection::create(input, Utc::now(), UrlPolicy::Production)
+            .unwrap()
+            .0
+    }
+
+    fn token(owner: Owner, due: Option<DateTime<Utc>>) -> StoredToken {
+        let now = Utc::now();
+        StoredToken {
+            connection_id: ConnectionId::generate(),
+            owner,
+            status: TokenStatus::Valid,
+            token_type: "Bearer".into(),
+            scope: Some("read".into()),
+            expires_at: Some(now + Duration::hours(1)),
+            refresh_due_at: due,
+            has_refresh_token: true,
+            last_error: None,
+            lease: None,
+            created_at: now,
+            updated_at: now,
+            sealed: vec![9, 8, 7],
+            version: 0,
+        }
+    }
+
+    fn key_of(token: &StoredToken) -> TokenKey {
+        TokenKey {
+            connection_id: token.connection_id.clone(),
+            owner: token.owner.clone(),
+        }
+    }
+
+    fn user(subject: &str) -> Owner {
+        Owner::User(Subject::parse(subject).unwrap())
+    }
+
+    #[test]
+    fn due_sort_keys_sort_like_their_times() {
+        let key = TokenKey {
+            connection_id: ConnectionId::generate(),
+            owner: Owner::Shared,
+        };
+        let base = Utc.with_ymd_and_hms(2024, 9, 30, 23, 59, 59).unwrap();
+        let times = [
+            Utc.with_ymd_and_hms(999, 1, 1, 0, 0, 0).unwrap(),
+            base,
+            base + Duration::microseconds(1),
+            base + Duration::milliseconds(10),
+            base + Duration::seconds(1),
+            base + Duration::days(400),
+            Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).unwrap(),
+        ];
+        let keys: Vec<String> = times.iter().map(|t| due_sort_key(*t, &key)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert!(keys.iter().all(|k| k.len() == keys[0].len()));
+        assert!(keys[1].starts_with("2024-09-30T23:59:59.000000Z#con_"));
+    }
+
+    #[test]
+    fn the_due_bound_includes_exactly_the_tokens_due_by_then() {
+        let due_by = Utc.with_ymd_and_hms(2024, 1, 1, 12, 0, 0).unwrap();
+        let key = TokenKey {
+            connection_id: ConnectionId::generate(),
+            owner: user("zz~last"),
+        };
+        let bound = due_bound(due_by);
+        assert!(due_sort_key(due_by, &key) < bound);
+        assert!(due_sort_key(due_by - Duration::seconds(1), &key) < bound);
+        assert!(due_sort_key(due_by + Duration::microseconds(1), &key) > bound);
+    }
+
+    #[test]
+    fn far_future_due_times_do_not_sort_first() {
+        let key = TokenKey {
+            connection_id: ConnectionId::generate(),
+            owner: Owner::Shared,
+        };
+        let far = Utc.with_ymd_and_hms(20000, 1, 1, 0, 0, 0).unwrap();
+        let now = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        assert!(due_sort_key(far, &key) > due_bound(now));
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        let mut item = token_item(&token(Owner::Shared, Some(Utc::now())), 1).unwrap();
+        let page_key = index_page_key(&item);
+        assert_eq!(page_key.len(), 4);
+        let cursor = encode_cursor(&page_key).unwrap();
+        assert!(
+            cursor
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_eq!(decode_cursor(&cursor, DUE_PARTITION).unwrap(), page_key);
+        assert_eq!(
+            cursor_sort_key(&page_key),
+            item.get(attr::GSI1SK)
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+        );
+
+        let foreign = decode_cursor(&cursor, CONNECTIONS_PARTITION).unwrap_err();
+        assert!(matches!(foreign, StoreError::Corrupt(CURSOR, _)));
+        for bad in ["", "!!!", "e30", &URL_SAFE_NO_PAD.encode(r#"{"pk":"x"}"#)] {
+            assert!(matches!(
+                decode_cursor(bad, DUE_PARTITION),
+                Err(StoreError::Corrupt(CURSOR, _))
+            ));
+        }
+
+        item.insert(attr::GSI1SK.to_owned(), number(1));
+        assert!(encode_cursor(&index_page_key(&item)).is_err());
+    }
+
+    #[test]
+    fn token_keys_parse_from_the_item_key_even_with_separators_in_the_subject() {
+        let stored = token(user("alice#1@example.com"), Some(Utc::now()));
+        let item = token_item(&stored, 1).unwrap();
+        assert_eq!(token_key_from_item(&item).unwrap(), key_of(&stored));
+    }
+
+    #[test]
+    fn tokens_round_trip_and_enter_the_due_index_only_when_due() {
+        let due = token(Owner::Shared, Some(Utc::now()));
+        let item = token_item(&due, 7).unwrap();
+        assert_eq!(item[attr::GSI1PK], string(DUE_PARTITION));
+        assert!(!item[attr::DOC].as_s().unwrap().contains("sealed"));
+        let back = token_from_item(&item).unwrap();
+        assert_eq!(back, StoredToken { version: 7, ..due });
+
+        let idle = token(user("bob"), None);
+        let item = token_item(&idle, 1).unwrap();
+        assert!(!item.contains_key(attr::GSI1PK) && !item.contains_key(attr::GSI1SK));
+        assert_eq!(token_from_item(&item).unwrap().sealed, vec![9, 8, 7]);
+    }
+
+    #[test]
+    fn a_token_document_moved_to_another_key_is_refused() {
+        let alice = token(user("alice"), None);
+        let mut item = token_item(&alice, 1).unwrap();
+        let bob = TokenKey {
+            connection_id: alice.connection_id.clone(),
+            owner: user("bob"),
+        };
+        item.extend(token_key(&bob));
+        assert!(matches!(
+            token_from_item(&item),
+            Err(StoreError::Corrupt(TOKEN, _))
+        ));
+    }
+
+    #[test]
+    fn connections_take_their_version_from_the_attribute() {
+        let conn = connection("Acme CRM");
+        let mut item = connection_item(&conn, 3).unwrap();
+        assert_eq!(item[attr::NAME_KEY], string("acme crm"));
+        item.insert(attr::VERSION.to_owned(), number(5));
+        let back = connection_from_item(&item).unwrap();
+        assert_eq!(back, Connection { version: 5, ..conn });
+        assert_eq!(stored_name_key(&item).unwrap(), "acme crm");
+    }
+
+    #[test]
+    fn connections_list_in_name_order_even_when_one_name_extends_another() {
+        let names = ["Alpha", "alpha two", "Alpha-3", "Beta"];
+        let keys: Vec<String> = names
+            .iter()
+            .map(|name| {
+                let item = connection_item(&connection(name), 1).unwrap();
+                item[attr::GSI1SK].as_s().unwrap().clone()
+            })
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
+
+    #[test]
+    fn corrupt_documents_do_not_echo_their_contents() {
+        let conn = connection("Acme");
+        let mut item = connection_item(&conn, 1).unwrap();
+        item.insert(
+            attr::DOC.to_owned(),
+            string(r#"{"version": "SECRET-LOOKING-VALUE"}"#),
+        );
+        let err = connection_from_item(&item).unwrap_err().to_string();
+        assert!(!err.contains("SECRET-LOOKING-VALUE"), "{err}");
+        item.remove(attr::VERSION);
+        item.insert(
+            attr::DOC.to_owned(),
+            string(to_doc(&conn, CONNECTION).unwrap()),
+        );
+        assert!(matches!(
+            connection_from_item(&item),
+            Err(StoreError::Corrupt(CONNECTION, _))
+        ));
+    }
+
+    #[test]
+    fn pending_authorizations_round_trip_with_their_verifier() {
+        let state = StateToken::generate();
+        let expires_at = Utc.with_ymd_and_hms(2024, 5, 1, 10, 5, 0).unwrap();
+        let pending = PendingAuthorization {
+            connection_id: ConnectionId::generate(),
+            owner: user("alice"),
+            requested_by: Subject::parse("alice").unwrap(),
+            pkce_verifier: Some(PkceVerifier::new("verifier-value")),
+            nonce: Some("n-1".into()),
+            redirect_after: None,
+            created_at: expires_at - Duration::minutes(5),
+            expires_at,
+        };
+        let item = pending_item(&state, &pending).unwrap();
+        assert_eq!(
+            item[attr::PK],
+            string(format!("STATE#{}", state.lookup_key()))
+        );
+        assert_eq!(item[attr::TTL], number(expires_at.timestamp()));
+        assert_eq!(item[attr::EXPIRES_AT], string("2024-05-01T10:05:00Z"));
+        let back = pending_from_item(&item).unwrap();
+        assert_eq!(
+            back.pkce_verifier.unwrap().expose_secret(),
+            "verifier-value"
+        );
+        assert_eq!(back.owner, pending.owner);
+        assert_eq!(back.nonce, pending.nonce);
+        assert_eq!(back.expires_at, expires_at);
+    }
+}

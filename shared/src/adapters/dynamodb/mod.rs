@@ -1,0 +1,686 @@
+//! The DynamoDB back-end of the connection, token and pending-authorization stores: one table,
+//! one index, every update guarded by a condition on the `version` attribute. `codec` lays out
+//! the items; `table` creates the table they live in.
+
+mod codec;
+pub mod table;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, Delete, DeleteRequest, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
+};
+use chrono::{DateTime, Utc};
+
+use self::codec::{Item, attr};
+use crate::domain::{Connection, ConnectionId, PendingAuthorization, StateToken, StoredToken};
+use crate::ports::{
+    ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, StoreError, TokenKey,
+    TokenStore,
+};
+
+pub use self::table::create_table;
+
+/// DynamoDB's code for a transaction item whose condition did not hold.
+const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+/// DynamoDB's limit of requests in one BatchWriteItem.
+const BATCH_SIZE: usize = 25;
+/// How many times a batch is sent while DynamoDB leaves part of it unprocessed (throttling).
+const BATCH_ATTEMPTS: u32 = 8;
+
+/// The stores on one DynamoDB table.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+/// A condition expression with the names and values it uses. Attributes are always referred to
+/// through `#placeholders`, so none of them can collide with a reserved word.
+struct Condition {
+    expression: &'static str,
+    names: HashMap<String, String>,
+    values: Option<HashMap<String, AttributeValue>>,
+    /// Whether a failure should bring back the item as it was, to tell "gone" from "changed".
+    return_old: bool,
+}
+
+impl Condition {
+    /// The item must not exist yet.
+    fn absent() -> Self {
+        Self {
+            expression: "attribute_not_exists(#pk)",
+            names: names(&[attr::PK]),
+            values: None,
+            return_old: false,
+        }
+    }
+
+    /// The item must exist at exactly `expected`.
+    fn at_version(expected: u64) -> Self {
+        Self {
+            expression: "attribute_exists(#pk) AND #version = :expected",
+            names: names(&[attr::PK, attr::VERSION]),
+            values: Some(HashMap::from([(
+                ":expected".to_owned(),
+                codec::number(expected),
+            )])),
+            return_old: true,
+        }
+    }
+
+    /// A name reservation the connection `id` may take or drop: free, or already its own; never
+    /// another connection's. Accepting a missing reservation on release lets a rename or delete
+    /// repair a table where it went missing instead of failing forever.
+    fn reservation_free_or_held_by(id: &ConnectionId) -> Self {
+        Self {
+            expression: "attribute_not_exists(#pk) OR #connection_id = :id",
+            names: names(&[attr::PK, attr::CONNECTION_ID]),
+            values: Some(HashMap::from([(
+                ":id".to_owned(),
+                codec::string(id.as_str()),
+            )])),
+            return_old: false,
+        }
+    }
+
+    fn return_values(&self) -> Option<ReturnValuesOnConditionCheckFailure> {
+        self.return_old
+            .then_some(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+}
+
+/// Puts a condition on a request. The SDK's request builders share these method names but no
+/// trait, hence a macro.
+macro_rules! guarded {
+    ($request:expr, $condition:expr) => {{
+        let condition: Condition = $condition;
+        $request
+            .set_return_values_on_condition_check_failure(condition.return_values())
+            .condition_expression(condition.expression)
+            .set_expression_attribute_names(Some(condition.names))
+            .set_expression_attribute_values(condition.values)
+    }};
+}
+
+/// `#name` placeholders for attribute names.
+fn names(attributes: &[&str]) -> HashMap<String, String> {
+    attributes
+        .iter()
+        .map(|name| (format!("#{name}"), (*name).to_owned()))
+        .collect()
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// A strongly consistent read of one item.
+    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.item.filter(|item| !item.is_empty()))
+    }
+
+    /// Why a version condition failed: the item is gone, or it moved on. `old` is the item
+    /// DynamoDB sent back with the failure; when it sent none, a fresh read decides, since not
+    /// every DynamoDB implementation returns it.
+    async fn version_failure(
+        &self,
+        old: Option<&Item>,
+        key: Item,
+        entity: &'static str,
+    ) -> StoreError {
+        if old.is_some_and(|item| !item.is_empty()) {
+            return StoreError::Conflict(entity);
+        }
+        match self.get(key).await {
+            Ok(Some(_)) => StoreError::Conflict(entity),
+            Ok(None) => StoreError::NotFound(entity),
+            Err(err) => err,
+        }
+    }
+
+    fn put(&self, item: Item, condition: Condition) -> Result<Put, StoreError> {
+        guarded!(
+            Put::builder().table_name(&self.table).set_item(Some(item)),
+            condition
+        )
+        .build()
+        .map_err(unavailable)
+    }
+
+    fn delete(&self, key: Item, condition: Condition) -> Result<Delete, StoreError> {
+        guarded!(
+            Delete::builder().table_name(&self.table).set_key(Some(key)),
+            condition
+        )
+        .build()
+        .map_err(unavailable)
+    }
+
+    /// Runs a transaction. When conditions failed, hands back DynamoDB's reason for each item,
+    /// in request order; any other cancellation (conflicting transactions, throttling) is an
+    /// outage worth retrying.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Result<(), Vec<CancellationReason>>, StoreError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let Err(err) = result else {
+            return Ok(Ok(()));
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+            err.as_service_error()
+        {
+            let reasons = cancelled.cancellation_reasons();
+            if reasons
+                .iter()
+                .any(|reason| reason.code() == Some(CONDITION_FAILED))
+            {
+                return Ok(Err(reasons.to_vec()));
+            }
+        }
+        Err(unavailable(err))
+    }
+
+    /// The stored item of a connection, provided it is still at `expected_version`.
+    async fn connection_at(
+        &self,
+        id: &ConnectionId,
+        expected_version: u64,
+    ) -> Result<Item, StoreError> {
+        let current = self
+            .get(codec::connection_key(id))
+            .await?
+            .ok_or(StoreError::NotFound(codec::CONNECTION))?;
+        if codec::version_of(&current, codec::CONNECTION)? != expected_version {
+            return Err(StoreError::Conflict(codec::CONNECTION));
+        }
+        Ok(current)
+    }
+
+    /// One page of an index partition (connections or due tokens) in sort-key order, only keys
+    /// strictly below `upper_bound` if one is given.
+    async fn index_page(
+        &self,
+        partition: &str,
+        upper_bound: Option<&str>,
+        keys_only: bool,
+        page: &PageRequest,
+    ) -> Result<Page<Item>, StoreError> {
+        let start = page
+            .cursor
+            .as_deref()
+            .map(|cursor| codec::decode_cursor(cursor, partition))
+            .transpose()?;
+        // A cursor at or past the bound (issued for a later `due_by`) has nothing after it, and
+        // DynamoDB would refuse it as outside the key condition.
+        if let (Some(start), Some(bound)) = (&start, upper_bound)
+            && codec::cursor_sort_key(start).is_none_or(|sort_key| sort_key >= bound)
+        {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let limit = page.effective_limit() as usize;
+        let (key_condition, mut attribute_names) = match upper_bound {
+            Some(_) => (
+                "#gsi1pk = :partition AND #gsi1sk < :bound",
+                names(&[attr::GSI1PK, attr::GSI1SK]),
+            ),
+            None => ("#gsi1pk = :partition", names(&[attr::GSI1PK])),
+        };
+        let mut values = HashMap::from([(":partition".to_owned(), codec::string(partition))]);
+        if let Some(bound) = upper_bound {
+            values.insert(":bound".to_owned(), codec::string(bound));
+        }
+        let projection = keys_only.then(|| {
+            attribute_names.extend(names(&[attr::PK, attr::SK, attr::GSI1PK, attr::GSI1SK]));
+            "#pk, #sk, #gsi1pk, #gsi1sk"
+        });
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(codec::GSI1)
+            .key_condition_expression(key_condition)
+            .set_expression_attribute_names(Some(attribute_names))
+            .set_expression_attribute_values(Some(values))
+            .set_projection_expression(projection.map(str::to_owned))
+            .scan_index_forward(true)
+            .set_exclusive_start_key(start)
+            // One more than asked for tells whether another page exists without a second query.
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut items = output.items.unwrap_or_default();
+        let more = items.len() > limit || output.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        items.truncate(limit);
+        // Resuming after the last item returned is exactly what LastEvaluatedKey means; building
+        // the cursor from that item keeps every cursor complete and in one shape.
+        let next = match items.last() {
+            Some(last) if more => Some(codec::encode_cursor(&codec::index_page_key(last))?),
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Every token item of a connection, in owner order, across all result pages.
+    async fn token_items(
+        &self,
+        connection_id: &ConnectionId,
+        keys_only: bool,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .set_expression_attribute_names(Some(names(&[attr::PK, attr::SK])))
+                .expression_attribute_values(
+                    ":pk",
+                    codec::string(codec::connection_partition(connection_id)),
+                )
+                .expression_attribute_values(":prefix", codec::string(codec::TOKEN_SK_PREFIX))
+                .set_projection_expression(keys_only.then(|| "#pk, #sk".to_owned()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key.filter(|key| !key.is_empty()) {
+                Some(key) => start = Some(key),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// Deletes items by key in batches, sending again what DynamoDB leaves unprocessed.
+    async fn delete_all(&self, keys: Vec<Item>) -> Result<(), StoreError> {
+        let mut requests = Vec::with_capacity(keys.len());
+        for key in keys {
+            let delete = DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .map_err(unavailable)?;
+            requests.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        for batch in requests.chunks(BATCH_SIZE) {
+            let mut pending = batch.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                if attempt == BATCH_ATTEMPTS {
+                    return Err(StoreError::Unavailable(
+                        "DynamoDB kept leaving token deletions unprocessed".into(),
+                    ));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                pending = output
+                    .unprocessed_items
+                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
+                    .unwrap_or_default();
+                attempt += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The reason for the transaction item at `index`, if its condition failed.
+fn condition_failed(reasons: &[CancellationReason], index: usize) -> Option<&CancellationReason> {
+    reasons
+        .get(index)
+        .filter(|reason| reason.code() == Some(CONDITION_FAILED))
+}
+
+/// A connection's name reservation held by another connection: the table contradicts itself.
+fn foreign_reservation() -> StoreError {
+    StoreError::Corrupt(
+        codec::CONNECTION,
+        "its name reservation is held by another connection".into(),
+    )
+}
+
+/// 50 ms, doubling per attempt, at most 3.2 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50 << attempt.min(6))
+}
+
+/// Any failure of the SDK or the service, with its chain of causes. DynamoDB's messages name
+/// attributes and types, never the values of an item.
+fn unavailable(err: impl std::error::Error + 'static) -> StoreError {
+    StoreError::Unavailable(DisplayErrorContext(err).to_string())
+}
+
+#[async_trait]
+impl ConnectionStore for DynamoStore {
+    async fn create_connection(&self, connection: &Connection) -> Result<Connection, StoreError> {
+        let name_key = connection.name.uniqueness_key();
+        let items = vec![
+            TransactWriteItem::builder()
+                .put(self.put(codec::connection_item(connection, 1)?, Condition::absent())?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(self.put(
+                    codec::name_reservation_item(&name_key, &connection.id),
+                    Condition::absent(),
+                )?)
+                .build(),
+        ];
+        match self.transact(items).await? {
+            Ok(()) => Ok(Connection {
+                version: 1,
+                ..connection.clone()
+            }),
+            Err(reasons) if condition_failed(&reasons, 0).is_some() => {
+                Err(StoreError::AlreadyExists(codec::CONNECTION))
+            }
+            Err(_) => Err(StoreError::NameTaken(connection.name.to_string())),
+        }
+    }
+
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        self.get(codec::connection_key(id))
+            .await?
+            .map(|item| codec::connection_from_item(&item))
+            .transpose()
+    }
+
+    async fn list_connections(&self, page: PageRequest) -> Result<Page<Connection>, StoreError> {
+        let page = self
+            .index_page(codec::CONNECTIONS_PARTITION, None, false, &page)
+            .await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(codec::connection_from_item)
+                .collect::<Result<_, _>>()?,
+            next: page.next,
+        })
+    }
+
+    async fn update_connection(&self, connection: &Connection) -> Result<Connection, StoreError> {
+        let expected = connection.version;
+        let next = codec::next_version(expected, codec::CONNECTION)?;
+        // The old name reservation is only known from the stored item; the version condition
+        // below guarantees it is still the one read here when the write lands.
+        let current = self.connection_at(&connection.id, expected).await?;
+        let old_name_key = codec::stored_name_key(&current)?;
+        let new_name_key = connection.name.uniqueness_key();
+
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(self.put(
+                    codec::connection_item(connection, next)?,
+                    Condition::at_version(expected),
+                )?)
+                .build(),
+        ];
+        if old_name_key != new_name_key {
+            let release = self.delete(
+                codec::name_reservation_key(&old_name_key),
+                Condition::reservation_free_or_held_by(&connection.id),
+            )?;
+            let take = self.put(
+                codec::name_reservation_item(&new_name_key, &connection.id),
+                Condition::reservation_free_or_held_by(&connection.id),
+            )?;
+            items.push(TransactWriteItem::builder().delete(release).build());
+            items.push(TransactWriteItem::builder().put(take).build());
+        }
+        let Err(reasons) = self.transact(items).await? else {
+            return Ok(Connection {
+                version: next,
+                ..connection.clone()
+            });
+        };
+        Err(if let Some(reason) = condition_failed(&reasons, 0) {
+            let key = codec::connection_key(&connection.id);
+            self.version_failure(reason.item(), key, codec::CONNECTION)
+                .await
+        } else if condition_failed(&reasons, 2).is_some() {
+            StoreError::NameTaken(connection.name.to_string())
+        } else {
+            foreign_reservation()
+        })
+    }
+
+    async fn delete_connection(
+        &self,
+        id: &ConnectionId,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        let current = self.connection_at(id, expected_version).await?;
+        let name_key = codec::stored_name_key(&current)?;
+        let remove = self.delete(
+            codec::connection_key(id),
+            Condition::at_version(expected_version),
+        )?;
+        let release = self.delete(
+            codec::name_reservation_key(&name_key),
+            Condition::reservation_free_or_held_by(id),
+        )?;
+        let items = vec![
+            TransactWriteItem::builder().delete(remove).build(),
+            TransactWriteItem::builder().delete(release).build(),
+        ];
+        if let Err(reasons) = self.transact(items).await? {
+            return Err(match condition_failed(&reasons, 0) {
+                Some(reason) => {
+                    self.version_failure(
+                        reason.item(),
+                        codec::connection_key(id),
+                        codec::CONNECTION,
+                    )
+                    .await
+                }
+                None => foreign_reservation(),
+            });
+        }
+        // Tokens go after the connection: a failure here leaves tokens no connection leads to
+        // (a retry of the delete finds the connection gone), never a connection missing tokens.
+        let keys = self
+            .token_items(id, true)
+            .await?
+            .into_iter()
+            .map(|item| codec::item_key(&item))
+            .collect();
+        self.delete_all(keys).await
+    }
+}
+
+#[async_trait]
+impl TokenStore for DynamoStore {
+    async fn get_token(&self, key: &TokenKey) -> Result<Option<StoredToken>, StoreError> {
+        self.get(codec::token_key(key))
+            .await?
+            .map(|item| codec::token_from_item(&item))
+            .transpose()
+    }
+
+    async fn put_token(
+        &self,
+        token: &StoredToken,
+        expect: Expect,
+    ) -> Result<StoredToken, StoreError> {
+        let (condition, version) = match expect {
+            Expect::Absent => (Condition::absent(), 1),
+            Expect::Version(expected) => (
+                Condition::at_version(expected),
+                codec::next_version(expected, codec::TOKEN)?,
+            ),
+        };
+        // The whole item every time, so the index keys come and go with `refresh_due_at`.
+        let item = codec::token_item(token, version)?;
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let result = guarded!(request, condition).send().await;
+        let err = match result {
+            Ok(_) => {
+                return Ok(StoredToken {
+                    version,
+                    ..token.clone()
+                });
+            }
+            Err(err) => err,
+        };
+        let Some(PutItemError::ConditionalCheckFailedException(failed)) = err.as_service_error()
+        else {
+            return Err(unavailable(err));
+        };
+        Err(match expect {
+            Expect::Absent => StoreError::AlreadyExists(codec::TOKEN),
+            Expect::Version(_) => {
+                let key = TokenKey {
+                    connection_id: token.connection_id.clone(),
+                    owner: token.owner.clone(),
+                };
+                self.version_failure(failed.item(), codec::token_key(&key), codec::TOKEN)
+                    .await
+            }
+        })
+    }
+
+    async fn delete_token(&self, key: &TokenKey, expected_version: u64) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(codec::token_key(key)));
+        let result = guarded!(request, Condition::at_version(expected_version))
+            .send()
+            .await;
+        let Err(err) = result else {
+            return Ok(());
+        };
+        match err.as_service_error() {
+            Some(DeleteItemError::ConditionalCheckFailedException(failed)) => Err(self
+                .version_failure(failed.item(), codec::token_key(key), codec::TOKEN)
+                .await),
+            _ => Err(unavailable(err)),
+        }
+    }
+
+    async fn list_tokens(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        self.token_items(connection_id, false)
+            .await?
+            .iter()
+            .map(codec::token_from_item)
+            .collect()
+    }
+
+    async fn due_tokens(
+        &self,
+        due_by: DateTime<Utc>,
+        page: PageRequest,
+    ) -> Result<Page<TokenKey>, StoreError> {
+        let bound = codec::due_bound(due_by);
+        let page = self
+            .index_page(codec::DUE_PARTITION, Some(&bound), true, &page)
+            .await?;
+        Ok(Page {
+            items: page
+                .items
+                .iter()
+                .map(codec::token_key_from_item)
+                .collect::<Result<_, _>>()?,
+            next: page.next,
+        })
+    }
+}
+
+#[async_trait]
+impl PendingAuthorizationStore for DynamoStore {
+    async fn put_pending(
+        &self,
+        state: &StateToken,
+        pending: &PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        let item = codec::pending_item(state, pending)?;
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let result = guarded!(request, Condition::absent()).send().await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => {
+                    Err(StoreError::AlreadyExists(codec::PENDING))
+                }
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn take_pending(
+        &self,
+        state: &StateToken,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        // Deleting and reading in one call is what makes a state single use: of two concurrent
+        // callbacks only one gets the old item back.
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(codec::pending_key(state)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = output.attributes.filter(|item| !item.is_empty()) else {
+            return Ok(None);
+        };
+        let pending = codec::pending_from_item(&item)?;
+        Ok((!pending.is_expired_at(now)).then_some(pending))
+    }
+}

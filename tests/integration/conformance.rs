@@ -1,0 +1,496 @@
+//! The store, data-key and secret ports' contract, written once and run on both back-ends.
+
+use std::collections::BTreeSet;
+
+use chrono::{Duration, Utc};
+use keyport_shared::domain::{
+    ClientSecret, ConnectionName, Owner, PendingAuthorization, PkceVerifier, StateToken, Subject,
+    TokenStatus,
+};
+use keyport_shared::ports::{
+    Expect, KeyContext, KeyError, PageRequest, SecretRef, StoreError, TokenKey,
+};
+use keyport_tests::backends::Backend;
+
+use crate::fixtures::{connection, key, token, user};
+
+crate::on_both_backends!(
+    connections_round_trip,
+    names_are_unique_in_any_case,
+    stale_or_missing_connections_are_refused,
+    connections_list_in_name_order_across_pages,
+    deleting_a_connection_deletes_its_tokens,
+    token_writes_are_guarded_by_version,
+    tokens_list_per_connection,
+    due_tokens_come_soonest_first_across_pages,
+    pending_authorizations_work_once,
+    expired_pending_authorizations_are_absent,
+    secrets_round_trip,
+    data_keys_are_bound_to_their_context,
+);
+
+async fn connections_round_trip(backend: Backend) {
+    let store = &backend.store;
+    let created = store
+        .create_connection(&connection("Acme CRM"))
+        .await
+        .unwrap();
+    assert_eq!(created.version, 1);
+    let read = store
+        .get_connection(&created.id)
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(read, created);
+
+    let mut changed = read.clone();
+    changed.description = "the CRM".into();
+    let updated = store.update_connection(&changed).await.unwrap();
+    assert_eq!(updated.version, 2);
+    let read = store.get_connection(&created.id).await.unwrap().unwrap();
+    assert_eq!(read.description, "the CRM");
+    assert_eq!(read.version, 2);
+
+    store.delete_connection(&created.id, 2).await.unwrap();
+    assert!(store.get_connection(&created.id).await.unwrap().is_none());
+}
+
+async fn names_are_unique_in_any_case(backend: Backend) {
+    let store = &backend.store;
+    let first = store.create_connection(&connection("Acme")).await.unwrap();
+    let err = store
+        .create_connection(&connection("ACME"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NameTaken(_)), "{err:?}");
+
+    let other = store.create_connection(&connection("Other")).await.unwrap();
+    let mut rename = other.clone();
+    rename.name = ConnectionName::parse("acme").unwrap();
+    let err = store.update_connection(&rename).await.unwrap_err();
+    assert!(matches!(err, StoreError::NameTaken(_)), "{err:?}");
+
+    // Renaming releases the old name and takes the new one atomically.
+    let mut renamed = first.clone();
+    renamed.name = ConnectionName::parse("Acme Renamed").unwrap();
+    store.update_connection(&renamed).await.unwrap();
+    store
+        .create_connection(&connection("acme"))
+        .await
+        .expect("the old name is free again");
+    let err = store
+        .create_connection(&connection("acme renamed"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NameTaken(_)), "{err:?}");
+
+    // Deleting releases the name.
+    store.delete_connection(&other.id, 1).await.unwrap();
+    store
+        .create_connection(&connection("OTHER"))
+        .await
+        .expect("a deleted connection's name is free");
+}
+
+async fn stale_or_missing_connections_are_refused(backend: Backend) {
+    let store = &backend.store;
+    let created = store
+        .create_connection(&connection("Versioned"))
+        .await
+        .unwrap();
+    let err = store.create_connection(&created).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyExists(_) | StoreError::NameTaken(_)),
+        "{err:?}"
+    );
+
+    let current = store.update_connection(&created).await.unwrap();
+    let mut stale = created.clone();
+    stale.description = "lost update".into();
+    let err = store.update_connection(&stale).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = store
+        .delete_connection(&created.id, created.version)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let read = store.get_connection(&created.id).await.unwrap().unwrap();
+    assert_eq!(read, current, "refused writes change nothing");
+
+    let missing = connection("Missing");
+    assert!(store.get_connection(&missing.id).await.unwrap().is_none());
+    let mut missing_v1 = missing.clone();
+    missing_v1.version = 1;
+    let err = store.update_connection(&missing_v1).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store.delete_connection(&missing.id, 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+async fn connections_list_in_name_order_across_pages(backend: Backend) {
+    let store = &backend.store;
+    let names = ["delta", "Alpha", "echo", "charlie", "Bravo"];
+    for name in names {
+        store.create_connection(&connection(name)).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut request = PageRequest::first(2);
+    let mut pages = 0;
+    loop {
+        let page = store.list_connections(request.clone()).await.unwrap();
+        assert!(page.items.len() <= 2);
+        pages += 1;
+        seen.extend(page.items.into_iter().map(|c| c.name.to_string()));
+        match page.next {
+            Some(cursor) => request.cursor = Some(cursor),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(seen, ["Alpha", "Bravo", "charlie", "delta", "echo"]);
+    assert!((3..=4).contains(&pages), "{pages} pages");
+
+    let bad = PageRequest {
+        limit: 2,
+        cursor: Some("not-a-cursor!".into()),
+    };
+    assert!(matches!(
+        store.list_connections(bad).await,
+        Err(StoreError::Corrupt(..))
+    ));
+}
+
+async fn deleting_a_connection_deletes_its_tokens(backend: Backend) {
+    let store = &backend.store;
+    let doomed = store
+        .create_connection(&connection("Doomed"))
+        .await
+        .unwrap();
+    let kept = store.create_connection(&connection("Kept")).await.unwrap();
+    for (connection_id, owner) in [
+        (&doomed.id, Owner::Shared),
+        (&doomed.id, user("alice")),
+        (&kept.id, Owner::Shared),
+    ] {
+        let key = TokenKey {
+            connection_id: connection_id.clone(),
+            owner,
+        };
+        store
+            .put_token(&token(&key, Some(Utc::now())), Expect::Absent)
+            .await
+            .unwrap();
+    }
+    store.delete_connection(&doomed.id, 1).await.unwrap();
+    assert!(store.list_tokens(&doomed.id).await.unwrap().is_empty());
+    assert_eq!(store.list_tokens(&kept.id).await.unwrap().len(), 1);
+    let due = store
+        .due_tokens(Utc::now() + Duration::seconds(1), PageRequest::first(100))
+        .await
+        .unwrap();
+    assert_eq!(due.items.len(), 1, "deleted tokens leave the due index");
+}
+
+async fn token_writes_are_guarded_by_version(backend: Backend) {
+    let store = &backend.store;
+    let key = key(Owner::Shared);
+    assert!(store.get_token(&key).await.unwrap().is_none());
+
+    let first = store
+        .put_token(&token(&key, None), Expect::Absent)
+        .await
+        .unwrap();
+    assert_eq!(first.version, 1);
+    let err = store
+        .put_token(&token(&key, None), Expect::Absent)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+
+    let read = store.get_token(&key).await.unwrap().unwrap();
+    assert_eq!(read, first);
+
+    let mut refreshed = read.clone();
+    refreshed.status = TokenStatus::NeedsReauthorization;
+    refreshed.sealed = vec![1, 2, 3];
+    let second = store
+        .put_token(&refreshed, Expect::Version(1))
+        .await
+        .unwrap();
+    assert_eq!(second.version, 2);
+    let err = store
+        .put_token(&refreshed, Expect::Version(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let read = store.get_token(&key).await.unwrap().unwrap();
+    assert_eq!(read.status, TokenStatus::NeedsReauthorization);
+    assert_eq!(read.sealed, vec![1, 2, 3]);
+    assert_eq!(read.version, 2);
+
+    let missing = crate::fixtures::key(user("nobody"));
+    let err = store
+        .put_token(&token(&missing, None), Expect::Version(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    let err = store.delete_token(&key, 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    store.delete_token(&key, 2).await.unwrap();
+    assert!(store.get_token(&key).await.unwrap().is_none());
+    let err = store.delete_token(&key, 2).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+}
+
+async fn tokens_list_per_connection(backend: Backend) {
+    let store = &backend.store;
+    let shared = key(Owner::Shared);
+    let owners = [Owner::Shared, user("bob"), user("alice")];
+    for owner in owners.clone() {
+        let key = TokenKey {
+            connection_id: shared.connection_id.clone(),
+            owner,
+        };
+        store
+            .put_token(&token(&key, None), Expect::Absent)
+            .await
+            .unwrap();
+    }
+    let elsewhere = key(Owner::Shared);
+    store
+        .put_token(&token(&elsewhere, None), Expect::Absent)
+        .await
+        .unwrap();
+
+    let listed: BTreeSet<Owner> = store
+        .list_tokens(&shared.connection_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.owner)
+        .collect();
+    assert_eq!(listed, owners.into_iter().collect());
+}
+
+async fn due_tokens_come_soonest_first_across_pages(backend: Backend) {
+    let store = &backend.store;
+    let now = Utc::now();
+    let mut expected = Vec::new();
+    // Written out of order, so the order read back comes from the index.
+    for minutes in [3, 0, 6, 1, 5, 2, 4] {
+        let key = key(user(&format!("user-{minutes}")));
+        store
+            .put_token(
+                &token(&key, Some(now - Duration::minutes(minutes))),
+                Expect::Absent,
+            )
+            .await
+            .unwrap();
+        expected.push((minutes, key));
+    }
+    expected.sort_by_key(|(minutes, _)| -minutes);
+    let later = key(Owner::Shared);
+    store
+        .put_token(
+            &token(&later, Some(now + Duration::minutes(5))),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+    let never = key(Owner::Shared);
+    store
+        .put_token(&token(&never, None), Expect::Absent)
+        .await
+        .unwrap();
+    // Leaving the index: a due token that no longer needs refreshing.
+    let leaving = key(Owner::Shared);
+    let stored = store
+        .put_token(
+            &token(&leaving, Some(now - Duration::hours(1))),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+    let mut settled = stored.clone();
+    settled.refresh_due_at = None;
+    store
+        .put_token(&settled, Expect::Version(stored.version))
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut request = PageRequest::first(3);
+    for _ in 0..10 {
+        let page = store.due_tokens(now, request.clone()).await.unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items);
+        match page.next {
+            Some(cursor) => request.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    let expected: Vec<TokenKey> = expected.into_iter().map(|(_, key)| key).collect();
+    assert_eq!(seen, expected);
+}
+
+fn pending(owner: Owner, expires_in: Duration) -> PendingAuthorization {
+    let now = Utc::now();
+    PendingAuthorization {
+        connection_id: keyport_shared::domain::ConnectionId::generate(),
+        owner,
+        requested_by: Subject::parse("admin@example.com").unwrap(),
+        pkce_verifier: Some(PkceVerifier::new("verifier-abc")),
+        nonce: Some("nonce-xyz".into()),
+        redirect_after: Some("https://app.example.com/done".into()),
+        created_at: now,
+        expires_at: now + expires_in,
+    }
+}
+
+async fn pending_authorizations_work_once(backend: Backend) {
+    let store = &backend.store;
+    let state = StateToken::generate();
+    let record = pending(user("carol"), Duration::minutes(10));
+    store.put_pending(&state, &record).await.unwrap();
+    let err = store.put_pending(&state, &record).await.unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+
+    let taken = store
+        .take_pending(&state, Utc::now())
+        .await
+        .unwrap()
+        .expect("live state");
+    assert_eq!(taken.connection_id, record.connection_id);
+    assert_eq!(taken.owner, record.owner);
+    assert_eq!(taken.requested_by, record.requested_by);
+    assert_eq!(taken.pkce_verifier.unwrap().expose_secret(), "verifier-abc");
+    assert_eq!(taken.nonce, record.nonce);
+    assert_eq!(taken.redirect_after, record.redirect_after);
+    assert_eq!(taken.expires_at, record.expires_at);
+
+    assert!(
+        store
+            .take_pending(&state, Utc::now())
+            .await
+            .unwrap()
+            .is_none(),
+        "a state works once"
+    );
+    assert!(
+        store
+            .take_pending(&StateToken::generate(), Utc::now())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn expired_pending_authorizations_are_absent(backend: Backend) {
+    let store = &backend.store;
+    let state = StateToken::generate();
+    store
+        .put_pending(&state, &pending(Owner::Shared, Duration::minutes(5)))
+        .await
+        .unwrap();
+    // Read as if ten minutes had passed: TTL deletion has not happened, the record is still
+    // there, and it must not be honoured.
+    let later = Utc::now() + Duration::minutes(10);
+    assert!(store.take_pending(&state, later).await.unwrap().is_none());
+    assert!(
+        store
+            .take_pending(&state, Utc::now())
+            .await
+            .unwrap()
+            .is_none(),
+        "and it is gone"
+    );
+}
+
+async fn secrets_round_trip(backend: Backend) {
+    let secrets = &backend.secrets;
+    let connection = connection("Secretive");
+    let reference = SecretRef::client_secret(&connection.id);
+    let private_key = SecretRef::private_key(&connection.id);
+    assert!(secrets.get_secret(&reference).await.unwrap().is_none());
+
+    let reserved = "s3cr:t+/=%&x?#y";
+    secrets
+        .put_secret(&reference, &ClientSecret::new(reserved))
+        .await
+        .unwrap();
+    secrets
+        .put_secret(
+            &private_key,
+            &ClientSecret::new("-----BEGIN PRIVATE KEY-----"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        secrets
+            .get_secret(&reference)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        reserved
+    );
+
+    secrets
+        .put_secret(&reference, &ClientSecret::new("rotated"))
+        .await
+        .unwrap();
+    assert_eq!(
+        secrets
+            .get_secret(&reference)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "rotated"
+    );
+    assert_eq!(
+        secrets
+            .get_secret(&private_key)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "-----BEGIN PRIVATE KEY-----"
+    );
+
+    secrets.delete_secret(&reference).await.unwrap();
+    assert!(secrets.get_secret(&reference).await.unwrap().is_none());
+    secrets
+        .delete_secret(&reference)
+        .await
+        .expect("deleting twice is fine");
+    assert!(
+        secrets.get_secret(&private_key).await.unwrap().is_some(),
+        "only the named secret goes"
+    );
+}
+
+async fn data_keys_are_bound_to_their_context(backend: Backend) {
+    let context = KeyContext::token(&key(Owner::Shared));
+    let data_key = backend.keys.generate_data_key(&context).await.unwrap();
+    assert_ne!(data_key.wrapped.as_slice(), &data_key.plaintext[..]);
+    let unwrapped = backend
+        .keys
+        .decrypt_data_key(&data_key.wrapped, &context)
+        .await
+        .unwrap();
+    assert_eq!(*unwrapped, *data_key.plaintext);
+
+    let other = KeyContext::token(&key(Owner::Shared));
+    let err = backend
+        .keys
+        .decrypt_data_key(&data_key.wrapped, &other)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, KeyError::Integrity),
+        "{}: {err:?}",
+        backend.name
+    );
+}

@@ -1,0 +1,162 @@
+//! Each back-end assembled for one test, with its own resources, and a raw view of what it
+//! stored for the tests that must look beneath the ports.
+
+use std::sync::Arc;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use keyport_shared::adapters::aws::{KmsDataKeys, RequestCounter, SecretsManagerStore};
+use keyport_shared::adapters::dynamodb::{DynamoStore, create_table};
+use keyport_shared::adapters::embedded::{
+    EmbeddedDb, EmbeddedSecretStore, EmbeddedStore, LocalMasterKey,
+};
+use keyport_shared::crypto::{EnvelopeCipher, KeyCacheLimits};
+use keyport_shared::ports::{DataKeyProvider, SecretStore, Store, TokenKey};
+
+use crate::moto::Moto;
+
+pub enum Raw {
+    Embedded(EmbeddedDb),
+    Dynamo {
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+    },
+}
+
+pub struct Backend {
+    pub name: &'static str,
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub keys: Arc<dyn DataKeyProvider>,
+    pub raw: Raw,
+    /// KMS requests sent by `keys` (AWS only).
+    pub kms_requests: Option<RequestCounter>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Backend {
+    /// A fresh cipher over this back-end's keys, with a cold cache.
+    pub fn cipher(&self) -> EnvelopeCipher {
+        EnvelopeCipher::new(self.keys.clone(), KeyCacheLimits::default())
+    }
+
+    /// Every byte the store holds for one token item, attribute values and column values alike.
+    pub async fn raw_token_bytes(&self, key: &TokenKey) -> Vec<u8> {
+        match &self.raw {
+            Raw::Embedded(db) => {
+                let conn = rusqlite::Connection::open(db.path()).expect("open the database file");
+                conn.query_row(
+                    "SELECT * FROM tokens WHERE connection_id = ?1 AND owner = ?2",
+                    [key.connection_id.as_str(), &key.owner.storage_key()],
+                    |row| {
+                        let mut bytes = Vec::new();
+                        for index in 0..row.as_ref().column_count() {
+                            match row.get_ref(index)? {
+                                rusqlite::types::ValueRef::Text(t)
+                                | rusqlite::types::ValueRef::Blob(t) => bytes.extend_from_slice(t),
+                                other => bytes.extend_from_slice(format!("{other:?}").as_bytes()),
+                            }
+                            bytes.push(b'\n');
+                        }
+                        Ok(bytes)
+                    },
+                )
+                .expect("the token row exists")
+            }
+            Raw::Dynamo { client, table } => {
+                let item = client
+                    .get_item()
+                    .table_name(table)
+                    .key(
+                        "pk",
+                        AttributeValue::S(format!("CONN#{}", key.connection_id)),
+                    )
+                    .key("sk", AttributeValue::S(format!("TOKEN#{}", key.owner)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .expect("GetItem")
+                    .item
+                    .expect("the token item exists");
+                let mut bytes = Vec::new();
+                for (name, value) in item {
+                    bytes.extend_from_slice(name.as_bytes());
+                    bytes.push(b'=');
+                    match value {
+                        AttributeValue::S(s) | AttributeValue::N(s) => {
+                            bytes.extend_from_slice(s.as_bytes())
+                        }
+                        AttributeValue::B(b) => bytes.extend_from_slice(b.as_ref()),
+                        other => bytes.extend_from_slice(format!("{other:?}").as_bytes()),
+                    }
+                    bytes.push(b'\n');
+                }
+                bytes
+            }
+        }
+    }
+}
+
+pub async fn embedded() -> Backend {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let db = EmbeddedDb::open(&dir.path().join("keyport.db")).expect("open the embedded database");
+    let keys: Arc<dyn DataKeyProvider> = Arc::new(
+        LocalMasterKey::load_or_create(&dir.path().join("master.key")).expect("master key"),
+    );
+    let cipher = Arc::new(EnvelopeCipher::new(keys.clone(), KeyCacheLimits::default()));
+    Backend {
+        name: "embedded",
+        store: Arc::new(EmbeddedStore::new(db.clone())),
+        secrets: Arc::new(EmbeddedSecretStore::new(db.clone(), cipher)),
+        keys,
+        raw: Raw::Embedded(db),
+        kms_requests: None,
+        _dir: Some(dir),
+    }
+}
+
+pub async fn aws() -> Backend {
+    let moto = Moto::get();
+    let sdk = moto.sdk_config();
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let table = format!("keyport-test-{unique}");
+    create_table(&dynamodb, &table)
+        .await
+        .expect("create the DynamoDB table");
+
+    let kms_requests = RequestCounter::new();
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::config::Builder::from(&sdk)
+            .interceptor(kms_requests.clone())
+            .build(),
+    );
+    let key_id = kms
+        .create_key()
+        .description("keyport test key")
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata
+        .expect("key metadata")
+        .key_id;
+    let keys: Arc<dyn DataKeyProvider> = Arc::new(KmsDataKeys::new(kms, key_id));
+
+    let secrets = SecretsManagerStore::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        format!("keyport-test/{unique}/"),
+    )
+    .with_immediate_deletion();
+    Backend {
+        name: "aws",
+        store: Arc::new(DynamoStore::new(dynamodb.clone(), table.clone())),
+        secrets: Arc::new(secrets),
+        keys,
+        raw: Raw::Dynamo {
+            client: dynamodb,
+            table,
+        },
+        kms_requests: Some(kms_requests),
+        _dir: None,
+    }
+}
