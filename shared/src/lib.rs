@@ -6,6 +6,9 @@
 //! - [`adapters`]: the back-ends behind the ports (DynamoDB/KMS/Secrets Manager, embedded SQLite).
 
 pub mod adapters;
+pub mod catalog;
 pub mod crypto;
 pub mod domain;
+pub mod oauth;
 pub mod ports;
+pub mod service;

@@ -5,6 +5,7 @@ mod conformance;
 mod encryption_at_rest;
 mod fixtures;
 mod kms_calls;
+mod oauth_flows;
 
 /// Declares each listed `async fn(Backend)` as one test per back-end.
 #[macro_export]

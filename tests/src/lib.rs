@@ -2,7 +2,10 @@
 //! and builds each back-end against them.
 
 pub mod backends;
+pub mod keyport;
+pub mod logs;
 pub mod moto;
+pub mod oidc;
 
 use std::path::PathBuf;
 

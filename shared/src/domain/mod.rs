@@ -7,6 +7,7 @@ mod ids;
 mod pending;
 mod principal;
 mod provider;
+mod provider_defaults;
 mod scopes;
 mod secret;
 mod token;

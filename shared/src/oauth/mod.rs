@@ -1,0 +1,16 @@
+//! OAuth 2.0 with providers: authorization URLs, callbacks, every grant, refresh, revocation,
+//! discovery, and the errors providers answer with.
+
+mod assertion;
+mod callback;
+mod client;
+mod discovery;
+mod error;
+mod response;
+mod revocation;
+
+pub use callback::{CallbackOutcome, CallbackParams};
+pub use client::{AuthorizationStart, ClientCredentials, OAuthClient, OAuthSettings};
+pub use discovery::{DiscoveredEndpoints, discover};
+pub use error::OAuthError;
+pub use response::{ProviderTokenResponse, TokenGrant};

@@ -1,0 +1,108 @@
+//! The access rules of DESIGN.md, in one place: administrators (any configured administrator
+//! role, the `manage_connections` permission) manage connections and hold shared tokens; a
+//! token is read only by a role invited to its connection; a user's own token only by that user.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use super::error::ServiceError;
+use crate::domain::{Connection, Owner, Principal, Role, ValidationError};
+
+/// Which token a caller asks for: the connection's shared one, or the caller's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerRequest {
+    Shared,
+    User,
+}
+
+impl FromStr for OwnerRequest {
+    type Err = ValidationError;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "shared" => Ok(OwnerRequest::Shared),
+            "user" => Ok(OwnerRequest::User),
+            _ => Err(ValidationError::new(
+                "owner",
+                "must be \"shared\" or \"user\"",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessRules {
+    pub admin_roles: BTreeSet<Role>,
+}
+
+impl AccessRules {
+    pub fn is_admin(&self, principal: &Principal) -> bool {
+        principal.has_any_role(&self.admin_roles)
+    }
+
+    pub fn require_admin(&self, principal: &Principal) -> Result<(), ServiceError> {
+        if self.is_admin(principal) {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(
+                "managing connections needs an administrator role".into(),
+            ))
+        }
+    }
+
+    /// Who may start an authorization: administrators for the shared token, an invited role
+    /// for one's own.
+    pub fn authorization_owner(
+        &self,
+        principal: &Principal,
+        connection: &Connection,
+        request: OwnerRequest,
+    ) -> Result<Owner, ServiceError> {
+        match request {
+            OwnerRequest::Shared => {
+                self.require_admin(principal)?;
+                Ok(Owner::Shared)
+            }
+            OwnerRequest::User => {
+                self.require_invited(principal, connection)?;
+                Ok(Owner::User(principal.subject.clone()))
+            }
+        }
+    }
+
+    /// Who may read, refresh or disconnect a token: an invited role; for the shared token an
+    /// administrator too (they hold it). A user's token is only ever its own subject's: the
+    /// owner is derived from the caller, never taken from the request.
+    pub fn token_owner(
+        &self,
+        principal: &Principal,
+        connection: &Connection,
+        request: OwnerRequest,
+    ) -> Result<Owner, ServiceError> {
+        match request {
+            OwnerRequest::Shared => {
+                if !self.is_admin(principal) {
+                    self.require_invited(principal, connection)?;
+                }
+                Ok(Owner::Shared)
+            }
+            OwnerRequest::User => {
+                self.require_invited(principal, connection)?;
+                Ok(Owner::User(principal.subject.clone()))
+            }
+        }
+    }
+
+    fn require_invited(
+        &self,
+        principal: &Principal,
+        connection: &Connection,
+    ) -> Result<(), ServiceError> {
+        if connection.is_invited(&principal.roles) {
+            Ok(())
+        } else {
+            Err(ServiceError::Forbidden(
+                "none of your roles is invited to this connection".into(),
+            ))
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Starting an authorization (the URL a person visits) and finishing it at the callback.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use url::Url;
+
+use super::access::OwnerRequest;
+use super::{Keyport, ServiceError};
+use crate::crypto::constant_time_eq;
+use crate::domain::{
+    ConnectionId, Owner, PendingAuthorization, Principal, StateToken, UrlPolicy, ValidationError,
+};
+use crate::oauth::{CallbackOutcome, CallbackParams, OAuthError, TokenGrant};
+use crate::ports::TokenKey;
+
+pub struct AuthorizationStarted {
+    pub authorization_url: Url,
+    /// The `state` in the URL; returned so a client can correlate the callback.
+    pub state: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for AuthorizationStarted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationStarted")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct AuthorizationCompleted {
+    pub connection_id: ConnectionId,
+    pub owner: Owner,
+    /// Where to send the browser now, if the authorization was started with an allowed one.
+    pub redirect_after: Option<String>,
+}
+
+impl Keyport {
+    pub async fn start_authorization(
+        &self,
+        principal: &Principal,
+        id: &ConnectionId,
+        owner: OwnerRequest,
+        redirect_after: Option<&str>,
+    ) -> Result<AuthorizationStarted, ServiceError> {
+        let connection = self.load_connection(id).await?;
+        let owner = self
+            .access
+            .authorization_owner(principal, &connection, owner)?;
+        let redirect_after = redirect_after
+            .map(|url| self.check_redirect(url))
+            .transpose()?;
+        let state = StateToken::generate();
+        let start = self
+            .oauth
+            .start_authorization(&connection, &state)
+            .map_err(|e| match e {
+                OAuthError::Configuration(reason) => {
+                    ServiceError::Invalid(ValidationError::new("grant_type", reason))
+                }
+                other => ServiceError::Provider(other),
+            })?;
+        let now = Utc::now();
+        let expires_at = now + self.settings.pending_lifetime;
+        let pending = PendingAuthorization {
+            connection_id: connection.id.clone(),
+            owner,
+            requested_by: principal.subject.clone(),
+            pkce_verifier: start.pkce_verifier,
+            nonce: start.nonce,
+            redirect_after,
+            created_at: now,
+            expires_at,
+        };
+        self.store.put_pending(&state, &pending).await?;
+        Ok(AuthorizationStarted {
+            authorization_url: start.url,
+            state: state.expose_secret().to_owned(),
+            expires_at,
+        })
+    }
+
+    /// Finishes an authorization from the callback's raw query string. The `state` is taken
+    /// (deleted) first, so it works once whatever happens next.
+    pub async fn complete_authorization(
+        &self,
+        query: &str,
+    ) -> Result<AuthorizationCompleted, ServiceError> {
+        let params = CallbackParams::parse(query)?;
+        let pending = self
+            .store
+            .take_pending(&params.state, Utc::now())
+            .await?
+            .ok_or(ServiceError::InvalidState)?;
+        let connection = self.load_connection(&pending.connection_id).await?;
+        if let (Some(received), Some(expected)) = (&params.iss, &connection.issuer)
+            && !same_issuer(received, expected.as_str())
+        {
+            tracing::warn!(target: "audit", event = "authorization_failed", connection_id = %connection.id, reason = "issuer_mismatch", "authorization response from another issuer");
+            return Err(ServiceError::IssuerMismatch {
+                received: received.clone(),
+            });
+        }
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner: pending.owner.clone(),
+        };
+        let code = match params.outcome {
+            CallbackOutcome::Code(code) => code,
+            CallbackOutcome::Error { error, description } => {
+                tracing::warn!(target: "audit", event = "authorization_denied", connection_id = %connection.id, owner = %key.owner, error = %error, "the provider refused the authorization");
+                return Err(ServiceError::AuthorizationDenied { error, description });
+            }
+        };
+        let credentials = self.credentials(&connection).await?;
+        let grant = self
+            .oauth
+            .exchange_code(&connection, &credentials, &code, pending.pkce_verifier)
+            .await?;
+        if let Some(nonce) = &pending.nonce {
+            check_nonce(&grant, nonce)?;
+        }
+        self.save_new_grant(&connection, &key, grant).await?;
+        tracing::info!(target: "audit", event = "token_authorized", connection_id = %connection.id, owner = %key.owner, actor = %pending.requested_by, "token authorized");
+        Ok(AuthorizationCompleted {
+            connection_id: connection.id,
+            owner: pending.owner,
+            redirect_after: pending.redirect_after,
+        })
+    }
+
+    /// A post-authorization redirect must go to an allowed host, over https (or http to
+    /// loopback in local development): never an open redirect.
+    fn check_redirect(&self, value: &str) -> Result<String, ServiceError> {
+        let refuse = |why: &str| ServiceError::Invalid(ValidationError::new("redirect_after", why));
+        let url = Url::parse(value).map_err(|_| refuse("is not an absolute URL"))?;
+        let secure = matches!(
+            (url.scheme(), self.settings.url_policy),
+            ("https", _) | ("http", UrlPolicy::LocalDevelopment)
+        );
+        if !secure {
+            return Err(refuse("must use https"));
+        }
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        if !self.settings.redirect_allow_list.contains(&host) {
+            return Err(refuse(
+                "is not on this installation's allow-list of redirect hosts",
+            ));
+        }
+        Ok(url.into())
+    }
+}
+
+fn same_issuer(received: &str, expected: &str) -> bool {
+    received.trim_end_matches('/') == expected.trim_end_matches('/')
+}
+
+/// The id token came straight from the token endpoint over TLS, so its signature need not be
+/// checked here (OpenID Connect Core §3.1.3.7); its nonce must still be the one we sent.
+fn check_nonce(grant: &TokenGrant, expected: &str) -> Result<(), ServiceError> {
+    let Some(id_token) = &grant.secrets.id_token else {
+        return Ok(());
+    };
+    let claims = id_token
+        .expose_secret()
+        .split('.')
+        .nth(1)
+        .and_then(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok());
+    let nonce = claims
+        .as_ref()
+        .and_then(|c| c.get("nonce"))
+        .and_then(|n| n.as_str());
+    match nonce {
+        Some(nonce) if constant_time_eq(nonce.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(ServiceError::Provider(OAuthError::BadResponse(
+            "the id token's nonce does not match the authorization request".into(),
+        ))),
+    }
+}

@@ -1,0 +1,193 @@
+//! Administering connections: create, read, change, delete. Secrets go to the secret store
+//! before the connection that refers to them is written, and never come back out.
+
+use chrono::Utc;
+
+use super::{Keyport, ServiceError};
+use crate::domain::{
+    Connection, ConnectionId, ConnectionInput, EndpointUrl, GrantType, Principal, ProviderKey,
+    SubmittedSecrets, ValidationError,
+};
+use crate::oauth::discover;
+use crate::ports::{Page, PageRequest, SecretRef};
+
+impl Keyport {
+    pub async fn create_connection(
+        &self,
+        principal: &Principal,
+        mut input: ConnectionInput,
+    ) -> Result<Connection, ServiceError> {
+        self.access.require_admin(principal)?;
+        self.resolve_provider(&mut input).await?;
+        let (connection, secrets) =
+            Connection::create(input, Utc::now(), self.settings.url_policy)?;
+        self.check_grant_allowed(&connection)?;
+        self.store_secrets(&connection.id, secrets).await?;
+        match self.store.create_connection(&connection).await {
+            Ok(created) => {
+                tracing::info!(target: "audit", event = "connection_created", connection_id = %created.id, actor = %principal.subject, "connection created");
+                Ok(created)
+            }
+            Err(error) => {
+                self.delete_secrets(&connection.id).await;
+                Err(error.into())
+            }
+        }
+    }
+
+    pub async fn get_connection(
+        &self,
+        principal: &Principal,
+        id: &ConnectionId,
+    ) -> Result<Connection, ServiceError> {
+        self.access.require_admin(principal)?;
+        self.load_connection(id).await
+    }
+
+    pub async fn list_connections(
+        &self,
+        principal: &Principal,
+        page: PageRequest,
+    ) -> Result<Page<Connection>, ServiceError> {
+        self.access.require_admin(principal)?;
+        Ok(self.store.list_connections(page).await?)
+    }
+
+    pub async fn update_connection(
+        &self,
+        principal: &Principal,
+        id: &ConnectionId,
+        input: ConnectionInput,
+    ) -> Result<Connection, ServiceError> {
+        self.access.require_admin(principal)?;
+        let current = self.load_connection(id).await?;
+        let (changed, secrets) = current
+            .apply(input, Utc::now(), self.settings.url_policy)
+            .map_err(|e| {
+                if e.field == "version" {
+                    ServiceError::Conflict(e.to_string())
+                } else {
+                    ServiceError::Invalid(e)
+                }
+            })?;
+        self.check_grant_allowed(&changed)?;
+        self.store_secrets(&changed.id, secrets).await?;
+        let updated = self.store.update_connection(&changed).await?;
+        tracing::info!(target: "audit", event = "connection_changed", connection_id = %updated.id, actor = %principal.subject, "connection changed");
+        Ok(updated)
+    }
+
+    /// Deletes the connection and its tokens, revoking each grant at the provider first
+    /// (best effort: a provider that is down must not keep a connection alive).
+    pub async fn delete_connection(
+        &self,
+        principal: &Principal,
+        id: &ConnectionId,
+        expected_version: Option<u64>,
+    ) -> Result<(), ServiceError> {
+        self.access.require_admin(principal)?;
+        let connection = self.load_connection(id).await?;
+        let version = expected_version.unwrap_or(connection.version);
+        if version != connection.version {
+            return Err(ServiceError::Conflict(
+                "the connection was changed by someone else; read it again and retry".into(),
+            ));
+        }
+        for token in self.store.list_tokens(id).await? {
+            self.revoke_at_provider(&connection, &token).await;
+        }
+        self.store.delete_connection(id, version).await?;
+        self.delete_secrets(id).await;
+        tracing::info!(target: "audit", event = "connection_deleted", connection_id = %id, actor = %principal.subject, "connection deleted");
+        Ok(())
+    }
+
+    pub(super) async fn load_connection(
+        &self,
+        id: &ConnectionId,
+    ) -> Result<Connection, ServiceError> {
+        self.store
+            .get_connection(id)
+            .await?
+            .ok_or(ServiceError::NotFound("connection"))
+    }
+
+    /// Fills a catalog provider's defaults, or a custom connection's endpoints by discovery.
+    async fn resolve_provider(&self, input: &mut ConnectionInput) -> Result<(), ServiceError> {
+        let key = ProviderKey::parse(input.provider.as_deref().unwrap_or(ProviderKey::CUSTOM))?;
+        if key.as_str() != ProviderKey::CUSTOM {
+            let provider = self.catalog.get(key.as_str()).ok_or_else(|| {
+                ValidationError::new("provider", "is not in the catalog (see GET /providers)")
+            })?;
+            provider.fill_defaults(input)?;
+            return Ok(());
+        }
+        if input.token_url.is_none()
+            && let Some(issuer) = &input.issuer
+        {
+            let issuer = EndpointUrl::parse("issuer", issuer, self.settings.url_policy)?;
+            let found = discover(self.oauth.http(), &issuer).await.map_err(|e| {
+                ServiceError::Invalid(ValidationError::new(
+                    "issuer",
+                    format!("discovery failed: {e}"),
+                ))
+            })?;
+            input.token_url = Some(found.token_url.to_string());
+            input.authorization_url = input
+                .authorization_url
+                .take()
+                .or(found.authorization_url.map(String::from));
+            input.revocation_url = input
+                .revocation_url
+                .take()
+                .or(found.revocation_url.map(String::from));
+        }
+        Ok(())
+    }
+
+    fn check_grant_allowed(&self, connection: &Connection) -> Result<(), ServiceError> {
+        if connection.grant_type == GrantType::Password && !self.settings.allow_password_grant {
+            return Err(ValidationError::new(
+                "grant_type",
+                "the password grant is disabled on this installation (RFC 9700 §2.4 forbids it); an operator must enable it",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    async fn store_secrets(
+        &self,
+        id: &ConnectionId,
+        secrets: SubmittedSecrets,
+    ) -> Result<(), ServiceError> {
+        if let Some(secret) = secrets.client_secret {
+            self.secrets
+                .put_secret(&SecretRef::client_secret(id), &secret)
+                .await?;
+        }
+        if let Some(key) = secrets.private_key {
+            self.secrets
+                .put_secret(&SecretRef::private_key(id), &key)
+                .await?;
+        }
+        if let Some(password) = secrets.password {
+            self.secrets
+                .put_secret(&SecretRef::password(id), &password)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_secrets(&self, id: &ConnectionId) {
+        for secret in [
+            SecretRef::client_secret(id),
+            SecretRef::private_key(id),
+            SecretRef::password(id),
+        ] {
+            if let Err(error) = self.secrets.delete_secret(&secret).await {
+                tracing::warn!(connection_id = %id, %error, "a secret of a deleted connection could not be deleted");
+            }
+        }
+    }
+}

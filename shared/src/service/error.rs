@@ -1,0 +1,78 @@
+//! The use cases' one error type. The HTTP layer maps it to a status and a JSON body in one
+//! place; messages here are safe to show (they never carry a secret or a token).
+
+use crate::crypto::CryptoError;
+use crate::domain::ValidationError;
+use crate::oauth::OAuthError;
+use crate::ports::{SecretError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("this connection has no {owner} token yet; authorize it first")]
+    NotAuthorized { owner: String },
+    #[error("the {owner} token must be authorized again ({reason}); start a new authorization")]
+    NeedsReauthorization { owner: String, reason: String },
+    #[error("the state is unknown, already used or expired; start the authorization again")]
+    InvalidState,
+    #[error(
+        "the authorization response came from issuer {received:?}, not the connection's issuer"
+    )]
+    IssuerMismatch { received: String },
+    #[error("the provider refused the authorization: {error}{}", .description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    AuthorizationDenied {
+        error: String,
+        description: Option<String>,
+    },
+    #[error("another refresh of this token is still running; try again shortly")]
+    RefreshInProgress,
+    #[error(transparent)]
+    Provider(#[from] OAuthError),
+    #[error("storage failed: {0}")]
+    Store(StoreError),
+    #[error("the secret store failed: {0}")]
+    Secrets(#[from] SecretError),
+    #[error("decryption failed: {0}")]
+    Crypto(#[from] CryptoError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::NotFound(entity) => ServiceError::NotFound(entity),
+            StoreError::Conflict(_) | StoreError::NameTaken(_) | StoreError::AlreadyExists(_) => {
+                ServiceError::Conflict(error.to_string())
+            }
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+impl ServiceError {
+    /// A stable snake_case code for the `error` field of responses.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::Invalid(_) => "invalid_request",
+            ServiceError::Forbidden(_) => "forbidden",
+            ServiceError::NotFound(_) => "not_found",
+            ServiceError::Conflict(_) => "conflict",
+            ServiceError::NotAuthorized { .. } => "not_authorized",
+            ServiceError::NeedsReauthorization { .. } => "needs_reauthorization",
+            ServiceError::InvalidState => "invalid_state",
+            ServiceError::IssuerMismatch { .. } => "issuer_mismatch",
+            ServiceError::AuthorizationDenied { .. } => "authorization_denied",
+            ServiceError::RefreshInProgress => "refresh_in_progress",
+            ServiceError::Provider(e) => e.code(),
+            ServiceError::Store(_) => "storage_unavailable",
+            ServiceError::Secrets(_) => "secret_store_unavailable",
+            ServiceError::Crypto(_) => "decryption_failed",
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The use cases, one module each, over the ports. Every Lambda function and the local server
+//! call these; none of them knows which back-end it runs on.
+
+mod access;
+mod authorization;
+mod backoff;
+mod connections;
+mod error;
+mod tokens;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use access::{AccessRules, OwnerRequest};
+pub use authorization::{AuthorizationCompleted, AuthorizationStarted};
+pub use backoff::Backoff;
+pub use error::ServiceError;
+pub use tokens::TokenView;
+
+use crate::catalog::Catalog;
+use crate::crypto::EnvelopeCipher;
+use crate::domain::Connection;
+use crate::domain::{Role, UrlPolicy};
+use crate::oauth::{ClientCredentials, OAuthClient};
+use crate::ports::{SecretRef, SecretStore, Store};
+
+/// Installation settings the use cases need.
+#[derive(Debug, Clone)]
+pub struct KeyportSettings {
+    pub url_policy: UrlPolicy,
+    pub admin_roles: BTreeSet<Role>,
+    /// How long a started authorization stays usable.
+    pub pending_lifetime: Duration,
+    /// A token read refreshes in line when the token expires sooner than this, unless the
+    /// caller asks for another margin.
+    pub default_min_valid: Duration,
+    /// The refresher picks a token up this long before it expires.
+    pub refresh_lead: Duration,
+    /// How long one refresh may hold a token before another instance may take over.
+    pub lease_duration: Duration,
+    /// Hosts a callback may redirect the browser to afterwards.
+    pub redirect_allow_list: BTreeSet<String>,
+    pub allow_password_grant: bool,
+    pub backoff: Backoff,
+}
+
+impl KeyportSettings {
+    pub fn new(url_policy: UrlPolicy) -> Self {
+        Self {
+            url_policy,
+            admin_roles: BTreeSet::from([Role::parse("keyport-admins").expect("a valid role")]),
+            pending_lifetime: Duration::from_secs(10 * 60),
+            default_min_valid: Duration::from_secs(60),
+            refresh_lead: Duration::from_secs(5 * 60),
+            lease_duration: Duration::from_secs(30),
+            redirect_allow_list: BTreeSet::new(),
+            allow_password_grant: false,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Everything a use case needs, built once per process.
+pub struct Keyport {
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub cipher: Arc<EnvelopeCipher>,
+    pub oauth: OAuthClient,
+    pub catalog: &'static Catalog,
+    pub settings: KeyportSettings,
+    pub access: AccessRules,
+    /// Names this process as a lease holder.
+    pub instance_id: String,
+}
+
+impl Keyport {
+    pub fn new(
+        store: Arc<dyn Store>,
+        secrets: Arc<dyn SecretStore>,
+        cipher: Arc<EnvelopeCipher>,
+        oauth: OAuthClient,
+        settings: KeyportSettings,
+    ) -> Self {
+        let instance_id = format!("keyport-{}", uuid::Uuid::new_v4().simple());
+        Self {
+            store,
+            secrets,
+            cipher,
+            oauth,
+            catalog: Catalog::builtin(),
+            access: AccessRules {
+                admin_roles: settings.admin_roles.clone(),
+            },
+            settings,
+            instance_id,
+        }
+    }
+
+    /// The secrets a request to this connection's provider may need.
+    async fn credentials(
+        &self,
+        connection: &Connection,
+    ) -> Result<ClientCredentials, ServiceError> {
+        let mut credentials = ClientCredentials::default();
+        if connection.client_secret_set {
+            credentials.client_secret = self
+                .secrets
+                .get_secret(&SecretRef::client_secret(&connection.id))
+                .await?;
+        }
+        if connection.private_key_set {
+            credentials.private_key = self
+                .secrets
+                .get_secret(&SecretRef::private_key(&connection.id))
+                .await?;
+        }
+        if connection.password_set {
+            credentials.password = self
+                .secrets
+                .get_secret(&SecretRef::password(&connection.id))
+                .await?;
+        }
+        Ok(credentials)
+    }
+}

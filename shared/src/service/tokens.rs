@@ -1,0 +1,501 @@
+//! Tokens for callers: read with in-line refresh, forced refresh, disconnect. One refresh of a
+//! token runs at a time across every instance, under a lease taken with a conditional write;
+//! other readers wait for its result or, while the current token is still valid, use it.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde::ser::SerializeStruct;
+
+use super::access::OwnerRequest;
+use super::{Keyport, ServiceError};
+use crate::domain::{
+    Connection, ConnectionId, Lease, Owner, Principal, StoredToken, TokenFailure, TokenSecrets,
+    TokenStatus,
+};
+use crate::oauth::{OAuthError, TokenGrant};
+use crate::ports::{Expect, StoreError, TokenKey};
+
+/// How often a reader looks again while another instance holds the refresh lease.
+const LEASE_POLL: Duration = Duration::from_millis(50);
+/// How many times a write that must not be lost is attempted.
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// A token as handed to its caller: the one place an access token leaves Keyport.
+pub struct TokenView {
+    pub access_token: SecretString,
+    pub token_type: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub scope: Option<String>,
+    pub connection_id: ConnectionId,
+    pub owner: Owner,
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl fmt::Debug for TokenView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenView")
+            .field("access_token", &"[REDACTED]")
+            .field("connection_id", &self.connection_id)
+            .field("owner", &self.owner)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The wire shape of `GET /connections/{id}/token`.
+impl Serialize for TokenView {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_struct("TokenView", 7)?;
+        out.serialize_field("access_token", self.access_token.expose_secret())?;
+        out.serialize_field("token_type", &self.token_type)?;
+        out.serialize_field("expires_at", &self.expires_at)?;
+        out.serialize_field("scope", &self.scope)?;
+        out.serialize_field("connection_id", &self.connection_id)?;
+        out.serialize_field("owner", &self.owner)?;
+        out.serialize_field("extra", &self.extra)?;
+        out.end()
+    }
+}
+
+impl TokenView {
+    fn new(record: &StoredToken, secrets: TokenSecrets) -> Self {
+        Self {
+            access_token: secrets.access_token,
+            token_type: record.token_type.clone(),
+            expires_at: record.expires_at,
+            scope: record.scope.clone(),
+            connection_id: record.connection_id.clone(),
+            owner: record.owner.clone(),
+            extra: secrets.extra,
+        }
+    }
+}
+
+fn chrono_duration(duration: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Keyport {
+    /// A token valid for at least `min_valid` (or the installation's default margin),
+    /// refreshed in line when it is not.
+    pub async fn access_token(
+        &self,
+        principal: &Principal,
+        id: &ConnectionId,
+        owner: OwnerRequest,
+        min_valid: Option<Duration>,
+    ) -> Result<TokenView, ServiceError> {
+        let connection = self.load_connection(id).await?;
+        let owner = self.access.token_owner(principal, &connection, owner)?;
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner,
+        };
+        let min_valid = min_valid.unwrap_or(self.settings.default_min_valid);
+        let (record, secrets) = self
+            .fresh_token(&connection, &key, min_valid, false)
+            .await?;
+        Ok(TokenView::new(&record, secrets))
+    }
+
+    /// Refreshes now, whatever the token's expiry.
+    pub async fn force_refresh(
+        &self,
+        principal: &Principal,
+        id: &ConnectionId,
+        owner: OwnerRequest,
+    ) -> Result<TokenView, ServiceError> {
+        let connection = self.load_connection(id).await?;
+        let owner = self.access.token_owner(principal, &connection, owner)?;
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner,
+        };
+        let (record, secrets) = self
+            .fresh_token(&connection, &key, self.settings.default_min_valid, true)
+            .await?;
+        Ok(TokenView::new(&record, secrets))
+    }
+
+    /// Revokes the grant at the provider (where it offers revocation) and deletes the token.
+    /// Returns whether the provider confirmed the revocation.
+    pub async fn disconnect(
+        &self,
+        principal: &Principal,
+        id: &ConnectionId,
+        owner: OwnerRequest,
+    ) -> Result<bool, ServiceError> {
+        let connection = self.load_connection(id).await?;
+        let owner = self.access.token_owner(principal, &connection, owner)?;
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner,
+        };
+        let token = self
+            .store
+            .get_token(&key)
+            .await?
+            .ok_or(ServiceError::NotFound("token"))?;
+        let revoked = self.revoke_at_provider(&connection, &token).await;
+        self.store.delete_token(&key, token.version).await?;
+        tracing::info!(target: "audit", event = "token_revoked", connection_id = %key.connection_id, owner = %key.owner, actor = %principal.subject, revoked_at_provider = revoked, "token disconnected");
+        Ok(revoked)
+    }
+
+    /// Revokes one token's grant at the provider; failures are logged, not raised.
+    pub(super) async fn revoke_at_provider(
+        &self,
+        connection: &Connection,
+        token: &StoredToken,
+    ) -> bool {
+        let key = TokenKey {
+            connection_id: token.connection_id.clone(),
+            owner: token.owner.clone(),
+        };
+        let outcome = async {
+            let secrets = self.cipher.open_token(&key, &token.sealed).await?;
+            let credentials = self.credentials(connection).await?;
+            Ok::<bool, ServiceError>(
+                self.oauth
+                    .revoke(connection, &credentials, &secrets)
+                    .await?,
+            )
+        }
+        .await;
+        match outcome {
+            Ok(revoked) => revoked,
+            Err(error) => {
+                tracing::warn!(connection_id = %key.connection_id, owner = %key.owner, error = %error, "revocation at the provider failed");
+                false
+            }
+        }
+    }
+
+    /// The core of every read: returns a token usable for `min_valid`, refreshing under the
+    /// lease if needed, waiting (bounded) for another instance's refresh.
+    pub(crate) async fn fresh_token(
+        &self,
+        connection: &Connection,
+        key: &TokenKey,
+        min_valid: Duration,
+        force: bool,
+    ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
+        let min_valid = chrono_duration(min_valid);
+        let give_up_at = Utc::now()
+            + chrono_duration(self.settings.lease_duration)
+            + chrono::Duration::seconds(5);
+        let mut first_look = true;
+        loop {
+            let now = Utc::now();
+            let Some(current) = self.store.get_token(key).await? else {
+                if connection.grant_type.is_interactive() {
+                    return Err(ServiceError::NotAuthorized {
+                        owner: key.owner.to_string(),
+                    });
+                }
+                return self.obtain_unattended(connection, key).await;
+            };
+            if current.status == TokenStatus::NeedsReauthorization {
+                return Err(ServiceError::NeedsReauthorization {
+                    owner: key.owner.to_string(),
+                    reason: current
+                        .last_error
+                        .map(|e| e.message)
+                        .unwrap_or_else(|| "the grant was revoked or expired".into()),
+                });
+            }
+            let wanted_fresh = force && first_look;
+            first_look = false;
+            if !wanted_fresh && current.is_usable_for(now, min_valid) {
+                let secrets = self.cipher.open_token(key, &current.sealed).await?;
+                return Ok((current, secrets));
+            }
+            if let Some(lease) = current
+                .lease
+                .as_ref()
+                .filter(|l| l.is_live_at(now) && l.holder != self.instance_id)
+            {
+                tracing::debug!(connection_id = %key.connection_id, owner = %key.owner, holder = %lease.holder, "waiting for another instance's refresh");
+                if !force && current.is_usable_for(now, chrono::Duration::zero()) {
+                    let secrets = self.cipher.open_token(key, &current.sealed).await?;
+                    return Ok((current, secrets));
+                }
+                if now > give_up_at {
+                    return Err(ServiceError::RefreshInProgress);
+                }
+                tokio::time::sleep(LEASE_POLL).await;
+                continue;
+            }
+            let mut leased = current.clone();
+            leased.lease = Some(Lease {
+                holder: self.instance_id.clone(),
+                expires_at: now + chrono_duration(self.settings.lease_duration),
+            });
+            match self
+                .store
+                .put_token(&leased, Expect::Version(current.version))
+                .await
+            {
+                Ok(leased) => {
+                    return self
+                        .refresh_under_lease(connection, key, leased, force)
+                        .await;
+                }
+                // Someone else wrote first (took the lease, or finished a refresh): look again.
+                Err(StoreError::Conflict(_)) => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    async fn refresh_under_lease(
+        &self,
+        connection: &Connection,
+        key: &TokenKey,
+        leased: StoredToken,
+        force: bool,
+    ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
+        let previous = match self.cipher.open_token(key, &leased.sealed).await {
+            Ok(secrets) => secrets,
+            Err(error) => {
+                self.release_lease(key, &leased).await;
+                return Err(error.into());
+            }
+        };
+        let outcome = self
+            .refresh_with_retries(connection, &previous, leased.scope.as_deref())
+            .await;
+        match outcome {
+            Ok(grant) => {
+                let saved = self
+                    .write_grant(
+                        connection,
+                        key,
+                        grant,
+                        Some(leased.version),
+                        leased.created_at,
+                    )
+                    .await?;
+                tracing::info!(target: "audit", event = "token_refreshed", connection_id = %key.connection_id, owner = %key.owner, "token refreshed");
+                Ok(saved)
+            }
+            Err(OAuthError::InvalidGrant { description }) => {
+                // A refresh token that changed under us means another refresher won: use its result.
+                if let Some(current) = self.store.get_token(key).await?
+                    && current.version != leased.version
+                    && current.status == TokenStatus::Valid
+                {
+                    let secrets = self.cipher.open_token(key, &current.sealed).await?;
+                    return Ok((current, secrets));
+                }
+                let reason = description.unwrap_or_else(|| {
+                    "the provider rejected the refresh token (invalid_grant)".into()
+                });
+                self.mark_needs_reauthorization(&leased, &reason).await?;
+                tracing::warn!(target: "audit", event = "token_failed", connection_id = %key.connection_id, owner = %key.owner, reason = "invalid_grant", "token needs authorization again");
+                Err(ServiceError::NeedsReauthorization {
+                    owner: key.owner.to_string(),
+                    reason,
+                })
+            }
+            Err(error) => {
+                self.release_lease(key, &leased).await;
+                tracing::warn!(target: "audit", event = "token_failed", connection_id = %key.connection_id, owner = %key.owner, reason = error.code(), "refresh failed; the stored token is unchanged");
+                // A token that is still valid beats an error, unless the caller insisted.
+                if !force && leased.is_usable_for(Utc::now(), chrono::Duration::zero()) {
+                    return Ok((leased, previous));
+                }
+                Err(error.into())
+            }
+        }
+    }
+
+    /// One refresh (or, without a refresh token, a new unattended grant), retried with
+    /// backoff while the provider is down or rate limiting.
+    async fn refresh_with_retries(
+        &self,
+        connection: &Connection,
+        previous: &TokenSecrets,
+        scope: Option<&str>,
+    ) -> Result<TokenGrant, OAuthError> {
+        let credentials = self
+            .credentials(connection)
+            .await
+            .map_err(|e| OAuthError::Configuration(e.to_string()))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = if previous.refresh_token.is_some() {
+                self.oauth
+                    .refresh(connection, &credentials, previous, scope)
+                    .await
+            } else if !connection.grant_type.is_interactive() {
+                self.oauth
+                    .request_unattended(connection, &credentials)
+                    .await
+            } else {
+                Err(OAuthError::InvalidGrant {
+                    description: Some("no refresh token was issued for this grant".into()),
+                })
+            };
+            match result {
+                Err(error) if error.is_transient() => {
+                    match self.settings.backoff.delay(attempt, error.retry_after()) {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None => return Err(error),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn obtain_unattended(
+        &self,
+        connection: &Connection,
+        key: &TokenKey,
+    ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
+        let credentials = self.credentials(connection).await?;
+        let grant = self
+            .oauth
+            .request_unattended(connection, &credentials)
+            .await?;
+        let saved = self
+            .write_grant(connection, key, grant, None, Utc::now())
+            .await?;
+        tracing::info!(target: "audit", event = "token_authorized", connection_id = %key.connection_id, owner = %key.owner, grant_type = %connection.grant_type, "token obtained");
+        Ok(saved)
+    }
+
+    /// Stores a grant from a completed authorization, replacing any token the owner had.
+    pub(super) async fn save_new_grant(
+        &self,
+        connection: &Connection,
+        key: &TokenKey,
+        grant: TokenGrant,
+    ) -> Result<(), ServiceError> {
+        let existing = self.store.get_token(key).await?;
+        let created_at = existing
+            .as_ref()
+            .map(|t| t.created_at)
+            .unwrap_or_else(Utc::now);
+        self.write_grant(
+            connection,
+            key,
+            grant,
+            existing.map(|t| t.version),
+            created_at,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Seals and writes a grant. A provider may have rotated the refresh token, so losing this
+    /// write would lose the grant: it is retried while the store is unavailable, and written
+    /// over whatever version is current if another writer got there first.
+    async fn write_grant(
+        &self,
+        connection: &Connection,
+        key: &TokenKey,
+        grant: TokenGrant,
+        mut expected_version: Option<u64>,
+        created_at: DateTime<Utc>,
+    ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
+        let now = Utc::now();
+        let sealed = self.cipher.seal_token(key, &grant.secrets).await?;
+        let has_refresh_token = grant.secrets.refresh_token.is_some();
+        let refresh_due_at = grant
+            .expires_at
+            .filter(|_| has_refresh_token || !connection.grant_type.is_interactive())
+            .map(|expiry| {
+                let lifetime = expiry - now;
+                let lead = chrono_duration(self.settings.refresh_lead).min(lifetime / 2);
+                expiry - lead
+            });
+        let mut record = StoredToken {
+            connection_id: key.connection_id.clone(),
+            owner: key.owner.clone(),
+            status: TokenStatus::Valid,
+            token_type: grant.token_type,
+            scope: grant.scope,
+            expires_at: grant.expires_at,
+            refresh_due_at,
+            has_refresh_token,
+            last_error: None,
+            lease: None,
+            created_at,
+            updated_at: now,
+            sealed,
+            version: 0,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let expect = expected_version
+                .map(Expect::Version)
+                .unwrap_or(Expect::Absent);
+            match self.store.put_token(&record, expect).await {
+                Ok(saved) => return Ok((saved, grant.secrets)),
+                Err(
+                    StoreError::Conflict(_)
+                    | StoreError::AlreadyExists(_)
+                    | StoreError::NotFound(_),
+                ) if attempt < WRITE_ATTEMPTS => {
+                    let current = self.store.get_token(key).await?;
+                    if let Some(current) = &current {
+                        record.created_at = current.created_at;
+                    }
+                    expected_version = current.map(|t| t.version);
+                }
+                Err(StoreError::Unavailable(reason)) if attempt < WRITE_ATTEMPTS => {
+                    tracing::warn!(connection_id = %key.connection_id, owner = %key.owner, %reason, "retrying the write of a new token");
+                    tokio::time::sleep(self.settings.backoff.base * attempt).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    async fn mark_needs_reauthorization(
+        &self,
+        leased: &StoredToken,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
+        let mut failed = leased.clone();
+        failed.status = TokenStatus::NeedsReauthorization;
+        failed.refresh_due_at = None;
+        failed.lease = None;
+        failed.updated_at = Utc::now();
+        failed.last_error = Some(TokenFailure {
+            code: "invalid_grant".into(),
+            message: reason.to_owned(),
+            at: Utc::now(),
+        });
+        match self
+            .store
+            .put_token(&failed, Expect::Version(leased.version))
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict(_)) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Gives the lease back, leaving the token exactly as it was.
+    async fn release_lease(&self, key: &TokenKey, leased: &StoredToken) {
+        let mut released = leased.clone();
+        released.lease = None;
+        if let Err(error) = self
+            .store
+            .put_token(&released, Expect::Version(leased.version))
+            .await
+        {
+            // The lease expires by itself; nothing is lost.
+            tracing::debug!(connection_id = %key.connection_id, owner = %key.owner, %error, "could not release the refresh lease");
+        }
+    }
+}

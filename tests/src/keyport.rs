@@ -1,0 +1,48 @@
+//! A Keyport assembled over a test back-end, talking to loopback peers in local development
+//! mode, and the principals the tests act as.
+
+use std::sync::Arc;
+
+use keyport_shared::adapters::outbound::{OutboundHttp, OutboundSettings};
+use keyport_shared::domain::{Principal, Role, Subject, UrlPolicy};
+use keyport_shared::oauth::{OAuthClient, OAuthSettings};
+use keyport_shared::service::{Keyport, KeyportSettings};
+
+use crate::backends::Backend;
+use crate::oidc::CALLBACK_URL;
+
+pub fn keyport(backend: &Backend, configure: impl FnOnce(&mut KeyportSettings)) -> Keyport {
+    let mut settings = KeyportSettings::new(UrlPolicy::LocalDevelopment);
+    configure(&mut settings);
+    let http = OutboundHttp::new(OutboundSettings::new(settings.url_policy))
+        .expect("outbound HTTP client");
+    let oauth = OAuthClient::new(
+        http,
+        OAuthSettings {
+            callback_url: CALLBACK_URL.parse().expect("a URL"),
+            allow_password_grant: settings.allow_password_grant,
+        },
+    );
+    Keyport::new(
+        backend.store.clone(),
+        backend.secrets.clone(),
+        Arc::new(backend.cipher()),
+        oauth,
+        settings,
+    )
+}
+
+pub fn principal(subject: &str, roles: &[&str]) -> Principal {
+    Principal::new(
+        Subject::parse(subject).expect("a subject"),
+        roles.iter().map(|r| Role::parse(r).expect("a role")),
+    )
+}
+
+pub fn admin() -> Principal {
+    principal("admin@example.com", &["keyport-admins"])
+}
+
+pub fn bot() -> Principal {
+    principal("bot-1", &["bots"])
+}
