@@ -7,8 +7,11 @@
 
 pub mod adapters;
 pub mod catalog;
+pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod http;
+pub mod lambda;
 pub mod oauth;
 pub mod ports;
 pub mod service;

@@ -10,9 +10,10 @@ use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
 };
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, Client, ClientId, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    ResourceOwnerPassword, ResourceOwnerUsername, RevocationUrl, StandardRevocableToken, TokenUrl,
+    AsyncHttpClient, AuthType, AuthUrl, AuthorizationCode, Client, ClientId, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, ResourceOwnerPassword, ResourceOwnerUsername, RevocationUrl,
+    StandardRevocableToken, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -21,11 +22,28 @@ use super::assertion::{ASSERTION_TYPE, client_assertion};
 use super::error::OAuthError;
 use super::response::{ProviderTokenResponse, TokenGrant};
 use super::revocation::{check_revocation_response, revocation_request};
-use crate::adapters::outbound::OutboundHttp;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::adapters::outbound::{OutboundError, OutboundHttp};
 use crate::crypto::random_bytes;
 use crate::domain::{
     ClientAuthMethod, ClientSecret, Connection, GrantType, PkceVerifier, StateToken, TokenSecrets,
 };
+
+/// The `oauth2` crate's HTTP client port, served by Keyport's outbound client. A named type
+/// rather than a closure keeps the request futures `Send` for every lifetime.
+struct ProviderHttp<'a>(&'a OutboundHttp);
+
+impl<'c> AsyncHttpClient<'c> for ProviderHttp<'_> {
+    type Error = OutboundError;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, OutboundError>> + Send + 'c>>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(self.0.execute(request))
+    }
+}
 
 type ProviderClient = Client<
     BasicErrorResponse,
@@ -251,8 +269,7 @@ impl OAuthClient {
         for (name, value) in self.token_params(connection, credentials)? {
             request = request.add_extra_param(name, value.expose_secret().to_owned());
         }
-        let http = |request| self.http.execute(request);
-        let response = request.request_async(&http).await?;
+        let response = request.request_async(&ProviderHttp(&self.http)).await?;
         Ok(TokenGrant::from_response(
             response,
             Self::requested_scope(connection).as_deref(),
@@ -274,8 +291,7 @@ impl OAuthClient {
         for (name, value) in self.token_params(connection, credentials)? {
             request = request.add_extra_param(name, value.expose_secret().to_owned());
         }
-        let http = |request| self.http.execute(request);
-        let response = request.request_async(&http).await?;
+        let response = request.request_async(&ProviderHttp(&self.http)).await?;
         Ok(TokenGrant::from_response(
             response,
             scope.as_deref(),
@@ -312,8 +328,7 @@ impl OAuthClient {
         for (name, value) in self.token_params(connection, credentials)? {
             request = request.add_extra_param(name, value.expose_secret().to_owned());
         }
-        let http = |request| self.http.execute(request);
-        let response = request.request_async(&http).await?;
+        let response = request.request_async(&ProviderHttp(&self.http)).await?;
         Ok(TokenGrant::from_response(
             response,
             scope.as_deref(),
@@ -361,8 +376,7 @@ impl OAuthClient {
         for (name, value) in self.token_params(connection, credentials)? {
             request = request.add_extra_param(name, value.expose_secret().to_owned());
         }
-        let http = |request| self.http.execute(request);
-        let response = request.request_async(&http).await?;
+        let response = request.request_async(&ProviderHttp(&self.http)).await?;
         let mut grant = TokenGrant::from_response(response, previous_scope, Utc::now());
         grant.keep_refresh_token_from(previous);
         Ok(grant)

@@ -8,8 +8,16 @@ use crate::domain::{
     Connection, ConnectionId, ConnectionInput, EndpointUrl, GrantType, Principal, ProviderKey,
     SubmittedSecrets, ValidationError,
 };
-use crate::oauth::discover;
+use crate::oauth::{OAuthError, discover};
 use crate::ports::{Page, PageRequest, SecretRef};
+
+/// The outcome of `POST /connections/{id}/test`.
+#[derive(Debug, serde::Serialize)]
+pub struct ConnectionCheck {
+    pub ok: bool,
+    pub message: String,
+    pub error: Option<String>,
+}
 
 impl Keyport {
     pub async fn create_connection(
@@ -100,6 +108,50 @@ impl Keyport {
         self.delete_secrets(id).await;
         tracing::info!(target: "audit", event = "connection_deleted", connection_id = %id, actor = %principal.subject, "connection deleted");
         Ok(())
+    }
+
+    /// Proves the connection works without changing anything stored: an unattended grant
+    /// requests a token; an interactive one exchanges a made-up code, which a provider that
+    /// accepts the client's credentials refuses with `invalid_grant` (and one that does not,
+    /// with `invalid_client`).
+    pub async fn test_connection(
+        &self,
+        principal: &Principal,
+        id: &ConnectionId,
+    ) -> Result<ConnectionCheck, ServiceError> {
+        self.access.require_admin(principal)?;
+        let connection = self.load_connection(id).await?;
+        let credentials = self.credentials(&connection).await?;
+        let outcome = if connection.grant_type.is_interactive() {
+            match self
+                .oauth
+                .exchange_code(&connection, &credentials, "keyport-connection-test", None)
+                .await
+            {
+                Err(OAuthError::InvalidGrant { .. }) => Ok(()),
+                Ok(_) => Err(OAuthError::BadResponse(
+                    "the provider accepted a made-up authorization code".into(),
+                )),
+                Err(error) => Err(error),
+            }
+        } else {
+            self.oauth
+                .request_unattended(&connection, &credentials)
+                .await
+                .map(|_| ())
+        };
+        Ok(match outcome {
+            Ok(()) => ConnectionCheck {
+                ok: true,
+                message: "the provider accepted the client's credentials".into(),
+                error: None,
+            },
+            Err(error) => ConnectionCheck {
+                ok: false,
+                message: error.to_string(),
+                error: Some(error.code().to_owned()),
+            },
+        })
     }
 
     pub(super) async fn load_connection(

@@ -6,6 +6,8 @@ mod authorization;
 mod backoff;
 mod connections;
 mod error;
+mod me;
+mod refresher;
 mod tokens;
 
 use std::collections::BTreeSet;
@@ -15,7 +17,10 @@ use std::time::Duration;
 pub use access::{AccessRules, OwnerRequest};
 pub use authorization::{AuthorizationCompleted, AuthorizationStarted};
 pub use backoff::Backoff;
+pub use connections::ConnectionCheck;
 pub use error::ServiceError;
+pub use me::UsableConnection;
+pub use refresher::RefreshReport;
 pub use tokens::TokenView;
 
 use crate::catalog::Catalog;

@@ -1,15 +1,13 @@
 //! The local master key: 32 random bytes in a file created owner-only on first use. It wraps
 //! data keys the way KMS does, binding each to its context as associated data.
 
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
+use super::key_file::read_or_create_secret;
 use crate::crypto::random_bytes;
 use crate::ports::{DataKey, DataKeyProvider, KeyContext, KeyError};
 
@@ -31,51 +29,8 @@ impl LocalMasterKey {
     /// Reads the key file, creating it (mode 0600, folder 0700) if it does not exist. Refuses a
     /// file that others can read: a leaked master key decrypts every token.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            KeyError::MasterKey(format!("{what} {}: {e}", path.display()))
-        };
-        super::create_private_parent(path).map_err(|e| fail("cannot create the folder of", &e))?;
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
-            Ok(mut file) => {
-                let secret = Zeroizing::new(random_bytes::<32>());
-                let mut contents = Zeroizing::new(FILE_MAGIC.to_vec());
-                contents.extend_from_slice(&secret[..]);
-                file.write_all(&contents)
-                    .and_then(|_| file.sync_all())
-                    .map_err(|e| fail("cannot write", &e))?;
-                Self::from_bytes(&secret[..])
-            }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => Self::load(path),
-            Err(e) => Err(fail("cannot create", &e)),
-        }
-    }
-
-    fn load(path: &Path) -> Result<Self, KeyError> {
-        let fail = |what: &str| KeyError::MasterKey(format!("{} {what}", path.display()));
-        let mut file = fs::File::open(path).map_err(|e| fail(&format!("cannot be opened: {e}")))?;
-        let mode = file
-            .metadata()
-            .map_err(|e| fail(&format!("cannot be inspected: {e}")))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(fail(&format!(
-                "is accessible to group or others (mode {:o}); run chmod 600 on it",
-                mode & 0o777
-            )));
-        }
-        let mut contents = Zeroizing::new(Vec::new());
-        file.read_to_end(&mut contents)
-            .map_err(|e| fail(&format!("cannot be read: {e}")))?;
-        match contents.strip_prefix(FILE_MAGIC) {
-            Some(secret) if secret.len() == 32 => Self::from_bytes(secret),
-            _ => Err(fail("is not a Keyport master key file")),
-        }
+        let secret = read_or_create_secret(path, FILE_MAGIC).map_err(KeyError::MasterKey)?;
+        Self::from_bytes(&secret[..])
     }
 
     fn from_bytes(secret: &[u8]) -> Result<Self, KeyError> {
@@ -141,6 +96,10 @@ impl DataKeyProvider for LocalMasterKey {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::{self, OpenOptions};
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
     use super::*;
     use crate::domain::{ConnectionId, Owner};
     use crate::ports::TokenKey;

@@ -2,11 +2,13 @@
 //! running Keyport on one machine with nothing else to install.
 
 mod db;
+mod key_file;
 mod master_key;
 mod secrets;
 mod store;
 
 pub use db::EmbeddedDb;
+pub use key_file::read_or_create_secret;
 pub use master_key::LocalMasterKey;
 pub use secrets::EmbeddedSecretStore;
 pub use store::EmbeddedStore;

@@ -1,0 +1,268 @@
+//! Keyport on one machine: every function's routes on one loopback port, the refresher on a
+//! timer, the embedded back-end by default (or the AWS ones), bearer JWTs verified here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::routing::get;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use keyport_shared::config::{self, AwsSettings, CommonSettings};
+use keyport_shared::domain::EndpointUrl;
+use keyport_shared::http::{self, Authenticator, DevSigningKey, Function, LocalJwtVerifier};
+use keyport_shared::service::Keyport;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "keyport",
+    version,
+    about = "Keyport, the OAuth connection broker, on one machine."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the all-in-one server (the default).
+    Serve(ServeArgs),
+    /// Print a bearer token the local server accepts, signed with the development key.
+    DevToken(DevTokenArgs),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// One database file and a master key file in the data directory.
+    Embedded,
+    /// DynamoDB, KMS and Secrets Manager (AWS_ENDPOINT_URL points them at an emulator).
+    Aws,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct JwtArgs {
+    /// Verify bearer tokens against this JWKS URL instead of the development signing key.
+    #[arg(long, env = "KEYPORT_JWKS_URL")]
+    pub jwks_url: Option<String>,
+    /// The issuer bearer tokens must name.
+    #[arg(long, env = "KEYPORT_JWT_ISSUER", default_value = "keyport-local")]
+    pub jwt_issuer: String,
+    /// The audience bearer tokens must name.
+    #[arg(long, env = "KEYPORT_JWT_AUDIENCE", default_value = "keyport")]
+    pub jwt_audience: String,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Loopback address and port to listen on (port 0 picks a free one).
+    #[arg(long, env = "KEYPORT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where the embedded database, the master key and the development signing key live.
+    #[arg(long, env = "KEYPORT_DATA_DIR", default_value = ".keyport")]
+    pub data_dir: PathBuf,
+    /// Which storage, key and secret back-ends to use.
+    #[arg(long, env = "KEYPORT_BACKEND", value_enum, default_value = "embedded")]
+    pub backend: BackendKind,
+    /// Seconds between runs of the refresher.
+    #[arg(long, env = "KEYPORT_REFRESH_INTERVAL_SECONDS", default_value_t = 60)]
+    pub refresh_interval_seconds: u64,
+    /// How many tokens the refresher refreshes at once.
+    #[arg(long, env = "KEYPORT_REFRESH_CONCURRENCY", default_value_t = 16)]
+    pub refresh_concurrency: usize,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+    #[command(flatten)]
+    pub common: CommonSettings,
+    #[command(flatten)]
+    pub aws: AwsSettings,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DevTokenArgs {
+    /// The subject (who the token is for).
+    #[arg(long)]
+    pub sub: String,
+    /// The roles (comma-separated), e.g. keyport-admins or bots.
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// How long the token stays valid, in seconds.
+    #[arg(long, default_value_t = 12 * 60 * 60)]
+    pub ttl_seconds: u64,
+    /// The data directory of the server that must accept the token.
+    #[arg(long, env = "KEYPORT_DATA_DIR", default_value = ".keyport")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+    /// The claim the server reads roles from.
+    #[arg(long, env = "KEYPORT_ROLES_CLAIM", default_value = "cognito:groups")]
+    pub roles_claim: String,
+}
+
+fn dev_key_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("dev-signing.key")
+}
+
+pub fn print_dev_token(args: &DevTokenArgs) -> Result<(), String> {
+    let key = DevSigningKey::load_or_create(&dev_key_path(&args.data_dir))?;
+    let token = key.mint(
+        &args.sub,
+        &args.roles,
+        Duration::from_secs(args.ttl_seconds),
+        &args.jwt.jwt_issuer,
+        &args.jwt.jwt_audience,
+        &args.roles_claim,
+    )?;
+    println!("{token}");
+    Ok(())
+}
+
+/// A running local server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub keyport: Arc<Keyport>,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+    refresher: JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.refresher.abort();
+        let _ = (&mut self.server).await;
+    }
+
+    pub async fn wait(mut self) {
+        let _ = (&mut self.server).await;
+    }
+}
+
+/// The OpenAPI description of the API, as served at `/openapi.json`.
+pub async fn openapi() -> impl axum::response::IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        http::OPENAPI_JSON,
+    )
+}
+
+/// Binds, assembles and starts the server and its refresher.
+pub async fn start(args: ServeArgs) -> Result<RunningServer, String> {
+    if !args.listen.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {}: the local server listens on loopback only",
+            args.listen
+        ));
+    }
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let callback_url = match &args.common.callback_url {
+        Some(url) => url.clone(),
+        None => format!("http://{addr}/oauth/callback")
+            .parse()
+            .map_err(|e| format!("callback URL: {e}"))?,
+    };
+    let backends = match args.backend {
+        BackendKind::Embedded => config::embedded_backends(&args.data_dir)?,
+        BackendKind::Aws => config::aws_backends(&args.aws).await?,
+    };
+    let keyport = Arc::new(config::keyport(backends, &args.common, callback_url)?);
+    let authenticator: Arc<dyn Authenticator> = match &args.jwt.jwks_url {
+        Some(url) => {
+            let url = EndpointUrl::parse("jwks_url", url, args.common.url_policy())
+                .map_err(|e| e.to_string())?;
+            Arc::new(
+                LocalJwtVerifier::jwks(
+                    url,
+                    keyport.oauth.http().clone(),
+                    &args.jwt.jwt_issuer,
+                    &args.jwt.jwt_audience,
+                    &args.common.roles_claim,
+                )
+                .await?,
+            )
+        }
+        None => {
+            let key = DevSigningKey::load_or_create(&dev_key_path(&args.data_dir))?;
+            Arc::new(LocalJwtVerifier::development(
+                &key,
+                &args.jwt.jwt_issuer,
+                &args.jwt.jwt_audience,
+                &args.common.roles_claim,
+            ))
+        }
+    };
+    let app = Router::new()
+        .route("/openapi.json", get(openapi))
+        .merge(http::router(keyport.clone(), authenticator, &Function::ALL));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(%error, "the server stopped");
+        }
+    });
+    let refresher = tokio::spawn(refresh_periodically(
+        keyport.clone(),
+        Duration::from_secs(args.refresh_interval_seconds.max(1)),
+        args.refresh_concurrency,
+    ));
+    Ok(RunningServer {
+        addr,
+        keyport,
+        stop: Some(stop),
+        server,
+        refresher,
+    })
+}
+
+async fn refresh_periodically(keyport: Arc<Keyport>, interval: Duration, concurrency: usize) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let deadline = tokio::time::Instant::now() + interval;
+        if let Err(error) = keyport.refresh_due(deadline, concurrency).await {
+            tracing::warn!(code = error.code(), "the refresher run failed");
+        }
+    }
+}
+
+/// `keyport` / `keyport serve`: runs until Ctrl-C.
+pub async fn serve_until_stopped(args: ServeArgs) -> Result<(), String> {
+    config::init_logging();
+    let data_dir = args.data_dir.clone();
+    let server = start(args).await?;
+    let base = format!("http://{}", server.addr);
+    eprintln!("Keyport is listening on {base} (OpenAPI description: {base}/openapi.json)");
+    eprintln!("Data directory: {}", data_dir.display());
+    eprintln!(
+        "Get an administrator token:  cargo run -- dev-token --sub admin --roles keyport-admins"
+    );
+    eprintln!(
+        "Then:                        curl -H \"Authorization: Bearer $TOKEN\" {base}/providers"
+    );
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("stopping");
+            server.stop().await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Settings shared by every entry point, read from flags or environment variables (the Lambda
+//! functions only have the latter), and the assembly of a [`Keyport`] from them.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use clap::Args;
+use url::Url;
+
+use crate::adapters::aws::{KmsDataKeys, SecretsManagerStore};
+use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::embedded::{EmbeddedDb, EmbeddedSecretStore, EmbeddedStore, LocalMasterKey};
+use crate::adapters::outbound::{OutboundHttp, OutboundSettings};
+use crate::crypto::{EnvelopeCipher, KeyCacheLimits};
+use crate::domain::{Role, UrlPolicy};
+use crate::oauth::{OAuthClient, OAuthSettings};
+use crate::ports::{DataKeyProvider, SecretStore, Store};
+use crate::service::{Keyport, KeyportSettings};
+
+#[derive(Args, Debug, Clone)]
+pub struct CommonSettings {
+    /// Public URL of the callback route, registered at every provider as the redirect URI.
+    #[arg(long, env = "KEYPORT_CALLBACK_URL")]
+    pub callback_url: Option<Url>,
+    /// Roles that hold the manage_connections permission (comma-separated).
+    #[arg(
+        long,
+        env = "KEYPORT_ADMIN_ROLES",
+        value_delimiter = ',',
+        default_value = "keyport-admins"
+    )]
+    pub admin_roles: Vec<String>,
+    /// The token claim that lists the caller's roles.
+    #[arg(long, env = "KEYPORT_ROLES_CLAIM", default_value = "cognito:groups")]
+    pub roles_claim: String,
+    /// Hosts the callback may send the browser on to afterwards (comma-separated).
+    #[arg(long, env = "KEYPORT_REDIRECT_ALLOW_LIST", value_delimiter = ',')]
+    pub redirect_allow_list: Vec<String>,
+    /// Enable the legacy resource-owner password grant (forbidden by RFC 9700 §2.4).
+    #[arg(long, env = "KEYPORT_ALLOW_PASSWORD_GRANT", default_value_t = false)]
+    pub allow_password_grant: bool,
+    /// Local development: allow http and loopback provider endpoints. Never in production.
+    #[arg(long, env = "KEYPORT_LOCAL_DEVELOPMENT", default_value_t = false)]
+    pub local_development: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AwsSettings {
+    /// The DynamoDB table.
+    #[arg(long = "table", env = "KEYPORT_TABLE")]
+    pub table: Option<String>,
+    /// The KMS key (id, ARN or alias) that wraps data keys.
+    #[arg(long = "kms-key-id", env = "KEYPORT_KMS_KEY_ID")]
+    pub kms_key_id: Option<String>,
+    /// The Secrets Manager name prefix client secrets live under.
+    #[arg(
+        long = "secret-prefix",
+        env = "KEYPORT_SECRET_PREFIX",
+        default_value = "keyport/"
+    )]
+    pub secret_prefix: String,
+}
+
+impl CommonSettings {
+    pub fn url_policy(&self) -> UrlPolicy {
+        if self.local_development {
+            UrlPolicy::LocalDevelopment
+        } else {
+            UrlPolicy::Production
+        }
+    }
+
+    pub fn keyport_settings(&self) -> Result<KeyportSettings, String> {
+        let mut settings = KeyportSettings::new(self.url_policy());
+        settings.admin_roles = self
+            .admin_roles
+            .iter()
+            .map(|r| Role::parse(r).map_err(|e| format!("admin role {r:?}: {}", e.message)))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        settings.redirect_allow_list = self
+            .redirect_allow_list
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        settings.allow_password_grant = self.allow_password_grant;
+        Ok(settings)
+    }
+}
+
+/// The three back-ends a Keyport runs on.
+pub struct Backends {
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub cipher: Arc<EnvelopeCipher>,
+}
+
+/// DynamoDB, KMS and Secrets Manager, with clients built once from the standard AWS
+/// configuration chain (which honours `AWS_ENDPOINT_URL`, so it also runs against moto).
+pub async fn aws_backends(settings: &AwsSettings) -> Result<Backends, String> {
+    let table = settings
+        .table
+        .clone()
+        .ok_or("KEYPORT_TABLE is required for the AWS back-ends")?;
+    let key_id = settings
+        .kms_key_id
+        .clone()
+        .ok_or("KEYPORT_KMS_KEY_ID is required for the AWS back-ends")?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let keys: Arc<dyn DataKeyProvider> =
+        Arc::new(KmsDataKeys::new(aws_sdk_kms::Client::new(&sdk), key_id));
+    Ok(Backends {
+        store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
+        secrets: Arc::new(SecretsManagerStore::new(
+            aws_sdk_secretsmanager::Client::new(&sdk),
+            settings.secret_prefix.clone(),
+        )),
+        cipher: Arc::new(EnvelopeCipher::new(keys, KeyCacheLimits::default())),
+    })
+}
+
+/// The embedded database and master key file in `data_dir`, created on first use.
+pub fn embedded_backends(data_dir: &Path) -> Result<Backends, String> {
+    let db = EmbeddedDb::open(&data_dir.join("keyport.db")).map_err(|e| e.to_string())?;
+    let keys: Arc<dyn DataKeyProvider> = Arc::new(
+        LocalMasterKey::load_or_create(&data_dir.join("master.key")).map_err(|e| e.to_string())?,
+    );
+    let cipher = Arc::new(EnvelopeCipher::new(keys, KeyCacheLimits::default()));
+    Ok(Backends {
+        store: Arc::new(EmbeddedStore::new(db.clone())),
+        secrets: Arc::new(EmbeddedSecretStore::new(db, cipher.clone())),
+        cipher,
+    })
+}
+
+/// Assembles the use cases over `backends`.
+pub fn keyport(
+    backends: Backends,
+    common: &CommonSettings,
+    callback_url: Url,
+) -> Result<Keyport, String> {
+    let settings = common.keyport_settings()?;
+    let http =
+        OutboundHttp::new(OutboundSettings::new(settings.url_policy)).map_err(|e| e.to_string())?;
+    let oauth = OAuthClient::new(
+        http,
+        OAuthSettings {
+            callback_url,
+            allow_password_grant: settings.allow_password_grant,
+        },
+    );
+    Ok(Keyport::new(
+        backends.store,
+        backends.secrets,
+        backends.cipher,
+        oauth,
+        settings,
+    ))
+}
+
+/// JSON log lines on stderr, level from `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,56 @@
+//! What a caller can use: the connections one of its roles is invited to, and the state of
+//! the tokens it could read there. No secrets, no endpoints.
+
+use serde::Serialize;
+
+use super::{Keyport, ServiceError};
+use crate::domain::{ConnectionId, GrantType, Owner, Principal, TokenStatus};
+use crate::ports::PageRequest;
+
+#[derive(Debug, Serialize)]
+pub struct UsableConnection {
+    pub id: ConnectionId,
+    pub name: String,
+    pub description: String,
+    pub provider: String,
+    pub grant_type: GrantType,
+    /// The shared token's status, if there is one.
+    pub shared_token: Option<TokenStatus>,
+    /// The caller's own token's status, if there is one.
+    pub user_token: Option<TokenStatus>,
+}
+
+impl Keyport {
+    pub async fn my_connections(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<UsableConnection>, ServiceError> {
+        let mut usable = Vec::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let listed = self.store.list_connections(page.clone()).await?;
+            for connection in listed
+                .items
+                .into_iter()
+                .filter(|c| c.is_invited(&principal.roles))
+            {
+                let tokens = self.store.list_tokens(&connection.id).await?;
+                let status_of =
+                    |owner: &Owner| tokens.iter().find(|t| &t.owner == owner).map(|t| t.status);
+                usable.push(UsableConnection {
+                    shared_token: status_of(&Owner::Shared),
+                    user_token: status_of(&Owner::User(principal.subject.clone())),
+                    id: connection.id,
+                    name: connection.name.to_string(),
+                    description: connection.description,
+                    provider: connection.provider.as_str().to_owned(),
+                    grant_type: connection.grant_type,
+                });
+            }
+            match listed.next {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => return Ok(usable),
+            }
+        }
+    }
+}

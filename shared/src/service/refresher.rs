@@ -1,0 +1,154 @@
+//! The scheduled refresher: finds tokens due through the due index, refreshes them with
+//! bounded concurrency under the same lease as readers (so it never refreshes a token a reader
+//! is refreshing), stops taking work before its deadline, and reports what it did.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::{Keyport, ServiceError};
+use crate::domain::{Connection, ConnectionId};
+use crate::ports::{PageRequest, TokenKey};
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RefreshReport {
+    pub refreshed: u64,
+    pub failed: u64,
+    pub needs_reauthorization: u64,
+    /// Due but left alone: another instance holds the lease, the token went away, or its
+    /// connection did.
+    pub skipped: u64,
+    /// Whether the run stopped at its deadline with work left for the next run.
+    pub stopped_early: bool,
+}
+
+enum Outcome {
+    Refreshed,
+    Failed,
+    NeedsReauthorization,
+    Skipped,
+}
+
+/// How much of the remaining time to keep in hand: a refresh started just before the
+/// deadline must still finish inside it.
+const SAFETY_MARGIN: Duration = Duration::from_secs(10);
+const PAGE_SIZE: u32 = 100;
+
+impl Keyport {
+    /// Refreshes due tokens until none are left or `deadline` (minus a margin) comes near.
+    pub async fn refresh_due(
+        self: &Arc<Self>,
+        deadline: tokio::time::Instant,
+        concurrency: usize,
+    ) -> Result<RefreshReport, ServiceError> {
+        let mut report = RefreshReport::default();
+        let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+        let mut running: JoinSet<Outcome> = JoinSet::new();
+        let mut connections: HashMap<ConnectionId, Option<Arc<Connection>>> = HashMap::new();
+        let due_by = Utc::now();
+        let mut page = PageRequest::first(PAGE_SIZE);
+        'pages: loop {
+            let listed = self.store.due_tokens(due_by, page.clone()).await?;
+            for key in listed.items {
+                if tokio::time::Instant::now() + SAFETY_MARGIN >= deadline {
+                    report.stopped_early = true;
+                    break 'pages;
+                }
+                let connection = match connections.get(&key.connection_id) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let loaded = self
+                            .store
+                            .get_connection(&key.connection_id)
+                            .await?
+                            .map(Arc::new);
+                        connections.insert(key.connection_id.clone(), loaded.clone());
+                        loaded
+                    }
+                };
+                let Some(connection) = connection else {
+                    report.skipped += 1;
+                    continue;
+                };
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let keyport = self.clone();
+                running.spawn(async move {
+                    let outcome = keyport.refresh_one(&connection, &key).await;
+                    drop(permit);
+                    outcome
+                });
+                while let Some(done) = running.try_join_next() {
+                    tally(&mut report, done);
+                }
+            }
+            match listed.next {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        while let Some(done) = running.join_next().await {
+            tally(&mut report, done);
+        }
+        tracing::info!(
+            target: "audit",
+            event = "refresher_run",
+            refreshed = report.refreshed,
+            failed = report.failed,
+            needs_reauthorization = report.needs_reauthorization,
+            skipped = report.skipped,
+            stopped_early = report.stopped_early,
+            "refresher run finished"
+        );
+        Ok(report)
+    }
+
+    async fn refresh_one(&self, connection: &Connection, key: &TokenKey) -> Outcome {
+        let before = match self.store.get_token(key).await {
+            Ok(Some(token)) => token,
+            Ok(None) => return Outcome::Skipped,
+            Err(_) => return Outcome::Failed,
+        };
+        if before
+            .lease
+            .as_ref()
+            .is_some_and(|lease| lease.is_live_at(Utc::now()) && lease.holder != self.instance_id)
+        {
+            return Outcome::Skipped;
+        }
+        match self
+            .fresh_token(connection, key, self.settings.refresh_lead, false)
+            .await
+        {
+            Ok((after, _))
+                if after.version != before.version && after.expires_at != before.expires_at =>
+            {
+                Outcome::Refreshed
+            }
+            Ok(_) => Outcome::Skipped,
+            Err(ServiceError::NeedsReauthorization { .. }) => Outcome::NeedsReauthorization,
+            Err(ServiceError::RefreshInProgress) => Outcome::Skipped,
+            Err(error) => {
+                tracing::warn!(connection_id = %key.connection_id, owner = %key.owner, code = error.code(), "scheduled refresh failed");
+                Outcome::Failed
+            }
+        }
+    }
+}
+
+fn tally(report: &mut RefreshReport, done: Result<Outcome, tokio::task::JoinError>) {
+    match done {
+        Ok(Outcome::Refreshed) => report.refreshed += 1,
+        Ok(Outcome::NeedsReauthorization) => report.needs_reauthorization += 1,
+        Ok(Outcome::Skipped) => report.skipped += 1,
+        Ok(Outcome::Failed) | Err(_) => report.failed += 1,
+    }
+}
