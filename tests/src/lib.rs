@@ -6,6 +6,7 @@ pub mod keyport;
 pub mod logs;
 pub mod moto;
 pub mod oidc;
+pub mod server;
 
 use std::path::PathBuf;
 

@@ -98,6 +98,17 @@ impl OidcPeer {
     /// Walks an authorization URL the way a browser would, logging in and consenting
     /// headlessly, and returns the query string the peer sent to the callback.
     pub async fn authorize_headlessly(&self, authorization_url: &str) -> String {
+        self.authorize_headlessly_to(authorization_url, CALLBACK_URL)
+            .await
+    }
+
+    /// As [`Self::authorize_headlessly`], stopping at `callback_url` (e.g. a running local
+    /// server's own callback) and returning the query it would receive.
+    pub async fn authorize_headlessly_to(
+        &self,
+        authorization_url: &str,
+        callback_url: &str,
+    ) -> String {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -105,7 +116,7 @@ impl OidcPeer {
         let mut cookies: BTreeMap<String, String> = BTreeMap::new();
         let mut url = url::Url::parse(authorization_url).expect("an absolute URL");
         for _ in 0..20 {
-            if url.as_str().starts_with(CALLBACK_URL) {
+            if url.as_str().starts_with(callback_url) {
                 return url.query().unwrap_or_default().to_owned();
             }
             let cookie_header = cookies

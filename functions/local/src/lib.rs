@@ -157,6 +157,18 @@ pub async fn openapi() -> impl axum::response::IntoResponse {
 
 /// Binds, assembles and starts the server and its refresher.
 pub async fn start(args: ServeArgs) -> Result<RunningServer, String> {
+    let backends = match args.backend {
+        BackendKind::Embedded => config::embedded_backends(&args.data_dir)?,
+        BackendKind::Aws => config::aws_backends(&args.aws).await?,
+    };
+    start_with_backends(args, backends).await
+}
+
+/// [`start`] over back-ends the caller built (tests pass their own).
+pub async fn start_with_backends(
+    args: ServeArgs,
+    backends: config::Backends,
+) -> Result<RunningServer, String> {
     if !args.listen.ip().is_loopback() {
         return Err(format!(
             "refusing to listen on {}: the local server listens on loopback only",
@@ -172,10 +184,6 @@ pub async fn start(args: ServeArgs) -> Result<RunningServer, String> {
         None => format!("http://{addr}/oauth/callback")
             .parse()
             .map_err(|e| format!("callback URL: {e}"))?,
-    };
-    let backends = match args.backend {
-        BackendKind::Embedded => config::embedded_backends(&args.data_dir)?,
-        BackendKind::Aws => config::aws_backends(&args.aws).await?,
     };
     let keyport = Arc::new(config::keyport(backends, &args.common, callback_url)?);
     let authenticator: Arc<dyn Authenticator> = match &args.jwt.jwks_url {

@@ -289,6 +289,41 @@ impl DevSigningKey {
         roles_claim: &str,
     ) -> Result<String, String> {
         let now = Utc::now().timestamp();
+        self.mint_at(now, subject, roles, lifetime, issuer, audience, roles_claim)
+    }
+
+    /// A token whose lifetime ended an hour ago; for tests of expiry.
+    pub fn mint_expired(
+        &self,
+        subject: &str,
+        roles: &[String],
+        issuer: &str,
+        audience: &str,
+        roles_claim: &str,
+    ) -> Result<String, String> {
+        let two_hours_ago = Utc::now().timestamp() - 7200;
+        self.mint_at(
+            two_hours_ago,
+            subject,
+            roles,
+            Duration::from_secs(3600),
+            issuer,
+            audience,
+            roles_claim,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn mint_at(
+        &self,
+        now: i64,
+        subject: &str,
+        roles: &[String],
+        lifetime: Duration,
+        issuer: &str,
+        audience: &str,
+        roles_claim: &str,
+    ) -> Result<String, String> {
         let mut claims = serde_json::Map::new();
         claims.insert("iss".into(), issuer.into());
         claims.insert("aud".into(), audience.into());

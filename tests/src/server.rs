@@ -1,0 +1,96 @@
+//! The local server started in-process on a free loopback port over a test back-end, with
+//! local development mode on (its OAuth peer is plain http on loopback), and tokens for it.
+
+use std::time::Duration;
+
+use clap::Parser;
+use keyport_local::{Cli, RunningServer};
+use keyport_shared::config::Backends;
+use keyport_shared::http::DevSigningKey;
+use std::sync::Arc;
+
+use crate::backends::Backend;
+
+pub const ISSUER: &str = "keyport-local";
+pub const AUDIENCE: &str = "keyport";
+pub const ROLES_CLAIM: &str = "cognito:groups";
+
+pub struct TestServer {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    pub server: RunningServer,
+    dev_key: DevSigningKey,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts the server; `extra_args` are `keyport` flags (e.g. `--allow-password-grant`).
+    pub async fn start(backend: &Backend, extra_args: &[&str]) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("temporary folder");
+        let data = data_dir.path().to_str().expect("a UTF-8 path").to_owned();
+        let mut argv = vec![
+            "keyport",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--local-development",
+            "--refresh-interval-seconds",
+            "3600",
+        ];
+        argv.extend_from_slice(extra_args);
+        let cli = Cli::try_parse_from(argv).expect("valid keyport arguments");
+        let backends = Backends {
+            store: backend.store.clone(),
+            secrets: backend.secrets.clone(),
+            cipher: Arc::new(backend.cipher()),
+        };
+        let server = keyport_local::start_with_backends(cli.serve, backends)
+            .await
+            .expect("the local server starts");
+        let dev_key = DevSigningKey::load_or_create(&data_dir.path().join("dev-signing.key"))
+            .expect("the development key");
+        TestServer {
+            base: format!("http://{}", server.addr),
+            server,
+            dev_key,
+            _data_dir: data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The callback URL the server registered (its own `/oauth/callback`).
+    pub fn callback_url(&self) -> String {
+        self.url("/oauth/callback")
+    }
+
+    /// A valid bearer token for `subject` with `roles`.
+    pub fn token(&self, subject: &str, roles: &[&str]) -> String {
+        self.token_with(subject, roles, ISSUER, AUDIENCE, Duration::from_secs(3600))
+    }
+
+    pub fn token_with(
+        &self,
+        subject: &str,
+        roles: &[&str],
+        issuer: &str,
+        audience: &str,
+        lifetime: Duration,
+    ) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        self.dev_key
+            .mint(subject, &roles, lifetime, issuer, audience, ROLES_CLAIM)
+            .expect("a token")
+    }
+
+    /// A token that expired an hour ago (beyond any leeway).
+    pub fn expired_token(&self, subject: &str, roles: &[&str]) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        self.dev_key
+            .mint_expired(subject, &roles, ISSUER, AUDIENCE, ROLES_CLAIM)
+            .expect("a token")
+    }
+}
