@@ -60,6 +60,22 @@ pub fn client_assertion(
         .map_err(|e| OAuthError::Configuration(format!("cannot sign the client assertion: {e}")))
 }
 
+/// The two form parameters that authenticate a `private_key_jwt` client at `audience`.
+pub fn assertion_params(
+    private_key: Option<&ClientSecret>,
+    client_id: &str,
+    audience: &str,
+) -> Result<[(&'static str, SecretString); 2], OAuthError> {
+    let key = private_key.ok_or_else(|| {
+        OAuthError::Configuration("no private key is stored for this connection".into())
+    })?;
+    let assertion = client_assertion(key, client_id, audience, Utc::now())?;
+    Ok([
+        ("client_assertion_type", SecretString::from(ASSERTION_TYPE)),
+        ("client_assertion", assertion),
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use oauth2::{
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::assertion::{ASSERTION_TYPE, client_assertion};
+use super::assertion::assertion_params;
 use super::error::OAuthError;
 use super::response::{ProviderTokenResponse, TokenGrant};
 use super::revocation::{check_revocation_response, revocation_request};
@@ -168,20 +168,12 @@ impl OAuthClient {
     ) -> Result<Vec<(String, SecretString)>, OAuthError> {
         let mut params: Vec<(String, SecretString)> = Vec::new();
         if connection.client_auth == ClientAuthMethod::PrivateKeyJwt {
-            let key = credentials.private_key.as_ref().ok_or_else(|| {
-                OAuthError::Configuration("no private key is stored for this connection".into())
-            })?;
-            let assertion = client_assertion(
-                key,
+            let assertion = assertion_params(
+                credentials.private_key.as_ref(),
                 &connection.client_id,
                 connection.token_url.as_str(),
-                Utc::now(),
             )?;
-            params.push((
-                "client_assertion_type".into(),
-                SecretString::from(ASSERTION_TYPE),
-            ));
-            params.push(("client_assertion".into(), assertion));
+            params.extend(assertion.map(|(name, value)| (name.to_owned(), value)));
         }
         if let Some(audience) = &connection.audience {
             params.push(("audience".into(), SecretString::from(audience.clone())));

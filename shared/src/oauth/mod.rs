@@ -3,6 +3,8 @@
 
 mod assertion;
 mod callback;
+#[cfg(test)]
+mod catalog_urls;
 mod client;
 mod discovery;
 mod error;

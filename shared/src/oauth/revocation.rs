@@ -6,11 +6,10 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use url::form_urlencoded;
 
-use super::assertion::{ASSERTION_TYPE, client_assertion};
+use super::assertion::assertion_params;
 use super::client::ClientCredentials;
 use super::error::OAuthError;
 use crate::domain::{ClientAuthMethod, Connection, EndpointUrl, TokenSecrets};
@@ -53,18 +52,14 @@ pub fn revocation_request(
                 .append_pair("client_secret", secret.expose_secret());
         }
         ClientAuthMethod::PrivateKeyJwt => {
-            let key = credentials.private_key.as_ref().ok_or_else(|| {
-                OAuthError::Configuration("no private key is stored for this connection".into())
-            })?;
-            let assertion = client_assertion(
-                key,
+            form.append_pair("client_id", &connection.client_id);
+            for (name, value) in assertion_params(
+                credentials.private_key.as_ref(),
                 &connection.client_id,
                 connection.token_url.as_str(),
-                Utc::now(),
-            )?;
-            form.append_pair("client_id", &connection.client_id)
-                .append_pair("client_assertion_type", ASSERTION_TYPE)
-                .append_pair("client_assertion", assertion.expose_secret());
+            )? {
+                form.append_pair(name, value.expose_secret());
+            }
         }
     }
     let mut request = http::Request::builder()
@@ -119,6 +114,7 @@ pub fn check_revocation_response(response: &oauth2::HttpResponse) -> Result<(), 
 mod tests {
     use super::*;
     use crate::domain::{ClientSecret, ConnectionInput, UrlPolicy};
+    use chrono::Utc;
 
     fn connection(client_auth: &str) -> Connection {
         let input: ConnectionInput = serde_json::from_value(serde_json::json!({

@@ -89,12 +89,7 @@ impl Keyport {
         owner: OwnerRequest,
         min_valid: Option<Duration>,
     ) -> Result<TokenView, ServiceError> {
-        let connection = self.load_connection(id).await?;
-        let owner = self.access.token_owner(principal, &connection, owner)?;
-        let key = TokenKey {
-            connection_id: connection.id.clone(),
-            owner,
-        };
+        let (connection, key) = self.token_target(principal, id, owner).await?;
         let min_valid = min_valid.unwrap_or(self.settings.default_min_valid);
         let (record, secrets) = self
             .fresh_token(&connection, &key, min_valid, false)
@@ -109,12 +104,7 @@ impl Keyport {
         id: &ConnectionId,
         owner: OwnerRequest,
     ) -> Result<TokenView, ServiceError> {
-        let connection = self.load_connection(id).await?;
-        let owner = self.access.token_owner(principal, &connection, owner)?;
-        let key = TokenKey {
-            connection_id: connection.id.clone(),
-            owner,
-        };
+        let (connection, key) = self.token_target(principal, id, owner).await?;
         let (record, secrets) = self
             .fresh_token(&connection, &key, self.settings.default_min_valid, true)
             .await?;
@@ -129,12 +119,7 @@ impl Keyport {
         id: &ConnectionId,
         owner: OwnerRequest,
     ) -> Result<bool, ServiceError> {
-        let connection = self.load_connection(id).await?;
-        let owner = self.access.token_owner(principal, &connection, owner)?;
-        let key = TokenKey {
-            connection_id: connection.id.clone(),
-            owner,
-        };
+        let (connection, key) = self.token_target(principal, id, owner).await?;
         let token = self
             .store
             .get_token(&key)
@@ -144,6 +129,22 @@ impl Keyport {
         self.store.delete_token(&key, token.version).await?;
         tracing::info!(target: "audit", event = "token_revoked", connection_id = %key.connection_id, owner = %key.owner, actor = %principal.subject, revoked_at_provider = revoked, "token disconnected");
         Ok(revoked)
+    }
+
+    /// The connection and token a caller asks for, after the access rules.
+    async fn token_target(
+        &self,
+        principal: &Principal,
+        id: &ConnectionId,
+        owner: OwnerRequest,
+    ) -> Result<(Connection, TokenKey), ServiceError> {
+        let connection = self.load_connection(id).await?;
+        let owner = self.access.token_owner(principal, &connection, owner)?;
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner,
+        };
+        Ok((connection, key))
     }
 
     /// Revokes one token's grant at the provider; failures are logged, not raised.

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::db::{EmbeddedDb, sql_error};
 use crate::adapters::records::{
@@ -42,6 +42,43 @@ fn token_from_row(doc: &str, sealed: Vec<u8>, version: i64) -> Result<StoredToke
 
 fn connection_doc(connection: &Connection) -> Result<String, StoreError> {
     serde_json::to_string(connection).map_err(corrupt("connection"))
+}
+
+fn connection_version(tx: &Transaction<'_>, id: &str) -> Result<Option<i64>, StoreError> {
+    tx.query_row(
+        "SELECT version FROM connections WHERE id = ?1",
+        [id],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(sql_error)
+}
+
+fn token_version(
+    tx: &Transaction<'_>,
+    connection_id: &str,
+    owner: &str,
+) -> Result<Option<i64>, StoreError> {
+    tx.query_row(
+        "SELECT version FROM tokens WHERE connection_id = ?1 AND owner = ?2",
+        params![connection_id, owner],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(sql_error)
+}
+
+/// The conditional-write check: the item exists and is at `expected`.
+fn require_version(
+    current: Option<i64>,
+    expected: i64,
+    entity: &'static str,
+) -> Result<(), StoreError> {
+    match current {
+        None => Err(StoreError::NotFound(entity)),
+        Some(version) if version != expected => Err(StoreError::Conflict(entity)),
+        Some(_) => Ok(()),
+    }
 }
 
 fn version_param(version: u64) -> Result<i64, StoreError> {
@@ -171,15 +208,7 @@ impl ConnectionStore for EmbeddedStore {
         self.db
             .run(move |db| {
                 let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-                let current: Option<i64> = tx
-                    .query_row("SELECT version FROM connections WHERE id = ?1", [&id], |row| row.get(0))
-                    .optional()
-                    .map_err(sql_error)?;
-                match current {
-                    None => return Err(StoreError::NotFound("connection")),
-                    Some(version) if version != expected => return Err(StoreError::Conflict("connection")),
-                    Some(_) => {}
-                }
+                require_version(connection_version(&tx, &id)?, expected, "connection")?;
                 let name_owner: Option<String> = tx
                     .query_row("SELECT id FROM connections WHERE name_key = ?1", [&name_key], |row| row.get(0))
                     .optional()
@@ -210,21 +239,7 @@ impl ConnectionStore for EmbeddedStore {
                 let tx = db
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
-                let current: Option<i64> = tx
-                    .query_row(
-                        "SELECT version FROM connections WHERE id = ?1",
-                        [&id],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                    .map_err(sql_error)?;
-                match current {
-                    None => return Err(StoreError::NotFound("connection")),
-                    Some(version) if version != expected => {
-                        return Err(StoreError::Conflict("connection"));
-                    }
-                    Some(_) => {}
-                }
+                require_version(connection_version(&tx, &id)?, expected, "connection")?;
                 tx.execute("DELETE FROM tokens WHERE connection_id = ?1", [&id])
                     .map_err(sql_error)?;
                 tx.execute("DELETE FROM connections WHERE id = ?1", [&id])
@@ -282,14 +297,7 @@ impl TokenStore for EmbeddedStore {
         self.db
             .run(move |db| {
                 let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
-                let current: Option<i64> = tx
-                    .query_row(
-                        "SELECT version FROM tokens WHERE connection_id = ?1 AND owner = ?2",
-                        params![connection_id, owner],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                    .map_err(sql_error)?;
+                let current = token_version(&tx, &connection_id, &owner)?;
                 match (expect, current) {
                     (Expect::Absent, Some(_)) => return Err(StoreError::AlreadyExists("token")),
                     (Expect::Version(_), None) => return Err(StoreError::NotFound("token")),
@@ -320,21 +328,11 @@ impl TokenStore for EmbeddedStore {
                 let tx = db
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
-                let current: Option<i64> = tx
-                    .query_row(
-                        "SELECT version FROM tokens WHERE connection_id = ?1 AND owner = ?2",
-                        params![connection_id, owner],
-                        |row| row.get(0),
-                    )
-                    .optional()
-                    .map_err(sql_error)?;
-                match current {
-                    None => return Err(StoreError::NotFound("token")),
-                    Some(version) if version != expected => {
-                        return Err(StoreError::Conflict("token"));
-                    }
-                    Some(_) => {}
-                }
+                require_version(
+                    token_version(&tx, &connection_id, &owner)?,
+                    expected,
+                    "token",
+                )?;
                 tx.execute(
                     "DELETE FROM tokens WHERE connection_id = ?1 AND owner = ?2",
                     params![connection_id, owner],
