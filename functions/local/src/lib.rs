@@ -37,6 +37,25 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print a bearer token the local server accepts, signed with the development key.
     DevToken(DevTokenArgs),
+    /// Create the DynamoDB table with Keyport's schema (for emulators and tests; on AWS the SAM
+    /// template creates it).
+    CreateTable(CreateTableArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateTableArgs {
+    /// The table to create.
+    #[arg(long = "table", env = "KEYPORT_TABLE")]
+    pub table: String,
+}
+
+/// Creates the table through the standard AWS configuration chain (`AWS_ENDPOINT_URL` etc.).
+pub async fn create_table(args: &CreateTableArgs) -> Result<(), String> {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    keyport_shared::adapters::dynamodb::create_table(&client, &args.table).await.map_err(|e| e.to_string())?;
+    println!("created table {}", args.table);
+    Ok(())
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,6 +8,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Some(Command::DevToken(args)) => keyport_local::print_dev_token(&args),
+        Some(Command::CreateTable(args)) => keyport_local::create_table(&args).await,
         Some(Command::Serve(args)) => keyport_local::serve_until_stopped(*args).await,
         None => keyport_local::serve_until_stopped(cli.serve).await,
     };
