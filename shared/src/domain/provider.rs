@@ -17,6 +17,9 @@ pub enum PlaceholderKind {
     HostLabel,
     /// One URL path segment: letters, digits, `-`, `.` and `_`.
     PathSegment,
+    /// One of `allowed_values` exactly: for values that span several host labels (a region's
+    /// domain), where a character rule could not keep the host in the provider's hands.
+    OneOf,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +28,8 @@ pub struct Placeholder {
     pub kind: PlaceholderKind,
     pub description: String,
     pub example: String,
+    #[serde(default)]
+    pub allowed_values: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +39,9 @@ pub struct Provider {
     pub authorization_url: Option<String>,
     pub token_url: Option<String>,
     pub revocation_url: Option<String>,
+    /// The issuer identifier (RFC 8414), checked against a callback's `iss` (RFC 9207).
+    #[serde(default)]
+    pub issuer: Option<String>,
     #[serde(default)]
     pub default_scopes: Vec<String>,
     #[serde(default = "default_separator")]
@@ -99,9 +107,24 @@ impl Provider {
 }
 
 fn check_placeholder_value(placeholder: &Placeholder, value: &str) -> Result<(), ValidationError> {
+    if placeholder.kind == PlaceholderKind::OneOf {
+        return if placeholder
+            .allowed_values
+            .iter()
+            .any(|allowed| allowed == value)
+        {
+            Ok(())
+        } else {
+            Err(ValidationError::new(
+                format!("provider_params.{}", placeholder.name),
+                format!("must be one of {}", placeholder.allowed_values.join(", ")),
+            ))
+        };
+    }
     let allowed = |c: char| match placeholder.kind {
         PlaceholderKind::HostLabel => c.is_ascii_alphanumeric() || c == '-',
         PlaceholderKind::PathSegment => c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'),
+        PlaceholderKind::OneOf => false,
     };
     let well_formed = !value.is_empty()
         && value.len() <= 63
@@ -132,6 +155,7 @@ mod tests {
             authorization_url: Some("https://{instance}.example.com/{tenant}/authorize".into()),
             token_url: Some("https://{instance}.example.com/{tenant}/token".into()),
             revocation_url: None,
+            issuer: None,
             default_scopes: vec![],
             scope_separator: " ".into(),
             authorization_params: BTreeMap::new(),
@@ -145,12 +169,14 @@ mod tests {
                     kind: PlaceholderKind::HostLabel,
                     description: "instance name".into(),
                     example: "acme".into(),
+                    allowed_values: vec![],
                 },
                 Placeholder {
                     name: "tenant".into(),
                     kind: PlaceholderKind::PathSegment,
                     description: "tenant id or domain".into(),
                     example: "contoso.onmicrosoft.com".into(),
+                    allowed_values: vec![],
                 },
             ],
             token_response_extras: vec![],

@@ -4,6 +4,7 @@
 //! wins, except that a scope the provider needs to issue refresh tokens is always kept.
 
 use super::connection::ConnectionInput;
+use super::grant::GrantType;
 use super::provider::Provider;
 use super::scopes::{Scopes, ScopesInput};
 use super::validation::ValidationError;
@@ -11,6 +12,9 @@ use super::validation::ValidationError;
 /// Scopes without which a provider issues no refresh token; dropping one would make the
 /// connection die at its first expiry.
 const REFRESH_SCOPES: &[&str] = &["offline_access"];
+/// Scopes that only mean something when a person signs in; a client-credentials request that
+/// carries them is refused by providers (e.g. Microsoft's `invalid_scope`).
+const PERSON_SCOPES: &[&str] = &["offline_access", "openid", "profile", "email"];
 
 impl Provider {
     pub fn fill_defaults(&self, input: &mut ConnectionInput) -> Result<(), ValidationError> {
@@ -31,7 +35,20 @@ impl Provider {
         if input.revocation_url.is_none() {
             input.revocation_url = fill("revocation_url", &self.revocation_url)?;
         }
-        let defaults = Scopes::from_list(self.default_scopes.iter().map(String::as_str))?;
+        if input.issuer.is_none() {
+            input.issuer = fill("issuer", &self.issuer)?;
+        }
+        let interactive = input
+            .grant_type
+            .as_deref()
+            .and_then(|g| g.parse::<GrantType>().ok())
+            .is_none_or(GrantType::is_interactive);
+        let defaults = Scopes::from_list(
+            self.default_scopes
+                .iter()
+                .map(String::as_str)
+                .filter(|s| interactive || !PERSON_SCOPES.contains(s)),
+        )?;
         input.scopes = Some(match input.scopes.take() {
             None => ScopesInput::List(defaults.iter().map(str::to_owned).collect()),
             Some(requested) => {
@@ -62,7 +79,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::domain::{ClientAuthMethod, GrantType, Placeholder, PlaceholderKind};
+    use crate::domain::{ClientAuthMethod, Placeholder, PlaceholderKind};
 
     fn microsoft_like() -> Provider {
         let mut provider: Provider = serde_json::from_value(serde_json::json!({
@@ -82,6 +99,7 @@ mod tests {
             kind: PlaceholderKind::PathSegment,
             description: "tenant".into(),
             example: "contoso.onmicrosoft.com".into(),
+            allowed_values: vec![],
         }];
         provider.grant_types = vec![GrantType::AuthorizationCode];
         provider
@@ -134,6 +152,16 @@ mod tests {
             request.authorization_params.unwrap(),
             BTreeMap::from([("prompt".to_owned(), "consent".to_owned())])
         );
+    }
+
+    #[test]
+    fn client_credentials_do_not_inherit_person_scopes() {
+        let mut request = input(
+            serde_json::json!({"provider_params": {"tenant": "contoso"}, "grant_type": "client_credentials"}),
+        );
+        microsoft_like().fill_defaults(&mut request).unwrap();
+        let scopes = Scopes::try_from(request.scopes.unwrap()).unwrap();
+        assert_eq!(scopes.join(" "), "User.Read");
     }
 
     #[test]
