@@ -53,7 +53,9 @@ pub struct CreateTableArgs {
 pub async fn create_table(args: &CreateTableArgs) -> Result<(), String> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
-    keyport_shared::adapters::dynamodb::create_table(&client, &args.table).await.map_err(|e| e.to_string())?;
+    keyport_shared::adapters::dynamodb::create_table(&client, &args.table)
+        .await
+        .map_err(|e| e.to_string())?;
     println!("created table {}", args.table);
     Ok(())
 }
