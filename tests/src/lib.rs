@@ -1,6 +1,7 @@
 //! The integration tests' harness: starts the peers the tests talk to (moto's AWS emulator)
 //! and builds each back-end against them.
 
+pub mod api;
 pub mod backends;
 pub mod keyport;
 pub mod logs;
