@@ -4,6 +4,7 @@
 mod conformance;
 mod encryption_at_rest;
 mod fixtures;
+mod http_access;
 mod http_api;
 mod kms_calls;
 mod oauth_flows;
