@@ -26,6 +26,9 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("a stored {0} could not be read: {1}")]
     Corrupt(&'static str, String),
+    /// A page cursor this store did not issue: the caller's mistake, not the data's.
+    #[error("the cursor is not one this listing issued")]
+    BadCursor,
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
 }

@@ -156,7 +156,7 @@ async fn connections_list_in_name_order_across_pages(backend: Backend) {
     };
     assert!(matches!(
         store.list_connections(bad).await,
-        Err(StoreError::Corrupt(..))
+        Err(StoreError::BadCursor)
     ));
 }
 

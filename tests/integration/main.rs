@@ -6,6 +6,7 @@ mod encryption_at_rest;
 mod fixtures;
 mod http_access;
 mod http_api;
+mod http_bad_input;
 mod kms_calls;
 mod oauth_flows;
 

@@ -59,9 +59,8 @@ pub fn encode_cursor<T: Serialize>(position: &T) -> String {
 pub fn decode_cursor<T: for<'de> Deserialize<'de>>(cursor: &str) -> Result<T, StoreError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor)
-        .map_err(|_| StoreError::Corrupt("cursor", "not a cursor this store issued".into()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|_| StoreError::Corrupt("cursor", "not a cursor this store issued".into()))
+        .map_err(|_| StoreError::BadCursor)?;
+    serde_json::from_slice(&bytes).map_err(|_| StoreError::BadCursor)
 }
 
 /// The stored form of a pending authorization. The PKCE verifier is kept as it is: it is

@@ -50,6 +50,10 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(_) | StoreError::NameTaken(_) | StoreError::AlreadyExists(_) => {
                 ServiceError::Conflict(error.to_string())
             }
+            StoreError::BadCursor => ServiceError::Invalid(ValidationError::new(
+                "cursor",
+                "is not a cursor this listing issued",
+            )),
             other => ServiceError::Store(other),
         }
     }

@@ -344,7 +344,7 @@ pub(crate) fn encode_cursor(page_key: &Item) -> Result<String, StoreError> {
 /// Reads back a cursor issued for the index partition `partition`. Anything else is refused
 /// here, so a forged or foreign cursor is the caller's error rather than a failed query.
 pub(crate) fn decode_cursor(cursor: &str, partition: &str) -> Result<Item, StoreError> {
-    let refuse = || StoreError::Corrupt(CURSOR, "it is not a cursor this listing issued".into());
+    let refuse = || StoreError::BadCursor;
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
     let strings: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
     let complete = strings.len() == INDEX_PAGE_KEY.len()
@@ -489,11 +489,11 @@ mod tests {
         );
 
         let foreign = decode_cursor(&cursor, CONNECTIONS_PARTITION).unwrap_err();
-        assert!(matches!(foreign, StoreError::Corrupt(CURSOR, _)));
+        assert!(matches!(foreign, StoreError::BadCursor));
         for bad in ["", "!!!", "e30", &URL_SAFE_NO_PAD.encode(r#"{"pk":"x"}"#)] {
             assert!(matches!(
                 decode_cursor(bad, DUE_PARTITION),
-                Err(StoreError::Corrupt(CURSOR, _))
+                Err(StoreError::BadCursor)
             ));
         }
 
