@@ -42,10 +42,7 @@ async fn malformed_requests_get_clear_4xx_errors_and_change_nothing() {
         ("POST", "/connections".into()),
         ("PATCH", format!("/connections/{id}")),
         ("POST", format!("/connections/{id}/authorize")),
-    ]
-    .into_iter()
-    .map(|(m, p)| (m, p))
-    .collect();
+    ];
     for (method, path) in &bodies {
         let what = format!("{method} {path}");
         let json_type = "application/json";
