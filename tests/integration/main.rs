@@ -8,6 +8,7 @@ mod http_access;
 mod http_api;
 mod http_bad_input;
 mod kms_calls;
+mod lambda_events;
 mod oauth_flows;
 
 /// Declares each listed `async fn(Backend)` as one test per back-end.
