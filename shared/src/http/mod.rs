@@ -4,6 +4,8 @@
 mod error;
 mod extract;
 pub mod identity;
+#[cfg(test)]
+mod openapi_check;
 mod page;
 mod routes;
 
