@@ -155,10 +155,10 @@ fn validate(spec: &Value, schema: &Value, value: &Value, at: &str) -> Vec<String
         Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
         _ => vec![],
     };
-    if !allowed.is_empty()
-        && !allowed.contains(&type_name)
-        && !(type_name == "integer" && allowed.contains(&"number"))
-    {
+    let accepted = allowed.is_empty()
+        || allowed.contains(&type_name)
+        || (type_name == "integer" && allowed.contains(&"number"));
+    if !accepted {
         problems.push(format!("{at}: {type_name} is not {allowed:?}"));
         return problems;
     }
