@@ -65,6 +65,20 @@ impl CapturedLogs {
             !text.is_empty(),
             "no log line was captured; the leak check would prove nothing"
         );
+        // Whatever the values, these shapes mean a request body, a credential header or a token
+        // response reached a log line.
+        for marker in [
+            "code_verifier=",
+            "client_assertion=",
+            "client_secret=",
+            "refresh_token=",
+            "&code=",
+            "Basic ",
+            "\"access_token\":\"",
+            "\"refresh_token\":\"",
+        ] {
+            assert!(!text.contains(marker), "a log line contains {marker:?}");
+        }
         for secret in secrets {
             if secret.len() < 6 {
                 continue;
