@@ -7,6 +7,7 @@ mod fixtures;
 mod http_access;
 mod http_api;
 mod http_bad_input;
+mod http_jwks;
 mod kms_calls;
 mod lambda_events;
 mod oauth_flows;
