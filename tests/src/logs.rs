@@ -44,6 +44,18 @@ impl CapturedLogs {
     /// Starts capturing on this thread until the guard drops. JSON lines, as Keyport logs in
     /// production, with every span field.
     pub fn start() -> (DefaultGuard, CapturedLogs) {
+        // tracing caches each call site's interest process-wide. Tests run in parallel, and a
+        // call site first reached on a thread without a subscriber could be cached as "never"
+        // and skipped on the capturing thread too. A global subscriber that takes every level
+        // (and writes nowhere) keeps every call site live.
+        static GLOBAL: std::sync::Once = std::sync::Once::new();
+        GLOBAL.call_once(|| {
+            let sink = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(std::io::sink)
+                .finish();
+            let _ = tracing::subscriber::set_global_default(sink);
+        });
         let logs = CapturedLogs::default();
         let subscriber = tracing_subscriber::fmt()
             .json()

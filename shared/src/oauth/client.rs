@@ -45,6 +45,17 @@ impl<'c> AsyncHttpClient<'c> for ProviderHttp<'_> {
     }
 }
 
+/// Adds `params` to one of the crate's token requests, which share no trait for it.
+fn with_params<R>(
+    request: R,
+    params: Vec<(String, SecretString)>,
+    add: impl Fn(R, String, String) -> R,
+) -> R {
+    params.into_iter().fold(request, |request, (name, value)| {
+        add(request, name, value.expose_secret().to_owned())
+    })
+}
+
 type ProviderClient = Client<
     BasicErrorResponse,
     ProviderTokenResponse,
@@ -165,8 +176,12 @@ impl OAuthClient {
         &self,
         connection: &Connection,
         credentials: &ClientCredentials,
+        scope: Option<&str>,
     ) -> Result<Vec<(String, SecretString)>, OAuthError> {
         let mut params: Vec<(String, SecretString)> = Vec::new();
+        if let Some(scope) = scope {
+            params.push(("scope".into(), SecretString::from(scope.to_owned())));
+        }
         if connection.client_auth == ClientAuthMethod::PrivateKeyJwt {
             let assertion = assertion_params(
                 credentials.private_key.as_ref(),
@@ -258,9 +273,11 @@ impl OAuthClient {
             request = request
                 .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose_secret().to_owned()));
         }
-        for (name, value) in self.token_params(connection, credentials)? {
-            request = request.add_extra_param(name, value.expose_secret().to_owned());
-        }
+        let request = with_params(
+            request,
+            self.token_params(connection, credentials, None)?,
+            |r, n, v| r.add_extra_param(n, v),
+        );
         let response = request.request_async(&ProviderHttp(&self.http)).await?;
         Ok(TokenGrant::from_response(
             response,
@@ -275,14 +292,13 @@ impl OAuthClient {
         credentials: &ClientCredentials,
     ) -> Result<TokenGrant, OAuthError> {
         let client = self.client(connection, credentials)?;
-        let mut request = client.exchange_client_credentials();
+        let request = client.exchange_client_credentials();
         let scope = Self::requested_scope(connection);
-        if let Some(scope) = &scope {
-            request = request.add_extra_param("scope", scope.clone());
-        }
-        for (name, value) in self.token_params(connection, credentials)? {
-            request = request.add_extra_param(name, value.expose_secret().to_owned());
-        }
+        let request = with_params(
+            request,
+            self.token_params(connection, credentials, scope.as_deref())?,
+            |r, n, v| r.add_extra_param(n, v),
+        );
         let response = request.request_async(&ProviderHttp(&self.http)).await?;
         Ok(TokenGrant::from_response(
             response,
@@ -312,14 +328,13 @@ impl OAuthClient {
         let client = self.client(connection, credentials)?;
         let username = ResourceOwnerUsername::new(username.to_owned());
         let password = ResourceOwnerPassword::new(password.expose_secret().to_owned());
-        let mut request = client.exchange_password(&username, &password);
+        let request = client.exchange_password(&username, &password);
         let scope = Self::requested_scope(connection);
-        if let Some(scope) = &scope {
-            request = request.add_extra_param("scope", scope.clone());
-        }
-        for (name, value) in self.token_params(connection, credentials)? {
-            request = request.add_extra_param(name, value.expose_secret().to_owned());
-        }
+        let request = with_params(
+            request,
+            self.token_params(connection, credentials, scope.as_deref())?,
+            |r, n, v| r.add_extra_param(n, v),
+        );
         let response = request.request_async(&ProviderHttp(&self.http)).await?;
         Ok(TokenGrant::from_response(
             response,
@@ -364,10 +379,12 @@ impl OAuthClient {
                 })?;
         let client = self.client(connection, credentials)?;
         let refresh_token = RefreshToken::new(refresh_token.expose_secret().to_owned());
-        let mut request = client.exchange_refresh_token(&refresh_token);
-        for (name, value) in self.token_params(connection, credentials)? {
-            request = request.add_extra_param(name, value.expose_secret().to_owned());
-        }
+        let request = client.exchange_refresh_token(&refresh_token);
+        let request = with_params(
+            request,
+            self.token_params(connection, credentials, None)?,
+            |r, n, v| r.add_extra_param(n, v),
+        );
         let response = request.request_async(&ProviderHttp(&self.http)).await?;
         let mut grant = TokenGrant::from_response(response, previous_scope, Utc::now());
         grant.keep_refresh_token_from(previous);
