@@ -7,20 +7,32 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use crate::domain::{EndpointUrl, PlaceholderKind, Provider, ProviderKey, Scopes, UrlPolicy};
+use crate::domain::{
+    EndpointUrl, Placeholder, PlaceholderKind, Provider, ProviderKey, Scopes, UrlPolicy,
+};
 
 const CATALOG_TOML: &str = include_str!("../providers.toml");
 
-/// Parameters Keyport sets on authorization requests itself.
-const RESERVED_AUTHORIZATION_PARAMS: &[&str] = &[
+/// Parameters Keyport sets on authorization and token requests itself; a catalog entry may not
+/// set them (the same rule a connection's own parameters meet).
+const RESERVED_PARAMS: &[&str] = &[
     "client_id",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
     "redirect_uri",
     "state",
     "response_type",
     "scope",
+    "code",
     "code_challenge",
     "code_challenge_method",
+    "code_verifier",
     "nonce",
+    "grant_type",
+    "refresh_token",
+    "username",
+    "password",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +113,24 @@ fn check_provider(provider: &Provider) -> Vec<String> {
     {
         problems.push("an interactive grant needs an authorization_url".into());
     }
+    match &provider.docs_url {
+        None => problems.push("docs_url is missing".into()),
+        Some(url) => {
+            if let Err(e) = EndpointUrl::parse("docs_url", url, UrlPolicy::Production) {
+                problems.push(e.to_string());
+            }
+        }
+    }
+    let mut declared = BTreeSet::new();
+    for placeholder in &provider.placeholders {
+        if !declared.insert(placeholder.name.as_str()) {
+            problems.push(format!(
+                "placeholder {} is declared twice",
+                placeholder.name
+            ));
+        }
+        problems.extend(check_allowed_values(provider, placeholder, &templates));
+    }
     let example_params = provider
         .placeholders
         .iter()
@@ -133,14 +163,6 @@ fn check_provider(provider: &Provider) -> Vec<String> {
                 placeholder.name
             ));
         }
-        if placeholder.kind == PlaceholderKind::OneOf
-            && !placeholder.allowed_values.contains(&placeholder.example)
-        {
-            problems.push(format!(
-                "placeholder {}'s example is not among its allowed values",
-                placeholder.name
-            ));
-        }
     }
     if provider.scope_separator.is_empty() {
         problems.push("scope_separator is empty".into());
@@ -153,10 +175,81 @@ fn check_provider(provider: &Provider) -> Vec<String> {
         .keys()
         .chain(provider.token_params.keys())
     {
-        if RESERVED_AUTHORIZATION_PARAMS.contains(&name.as_str()) {
+        if RESERVED_PARAMS.contains(&name.as_str()) {
             problems.push(format!(
                 "parameter {name} is set by Keyport and cannot come from the catalog"
             ));
+        }
+    }
+    problems
+}
+
+/// A `one_of` placeholder is only as safe as its list: every value must be a plain lowercase
+/// domain fragment, and every template filled with it (the other placeholders at their examples)
+/// must still be a production URL. Other kinds take no list, so none can be mistaken for a limit.
+fn check_allowed_values(
+    provider: &Provider,
+    placeholder: &Placeholder,
+    templates: &[(&str, &Option<String>)],
+) -> Vec<String> {
+    let name = &placeholder.name;
+    if placeholder.kind != PlaceholderKind::OneOf {
+        return if placeholder.allowed_values.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!(
+                "placeholder {name} has allowed_values but is not of kind one_of"
+            )]
+        };
+    }
+    let mut problems = Vec::new();
+    if placeholder.allowed_values.is_empty() {
+        problems.push(format!(
+            "placeholder {name} is one_of with no allowed_values"
+        ));
+    }
+    if !placeholder.allowed_values.contains(&placeholder.example) {
+        problems.push(format!(
+            "placeholder {name}'s example is not among its allowed values"
+        ));
+    }
+    for value in &placeholder.allowed_values {
+        let well_formed = value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+        if !well_formed {
+            problems.push(format!(
+                "placeholder {name}: allowed value {value:?} is not a lowercase domain fragment"
+            ));
+            continue;
+        }
+        let params = provider
+            .placeholders
+            .iter()
+            .map(|p| {
+                let v = if p.name == *name { value } else { &p.example };
+                (p.name.clone(), v.clone())
+            })
+            .collect();
+        for (field, template) in templates {
+            let Some(template) = template else { continue };
+            if !template.contains(&format!("{{{name}}}")) {
+                continue;
+            }
+            match provider.fill_template(field, template, &params) {
+                Ok(url) => {
+                    if let Err(e) = EndpointUrl::parse(field, &url, UrlPolicy::Production) {
+                        problems.push(format!("{e} (with {name} = {value}: {url})"));
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
         }
     }
     problems
@@ -261,6 +354,8 @@ mod tests {
                 provider.token_url.as_deref().unwrap().contains("{tenant}"),
                 "{key}"
             );
+            // Entra's issuer names the tenant GUID, which {tenant} need not be.
+            assert!(provider.issuer.is_none(), "{key}");
         }
     }
 
@@ -276,6 +371,19 @@ mod tests {
                 "{key}"
             );
         }
+    }
+
+    #[test]
+    fn salesforce_client_credentials_only_on_my_domain() {
+        let has_client_credentials = |key: &str| {
+            Catalog::builtin()
+                .get(key)
+                .unwrap()
+                .grant_types
+                .contains(&GrantType::ClientCredentials)
+        };
+        assert!(!has_client_credentials("salesforce"));
+        assert!(has_client_credentials("salesforce-my-domain"));
     }
 
     #[test]
@@ -318,6 +426,7 @@ mod tests {
             grant_types = ["authorization_code"]
             default_scopes = ["a b"]
             authorization_params = { redirect_uri = "https://evil.example" }
+            token_params = { grant_type = "password" }
 
             [[provider.placeholders]]
             name = "unused"
@@ -333,7 +442,9 @@ mod tests {
             "must use https",
             "scope",
             "redirect_uri",
+            "grant_type",
             "unused",
+            "docs_url is missing",
             "no custom entry",
         ] {
             assert!(
@@ -341,6 +452,58 @@ mod tests {
                 "{expected} not reported in:\n{problems}"
             );
         }
+    }
+
+    #[test]
+    fn validation_checks_every_allowed_value() {
+        let broken = Catalog::parse(
+            r#"
+            [[provider]]
+            key = "custom"
+            display_name = "Custom"
+
+            [[provider]]
+            key = "regional"
+            display_name = "Regional"
+            authorization_url = "https://login.{region}/authorize"
+            token_url = "https://login.{region}/token"
+            grant_types = ["authorization_code"]
+            docs_url = "https://docs.example.com/oauth"
+
+            [[provider.placeholders]]
+            name = "region"
+            kind = "one_of"
+            description = "the region domain"
+            example = "eu.example.com"
+            allowed_values = ["us.example.com", "evil.com/x", "Upper.example.com", "localhost"]
+
+            [[provider.placeholders]]
+            name = "region"
+            kind = "host_label"
+            description = "again"
+            example = "x"
+            allowed_values = ["x"]
+            "#,
+        )
+        .unwrap();
+        let problems = broken.validate().join("\n");
+        for expected in [
+            "example is not among its allowed values",
+            "\"evil.com/x\" is not a lowercase domain fragment",
+            "\"Upper.example.com\" is not a lowercase domain fragment",
+            "with region = localhost",
+            "declared twice",
+            "not of kind one_of",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected} not reported in:\n{problems}"
+            );
+        }
+        assert!(
+            !problems.contains("with region = us.example.com"),
+            "{problems}"
+        );
     }
 
     #[test]
