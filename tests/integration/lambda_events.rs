@@ -4,9 +4,11 @@
 use std::sync::Arc;
 
 use axum::body::to_bytes;
+use axum::http::HeaderMap;
+use keyport_shared::domain::{ConnectionId, Owner};
 use keyport_shared::http::{self, ApiGatewayAuthorizer, Function};
-use keyport_shared::ports::Expect;
-use keyport_shared::service::{Keyport, OwnerRequest};
+use keyport_shared::ports::{Expect, TokenKey};
+use keyport_shared::service::{Backoff, Keyport, OwnerRequest};
 use keyport_tests::backends;
 use keyport_tests::keyport::{admin, bot, keyport};
 use keyport_tests::oidc::{CLIENT_SECRET, OidcPeer, PeerOptions};
@@ -14,9 +16,11 @@ use keyport_tests::workspace_root;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+/// The connection id the sample events carry in their paths.
 const PLACEHOLDER_ID: &str = "con_0123456789abcdef0123456789abcdef";
 
-/// The event file as text, with the placeholder connection id replaced.
+/// The event file as text, with the placeholder connection id (in `rawPath`,
+/// `requestContext.http.path` and `pathParameters`) replaced by `id`.
 fn event_text(file: &str, id: Option<&str>) -> String {
     let text = std::fs::read_to_string(workspace_root().join("events").join(file))
         .expect("the event file");
@@ -26,9 +30,13 @@ fn event_text(file: &str, id: Option<&str>) -> String {
     }
 }
 
+fn event_json(file: &str, id: Option<&str>) -> Value {
+    serde_json::from_str(&event_text(file, id)).expect("the event file is JSON")
+}
+
 struct Reply {
     status: u16,
-    content_type: String,
+    headers: HeaderMap,
     body: String,
 }
 
@@ -37,9 +45,29 @@ impl Reply {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.body))
     }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("an ASCII header"))
+            .unwrap_or_default()
+    }
+
+    /// An error in Keyport's shape: `{"error": "<code>", "message": "<sentence>"}`.
+    fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert!(self.header("content-type").starts_with("application/json"));
+        let body = self.json();
+        assert_eq!(body["error"], code, "{}", self.body);
+        assert!(
+            !body["message"].as_str().unwrap_or_default().is_empty(),
+            "an error has a message: {}",
+            self.body
+        );
+    }
 }
 
-/// Runs one API Gateway event through `function`'s router.
+/// Runs one API Gateway event through `function`'s router, as `lambda_http::run` would.
 async fn invoke(keyport: &Arc<Keyport>, function: Function, event: &str) -> Reply {
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway event");
     let authenticator = Arc::new(ApiGatewayAuthorizer {
@@ -50,26 +78,33 @@ async fn invoke(keyport: &Arc<Keyport>, function: Function, event: &str) -> Repl
         .await
         .expect("infallible");
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let headers = response.headers().clone();
     let body = to_bytes(response.into_body(), 1 << 20)
         .await
         .expect("a body");
     Reply {
         status,
-        content_type,
+        headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
 
-async fn peer_connection(keyport: &Keyport, peer: &OidcPeer, grant: &str) -> String {
+/// Whether `value` has an object key `name` at any depth.
+fn has_key(value: &Value, name: &str) -> bool {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, inner)| key == name || has_key(inner, name)),
+        Value::Array(items) => items.iter().any(|inner| has_key(inner, name)),
+        _ => false,
+    }
+}
+
+async fn peer_connection(keyport: &Keyport, peer: &OidcPeer, grant: &str, scopes: &str) -> String {
     let input = serde_json::from_value(json!({
         "name": format!("peer-{grant}"), "provider": "custom", "issuer": peer.issuer,
         "client_id": "keyport-basic", "client_secret": CLIENT_SECRET, "grant_type": grant,
-        "scopes": "api:read", "invited_roles": ["bots"]
+        "scopes": scopes, "invited_roles": ["bots"]
     }))
     .unwrap();
     keyport
@@ -85,8 +120,14 @@ async fn every_route_event_reaches_its_handler() {
     let backend = backends::embedded().await;
     let keyport = Arc::new(keyport(&backend, |_| {}));
     let peer = OidcPeer::start(PeerOptions::default());
-    let machine = peer_connection(&keyport, &peer, "client_credentials").await;
-    let interactive = peer_connection(&keyport, &peer, "authorization_code").await;
+    let machine = peer_connection(&keyport, &peer, "client_credentials", "api:read").await;
+    let interactive = peer_connection(
+        &keyport,
+        &peer,
+        "authorization_code",
+        "openid,offline_access,api:read",
+    )
+    .await;
 
     let providers = invoke(
         &keyport,
@@ -106,10 +147,17 @@ async fn every_route_event_reaches_its_handler() {
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.json()["client_secret_set"], true);
     assert!(
-        !created.body.contains("example-secret"),
-        "the client secret is write-only"
+        !has_key(&created.json(), "client_secret"),
+        "the client secret is write-only: {}",
+        created.body
+    );
+    assert!(!created.body.contains("example-secret"));
+    assert_eq!(
+        created.json()["token_url"],
+        "https://login.example.com/oauth2/token"
     );
     let id = created.json()["id"].as_str().unwrap().to_owned();
+    assert_ne!(id, PLACEHOLDER_ID);
 
     let listed = invoke(
         &keyport,
@@ -117,14 +165,12 @@ async fn every_route_event_reaches_its_handler() {
         &event_text("connections-list.json", None),
     )
     .await;
-    assert_eq!(listed.status, 200);
-    assert!(
-        listed.json()["connections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["id"] == id.as_str())
-    );
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let connections = listed.json()["connections"].as_array().unwrap().clone();
+    assert_eq!(connections.len(), 3, "{}", listed.body);
+    assert!(connections.iter().any(|c| c["id"] == id.as_str()));
+    assert!(!has_key(&listed.json(), "client_secret"));
+
     let got = invoke(
         &keyport,
         Function::Connections,
@@ -132,7 +178,10 @@ async fn every_route_event_reaches_its_handler() {
     )
     .await;
     assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.json()["id"], id.as_str());
     assert_eq!(got.json()["name"], "Acme CRM");
+    assert_eq!(got.json()["version"], 1);
+
     let updated = invoke(
         &keyport,
         Function::Connections,
@@ -142,6 +191,21 @@ async fn every_route_event_reaches_its_handler() {
     assert_eq!(updated.status, 200, "{}", updated.body);
     assert_eq!(updated.json()["description"], "The CRM");
     assert_eq!(updated.json()["version"], 2);
+    let reread = invoke(
+        &keyport,
+        Function::Connections,
+        &event_text("connections-get.json", Some(&id)),
+    )
+    .await;
+    assert_eq!(reread.status, 200, "{}", reread.body);
+    assert_eq!(
+        reread.json()["description"],
+        "The CRM",
+        "the change is stored"
+    );
+    assert_eq!(reread.json()["invited_roles"], json!(["bots", "reporting"]));
+    assert_eq!(reread.json()["client_secret_set"], true);
+
     let tested = invoke(
         &keyport,
         Function::Connections,
@@ -151,20 +215,7 @@ async fn every_route_event_reaches_its_handler() {
     assert_eq!(tested.status, 200, "{}", tested.body);
     assert_eq!(tested.json()["ok"], true, "{}", tested.body);
 
-    let started = invoke(
-        &keyport,
-        Function::Authorize,
-        &event_text("authorize-start.json", Some(&interactive)),
-    )
-    .await;
-    assert_eq!(started.status, 200, "{}", started.body);
-    assert!(
-        started.json()["authorization_url"]
-            .as_str()
-            .unwrap()
-            .starts_with(&peer.issuer)
-    );
-
+    // The public callback route, with a state nobody issued: an HTML page, not JSON.
     let callback = invoke(
         &keyport,
         Function::Callback,
@@ -172,7 +223,34 @@ async fn every_route_event_reaches_its_handler() {
     )
     .await;
     assert_eq!(callback.status, 400, "an unknown state: {}", callback.body);
-    assert!(callback.content_type.starts_with("text/html"));
+    assert!(callback.header("content-type").starts_with("text/html"));
+
+    // Start an authorization, consent at the peer, and hand its answer to the callback event.
+    let started = invoke(
+        &keyport,
+        Function::Authorize,
+        &event_text("authorize-start.json", Some(&interactive)),
+    )
+    .await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    let authorization_url = started.json()["authorization_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(authorization_url.starts_with(&peer.issuer));
+    assert!(!started.json()["state"].as_str().unwrap().is_empty());
+    let query = peer.authorize_headlessly(&authorization_url).await;
+    let mut live_callback = event_json("callback.json", None);
+    live_callback["rawQueryString"] = json!(query);
+    live_callback["queryStringParameters"] = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let connected = invoke(&keyport, Function::Callback, &live_callback.to_string()).await;
+    assert_eq!(connected.status, 200, "{}", connected.body);
+    assert!(connected.header("content-type").starts_with("text/html"));
+    let replayed = invoke(&keyport, Function::Callback, &live_callback.to_string()).await;
+    assert_eq!(replayed.status, 400, "a state is single use");
 
     let token = invoke(
         &keyport,
@@ -181,7 +259,10 @@ async fn every_route_event_reaches_its_handler() {
     )
     .await;
     assert_eq!(token.status, 200, "{}", token.body);
-    assert!(!token.json()["access_token"].as_str().unwrap().is_empty());
+    let view = token.json();
+    assert!(!view["access_token"].as_str().unwrap().is_empty());
+    assert_eq!(view["connection_id"], machine.as_str());
+    assert_eq!(view["owner"], "shared");
     let refreshed = invoke(
         &keyport,
         Function::Token,
@@ -189,14 +270,29 @@ async fn every_route_event_reaches_its_handler() {
     )
     .await;
     assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert_ne!(
+        refreshed.json()["access_token"],
+        view["access_token"],
+        "a forced refresh gets a new token"
+    );
+
     let mine = invoke(
         &keyport,
         Function::Token,
         &event_text("me-connections.json", None),
     )
     .await;
-    assert_eq!(mine.status, 200);
-    assert_eq!(mine.json()["connections"].as_array().unwrap().len(), 3);
+    assert_eq!(mine.status, 200, "{}", mine.body);
+    let usable = mine.json()["connections"].as_array().unwrap().clone();
+    assert_eq!(usable.len(), 3, "{}", mine.body);
+    for connected_id in [&machine, &interactive] {
+        let entry = usable
+            .iter()
+            .find(|c| c["id"] == connected_id.as_str())
+            .unwrap_or_else(|| panic!("{connected_id} in {}", mine.body));
+        assert_eq!(entry["shared_token"], "valid", "{}", mine.body);
+    }
+
     let disconnected = invoke(
         &keyport,
         Function::Token,
@@ -205,6 +301,11 @@ async fn every_route_event_reaches_its_handler() {
     .await;
     assert_eq!(disconnected.status, 200, "{}", disconnected.body);
     assert_eq!(disconnected.json()["disconnected"], true);
+    let key = TokenKey {
+        connection_id: ConnectionId::parse(&machine).unwrap(),
+        owner: Owner::Shared,
+    };
+    assert!(keyport.store.get_token(&key).await.unwrap().is_none());
 
     let deleted = invoke(
         &keyport,
@@ -213,40 +314,131 @@ async fn every_route_event_reaches_its_handler() {
     )
     .await;
     assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert!(deleted.body.is_empty());
     let gone = invoke(
         &keyport,
         Function::Connections,
         &event_text("connections-get.json", Some(&id)),
     )
     .await;
-    assert_eq!(gone.status, 404);
+    gone.assert_error(404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_nobody_answers_is_a_json_error() {
+    let backend = backends::embedded().await;
+    // One attempt: the error comes back at once instead of after the backoff.
+    let keyport = Arc::new(keyport(&backend, |settings| {
+        settings.backoff = Backoff {
+            attempts: 1,
+            ..Backoff::default()
+        }
+    }));
+    let nowhere = format!(
+        "http://127.0.0.1:{}/oauth2/token",
+        keyport_tests::free_port()
+    );
+    let input = serde_json::from_value(json!({
+        "name": "Nowhere", "grant_type": "client_credentials", "client_id": "nowhere",
+        "client_secret": "nowhere-secret", "token_url": nowhere, "scopes": "api:read",
+        "invited_roles": ["bots"]
+    }))
+    .unwrap();
+    let id = keyport
+        .create_connection(&admin(), input)
+        .await
+        .unwrap()
+        .id
+        .to_string();
+
+    let reply = invoke(
+        &keyport,
+        Function::Token,
+        &event_text("token-get.json", Some(&id)),
+    )
+    .await;
+    assert!(
+        (400..600).contains(&reply.status),
+        "{} {}",
+        reply.status,
+        reply.body
+    );
+    assert!(reply.header("content-type").starts_with("application/json"));
+    let body = reply.json();
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{}",
+        reply.body
+    );
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        reply.body
+    );
+    assert!(!reply.body.contains("nowhere-secret"));
+
+    // An unknown connection id (the placeholder itself) is a 404 in the same shape.
+    let unknown = invoke(
+        &keyport,
+        Function::Token,
+        &event_text("token-get.json", None),
+    )
+    .await;
+    unknown.assert_error(404, "not_found");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_without_claims_or_without_the_role_are_refused() {
     let backend = backends::embedded().await;
     let keyport = Arc::new(keyport(&backend, |_| {}));
-    let mut unauthenticated: Value =
-        serde_json::from_str(&event_text("connections-list.json", None)).unwrap();
+
+    let mut unauthenticated = event_json("connections-list.json", None);
     unauthenticated["requestContext"]
         .as_object_mut()
         .unwrap()
-        .remove("authorizer");
+        .remove("authorizer")
+        .expect("the sample event has an authorizer block");
     let reply = invoke(
         &keyport,
         Function::Connections,
         &unauthenticated.to_string(),
     )
     .await;
-    assert_eq!(reply.status, 401, "{}", reply.body);
-    assert_eq!(reply.json()["error"], "unauthenticated");
+    reply.assert_error(401, "unauthenticated");
+    assert_eq!(reply.header("www-authenticate"), "Bearer");
 
-    let mut bot_only: Value =
-        serde_json::from_str(&event_text("connections-list.json", None)).unwrap();
+    // The same on another function's route: nothing is served without claims.
+    let mut unauthenticated = event_json("me-connections.json", None);
+    unauthenticated["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    let reply = invoke(&keyport, Function::Token, &unauthenticated.to_string()).await;
+    reply.assert_error(401, "unauthenticated");
+    assert_eq!(reply.header("www-authenticate"), "Bearer");
+
+    // Claims without the administrators' role, on an administrators' route.
+    for file in ["connections-list.json", "connections-create.json"] {
+        let mut bot_only = event_json(file, None);
+        bot_only["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] =
+            json!("[bots]");
+        let reply = invoke(&keyport, Function::Connections, &bot_only.to_string()).await;
+        reply.assert_error(403, "forbidden");
+    }
+    assert!(
+        keyport
+            .list_connections(&admin(), keyport_shared::ports::PageRequest::first(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "the refused create wrote nothing"
+    );
+    // …while the same claims may list the providers.
+    let mut bot_only = event_json("providers-list.json", None);
     bot_only["requestContext"]["authorizer"]["jwt"]["claims"]["cognito:groups"] = json!("[bots]");
     let reply = invoke(&keyport, Function::Connections, &bot_only.to_string()).await;
-    assert_eq!(reply.status, 403, "{}", reply.body);
-    assert_eq!(reply.json()["error"], "forbidden");
+    assert_eq!(reply.status, 200, "{}", reply.body);
 
     // A route of another function answers 404 in this function's router.
     let reply = invoke(
@@ -255,31 +447,32 @@ async fn events_without_claims_or_without_the_role_are_refused() {
         &event_text("connections-list.json", None),
     )
     .await;
-    assert_eq!(reply.status, 404);
+    reply.assert_error(404, "not_found");
 }
 
+/// A Lambda runtime context for an invocation that must end at `deadline_ms` (epoch ms).
 fn runtime_context(deadline_ms: u64) -> lambda_runtime::Context {
-    let mut headers = lambda_http::http::HeaderMap::new();
-    headers.insert(
-        "lambda-runtime-deadline-ms",
-        deadline_ms.to_string().parse().unwrap(),
-    );
-    headers.insert(
-        "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:123456789012:function:refresher"
-            .parse()
-            .unwrap(),
-    );
-    headers.insert(
-        "lambda-runtime-aws-request-id",
-        "8476a536-e9f4-11e8-9739-2dfe598c3fcd".parse().unwrap(),
-    );
-    lambda_runtime::Context::new(
-        "8476a536-e9f4-11e8-9739-2dfe598c3fcd",
-        Arc::new(lambda_runtime::Config::default()),
-        &headers,
-    )
-    .expect("a runtime context")
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = "8476a536-e9f4-11e8-9739-2dfe598c3fcd".into();
+    context.invoked_function_arn =
+        "arn:aws:lambda:us-east-1:123456789012:function:keyport-refresher".into();
+    context.deadline = deadline_ms;
+    context
+}
+
+fn scheduled_event(
+    deadline_ms: u64,
+) -> lambda_runtime::LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent> {
+    let payload: aws_lambda_events::eventbridge::EventBridgeEvent =
+        serde_json::from_str(&event_text("refresher-scheduled.json", None))
+            .expect("an EventBridge event");
+    assert_eq!(payload.detail_type, "Scheduled Event");
+    assert_eq!(payload.source, "aws.events");
+    lambda_runtime::LambdaEvent::new(payload, runtime_context(deadline_ms))
+}
+
+fn in_ms(from_now: chrono::Duration) -> u64 {
+    (chrono::Utc::now() + from_now).timestamp_millis() as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,61 +483,83 @@ async fn the_scheduled_event_refreshes_due_tokens_before_its_deadline() {
         access_token_ttl: Some(60),
         ..PeerOptions::default()
     });
-    let id = peer_connection(&keyport, &peer, "client_credentials").await;
-    let id = keyport_shared::domain::ConnectionId::parse(&id).unwrap();
+    let id = peer_connection(&keyport, &peer, "client_credentials", "api:read").await;
+    let id = ConnectionId::parse(&id).unwrap();
     keyport
         .access_token(&bot(), &id, OwnerRequest::Shared, None)
         .await
         .unwrap();
-    let key = keyport_shared::ports::TokenKey {
+    let key = TokenKey {
         connection_id: id.clone(),
-        owner: keyport_shared::domain::Owner::Shared,
+        owner: Owner::Shared,
     };
-    let mut due = keyport.store.get_token(&key).await.unwrap().unwrap();
-    let before_version = due.version;
+    let stored = keyport.store.get_token(&key).await.unwrap().unwrap();
+    let now = chrono::Utc::now();
+    assert!(
+        stored.refresh_due_at.is_some_and(|due| due > now),
+        "a fresh 60 s token is due later: {:?}",
+        stored.refresh_due_at
+    );
+
+    // Nothing is due yet: a run refreshes nothing and leaves the token alone.
+    let report = keyport_shared::lambda::handle_scheduled_event(
+        &keyport,
+        scheduled_event(in_ms(chrono::Duration::seconds(60))),
+        4,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.refreshed, 0, "{report:?}");
+    assert!(!report.stopped_early);
+    let untouched = keyport.store.get_token(&key).await.unwrap().unwrap();
+    assert_eq!(untouched.version, stored.version);
+
+    // Make it due.
+    let mut due = untouched;
     let now = chrono::Utc::now();
     due.refresh_due_at = Some(now - chrono::Duration::seconds(1));
     due.expires_at = Some(now + chrono::Duration::seconds(10));
     let due = keyport
         .store
-        .put_token(&due, Expect::Version(before_version))
+        .put_token(&due, Expect::Version(stored.version))
         .await
         .unwrap();
 
-    let payload: aws_lambda_events::eventbridge::EventBridgeEvent =
-        serde_json::from_str(&event_text("refresher-scheduled.json", None))
-            .expect("an EventBridge event");
-    let in_a_minute = (now.timestamp_millis() + 60_000) as u64;
-    let event = lambda_runtime::LambdaEvent::new(payload, runtime_context(in_a_minute));
-    let report = keyport_shared::lambda::handle_scheduled_event(&keyport, event, 4)
-        .await
-        .unwrap();
+    let report = keyport_shared::lambda::handle_scheduled_event(
+        &keyport,
+        scheduled_event(in_ms(chrono::Duration::seconds(60))),
+        4,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.refreshed, 1, "{report:?}");
-    assert_eq!(report.failed, 0);
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(!report.stopped_early);
     let after = keyport.store.get_token(&key).await.unwrap().unwrap();
     assert!(after.version > due.version);
     assert!(
         after.expires_at > due.expires_at,
         "a new token with a later expiry"
     );
+    assert!(after.refresh_due_at.is_some_and(|d| d > chrono::Utc::now()));
 
-    // With the deadline already at hand, a run stops at once and leaves the work.
+    // With the deadline already passed, a run stops at once and leaves the work.
     let mut due_again = after.clone();
     due_again.refresh_due_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
-    keyport
+    let due_again = keyport
         .store
         .put_token(&due_again, Expect::Version(after.version))
         .await
         .unwrap();
-    let payload = serde_json::from_str(&event_text("refresher-scheduled.json", None)).unwrap();
-    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
     let report = keyport_shared::lambda::handle_scheduled_event(
         &keyport,
-        lambda_runtime::LambdaEvent::new(payload, runtime_context(now_ms)),
+        scheduled_event(in_ms(chrono::Duration::seconds(-1))),
         4,
     )
     .await
     .unwrap();
     assert!(report.stopped_early, "{report:?}");
-    assert_eq!(report.refreshed, 0);
+    assert_eq!(report.refreshed, 0, "{report:?}");
+    let left = keyport.store.get_token(&key).await.unwrap().unwrap();
+    assert_eq!(left.version, due_again.version, "the token was left alone");
 }
