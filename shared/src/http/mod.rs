@@ -60,6 +60,7 @@ pub fn router(
     }
     routes
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             authenticator,
             identity::authenticate,

@@ -292,3 +292,12 @@ pub async fn not_found() -> impl IntoResponse {
         field: None,
     }
 }
+
+pub async fn method_not_allowed() -> impl IntoResponse {
+    ApiError::BadRequest {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "this route does not serve that method".into(),
+        field: None,
+    }
+}
