@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
 use crate::domain::{
-    ClientSecret, Connection, ConnectionId, Owner, PendingAuthorization, StateToken, StoredToken,
+    AuditEvent, ClientSecret, Connection, ConnectionId, Owner, PendingAuthorization, StateToken,
+    StoredToken,
 };
 
 /// What went wrong in a store. `Conflict` and `NameTaken` are the caller's to resolve (re-read
@@ -156,9 +157,23 @@ pub trait PendingAuthorizationStore: Send + Sync {
     ) -> Result<Option<PendingAuthorization>, StoreError>;
 }
 
+/// The audit trail, kept per connection. Events outlive their connection: a deletion is
+/// itself an event someone will want to read later.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// One connection's events, newest first.
+    async fn list_audit(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError>;
+}
+
 /// Everything a Keyport instance stores.
-pub trait Store: ConnectionStore + TokenStore + PendingAuthorizationStore {}
-impl<T: ConnectionStore + TokenStore + PendingAuthorizationStore> Store for T {}
+pub trait Store: ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog {}
+impl<T: ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog> Store for T {}
 
 /// The context a data key is bound to: what the data key protects (purpose, connection, owner).
 /// KMS enforces it as the encryption context; the local provider as AEAD associated data.

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use chrono::{Duration, Utc};
 use keyport_shared::domain::{
-    ClientSecret, ConnectionName, Owner, PendingAuthorization, PkceVerifier, StateToken, Subject,
-    TokenStatus,
+    AuditAction, AuditEvent, ClientSecret, ConnectionId, ConnectionName, Owner,
+    PendingAuthorization, PkceVerifier, StateToken, Subject, TokenStatus,
 };
 use keyport_shared::ports::{
     Expect, KeyContext, KeyError, PageRequest, SecretRef, StoreError, TokenKey,
@@ -27,6 +27,7 @@ crate::on_both_backends!(
     expired_pending_authorizations_are_absent,
     secrets_round_trip,
     data_keys_are_bound_to_their_context,
+    audit_events_list_newest_first_per_connection_across_pages,
 );
 
 async fn connections_round_trip(backend: Backend) {
@@ -493,4 +494,75 @@ async fn data_keys_are_bound_to_their_context(backend: Backend) {
         "{}: {err:?}",
         backend.name
     );
+}
+
+async fn audit_events_list_newest_first_per_connection_across_pages(backend: Backend) {
+    let store = &backend.store;
+    let (mine, other) = (ConnectionId::generate(), ConnectionId::generate());
+    let start = Utc::now();
+    let actions = [
+        AuditAction::ConnectionCreated,
+        AuditAction::TokenAuthorized,
+        AuditAction::TokenRefreshed,
+        AuditAction::AccessDenied,
+        AuditAction::ConnectionDeleted,
+    ];
+    let mut written = Vec::new();
+    for (i, action) in actions.into_iter().enumerate() {
+        let event = AuditEvent::new(
+            mine.clone(),
+            action,
+            "alice",
+            Some(Owner::Shared),
+            Some("why".into()),
+            start + Duration::seconds(i as i64),
+        );
+        store.append_audit(&event).await.unwrap();
+        written.push(event);
+    }
+    let foreign = AuditEvent::new(
+        other.clone(),
+        AuditAction::TokenRevoked,
+        "bob",
+        None,
+        None,
+        start,
+    );
+    store.append_audit(&foreign).await.unwrap();
+
+    let mut listed = Vec::new();
+    let mut page = PageRequest::first(2);
+    let mut pages = 0;
+    loop {
+        let got = store.list_audit(&mine, page.clone()).await.unwrap();
+        assert!(got.items.len() <= 2);
+        listed.extend(got.items);
+        pages += 1;
+        match got.next {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    written.reverse();
+    assert_eq!(
+        listed, written,
+        "newest first, every event once, nothing foreign"
+    );
+    assert_eq!(pages, 3);
+    assert_eq!(
+        store
+            .list_audit(&other, PageRequest::first(10))
+            .await
+            .unwrap()
+            .items,
+        vec![foreign]
+    );
+    let bad = PageRequest {
+        limit: 2,
+        cursor: Some("not-a-cursor".into()),
+    };
+    assert!(matches!(
+        store.list_audit(&mine, bad).await,
+        Err(StoreError::BadCursor)
+    ));
 }

@@ -4,8 +4,8 @@
 use keyport_shared::domain::Owner;
 use keyport_shared::ports::TokenKey;
 use keyport_shared::service::OwnerRequest;
-use keyport_tests::api::Api;
 use keyport_tests::backends;
+use keyport_tests::http_client::Http;
 use keyport_tests::keyport::{admin, keyport};
 use keyport_tests::oidc::{CLIENT_SECRET, OidcPeer, PeerOptions};
 use keyport_tests::server::TestServer;
@@ -64,11 +64,11 @@ async fn bearer_tokens_verify_against_a_jwks_url() {
         ],
     )
     .await;
-    let api = Api::new(&server.base);
+    let http = Http::new(&server.base);
 
-    let accepted = api.call("GET", "/providers", Some(&id_token), None).await;
+    let accepted = http.get("/providers", Some(&id_token)).await;
     assert_eq!(accepted.status, 200, "{}", accepted.text);
-    let no_roles = api.call("GET", "/connections", Some(&id_token), None).await;
+    let no_roles = http.get("/connections", Some(&id_token)).await;
     assert_eq!(
         no_roles.status, 403,
         "a verified caller without an administrator role"
@@ -77,12 +77,12 @@ async fn bearer_tokens_verify_against_a_jwks_url() {
     let mut tampered = id_token.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == 'A' { 'B' } else { 'A' });
-    let refused = api.call("GET", "/providers", Some(&tampered), None).await;
+    let refused = http.get("/providers", Some(&tampered)).await;
     assert_eq!(refused.status, 401, "{}", refused.text);
 
     // The development key means nothing to a server configured with a JWKS.
     let dev = server.token("admin", &["keyport-admins"]);
-    let refused = api.call("GET", "/providers", Some(&dev), None).await;
+    let refused = http.get("/providers", Some(&dev)).await;
     assert_eq!(refused.status, 401, "{}", refused.text);
     server.server.stop().await;
 }

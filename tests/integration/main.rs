@@ -1,12 +1,12 @@
 //! Keyport's integration tests: one binary, one module per concern. Every back-end-neutral
 //! test runs against both back-ends: the embedded database and the AWS services on moto.
 
+mod access_control;
+mod bad_input;
 mod conformance;
 mod encryption_at_rest;
+mod end_to_end;
 mod fixtures;
-mod http_access;
-mod http_api;
-mod http_bad_input;
 mod http_jwks;
 mod kms_calls;
 mod lambda_events;

@@ -1,8 +1,8 @@
 //! The integration tests' harness: starts the peers the tests talk to (moto's AWS emulator)
 //! and builds each back-end against them.
 
-pub mod api;
 pub mod backends;
+pub mod http_client;
 pub mod keyport;
 pub mod logs;
 pub mod moto;

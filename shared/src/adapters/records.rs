@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ConnectionId, Owner, PendingAuthorization, PkceVerifier, Subject};
+use crate::domain::{AuditEvent, ConnectionId, Owner, PendingAuthorization, PkceVerifier, Subject};
 use crate::ports::{StoreError, TokenKey};
 
 /// A time as fixed-width text, so that strings sort like the times they stand for. Years past
@@ -49,6 +49,12 @@ pub fn token_key_from_due_index(value: &str) -> Result<TokenKey, StoreError> {
         connection_id,
         owner,
     })
+}
+
+/// An audit event's sort key within its connection: `<time>#<event id>`, so events list in
+/// time order and two in the same microsecond keep distinct keys.
+pub fn audit_sort_key(event: &AuditEvent) -> String {
+    format!("{}#{}", sortable_time(event.at), event.id)
 }
 
 /// Opaque page cursors: base64url of a JSON value only the store that made it reads.

@@ -1,5 +1,6 @@
 //! Keyport's domain: values that are valid by construction and the rules over them.
 
+mod audit;
 mod connection;
 mod endpoint;
 mod grant;
@@ -13,6 +14,7 @@ mod secret;
 mod token;
 mod validation;
 
+pub use audit::{AuditAction, AuditEvent, REFRESHER_ACTOR};
 pub use connection::{
     Connection, ConnectionInput, ConnectionName, ConnectionStatus, ProviderKey, SubmittedSecrets,
 };

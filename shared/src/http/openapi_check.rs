@@ -1575,6 +1575,12 @@ async fn the_routers_answers_are_described() {
         "DELETE /connections/$conn/token bot => 200",
         "DELETE /connections/$conn/token bot => 404",
         "DELETE /connections/$conn/token?owner=user bot => 404",
+        // The trail of all of the above.
+        "GET /connections/$conn/audit?limit=2 admin => 200",
+        "GET /connections/$conn/audit?cursor=bogus admin => 400",
+        "GET /connections/$conn/audit?colour=red admin => 400",
+        "GET /connections/$conn/audit bot => 403",
+        "GET /connections/$conn/audit - => 401",
         // Deleting.
         "DELETE /connections/$conn?version=1 admin => 409",
         "DELETE /connections/$conn?colour=red admin => 400",

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, Caller, ConnectionPath};
 use super::page;
-use crate::domain::{Connection, ConnectionInput, Provider};
+use crate::domain::{AuditEvent, Connection, ConnectionInput, Provider};
 use crate::ports::PageRequest;
 use crate::service::{ConnectionCheck, Keyport, OwnerRequest, TokenView, UsableConnection};
 
@@ -38,6 +38,7 @@ pub fn connections() -> Router<Arc<Keyport>> {
                 .delete(delete_connection),
         )
         .route("/connections/{id}/test", post(test_connection))
+        .route("/connections/{id}/audit", get(audit_trail))
 }
 
 pub fn authorize() -> Router<Arc<Keyport>> {
@@ -64,14 +65,9 @@ struct Providers<'a> {
 }
 
 async fn list_providers(State(keyport): AppState, Caller(_): Caller) -> Json<Providers<'static>> {
-    let _ = &keyport;
     Json(Providers {
-        providers: keyport_catalog(&keyport),
+        providers: keyport.catalog.providers(),
     })
-}
-
-fn keyport_catalog(keyport: &Keyport) -> &'static [Provider] {
-    keyport.catalog.providers()
 }
 
 async fn create_connection(
@@ -108,6 +104,29 @@ async fn list_connections(
     let listed = keyport.list_connections(&principal, page).await?;
     Ok(Json(ConnectionList {
         connections: listed.items,
+        next_cursor: listed.next,
+    }))
+}
+
+#[derive(serde::Serialize)]
+struct AuditList {
+    events: Vec<AuditEvent>,
+    next_cursor: Option<String>,
+}
+
+async fn audit_trail(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<AuditList>, ApiError> {
+    let page = PageRequest {
+        limit: query.limit.unwrap_or(100),
+        cursor: query.cursor,
+    };
+    let listed = keyport.audit_trail(&principal, &id, page).await?;
+    Ok(Json(AuditList {
+        events: listed.items,
         next_cursor: listed.next,
     }))
 }

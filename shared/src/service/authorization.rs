@@ -12,7 +12,8 @@ use super::access::OwnerRequest;
 use super::{Keyport, ServiceError};
 use crate::crypto::constant_time_eq;
 use crate::domain::{
-    ConnectionId, Owner, PendingAuthorization, Principal, StateToken, UrlPolicy, ValidationError,
+    AuditAction, ConnectionId, Owner, PendingAuthorization, Principal, StateToken, UrlPolicy,
+    ValidationError,
 };
 use crate::oauth::{CallbackOutcome, CallbackParams, OAuthError, TokenGrant};
 use crate::ports::TokenKey;
@@ -51,7 +52,8 @@ impl Keyport {
         let connection = self.load_connection(id).await?;
         let owner = self
             .access
-            .authorization_owner(principal, &connection, owner)?;
+            .authorization_owner(principal, &connection, owner);
+        let owner = self.audit_denial(principal, id, owner).await?;
         let redirect_after = redirect_after
             .map(|url| self.check_redirect(url))
             .transpose()?;
@@ -101,7 +103,14 @@ impl Keyport {
         if let (Some(received), Some(expected)) = (&params.iss, &connection.issuer)
             && !same_issuer(received, expected.as_str())
         {
-            tracing::warn!(target: "audit", event = "authorization_failed", connection_id = %connection.id, reason = "issuer_mismatch", "authorization response from another issuer");
+            self.audit(
+                &connection.id,
+                AuditAction::TokenFailed,
+                pending.requested_by.as_str(),
+                Some(&pending.owner),
+                Some("authorization: issuer_mismatch"),
+            )
+            .await;
             return Err(ServiceError::IssuerMismatch {
                 received: received.clone(),
             });
@@ -113,7 +122,14 @@ impl Keyport {
         let code = match params.outcome {
             CallbackOutcome::Code(code) => code,
             CallbackOutcome::Error { error, description } => {
-                tracing::warn!(target: "audit", event = "authorization_denied", connection_id = %connection.id, owner = %key.owner, error = %error, "the provider refused the authorization");
+                self.audit(
+                    &connection.id,
+                    AuditAction::TokenFailed,
+                    pending.requested_by.as_str(),
+                    Some(&key.owner),
+                    Some("authorization: the provider refused it"),
+                )
+                .await;
                 return Err(ServiceError::AuthorizationDenied { error, description });
             }
         };
@@ -126,7 +142,14 @@ impl Keyport {
             check_nonce(&grant, nonce)?;
         }
         self.save_new_grant(&connection, &key, grant).await?;
-        tracing::info!(target: "audit", event = "token_authorized", connection_id = %connection.id, owner = %key.owner, actor = %pending.requested_by, "token authorized");
+        self.audit(
+            &connection.id,
+            AuditAction::TokenAuthorized,
+            pending.requested_by.as_str(),
+            Some(&key.owner),
+            None,
+        )
+        .await;
         Ok(AuthorizationCompleted {
             connection_id: connection.id,
             owner: pending.owner,

@@ -5,8 +5,8 @@ use chrono::Utc;
 
 use super::{Keyport, ServiceError};
 use crate::domain::{
-    Connection, ConnectionId, ConnectionInput, EndpointUrl, GrantType, Principal, ProviderKey,
-    SubmittedSecrets, ValidationError,
+    AuditAction, Connection, ConnectionId, ConnectionInput, EndpointUrl, GrantType, Principal,
+    ProviderKey, SubmittedSecrets, ValidationError,
 };
 use crate::oauth::{OAuthError, discover};
 use crate::ports::{Page, PageRequest, SecretRef};
@@ -33,7 +33,14 @@ impl Keyport {
         self.store_secrets(&connection.id, secrets).await?;
         match self.store.create_connection(&connection).await {
             Ok(created) => {
-                tracing::info!(target: "audit", event = "connection_created", connection_id = %created.id, actor = %principal.subject, "connection created");
+                self.audit(
+                    &created.id,
+                    AuditAction::ConnectionCreated,
+                    principal.subject.as_str(),
+                    None,
+                    None,
+                )
+                .await;
                 Ok(created)
             }
             Err(error) => {
@@ -48,7 +55,8 @@ impl Keyport {
         principal: &Principal,
         id: &ConnectionId,
     ) -> Result<Connection, ServiceError> {
-        self.access.require_admin(principal)?;
+        let allowed = self.access.require_admin(principal);
+        self.audit_denial(principal, id, allowed).await?;
         self.load_connection(id).await
     }
 
@@ -67,7 +75,8 @@ impl Keyport {
         id: &ConnectionId,
         input: ConnectionInput,
     ) -> Result<Connection, ServiceError> {
-        self.access.require_admin(principal)?;
+        let allowed = self.access.require_admin(principal);
+        self.audit_denial(principal, id, allowed).await?;
         let current = self.load_connection(id).await?;
         let (changed, secrets) = current
             .apply(input, Utc::now(), self.settings.url_policy)
@@ -81,7 +90,14 @@ impl Keyport {
         self.check_grant_allowed(&changed)?;
         self.store_secrets(&changed.id, secrets).await?;
         let updated = self.store.update_connection(&changed).await?;
-        tracing::info!(target: "audit", event = "connection_changed", connection_id = %updated.id, actor = %principal.subject, "connection changed");
+        self.audit(
+            &updated.id,
+            AuditAction::ConnectionChanged,
+            principal.subject.as_str(),
+            None,
+            None,
+        )
+        .await;
         Ok(updated)
     }
 
@@ -93,7 +109,8 @@ impl Keyport {
         id: &ConnectionId,
         expected_version: Option<u64>,
     ) -> Result<(), ServiceError> {
-        self.access.require_admin(principal)?;
+        let allowed = self.access.require_admin(principal);
+        self.audit_denial(principal, id, allowed).await?;
         let connection = self.load_connection(id).await?;
         let version = expected_version.unwrap_or(connection.version);
         if version != connection.version {
@@ -106,7 +123,14 @@ impl Keyport {
         }
         self.store.delete_connection(id, version).await?;
         self.delete_secrets(id).await;
-        tracing::info!(target: "audit", event = "connection_deleted", connection_id = %id, actor = %principal.subject, "connection deleted");
+        self.audit(
+            id,
+            AuditAction::ConnectionDeleted,
+            principal.subject.as_str(),
+            None,
+            None,
+        )
+        .await;
         Ok(())
     }
 
@@ -119,7 +143,8 @@ impl Keyport {
         principal: &Principal,
         id: &ConnectionId,
     ) -> Result<ConnectionCheck, ServiceError> {
-        self.access.require_admin(principal)?;
+        let allowed = self.access.require_admin(principal);
+        self.audit_denial(principal, id, allowed).await?;
         let connection = self.load_connection(id).await?;
         let credentials = self.credentials(&connection).await?;
         let outcome = if connection.grant_type.is_interactive() {

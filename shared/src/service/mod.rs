@@ -2,6 +2,7 @@
 //! call these; none of them knows which back-end it runs on.
 
 mod access;
+mod audit;
 mod authorization;
 mod backoff;
 mod connections;

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::{Keyport, ServiceError};
-use crate::domain::{Connection, ConnectionId};
+use crate::domain::{Connection, ConnectionId, REFRESHER_ACTOR};
 use crate::ports::{PageRequest, TokenKey};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,7 +125,13 @@ impl Keyport {
             return Outcome::Skipped;
         }
         match self
-            .fresh_token(connection, key, self.settings.refresh_lead, false)
+            .fresh_token(
+                connection,
+                key,
+                self.settings.refresh_lead,
+                false,
+                REFRESHER_ACTOR,
+            )
             .await
         {
             Ok((after, _))

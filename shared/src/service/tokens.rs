@@ -13,8 +13,8 @@ use serde::ser::SerializeStruct;
 use super::access::OwnerRequest;
 use super::{Keyport, ServiceError};
 use crate::domain::{
-    Connection, ConnectionId, Lease, Owner, Principal, StoredToken, TokenFailure, TokenSecrets,
-    TokenStatus,
+    AuditAction, Connection, ConnectionId, Lease, Owner, Principal, StoredToken, TokenFailure,
+    TokenSecrets, TokenStatus,
 };
 use crate::oauth::{OAuthError, TokenGrant};
 use crate::ports::{Expect, StoreError, TokenKey};
@@ -92,7 +92,13 @@ impl Keyport {
         let (connection, key) = self.token_target(principal, id, owner).await?;
         let min_valid = min_valid.unwrap_or(self.settings.default_min_valid);
         let (record, secrets) = self
-            .fresh_token(&connection, &key, min_valid, false)
+            .fresh_token(
+                &connection,
+                &key,
+                min_valid,
+                false,
+                principal.subject.as_str(),
+            )
             .await?;
         Ok(TokenView::new(&record, secrets))
     }
@@ -106,7 +112,13 @@ impl Keyport {
     ) -> Result<TokenView, ServiceError> {
         let (connection, key) = self.token_target(principal, id, owner).await?;
         let (record, secrets) = self
-            .fresh_token(&connection, &key, self.settings.default_min_valid, true)
+            .fresh_token(
+                &connection,
+                &key,
+                self.settings.default_min_valid,
+                true,
+                principal.subject.as_str(),
+            )
             .await?;
         Ok(TokenView::new(&record, secrets))
     }
@@ -127,7 +139,19 @@ impl Keyport {
             .ok_or(ServiceError::NotFound("token"))?;
         let revoked = self.revoke_at_provider(&connection, &token).await;
         self.store.delete_token(&key, token.version).await?;
-        tracing::info!(target: "audit", event = "token_revoked", connection_id = %key.connection_id, owner = %key.owner, actor = %principal.subject, revoked_at_provider = revoked, "token disconnected");
+        let detail = if revoked {
+            "revoked at the provider"
+        } else {
+            "deleted; the provider did not confirm a revocation"
+        };
+        self.audit(
+            &key.connection_id,
+            AuditAction::TokenRevoked,
+            principal.subject.as_str(),
+            Some(&key.owner),
+            Some(detail),
+        )
+        .await;
         Ok(revoked)
     }
 
@@ -139,7 +163,8 @@ impl Keyport {
         owner: OwnerRequest,
     ) -> Result<(Connection, TokenKey), ServiceError> {
         let connection = self.load_connection(id).await?;
-        let owner = self.access.token_owner(principal, &connection, owner)?;
+        let owner = self.access.token_owner(principal, &connection, owner);
+        let owner = self.audit_denial(principal, id, owner).await?;
         let key = TokenKey {
             connection_id: connection.id.clone(),
             owner,
@@ -184,6 +209,7 @@ impl Keyport {
         key: &TokenKey,
         min_valid: Duration,
         force: bool,
+        actor: &str,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
         let min_valid = chrono_duration(min_valid);
         let give_up_at = Utc::now()
@@ -198,7 +224,7 @@ impl Keyport {
                         owner: key.owner.to_string(),
                     });
                 }
-                return self.obtain_unattended(connection, key).await;
+                return self.obtain_unattended(connection, key, actor).await;
             };
             if current.status == TokenStatus::NeedsReauthorization {
                 return Err(ServiceError::NeedsReauthorization {
@@ -243,7 +269,7 @@ impl Keyport {
             {
                 Ok(leased) => {
                     return self
-                        .refresh_under_lease(connection, key, leased, force)
+                        .refresh_under_lease(connection, key, leased, force, actor)
                         .await;
                 }
                 // Someone else wrote first (took the lease, or finished a refresh): look again.
@@ -259,6 +285,7 @@ impl Keyport {
         key: &TokenKey,
         leased: StoredToken,
         force: bool,
+        actor: &str,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
         let previous = match self.cipher.open_token(key, &leased.sealed).await {
             Ok(secrets) => secrets,
@@ -281,7 +308,14 @@ impl Keyport {
                         leased.created_at,
                     )
                     .await?;
-                tracing::info!(target: "audit", event = "token_refreshed", connection_id = %key.connection_id, owner = %key.owner, "token refreshed");
+                self.audit(
+                    &key.connection_id,
+                    AuditAction::TokenRefreshed,
+                    actor,
+                    Some(&key.owner),
+                    None,
+                )
+                .await;
                 Ok(saved)
             }
             Err(OAuthError::InvalidGrant { description }) => {
@@ -297,7 +331,14 @@ impl Keyport {
                     "the provider rejected the refresh token (invalid_grant)".into()
                 });
                 self.mark_needs_reauthorization(&leased, &reason).await?;
-                tracing::warn!(target: "audit", event = "token_failed", connection_id = %key.connection_id, owner = %key.owner, reason = "invalid_grant", "token needs authorization again");
+                self.audit(
+                    &key.connection_id,
+                    AuditAction::TokenFailed,
+                    actor,
+                    Some(&key.owner),
+                    Some("invalid_grant: needs authorization again"),
+                )
+                .await;
                 Err(ServiceError::NeedsReauthorization {
                     owner: key.owner.to_string(),
                     reason,
@@ -305,7 +346,14 @@ impl Keyport {
             }
             Err(error) => {
                 self.release_lease(key, &leased).await;
-                tracing::warn!(target: "audit", event = "token_failed", connection_id = %key.connection_id, owner = %key.owner, reason = error.code(), "refresh failed; the stored token is unchanged");
+                self.audit(
+                    &key.connection_id,
+                    AuditAction::TokenFailed,
+                    actor,
+                    Some(&key.owner),
+                    Some(error.code()),
+                )
+                .await;
                 // A token that is still valid beats an error, unless the caller insisted.
                 if !force && leased.is_usable_for(Utc::now(), chrono::Duration::zero()) {
                     return Ok((leased, previous));
@@ -359,6 +407,7 @@ impl Keyport {
         &self,
         connection: &Connection,
         key: &TokenKey,
+        actor: &str,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
         let credentials = self.credentials(connection).await?;
         let grant = self
@@ -368,7 +417,14 @@ impl Keyport {
         let saved = self
             .write_grant(connection, key, grant, None, Utc::now())
             .await?;
-        tracing::info!(target: "audit", event = "token_authorized", connection_id = %key.connection_id, owner = %key.owner, grant_type = %connection.grant_type, "token obtained");
+        self.audit(
+            &key.connection_id,
+            AuditAction::TokenAuthorized,
+            actor,
+            Some(&key.owner),
+            Some(connection.grant_type.as_str()),
+        )
+        .await;
         Ok(saved)
     }
 

@@ -4,7 +4,7 @@
 //! Decoding never echoes stored values in its errors: a message names the attribute and what
 //! was wrong with it, so no token, verifier or other stored value can leak through an error.
 
-use crate::adapters::records::{pending_from_doc, pending_to_doc};
+use crate::adapters::records::{audit_sort_key, pending_from_doc, pending_to_doc};
 use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::primitives::Blob;
@@ -15,7 +15,7 @@ use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Connection, ConnectionId, Owner, PendingAuthorization, StateToken, StoredToken,
+    AuditEvent, Connection, ConnectionId, Owner, PendingAuthorization, StateToken, StoredToken,
 };
 use crate::ports::{StoreError, TokenKey};
 
@@ -48,6 +48,10 @@ const CONNECTION_SK: &str = "CONN";
 const NAME_PK_PREFIX: &str = "NAME#";
 const NAME_SK: &str = "NAME";
 const STATE_PK_PREFIX: &str = "STATE#";
+/// Audit events sit in a partition of their own per connection, so they outlive it.
+const AUDIT_PK_PREFIX: &str = "AUDIT#";
+/// How long DynamoDB keeps an audit event before its TTL removes it.
+pub(crate) const AUDIT_RETENTION_DAYS: i64 = 400;
 const STATE_SK: &str = "STATE";
 
 /// Separates the name from the id in a connection's index sort key. It must sort below every
@@ -59,6 +63,7 @@ const NAME_ID_SEPARATOR: char = '\u{1f}';
 pub(crate) const CONNECTION: &str = "connection";
 pub(crate) const TOKEN: &str = "token";
 pub(crate) const PENDING: &str = "pending authorization";
+pub(crate) const AUDIT: &str = "audit event";
 pub(crate) const CURSOR: &str = "cursor";
 
 pub(crate) fn string(value: impl Into<String>) -> AttributeValue {
@@ -111,6 +116,10 @@ pub(crate) fn token_key(token: &TokenKey) -> Item {
         connection_partition(&token.connection_id),
         format!("{TOKEN_SK_PREFIX}{}", token.owner.storage_key()),
     )
+}
+
+pub(crate) fn audit_partition(id: &ConnectionId) -> String {
+    format!("{AUDIT_PK_PREFIX}{id}")
 }
 
 pub(crate) fn pending_key(state: &StateToken) -> Item {
@@ -287,6 +296,26 @@ pub(crate) fn token_from_item(item: &Item) -> Result<StoredToken, StoreError> {
     token.sealed = binary_attr(item, attr::SEALED, TOKEN)?.to_vec();
     token.version = version_of(item, TOKEN)?;
     Ok(token)
+}
+
+// ---- audit events -----------------------------------------------------------------------
+
+pub(crate) fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
+    let mut item = key(audit_partition(&event.connection_id), audit_sort_key(event));
+    let expires = event.at + chrono::Duration::days(AUDIT_RETENTION_DAYS);
+    item.extend([
+        (attr::DOC.to_owned(), string(to_doc(event, AUDIT)?)),
+        (attr::TTL.to_owned(), number(expires.timestamp())),
+    ]);
+    Ok(item)
+}
+
+pub(crate) fn audit_from_item(item: &Item) -> Result<AuditEvent, StoreError> {
+    parse_doc(item, AUDIT)
+}
+
+pub(crate) fn audit_sort_key_of(item: &Item) -> Result<String, StoreError> {
+    string_attr(item, attr::SK, AUDIT).map(str::to_owned)
 }
 
 // ---- pending authorizations -------------------------------------------------------------

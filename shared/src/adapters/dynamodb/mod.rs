@@ -21,10 +21,13 @@ use aws_sdk_dynamodb::types::{
 use chrono::{DateTime, Utc};
 
 use self::codec::{Item, attr};
-use crate::domain::{Connection, ConnectionId, PendingAuthorization, StateToken, StoredToken};
+use crate::adapters::records;
+use crate::domain::{
+    AuditEvent, Connection, ConnectionId, PendingAuthorization, StateToken, StoredToken,
+};
 use crate::ports::{
-    ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, StoreError, TokenKey,
-    TokenStore,
+    AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, StoreError,
+    TokenKey, TokenStore,
 };
 
 pub use self::table::create_table;
@@ -682,5 +685,66 @@ impl PendingAuthorizationStore for DynamoStore {
         };
         let pending = codec::pending_from_item(&item)?;
         Ok((!pending.is_expired_at(now)).then_some(pending))
+    }
+}
+
+#[async_trait]
+impl AuditLog for DynamoStore {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(codec::audit_item(event)?))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn list_audit(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        let partition = codec::audit_partition(connection_id);
+        // The cursor is the sort key of the last event returned; the next page starts after
+        // it, going back in time.
+        let start = page
+            .cursor
+            .as_deref()
+            .map(records::decode_cursor::<String>)
+            .transpose()?
+            .map(|sort_key| {
+                HashMap::from([
+                    (attr::PK.to_owned(), codec::string(partition.clone())),
+                    (attr::SK.to_owned(), codec::string(sort_key)),
+                ])
+            });
+        let limit = page.effective_limit() as usize;
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .set_expression_attribute_names(Some(names(&[attr::PK])))
+            .expression_attribute_values(":pk", codec::string(partition.clone()))
+            .scan_index_forward(false)
+            .set_exclusive_start_key(start)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut found = output.items.unwrap_or_default();
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = match found.last() {
+            Some(last) if more => Some(records::encode_cursor(&codec::audit_sort_key_of(last)?)),
+            _ => None,
+        };
+        let items = found
+            .iter()
+            .map(codec::audit_from_item)
+            .collect::<Result<_, _>>()?;
+        Ok(Page { items, next })
     }
 }

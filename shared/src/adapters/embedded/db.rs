@@ -11,7 +11,7 @@ use rusqlite::Connection;
 
 use crate::ports::StoreError;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS connections (
@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS pending_authorizations (
     state_key TEXT PRIMARY KEY,
     doc TEXT NOT NULL,
     expires_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit_events (
+    connection_id TEXT NOT NULL,
+    sort_key TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (connection_id, sort_key)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,

@@ -7,13 +7,15 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::db::{EmbeddedDb, sql_error};
 use crate::adapters::records::{
-    corrupt, decode_cursor, due_index_bound, due_index_key, encode_cursor, pending_from_doc,
-    pending_to_doc, token_key_from_due_index,
+    audit_sort_key, corrupt, decode_cursor, due_index_bound, due_index_key, encode_cursor,
+    pending_from_doc, pending_to_doc, token_key_from_due_index,
 };
-use crate::domain::{Connection, ConnectionId, PendingAuthorization, StateToken, StoredToken};
+use crate::domain::{
+    AuditEvent, Connection, ConnectionId, PendingAuthorization, StateToken, StoredToken,
+};
 use crate::ports::{
-    ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, StoreError, TokenKey,
-    TokenStore,
+    AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, StoreError,
+    TokenKey, TokenStore,
 };
 
 #[derive(Clone)]
@@ -469,5 +471,69 @@ impl PendingAuthorizationStore for EmbeddedStore {
             }
             None => Ok(None),
         }
+    }
+}
+
+#[async_trait]
+impl AuditLog for EmbeddedStore {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        let connection_id = event.connection_id.to_string();
+        let sort_key = audit_sort_key(event);
+        let doc = serde_json::to_string(event).map_err(corrupt("audit event"))?;
+        self.db
+            .run(move |db| {
+                db.execute(
+                    "INSERT INTO audit_events (connection_id, sort_key, doc) VALUES (?1, ?2, ?3)",
+                    params![connection_id, sort_key, doc],
+                )
+                .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn list_audit(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        // Newest first: the cursor is the sort key of the last event returned, and the next
+        // page holds the events before it.
+        let before: Option<String> = page.cursor.as_deref().map(decode_cursor).transpose()?;
+        let connection_id = connection_id.to_string();
+        let limit = page.effective_limit();
+        let rows = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT sort_key, doc FROM audit_events
+                         WHERE connection_id = ?1 AND (?2 IS NULL OR sort_key < ?2)
+                         ORDER BY sort_key DESC LIMIT ?3",
+                    )
+                    .map_err(sql_error)?;
+                let rows = statement
+                    .query_map(params![connection_id, before, limit + 1], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(rows)
+            })
+            .await?;
+        let has_more = rows.len() > limit as usize;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for (sort_key, doc) in rows.into_iter().take(limit as usize) {
+            items.push(serde_json::from_str(&doc).map_err(corrupt("audit event"))?);
+            last = Some(sort_key);
+        }
+        let next = if has_more {
+            last.map(|position| encode_cursor(&position))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
     }
 }
