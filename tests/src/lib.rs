@@ -2,6 +2,7 @@
 //! and builds each back-end against them.
 
 pub mod backends;
+pub mod faulty_provider;
 pub mod http_client;
 pub mod keyport;
 pub mod logs;
