@@ -463,7 +463,7 @@ impl Keyport {
         created_at: DateTime<Utc>,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
         let now = Utc::now();
-        let sealed = self.cipher.seal_token(key, &grant.secrets).await?;
+        let sealed = self.seal_with_retries(key, &grant.secrets).await?;
         let has_refresh_token = grant.secrets.refresh_token.is_some();
         let refresh_due_at = grant
             .expires_at
@@ -513,6 +513,26 @@ impl Keyport {
                     tokio::time::sleep(self.settings.backoff.base * attempt).await;
                 }
                 Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Seals a new grant's secrets. The provider may already have rotated the refresh token, so
+    /// a key service that fails for a moment is retried, like the write that follows.
+    async fn seal_with_retries(
+        &self,
+        key: &TokenKey,
+        secrets: &TokenSecrets,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.cipher.seal_token(key, secrets).await {
+                Err(crate::crypto::CryptoError::KeyService(reason)) if attempt < WRITE_ATTEMPTS => {
+                    tracing::warn!(connection_id = %key.connection_id, owner = %key.owner, %reason, "retrying the sealing of a new token");
+                    tokio::time::sleep(self.settings.backoff.base * attempt).await;
+                }
+                sealed => return Ok(sealed?),
             }
         }
     }
