@@ -11,6 +11,7 @@ mod http_jwks;
 mod kms_calls;
 mod lambda_events;
 mod oauth_flows;
+mod provider_faults;
 
 /// Declares each listed `async fn(Backend)` as one test per back-end.
 #[macro_export]

@@ -1,0 +1,1015 @@
+//! Keyport against a token endpoint that fails on purpose (`faulty_provider`): server errors,
+//! rate limiting, a hang, a closed or refused connection, `invalid_grant` (with and without a
+//! refresher that won meanwhile), and a store or key service failing right after the provider
+//! rotated the refresh token. Each test reads a due token through the service and through
+//! `GET /connections/{id}/token`, and checks that what is stored is either the rotated grant or
+//! the old one byte for byte, and that no token reached a log line.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use keyport_shared::adapters::outbound::{OutboundHttp, OutboundSettings};
+use keyport_shared::crypto::{EnvelopeCipher, KeyCacheLimits};
+use keyport_shared::domain::{
+    AuditEvent, Connection, ConnectionId, Owner, PendingAuthorization, StateToken, StoredToken,
+    TokenSecrets, TokenStatus, UrlPolicy,
+};
+use keyport_shared::http::{DevSigningKey, Function, LocalJwtVerifier};
+use keyport_shared::oauth::{OAuthClient, OAuthSettings};
+use keyport_shared::ports::{
+    AuditLog, ConnectionStore, DataKey, DataKeyProvider, Expect, KeyContext, KeyError, Page,
+    PageRequest, PendingAuthorizationStore, Store, StoreError, TokenKey, TokenStore,
+};
+use keyport_shared::service::{
+    Backoff, Keyport, KeyportSettings, OwnerRequest, ServiceError, TokenView,
+};
+use keyport_tests::backends::Backend;
+use keyport_tests::faulty_provider::{Answer, FaultyProvider, TokenRequest, Tokens};
+use keyport_tests::keyport::{admin, bot};
+use keyport_tests::logs::CapturedLogs;
+use keyport_tests::oidc::CALLBACK_URL;
+use keyport_tests::server::TestServer;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+/// Like `on_both_backends!`, but on a current-thread runtime with the logs captured, so every
+/// line Keyport logs (the in-process server's included) reaches the leak check.
+macro_rules! on_both_backends_with_logs {
+    ($($test:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "current_thread")]
+                async fn $test() {
+                    let (_guard, logs) = keyport_tests::logs::CapturedLogs::start();
+                    super::$test(keyport_tests::backends::embedded().await, logs).await
+                }
+            )*
+        }
+        mod aws {
+            $(
+                #[tokio::test(flavor = "current_thread")]
+                async fn $test() {
+                    let (_guard, logs) = keyport_tests::logs::CapturedLogs::start();
+                    super::$test(keyport_tests::backends::aws().await, logs).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends_with_logs!(
+    server_errors_then_success_are_retried_and_the_rotated_token_is_stored,
+    server_errors_every_time_leave_the_stored_token_untouched,
+    rate_limiting_is_waited_out_up_to_the_cap,
+    a_hanging_provider_times_out_and_leaves_the_stored_token_untouched,
+    a_closed_connection_is_retried_and_then_unreachable,
+    a_refused_connection_is_retried_and_then_unreachable,
+    invalid_grant_needs_a_new_authorization_and_one_recovers,
+    invalid_grant_after_another_refresher_won_serves_the_newer_token,
+    a_still_valid_token_is_served_while_the_provider_is_down,
+    a_rotated_token_survives_a_failing_store_write,
+    a_rotated_token_survives_a_failing_key_service,
+);
+
+const BOTS: &[&str] = &["bots"];
+/// A `min_valid_seconds` longer than the hour a refreshed token has left: the read refreshes.
+const MORE_THAN_AN_HOUR: u64 = 2 * 60 * 60;
+
+/// How the scene's Keyport is built.
+struct Setup {
+    /// Where the connection's token endpoint is; the faulty provider unless set.
+    token_url: Option<String>,
+    /// The outbound client's whole-request timeout.
+    timeout: Duration,
+    /// When the seeded access token expires, from now (negative: already expired).
+    expires_in: chrono::Duration,
+    store: Option<Arc<dyn Store>>,
+    keys: Option<Arc<dyn DataKeyProvider>>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            token_url: None,
+            timeout: Duration::from_secs(15),
+            expires_in: chrono::Duration::minutes(-5),
+            store: None,
+            keys: None,
+        }
+    }
+}
+
+/// One connection to the faulty provider with a seeded, due token; a Keyport with quick
+/// backoff over the test's back-end; and the tokens in play, for the leak check.
+struct Scene {
+    backend: Backend,
+    provider: FaultyProvider,
+    keyport: Arc<Keyport>,
+    connection: Connection,
+    key: TokenKey,
+    seeded: Tokens,
+    secrets: Mutex<Vec<String>>,
+    logs: CapturedLogs,
+}
+
+impl Scene {
+    async fn new(backend: Backend, logs: CapturedLogs) -> Scene {
+        Scene::with(backend, logs, Setup::default()).await
+    }
+
+    async fn with(backend: Backend, logs: CapturedLogs, setup: Setup) -> Scene {
+        let provider = FaultyProvider::start().await;
+        let mut settings = KeyportSettings::new(UrlPolicy::LocalDevelopment);
+        // Quick retries; a cap above the one-second Retry-After the tests honour.
+        settings.backoff = Backoff {
+            attempts: 3,
+            base: Duration::from_millis(10),
+            cap: Duration::from_secs(2),
+        };
+        let mut outbound = OutboundSettings::new(settings.url_policy);
+        outbound.timeout = setup.timeout;
+        let oauth = OAuthClient::new(
+            OutboundHttp::new(outbound).expect("outbound HTTP client"),
+            OAuthSettings {
+                callback_url: CALLBACK_URL.parse().expect("a URL"),
+                allow_password_grant: false,
+            },
+        );
+        let keys = setup.keys.unwrap_or_else(|| backend.keys.clone());
+        let keyport = Arc::new(Keyport::new(
+            setup.store.unwrap_or_else(|| backend.store.clone()),
+            backend.secrets.clone(),
+            Arc::new(EnvelopeCipher::new(keys, KeyCacheLimits::default())),
+            oauth,
+            settings,
+        ));
+        let client_secret = format!("faulty-client-secret-{}", uuid::Uuid::new_v4().simple());
+        let input = serde_json::from_value(serde_json::json!({
+            "name": format!("faulty-{}", uuid::Uuid::new_v4().simple()),
+            "provider": "custom",
+            "grant_type": "authorization_code",
+            "client_id": "keyport-faulty",
+            "client_secret": client_secret,
+            "authorization_url": provider.authorization_url,
+            "token_url": setup.token_url.as_deref().unwrap_or(&provider.token_url),
+            "scopes": "api:read,offline_access",
+            "invited_roles": ["bots"],
+        }))
+        .expect("a connection request");
+        let connection = keyport
+            .create_connection(&admin(), input)
+            .await
+            .expect("the connection is created");
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner: Owner::Shared,
+        };
+        let scene = Scene {
+            backend,
+            provider,
+            keyport,
+            connection,
+            key,
+            seeded: Tokens::fresh(),
+            secrets: Mutex::new(vec![client_secret]),
+            logs,
+        };
+        scene.remember(&scene.seeded);
+        let now = Utc::now();
+        // Out of the refresher's due index: only the reads of the test refresh it.
+        let record = StoredToken {
+            connection_id: scene.key.connection_id.clone(),
+            owner: Owner::Shared,
+            status: TokenStatus::Valid,
+            token_type: "Bearer".into(),
+            scope: Some("api:read offline_access".into()),
+            expires_at: Some(now + setup.expires_in),
+            refresh_due_at: None,
+            has_refresh_token: true,
+            last_error: None,
+            lease: None,
+            created_at: now - chrono::Duration::hours(2),
+            updated_at: now - chrono::Duration::hours(1),
+            sealed: scene.seal(&scene.seeded).await,
+            version: 0,
+        };
+        scene
+            .backend
+            .store
+            .put_token(&record, Expect::Absent)
+            .await
+            .expect("the seeded token is stored");
+        scene
+    }
+
+    fn remember(&self, tokens: &Tokens) {
+        let mut secrets = self.secrets.lock().unwrap();
+        secrets.push(tokens.access_token.clone());
+        secrets.extend(tokens.refresh_token.clone());
+    }
+
+    /// New tokens for the provider to hand out, remembered for the leak check.
+    fn fresh(&self) -> Tokens {
+        let tokens = Tokens::fresh();
+        self.remember(&tokens);
+        tokens
+    }
+
+    async fn seal(&self, tokens: &Tokens) -> Vec<u8> {
+        let secrets = TokenSecrets {
+            access_token: SecretString::from(tokens.access_token.clone()),
+            refresh_token: tokens.refresh_token.clone().map(SecretString::from),
+            id_token: None,
+            extra: Default::default(),
+        };
+        self.backend
+            .cipher()
+            .seal_token(&self.key, &secrets)
+            .await
+            .expect("sealed")
+    }
+
+    /// The stored record, read through the store's own trait (beneath any injected fault).
+    async fn stored(&self) -> StoredToken {
+        self.backend
+            .store
+            .get_token(&self.key)
+            .await
+            .expect("the store answers")
+            .expect("a stored token")
+    }
+
+    /// Lets time pass over the stored token: its access token is now expired (the sealed
+    /// grant stays as it is).
+    async fn expire(&self) -> StoredToken {
+        let mut stored = self.stored().await;
+        stored.expires_at = Some(Utc::now() - chrono::Duration::minutes(5));
+        self.backend
+            .store
+            .put_token(&stored, Expect::Version(stored.version))
+            .await
+            .expect("the token is aged")
+    }
+
+    /// The stored access and refresh tokens, decrypted.
+    async fn stored_tokens(&self) -> (String, Option<String>) {
+        let secrets = self
+            .backend
+            .cipher()
+            .open_token(&self.key, &self.stored().await.sealed)
+            .await
+            .expect("the stored token opens");
+        (
+            secrets.access_token.expose_secret().to_owned(),
+            secrets.refresh_token.map(|t| t.expose_secret().to_owned()),
+        )
+    }
+
+    /// A read through the service, as the bot.
+    async fn read(&self) -> Result<TokenView, ServiceError> {
+        self.keyport
+            .access_token(&bot(), &self.connection.id, OwnerRequest::Shared, None)
+            .await
+    }
+
+    /// A read through `GET /connections/{id}/token` of the in-process local server.
+    async fn http_read(&self, server: &TestServer, min_valid_seconds: Option<u64>) -> Reply {
+        let mut path = format!("/connections/{}/token", self.connection.id);
+        if let Some(seconds) = min_valid_seconds {
+            path.push_str(&format!("?min_valid_seconds={seconds}"));
+        }
+        let response = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("an HTTP client")
+            .get(server.url(&path))
+            .bearer_auth(server.token("bot-1", BOTS))
+            .send()
+            .await
+            .expect("the server answers");
+        Reply {
+            status: response.status().as_u16(),
+            retry_after: response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().expect("ASCII").to_owned()),
+            body: response.json().await.expect("a JSON body"),
+        }
+    }
+
+    /// The same route served by the scene's own Keyport (whose settings the local server's
+    /// flags do not reach, such as the outbound timeout), called in process.
+    async fn route_read(&self) -> Reply {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let dev_key =
+            DevSigningKey::load_or_create(&dir.path().join("dev.key")).expect("a signing key");
+        let (issuer, audience, claim) = ("keyport-local", "keyport", "cognito:groups");
+        let bearer = dev_key
+            .mint(
+                "bot-1",
+                &["bots".to_owned()],
+                Duration::from_secs(600),
+                issuer,
+                audience,
+                claim,
+            )
+            .expect("a bearer token");
+        let router = keyport_shared::http::router(
+            self.keyport.clone(),
+            Arc::new(LocalJwtVerifier::development(
+                &dev_key, issuer, audience, claim,
+            )),
+            &Function::ALL,
+        );
+        let request =
+            axum::http::Request::get(format!("/connections/{}/token", self.connection.id))
+                .header("authorization", format!("Bearer {bearer}"))
+                .body(axum::body::Body::empty())
+                .expect("a request");
+        let response = router.oneshot(request).await.expect("infallible");
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().expect("ASCII").to_owned());
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("a body");
+        Reply {
+            status,
+            retry_after,
+            body: serde_json::from_slice(&bytes).expect("a JSON body"),
+        }
+    }
+
+    fn refresh_requests(&self) -> Vec<TokenRequest> {
+        let requests = self.provider.requests();
+        assert!(
+            requests.iter().all(|r| r.grant_type == "refresh_token"),
+            "{requests:?}"
+        );
+        requests
+    }
+
+    /// Every request so far was a refresh that presented `refresh_token`.
+    fn assert_all_presented(&self, count: usize, refresh_token: &str) {
+        let requests = self.refresh_requests();
+        assert_eq!(requests.len(), count, "{requests:?}");
+        for request in &requests {
+            assert_eq!(request.refresh_token.as_deref(), Some(refresh_token));
+        }
+    }
+
+    fn assert_no_token_in_logs(&self) {
+        let secrets = self.secrets.lock().unwrap().clone();
+        self.logs.assert_free_of(secrets.iter().map(String::as_str));
+    }
+}
+
+struct Reply {
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+impl Reply {
+    /// A JSON error with this status and code, and a sentence for a message.
+    fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.body["error"], code, "{}", self.body);
+        assert!(
+            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.body
+        );
+    }
+
+    /// A 503 that says when to come back.
+    fn assert_unavailable(&self, code: &str) -> u64 {
+        self.assert_error(503, code);
+        self.retry_after
+            .as_deref()
+            .expect("a Retry-After header")
+            .parse::<u64>()
+            .expect("Retry-After in seconds")
+    }
+
+    fn access_token(&self) -> &str {
+        assert_eq!(self.status, 200, "{}", self.body);
+        self.body["access_token"].as_str().expect("an access token")
+    }
+}
+
+/// The token is exactly as it was: the same sealed bytes and the same fields; only the lease
+/// bookkeeping (version, lease) may have moved, and the lease is given back.
+fn assert_untouched(before: &StoredToken, after: &StoredToken) {
+    assert_eq!(before.sealed, after.sealed, "the sealed bytes changed");
+    assert!(
+        after.lease.is_none(),
+        "the refresh lease was not given back"
+    );
+    let mut before = before.clone();
+    let mut after = after.clone();
+    (before.version, before.lease) = (0, None);
+    (after.version, after.lease) = (0, None);
+    assert_eq!(before, after);
+}
+
+fn assert_error(result: Result<TokenView, ServiceError>, code: &str) -> ServiceError {
+    let error = result.expect_err("the read fails");
+    assert_eq!(error.code(), code, "{error}");
+    error
+}
+
+async fn server_errors_then_success_are_retried_and_the_rotated_token_is_stored(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let scene = Scene::new(backend, logs).await;
+    let first = scene.fresh();
+    scene.provider.script([
+        Answer::Status(500),
+        Answer::Status(502),
+        Answer::Tokens(first.clone()),
+    ]);
+    let view = scene.read().await.expect("the read succeeds after retries");
+    assert_eq!(view.access_token.expose_secret(), first.access_token);
+    scene.assert_all_presented(3, scene.seeded.refresh());
+    let stored = scene.stored().await;
+    assert_eq!(stored.status, TokenStatus::Valid);
+    assert!(stored.lease.is_none());
+    assert_eq!(
+        scene.stored_tokens().await,
+        (first.access_token.clone(), first.refresh_token.clone())
+    );
+
+    // Over HTTP, the rotated refresh token is the one presented next.
+    let server = TestServer::start(&scene.backend, &[]).await;
+    let second = scene.fresh();
+    scene
+        .provider
+        .script([Answer::Status(503), Answer::Tokens(second.clone())]);
+    let reply = scene.http_read(&server, Some(MORE_THAN_AN_HOUR)).await;
+    assert_eq!(reply.access_token(), second.access_token);
+    let requests = scene.refresh_requests();
+    assert_eq!(requests.len(), 5);
+    for request in &requests[3..] {
+        assert_eq!(request.refresh_token.as_deref(), Some(first.refresh()));
+    }
+    assert_eq!(
+        scene.stored_tokens().await,
+        (second.access_token.clone(), second.refresh_token.clone())
+    );
+    server.server.stop().await;
+    scene.assert_no_token_in_logs();
+}
+
+async fn server_errors_every_time_leave_the_stored_token_untouched(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let scene = Scene::new(backend, logs).await;
+    scene
+        .provider
+        .script([Answer::Status(500), Answer::Status(502)])
+        .otherwise(Answer::Status(503));
+    let before = scene.stored().await;
+    assert_error(scene.read().await, "provider_unavailable");
+    scene.assert_all_presented(3, scene.seeded.refresh());
+    assert_untouched(&before, &scene.stored().await);
+
+    let server = TestServer::start(&scene.backend, &[]).await;
+    scene
+        .http_read(&server, None)
+        .await
+        .assert_unavailable("provider_unavailable");
+    scene.assert_all_presented(6, scene.seeded.refresh());
+    assert_untouched(&before, &scene.stored().await);
+    server.server.stop().await;
+    scene.assert_no_token_in_logs();
+}
+
+async fn rate_limiting_is_waited_out_up_to_the_cap(backend: Backend, logs: CapturedLogs) {
+    let scene = Scene::new(backend, logs).await;
+    let first = scene.fresh();
+    scene.provider.script([
+        Answer::RateLimited {
+            retry_after_seconds: 1,
+        },
+        Answer::Tokens(first.clone()),
+    ]);
+    let view = scene.read().await.expect("the wait is honoured");
+    assert_eq!(view.access_token.expose_secret(), first.access_token);
+    scene.assert_all_presented(2, scene.seeded.refresh());
+
+    // A wait longer than the cap is not waited out: the caller is told when to come back.
+    let before = scene.expire().await;
+    let server = TestServer::start(&scene.backend, &[]).await;
+    scene.provider.otherwise(Answer::RateLimited {
+        retry_after_seconds: 60,
+    });
+    let retry_after = scene
+        .http_read(&server, None)
+        .await
+        .assert_unavailable("provider_rate_limited");
+    assert_eq!(retry_after, 60);
+    let requests = scene.refresh_requests();
+    assert_eq!(requests.len(), 3, "no retry beyond the cap: {requests:?}");
+    assert_eq!(requests[2].refresh_token.as_deref(), Some(first.refresh()));
+    assert_untouched(&before, &scene.stored().await);
+    server.server.stop().await;
+    scene.assert_no_token_in_logs();
+}
+
+async fn a_hanging_provider_times_out_and_leaves_the_stored_token_untouched(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let scene = Scene::with(
+        backend,
+        logs,
+        Setup {
+            timeout: Duration::from_millis(300),
+            ..Setup::default()
+        },
+    )
+    .await;
+    scene.provider.otherwise(Answer::Hang);
+    let before = scene.stored().await;
+    assert_error(scene.read().await, "provider_timeout");
+    scene.assert_all_presented(3, scene.seeded.refresh());
+    assert_untouched(&before, &scene.stored().await);
+
+    // The local server's outbound timeout is not a flag: the route is served by this Keyport.
+    scene
+        .route_read()
+        .await
+        .assert_unavailable("provider_timeout");
+    scene.assert_all_presented(6, scene.seeded.refresh());
+    assert_untouched(&before, &scene.stored().await);
+    scene.provider.release_hung();
+    scene.assert_no_token_in_logs();
+}
+
+async fn a_closed_connection_is_retried_and_then_unreachable(backend: Backend, logs: CapturedLogs) {
+    let scene = Scene::new(backend, logs).await;
+    let first = scene.fresh();
+    scene
+        .provider
+        .script([Answer::Close, Answer::Tokens(first.clone())]);
+    let view = scene.read().await.expect("the read succeeds on the retry");
+    assert_eq!(view.access_token.expose_secret(), first.access_token);
+    scene.assert_all_presented(2, scene.seeded.refresh());
+
+    let before = scene.expire().await;
+    let server = TestServer::start(&scene.backend, &[]).await;
+    scene.provider.otherwise(Answer::Close);
+    scene
+        .http_read(&server, None)
+        .await
+        .assert_unavailable("provider_unreachable");
+    let requests = scene.refresh_requests();
+    assert_eq!(requests.len(), 5, "{requests:?}");
+    assert_untouched(&before, &scene.stored().await);
+    server.server.stop().await;
+    scene.assert_no_token_in_logs();
+}
+
+async fn a_refused_connection_is_retried_and_then_unreachable(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let nobody = format!("http://127.0.0.1:{}/token", keyport_tests::free_port());
+    let scene = Scene::with(
+        backend,
+        logs,
+        Setup {
+            token_url: Some(nobody),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let before = scene.stored().await;
+    assert_error(scene.read().await, "provider_unreachable");
+    assert_untouched(&before, &scene.stored().await);
+
+    let server = TestServer::start(&scene.backend, &[]).await;
+    scene
+        .http_read(&server, None)
+        .await
+        .assert_unavailable("provider_unreachable");
+    assert_untouched(&before, &scene.stored().await);
+    assert!(scene.provider.requests().is_empty());
+    server.server.stop().await;
+    scene.assert_no_token_in_logs();
+}
+
+async fn invalid_grant_needs_a_new_authorization_and_one_recovers(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let scene = Scene::new(backend, logs).await;
+    scene.provider.script([Answer::InvalidGrant]);
+    let before = scene.stored().await;
+    let server = TestServer::start(&scene.backend, &[]).await;
+
+    let reply = scene.http_read(&server, None).await;
+    reply.assert_error(409, "needs_reauthorization");
+    let message = reply.body["message"].as_str().unwrap();
+    assert!(message.contains("authoriz"), "{message}");
+    assert!(reply.retry_after.is_none());
+    scene.assert_all_presented(1, scene.seeded.refresh());
+    let failed = scene.stored().await;
+    assert_eq!(failed.status, TokenStatus::NeedsReauthorization);
+    assert_eq!(failed.last_error.as_ref().unwrap().code, "invalid_grant");
+    assert_eq!(failed.refresh_due_at, None);
+    assert!(failed.lease.is_none());
+    assert_eq!(failed.sealed, before.sealed);
+
+    // Later reads are refused the same way without asking the provider again.
+    assert_error(scene.read().await, "needs_reauthorization");
+    scene
+        .http_read(&server, None)
+        .await
+        .assert_error(409, "needs_reauthorization");
+    scene.assert_all_presented(1, scene.seeded.refresh());
+
+    // A new authorization (the real callback path) stores a new grant and reads work again.
+    let granted = scene.fresh();
+    scene.provider.script([Answer::Tokens(granted.clone())]);
+    let started = scene
+        .keyport
+        .start_authorization(&admin(), &scene.connection.id, OwnerRequest::Shared, None)
+        .await
+        .expect("the authorization starts");
+    let code = format!("faulty-code-{}", uuid::Uuid::new_v4().simple());
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", &code)
+        .append_pair("state", &started.state)
+        .finish();
+    scene
+        .keyport
+        .complete_authorization(&query)
+        .await
+        .expect("the callback completes");
+    let requests = scene.provider.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].grant_type, "authorization_code");
+    assert_eq!(requests[1].code.as_deref(), Some(code.as_str()));
+    let recovered = scene.stored().await;
+    assert_eq!(recovered.status, TokenStatus::Valid);
+    assert!(recovered.last_error.is_none());
+    assert_eq!(
+        scene.http_read(&server, None).await.access_token(),
+        granted.access_token
+    );
+    assert_eq!(scene.provider.requests().len(), 2);
+    server.server.stop().await;
+    scene.assert_no_token_in_logs();
+}
+
+/// While the provider holds a refresh, writes `newer` as another instance that finished a
+/// refresh would (over the leased version), then lets the provider answer.
+async fn win_the_race(scene: &Scene, newer: &Tokens) {
+    let paused = scene.provider.paused().await;
+    let current = scene.stored().await;
+    assert!(current.lease.is_some(), "the reader holds the lease");
+    let mut won = current.clone();
+    won.lease = None;
+    won.expires_at = Some(Utc::now() + chrono::Duration::hours(1));
+    won.updated_at = Utc::now();
+    won.sealed = scene.seal(newer).await;
+    scene
+        .backend
+        .store
+        .put_token(&won, Expect::Version(current.version))
+        .await
+        .expect("the other refresher's write");
+    paused.resume();
+}
+
+async fn invalid_grant_after_another_refresher_won_serves_the_newer_token(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let scene = Scene::new(backend, logs).await;
+    scene.provider.script([Answer::InvalidGrant.after_test()]);
+    let newer = scene.fresh();
+    let (read, ()) = tokio::join!(scene.read(), win_the_race(&scene, &newer));
+    let view = read.expect("the newer token, not a failure");
+    assert_eq!(view.access_token.expose_secret(), newer.access_token);
+    scene.assert_all_presented(1, scene.seeded.refresh());
+    let stored = scene.stored().await;
+    assert_eq!(stored.status, TokenStatus::Valid);
+    assert!(stored.last_error.is_none());
+    assert_eq!(
+        scene.stored_tokens().await,
+        (newer.access_token.clone(), newer.refresh_token.clone())
+    );
+
+    // The same race seen through the HTTP route.
+    let server = TestServer::start(&scene.backend, &[]).await;
+    scene.provider.script([Answer::InvalidGrant.after_test()]);
+    let newest = scene.fresh();
+    let (reply, ()) = tokio::join!(
+        scene.http_read(&server, Some(MORE_THAN_AN_HOUR)),
+        win_the_race(&scene, &newest)
+    );
+    assert_eq!(reply.access_token(), newest.access_token);
+    let requests = scene.refresh_requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1].refresh_token.as_deref(), Some(newer.refresh()));
+    assert_eq!(scene.stored().await.status, TokenStatus::Valid);
+    server.server.stop().await;
+    scene.assert_no_token_in_logs();
+}
+
+async fn a_still_valid_token_is_served_while_the_provider_is_down(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    // Inside the default 60-second margin, so due, but not expired.
+    let scene = Scene::with(
+        backend,
+        logs,
+        Setup {
+            expires_in: chrono::Duration::seconds(45),
+            ..Setup::default()
+        },
+    )
+    .await;
+    scene.provider.otherwise(Answer::Status(503));
+    let before = scene.stored().await;
+    let view = scene.read().await.expect("the current token, not an error");
+    assert_eq!(view.access_token.expose_secret(), scene.seeded.access_token);
+    scene.assert_all_presented(3, scene.seeded.refresh());
+    assert_untouched(&before, &scene.stored().await);
+
+    let server = TestServer::start(&scene.backend, &[]).await;
+    let reply = scene.http_read(&server, None).await;
+    assert_eq!(reply.access_token(), scene.seeded.access_token);
+    scene.assert_all_presented(6, scene.seeded.refresh());
+    assert_untouched(&before, &scene.stored().await);
+    server.server.stop().await;
+    scene.assert_no_token_in_logs();
+}
+
+async fn a_rotated_token_survives_a_failing_store_write(backend: Backend, logs: CapturedLogs) {
+    let store = Arc::new(FlakyStore::new(backend.store.clone()));
+    let scene = Scene::with(
+        backend,
+        logs,
+        Setup {
+            store: Some(store.clone()),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let rotated = scene.fresh();
+    scene
+        .provider
+        .script([Answer::Tokens(rotated.clone()).after_test()]);
+    let (read, ()) = tokio::join!(scene.read(), async {
+        // The lease is taken; the provider has rotated the grant: now the store fails.
+        let paused = scene.provider.paused().await;
+        store.fail_next_puts(2);
+        paused.resume();
+    });
+    let view = read.expect("the write is retried");
+    assert_eq!(view.access_token.expose_secret(), rotated.access_token);
+    assert_eq!(store.failures(), 2);
+    scene.assert_all_presented(1, scene.seeded.refresh());
+    assert_eq!(
+        scene.stored_tokens().await,
+        (rotated.access_token.clone(), rotated.refresh_token.clone())
+    );
+    scene.assert_no_token_in_logs();
+}
+
+async fn a_rotated_token_survives_a_failing_key_service(backend: Backend, logs: CapturedLogs) {
+    let keys = Arc::new(FlakyKeys::new(backend.keys.clone()));
+    let scene = Scene::with(
+        backend,
+        logs,
+        Setup {
+            keys: Some(keys.clone()),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let rotated = scene.fresh();
+    scene
+        .provider
+        .script([Answer::Tokens(rotated.clone()).after_test()]);
+    let (read, ()) = tokio::join!(scene.read(), async {
+        let paused = scene.provider.paused().await;
+        keys.fail_next_data_keys(2);
+        paused.resume();
+    });
+    let view = read.expect("sealing is retried");
+    assert_eq!(view.access_token.expose_secret(), rotated.access_token);
+    assert_eq!(keys.failures(), 2);
+    scene.assert_all_presented(1, scene.seeded.refresh());
+    assert_eq!(
+        scene.stored_tokens().await,
+        (rotated.access_token.clone(), rotated.refresh_token.clone())
+    );
+    scene.assert_no_token_in_logs();
+}
+
+/// Fails the next `n` of something when the test says so, and counts the failures.
+#[derive(Default)]
+struct Faults {
+    pending: AtomicU32,
+    injected: AtomicU32,
+}
+
+impl Faults {
+    fn arm(&self, n: u32) {
+        self.pending.store(n, Ordering::SeqCst);
+    }
+
+    fn fire(&self) -> bool {
+        let fired = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fired {
+            self.injected.fetch_add(1, Ordering::SeqCst);
+        }
+        fired
+    }
+
+    fn injected(&self) -> u32 {
+        self.injected.load(Ordering::SeqCst)
+    }
+}
+
+/// A store whose token writes fail with `Unavailable` when armed; everything else passes
+/// through.
+struct FlakyStore {
+    inner: Arc<dyn Store>,
+    faults: Faults,
+}
+
+impl FlakyStore {
+    fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            faults: Faults::default(),
+        }
+    }
+
+    fn fail_next_puts(&self, n: u32) {
+        self.faults.arm(n);
+    }
+
+    fn failures(&self) -> u32 {
+        self.faults.injected()
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for FlakyStore {
+    async fn create_connection(&self, connection: &Connection) -> Result<Connection, StoreError> {
+        self.inner.create_connection(connection).await
+    }
+
+    async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
+        self.inner.get_connection(id).await
+    }
+
+    async fn list_connections(&self, page: PageRequest) -> Result<Page<Connection>, StoreError> {
+        self.inner.list_connections(page).await
+    }
+
+    async fn update_connection(&self, connection: &Connection) -> Result<Connection, StoreError> {
+        self.inner.update_connection(connection).await
+    }
+
+    async fn delete_connection(
+        &self,
+        id: &ConnectionId,
+        expected_version: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.delete_connection(id, expected_version).await
+    }
+}
+
+#[async_trait]
+impl TokenStore for FlakyStore {
+    async fn get_token(&self, key: &TokenKey) -> Result<Option<StoredToken>, StoreError> {
+        self.inner.get_token(key).await
+    }
+
+    async fn put_token(
+        &self,
+        token: &StoredToken,
+        expect: Expect,
+    ) -> Result<StoredToken, StoreError> {
+        if self.faults.fire() {
+            return Err(StoreError::Unavailable("injected by the test".into()));
+        }
+        self.inner.put_token(token, expect).await
+    }
+
+    async fn delete_token(&self, key: &TokenKey, expected_version: u64) -> Result<(), StoreError> {
+        self.inner.delete_token(key, expected_version).await
+    }
+
+    async fn list_tokens(
+        &self,
+        connection_id: &ConnectionId,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        self.inner.list_tokens(connection_id).await
+    }
+
+    async fn due_tokens(
+        &self,
+        due_by: DateTime<Utc>,
+        page: PageRequest,
+    ) -> Result<Page<TokenKey>, StoreError> {
+        self.inner.due_tokens(due_by, page).await
+    }
+}
+
+#[async_trait]
+impl PendingAuthorizationStore for FlakyStore {
+    async fn put_pending(
+        &self,
+        state: &StateToken,
+        pending: &PendingAuthorization,
+    ) -> Result<(), StoreError> {
+        self.inner.put_pending(state, pending).await
+    }
+
+    async fn take_pending(
+        &self,
+        state: &StateToken,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        self.inner.take_pending(state, now).await
+    }
+}
+
+#[async_trait]
+impl AuditLog for FlakyStore {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), StoreError> {
+        self.inner.append_audit(event).await
+    }
+
+    async fn list_audit(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<AuditEvent>, StoreError> {
+        self.inner.list_audit(connection_id, page).await
+    }
+}
+
+/// A key service whose new data keys fail with `Unavailable` when armed; unwrapping passes
+/// through.
+struct FlakyKeys {
+    inner: Arc<dyn DataKeyProvider>,
+    faults: Faults,
+}
+
+impl FlakyKeys {
+    fn new(inner: Arc<dyn DataKeyProvider>) -> Self {
+        Self {
+            inner,
+            faults: Faults::default(),
+        }
+    }
+
+    fn fail_next_data_keys(&self, n: u32) {
+        self.faults.arm(n);
+    }
+
+    fn failures(&self) -> u32 {
+        self.faults.injected()
+    }
+}
+
+#[async_trait]
+impl DataKeyProvider for FlakyKeys {
+    async fn generate_data_key(&self, context: &KeyContext) -> Result<DataKey, KeyError> {
+        if self.faults.fire() {
+            return Err(KeyError::Unavailable("injected by the test".into()));
+        }
+        self.inner.generate_data_key(context).await
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        wrapped: &[u8],
+        context: &KeyContext,
+    ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+        self.inner.decrypt_data_key(wrapped, context).await
+    }
+}
