@@ -43,6 +43,10 @@ pub struct CommonSettings {
     /// Local development: allow http and loopback provider endpoints. Never in production.
     #[arg(long, env = "KEYPORT_LOCAL_DEVELOPMENT", default_value_t = false)]
     pub local_development: bool,
+    /// How long one refresh may hold a token before another instance takes over (seconds):
+    /// longer than a provider's slowest answer, short enough that a crash is soon forgotten.
+    #[arg(long, env = "KEYPORT_LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=900))]
+    pub lease_seconds: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -85,6 +89,7 @@ impl CommonSettings {
             .filter(|h| !h.is_empty())
             .collect();
         settings.allow_password_grant = self.allow_password_grant;
+        settings.lease_duration = std::time::Duration::from_secs(self.lease_seconds);
         Ok(settings)
     }
 }

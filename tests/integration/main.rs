@@ -10,6 +10,7 @@ mod fixtures;
 mod http_jwks;
 mod kms_calls;
 mod lambda_events;
+mod multi_process;
 mod oauth_flows;
 mod provider_faults;
 

@@ -30,7 +30,12 @@ pub struct Backend {
     pub raw: Raw,
     /// KMS requests sent by `keys` (AWS only).
     pub kms_requests: Option<RequestCounter>,
-    _dir: Option<tempfile::TempDir>,
+    /// How a separate `keyport serve` process reaches these same back-ends: its flags and
+    /// environment variables.
+    pub process_args: Vec<String>,
+    pub process_env: Vec<(String, String)>,
+    /// The data directory such a process uses (the development signing key lives there).
+    pub data_dir: tempfile::TempDir,
 }
 
 impl Backend {
@@ -103,6 +108,7 @@ pub async fn embedded() -> Backend {
         LocalMasterKey::load_or_create(&dir.path().join("master.key")).expect("master key"),
     );
     let cipher = Arc::new(EnvelopeCipher::new(keys.clone(), KeyCacheLimits::default()));
+    let data_dir = dir.path().to_str().expect("a UTF-8 path").to_owned();
     Backend {
         name: "embedded",
         store: Arc::new(EmbeddedStore::new(db.clone())),
@@ -110,7 +116,9 @@ pub async fn embedded() -> Backend {
         keys,
         raw: Raw::Embedded(db),
         kms_requests: None,
-        _dir: Some(dir),
+        process_args: vec!["--data-dir".into(), data_dir],
+        process_env: Vec::new(),
+        data_dir: dir,
     }
 }
 
@@ -140,13 +148,36 @@ pub async fn aws() -> Backend {
         .key_metadata
         .expect("key metadata")
         .key_id;
-    let keys: Arc<dyn DataKeyProvider> = Arc::new(KmsDataKeys::new(kms, key_id));
+    let keys: Arc<dyn DataKeyProvider> = Arc::new(KmsDataKeys::new(kms, key_id.clone()));
 
-    let secrets = SecretsManagerStore::new(
-        aws_sdk_secretsmanager::Client::new(&sdk),
-        format!("keyport-test/{unique}/"),
-    )
-    .with_immediate_deletion();
+    let secret_prefix = format!("keyport-test/{unique}/");
+    let secrets =
+        SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk), &secret_prefix)
+            .with_immediate_deletion();
+    let data_dir = tempfile::tempdir().expect("temporary folder");
+    let process_args = [
+        "--data-dir",
+        data_dir.path().to_str().expect("a UTF-8 path"),
+        "--backend",
+        "aws",
+        "--table",
+        &table,
+        "--kms-key-id",
+        &key_id,
+        "--secret-prefix",
+        &secret_prefix,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let process_env = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .to_vec();
     Backend {
         name: "aws",
         store: Arc::new(DynamoStore::new(dynamodb.clone(), table.clone())),
@@ -157,6 +188,8 @@ pub async fn aws() -> Backend {
             table,
         },
         kms_requests: Some(kms_requests),
-        _dir: None,
+        process_args,
+        process_env,
+        data_dir,
     }
 }

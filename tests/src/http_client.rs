@@ -33,6 +33,7 @@ impl Body {
     }
 }
 
+#[derive(Clone)]
 pub struct Http {
     base: String,
     client: reqwest::Client,

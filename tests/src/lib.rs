@@ -3,11 +3,13 @@
 
 pub mod backends;
 pub mod faulty_provider;
+pub mod gate;
 pub mod http_client;
 pub mod keyport;
 pub mod logs;
 pub mod moto;
 pub mod oidc;
+pub mod process;
 pub mod server;
 
 use std::path::PathBuf;

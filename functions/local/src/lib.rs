@@ -261,19 +261,44 @@ pub async fn start_with_backends(
     })
 }
 
+/// However short the interval, a run gets this long: the refresher keeps a safety margin before
+/// its deadline, and a run that overruns its tick only delays the next one.
+const MIN_REFRESH_RUN: Duration = Duration::from_secs(60);
+
 async fn refresh_periodically(keyport: Arc<Keyport>, interval: Duration, concurrency: usize) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let deadline = tokio::time::Instant::now() + interval;
+        let deadline = tokio::time::Instant::now() + interval.max(MIN_REFRESH_RUN);
         if let Err(error) = keyport.refresh_due(deadline, concurrency).await {
             tracing::warn!(code = error.code(), "the refresher run failed");
         }
     }
 }
 
-/// `keyport` / `keyport serve`: runs until Ctrl-C.
+/// The `keyport` command line: whichever command `cli` names.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Some(Command::DevToken(args)) => print_dev_token(&args),
+        Some(Command::CreateTable(args)) => create_table(&args).await,
+        Some(Command::Serve(args)) => serve_until_stopped(*args).await,
+        None => serve_until_stopped(cli.serve).await,
+    }
+}
+
+/// A command's outcome as the process's exit status, with the reason on standard error.
+pub fn exit_code(outcome: Result<(), String>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("keyport: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `keyport` / `keyport serve`: runs until Ctrl-C or SIGTERM.
 pub async fn serve_until_stopped(args: ServeArgs) -> Result<(), String> {
     config::init_logging();
     let data_dir = args.data_dir.clone();
@@ -287,11 +312,13 @@ pub async fn serve_until_stopped(args: ServeArgs) -> Result<(), String> {
     eprintln!(
         "Then:                        curl -H \"Authorization: Bearer $TOKEN\" {base}/providers"
     );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("stopping");
-            server.stop().await;
-        }
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
+    eprintln!("stopping");
+    server.stop().await;
     Ok(())
 }

@@ -95,6 +95,11 @@ impl OutboundHttp {
         self.settings.policy
     }
 
+    /// The longest one exchange may take.
+    pub fn timeout(&self) -> Duration {
+        self.settings.timeout
+    }
+
     /// Sends one request as the `oauth2` crate builds it. Rate limiting and server errors come
     /// back as [`OutboundError::Status`] (with `Retry-After`), so callers can tell "try later"
     /// from "the provider said no"; every other status is handed to the caller to parse.

@@ -74,6 +74,21 @@ struct SecretsIn {
 }
 
 impl TokenSecrets {
+    /// Whether both hold the same refresh token (or neither holds one), compared in constant
+    /// time.
+    pub fn same_refresh_token(&self, other: &TokenSecrets) -> bool {
+        use subtle::ConstantTimeEq;
+        match (&self.refresh_token, &other.refresh_token) {
+            (Some(a), Some(b)) => bool::from(
+                a.expose_secret()
+                    .as_bytes()
+                    .ct_eq(b.expose_secret().as_bytes()),
+            ),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
     /// The plaintext to seal. Zeroed when dropped.
     pub fn to_plaintext(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let out = SecretsOut {
@@ -145,5 +160,19 @@ mod tests {
         assert!(back.refresh_token.is_none());
         assert_eq!(back.id_token.unwrap().expose_secret(), "idt");
         assert_eq!(back.extra["instance_url"], "https://acme.my.salesforce.com");
+    }
+
+    #[test]
+    fn refresh_tokens_compare_by_value() {
+        let with = |rt: Option<&str>| TokenSecrets {
+            access_token: SecretString::from("at"),
+            refresh_token: rt.map(SecretString::from),
+            id_token: None,
+            extra: serde_json::Map::new(),
+        };
+        assert!(with(Some("a")).same_refresh_token(&with(Some("a"))));
+        assert!(!with(Some("a")).same_refresh_token(&with(Some("b"))));
+        assert!(!with(Some("a")).same_refresh_token(&with(None)));
+        assert!(with(None).same_refresh_token(&with(None)));
     }
 }

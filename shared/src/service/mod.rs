@@ -78,6 +78,7 @@ pub struct Keyport {
     pub access: AccessRules,
     /// Names this process as a lease holder.
     pub instance_id: String,
+    refresh_turns: tokens::RefreshTurns,
 }
 
 impl Keyport {
@@ -100,6 +101,7 @@ impl Keyport {
             },
             settings,
             instance_id,
+            refresh_turns: tokens::RefreshTurns::default(),
         }
     }
 

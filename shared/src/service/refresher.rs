@@ -55,10 +55,6 @@ impl Keyport {
         'pages: loop {
             let listed = self.store.due_tokens(due_by, page.clone()).await?;
             for key in listed.items {
-                if tokio::time::Instant::now() + SAFETY_MARGIN >= deadline {
-                    report.stopped_early = true;
-                    break 'pages;
-                }
                 let connection = match connections.get(&key.connection_id) {
                     Some(known) => known.clone(),
                     None => {
@@ -80,6 +76,11 @@ impl Keyport {
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
+                // Checked after waiting for a worker: the wait itself can eat the margin.
+                if tokio::time::Instant::now() + SAFETY_MARGIN >= deadline {
+                    report.stopped_early = true;
+                    break 'pages;
+                }
                 let keyport = self.clone();
                 running.spawn(async move {
                     let outcome = keyport.refresh_one(&connection, &key).await;
@@ -120,7 +121,7 @@ impl Keyport {
         if before
             .lease
             .as_ref()
-            .is_some_and(|lease| lease.is_live_at(Utc::now()) && lease.holder != self.instance_id)
+            .is_some_and(|lease| lease.is_live_at(Utc::now()))
         {
             return Outcome::Skipped;
         }

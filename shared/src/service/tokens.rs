@@ -216,6 +216,8 @@ impl Keyport {
             + chrono_duration(self.settings.lease_duration)
             + chrono::Duration::seconds(5);
         let mut first_look = true;
+        // This process's turn at refreshing this token, taken at the first sign it needs one.
+        let mut turn = None;
         loop {
             let now = Utc::now();
             let Some(current) = self.store.get_token(key).await? else {
@@ -241,11 +243,16 @@ impl Keyport {
                 let secrets = self.cipher.open_token(key, &current.sealed).await?;
                 return Ok((current, secrets));
             }
-            if let Some(lease) = current
-                .lease
-                .as_ref()
-                .filter(|l| l.is_live_at(now) && l.holder != self.instance_id)
-            {
+            if turn.is_none() {
+                turn = Some(self.refresh_turns.take(key).await);
+                // Another task of this process may have refreshed while this one queued.
+                if !wanted_fresh {
+                    continue;
+                }
+            }
+            // Any live lease is someone else's refresh, even one of this process's: a task
+            // holding a lease never comes back here.
+            if let Some(lease) = current.lease.as_ref().filter(|l| l.is_live_at(now)) {
                 tracing::debug!(connection_id = %key.connection_id, owner = %key.owner, holder = %lease.holder, "waiting for another instance's refresh");
                 if !force && current.is_usable_for(now, chrono::Duration::zero()) {
                     let secrets = self.cipher.open_token(key, &current.sealed).await?;
@@ -294,8 +301,12 @@ impl Keyport {
                 return Err(error.into());
             }
         };
+        let lease_ends = leased
+            .lease
+            .as_ref()
+            .map_or_else(Utc::now, |lease| lease.expires_at);
         let outcome = self
-            .refresh_with_retries(connection, &previous, leased.scope.as_deref())
+            .refresh_with_retries(connection, &previous, leased.scope.as_deref(), lease_ends)
             .await;
         match outcome {
             Ok(grant) => {
@@ -319,13 +330,18 @@ impl Keyport {
                 Ok(saved)
             }
             Err(OAuthError::InvalidGrant { description }) => {
-                // A refresh token that changed under us means another refresher won: use its result.
+                // A refresh token that changed under us means another refresher won (one
+                // whose lease ran out while it waited on the provider): use its result.
                 if let Some(current) = self.store.get_token(key).await?
                     && current.version != leased.version
                     && current.status == TokenStatus::Valid
                 {
                     let secrets = self.cipher.open_token(key, &current.sealed).await?;
-                    return Ok((current, secrets));
+                    if !secrets.same_refresh_token(&previous)
+                        && current.is_usable_for(Utc::now(), chrono::Duration::zero())
+                    {
+                        return Ok((current, secrets));
+                    }
                 }
                 let reason = description.unwrap_or_else(|| {
                     "the provider rejected the refresh token (invalid_grant)".into()
@@ -364,12 +380,14 @@ impl Keyport {
     }
 
     /// One refresh (or, without a refresh token, a new unattended grant), retried with
-    /// backoff while the provider is down or rate limiting.
+    /// backoff while the provider is down or rate limiting. No attempt starts that could
+    /// outlast the lease: after it, another instance may present the same refresh token.
     async fn refresh_with_retries(
         &self,
         connection: &Connection,
         previous: &TokenSecrets,
         scope: Option<&str>,
+        lease_ends: DateTime<Utc>,
     ) -> Result<TokenGrant, OAuthError> {
         let credentials = self
             .credentials(connection)
@@ -394,8 +412,13 @@ impl Keyport {
             match result {
                 Err(error) if error.is_transient() => {
                     match self.settings.backoff.delay(attempt, error.retry_after()) {
-                        Some(wait) => tokio::time::sleep(wait).await,
-                        None => return Err(error),
+                        Some(wait)
+                            if Utc::now() + chrono_duration(wait + self.oauth.http().timeout())
+                                < lease_ends =>
+                        {
+                            tokio::time::sleep(wait).await
+                        }
+                        _ => return Err(error),
                     }
                 }
                 other => return other,
@@ -574,5 +597,33 @@ impl Keyport {
             // The lease expires by itself; nothing is lost.
             tracing::debug!(connection_id = %key.connection_id, owner = %key.owner, %error, "could not release the refresh lease");
         }
+    }
+}
+
+/// One refresh at a time per token inside this process: its readers queue here rather than
+/// poll the store while one of them refreshes.
+#[derive(Default)]
+pub(crate) struct RefreshTurns(
+    std::sync::Mutex<std::collections::HashMap<TokenKey, std::sync::Weak<tokio::sync::Mutex<()>>>>,
+);
+
+impl RefreshTurns {
+    async fn take(&self, key: &TokenKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut turns = self
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            turns.retain(|_, turn| turn.strong_count() > 0);
+            match turns.get(key).and_then(std::sync::Weak::upgrade) {
+                Some(turn) => turn,
+                None => {
+                    let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
+                    turns.insert(key.clone(), std::sync::Arc::downgrade(&turn));
+                    turn
+                }
+            }
+        };
+        turn.lock_owned().await
     }
 }
