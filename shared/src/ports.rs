@@ -114,6 +114,13 @@ pub trait ConnectionStore: Send + Sync {
 pub trait TokenStore: Send + Sync {
     async fn get_token(&self, key: &TokenKey) -> Result<Option<StoredToken>, StoreError>;
 
+    /// A token read's hot path: the connection and one of its tokens in one round trip. The
+    /// token is `None` when the connection is.
+    async fn get_connection_and_token(
+        &self,
+        key: &TokenKey,
+    ) -> Result<(Option<Connection>, Option<StoredToken>), StoreError>;
+
     /// Writes the token if `expect` holds; returns it at its new version (1 for a new item).
     async fn put_token(
         &self,

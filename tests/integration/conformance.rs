@@ -28,6 +28,7 @@ crate::on_both_backends!(
     secrets_round_trip,
     data_keys_are_bound_to_their_context,
     audit_events_list_newest_first_per_connection_across_pages,
+    a_connection_and_its_token_come_in_one_read,
 );
 
 async fn connections_round_trip(backend: Backend) {
@@ -565,4 +566,39 @@ async fn audit_events_list_newest_first_per_connection_across_pages(backend: Bac
         store.list_audit(&mine, bad).await,
         Err(StoreError::BadCursor)
     ));
+}
+
+async fn a_connection_and_its_token_come_in_one_read(backend: Backend) {
+    let store = &backend.store;
+    let absent = key(Owner::Shared);
+    assert!(matches!(
+        store.get_connection_and_token(&absent).await.unwrap(),
+        (None, None)
+    ));
+    let created = store
+        .create_connection(&connection("One read"))
+        .await
+        .unwrap();
+    let shared = TokenKey {
+        connection_id: created.id.clone(),
+        owner: Owner::Shared,
+    };
+    let (found, none) = store.get_connection_and_token(&shared).await.unwrap();
+    assert_eq!(found.as_ref(), Some(&created));
+    assert!(none.is_none(), "no token yet");
+
+    let bobs = TokenKey {
+        connection_id: created.id.clone(),
+        owner: user("bob"),
+    };
+    let written = store
+        .put_token(&token(&bobs, None), Expect::Absent)
+        .await
+        .unwrap();
+    let (found, none) = store.get_connection_and_token(&shared).await.unwrap();
+    assert_eq!(found.as_ref(), Some(&created));
+    assert!(none.is_none(), "another owner's token is not this one");
+    let (found, got) = store.get_connection_and_token(&bobs).await.unwrap();
+    assert_eq!(found, Some(created));
+    assert_eq!(got, Some(written));
 }

@@ -907,6 +907,13 @@ impl TokenStore for FlakyStore {
         self.inner.get_token(key).await
     }
 
+    async fn get_connection_and_token(
+        &self,
+        key: &TokenKey,
+    ) -> Result<(Option<Connection>, Option<StoredToken>), StoreError> {
+        self.inner.get_connection_and_token(key).await
+    }
+
     async fn put_token(
         &self,
         token: &StoredToken,

@@ -30,6 +30,8 @@ pub struct Backend {
     pub raw: Raw,
     /// KMS requests sent by `keys` (AWS only).
     pub kms_requests: Option<RequestCounter>,
+    /// DynamoDB requests sent by `store` (AWS only).
+    pub dynamodb_requests: Option<RequestCounter>,
     /// How a separate `keyport serve` process reaches these same back-ends: its flags and
     /// environment variables.
     pub process_args: Vec<String>,
@@ -116,6 +118,7 @@ pub async fn embedded() -> Backend {
         keys,
         raw: Raw::Embedded(db),
         kms_requests: None,
+        dynamodb_requests: None,
         process_args: vec!["--data-dir".into(), data_dir],
         process_env: Vec::new(),
         data_dir: dir,
@@ -127,7 +130,12 @@ pub async fn aws() -> Backend {
     let sdk = moto.sdk_config();
     let unique = uuid::Uuid::new_v4().simple().to_string();
 
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let dynamodb_requests = RequestCounter::new();
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(dynamodb_requests.clone())
+            .build(),
+    );
     let table = format!("keyport-test-{unique}");
     create_table(&dynamodb, &table)
         .await
@@ -188,6 +196,7 @@ pub async fn aws() -> Backend {
             table,
         },
         kms_requests: Some(kms_requests),
+        dynamodb_requests: Some(dynamodb_requests),
         process_args,
         process_env,
         data_dir,

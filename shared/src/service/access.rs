@@ -69,6 +69,15 @@ impl AccessRules {
         }
     }
 
+    /// The token a request names, before any rule is checked: the shared one, or the caller's
+    /// own (never another user's: the owner comes from the caller, not the request).
+    pub fn requested_owner(&self, principal: &Principal, request: OwnerRequest) -> Owner {
+        match request {
+            OwnerRequest::Shared => Owner::Shared,
+            OwnerRequest::User => Owner::User(principal.subject.clone()),
+        }
+    }
+
     /// Who may read, refresh or disconnect a token: an invited role; for the shared token an
     /// administrator too (they hold it). A user's token is only ever its own subject's: the
     /// owner is derived from the caller, never taken from the request.
@@ -78,18 +87,10 @@ impl AccessRules {
         connection: &Connection,
         request: OwnerRequest,
     ) -> Result<Owner, ServiceError> {
-        match request {
-            OwnerRequest::Shared => {
-                if !self.is_admin(principal) {
-                    self.require_invited(principal, connection)?;
-                }
-                Ok(Owner::Shared)
-            }
-            OwnerRequest::User => {
-                self.require_invited(principal, connection)?;
-                Ok(Owner::User(principal.subject.clone()))
-            }
+        if request == OwnerRequest::User || !self.is_admin(principal) {
+            self.require_invited(principal, connection)?;
         }
+        Ok(self.requested_owner(principal, request))
     }
 
     fn require_invited(

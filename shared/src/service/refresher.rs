@@ -132,6 +132,7 @@ impl Keyport {
                 self.settings.refresh_lead,
                 false,
                 REFRESHER_ACTOR,
+                Some(Some(before.clone())),
             )
             .await
         {

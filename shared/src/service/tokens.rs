@@ -89,7 +89,15 @@ impl Keyport {
         owner: OwnerRequest,
         min_valid: Option<Duration>,
     ) -> Result<TokenView, ServiceError> {
-        let (connection, key) = self.token_target(principal, id, owner).await?;
+        // One round trip for the connection (for the access rules) and the token together.
+        let key = TokenKey {
+            connection_id: id.clone(),
+            owner: self.access.requested_owner(principal, owner),
+        };
+        let (connection, token) = self.store.get_connection_and_token(&key).await?;
+        let connection = connection.ok_or(ServiceError::NotFound("connection"))?;
+        let allowed = self.access.token_owner(principal, &connection, owner);
+        self.audit_denial(principal, id, allowed).await?;
         let min_valid = min_valid.unwrap_or(self.settings.default_min_valid);
         let (record, secrets) = self
             .fresh_token(
@@ -98,6 +106,7 @@ impl Keyport {
                 min_valid,
                 false,
                 principal.subject.as_str(),
+                Some(token),
             )
             .await?;
         Ok(TokenView::new(&record, secrets))
@@ -118,6 +127,7 @@ impl Keyport {
                 self.settings.default_min_valid,
                 true,
                 principal.subject.as_str(),
+                None,
             )
             .await?;
         Ok(TokenView::new(&record, secrets))
@@ -210,6 +220,7 @@ impl Keyport {
         min_valid: Duration,
         force: bool,
         actor: &str,
+        mut already_read: Option<Option<StoredToken>>,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
         let min_valid = chrono_duration(min_valid);
         let give_up_at = Utc::now()
@@ -220,7 +231,11 @@ impl Keyport {
         let mut turn = None;
         loop {
             let now = Utc::now();
-            let Some(current) = self.store.get_token(key).await? else {
+            let current = match already_read.take() {
+                Some(token) => token,
+                None => self.store.get_token(key).await?,
+            };
+            let Some(current) = current else {
                 if connection.grant_type.is_interactive() {
                     return Err(ServiceError::NotAuthorized {
                         owner: key.owner.to_string(),
@@ -244,9 +259,10 @@ impl Keyport {
                 return Ok((current, secrets));
             }
             if turn.is_none() {
-                turn = Some(self.refresh_turns.take(key).await);
+                let (taken, waited) = self.refresh_turns.take(key).await;
+                turn = Some(taken);
                 // Another task of this process may have refreshed while this one queued.
-                if !wanted_fresh {
+                if waited && !wanted_fresh {
                     continue;
                 }
             }
@@ -608,7 +624,8 @@ pub(crate) struct RefreshTurns(
 );
 
 impl RefreshTurns {
-    async fn take(&self, key: &TokenKey) -> tokio::sync::OwnedMutexGuard<()> {
+    /// This process's turn at refreshing `key`, and whether another task had it first.
+    async fn take(&self, key: &TokenKey) -> (tokio::sync::OwnedMutexGuard<()>, bool) {
         let turn = {
             let mut turns = self
                 .0
@@ -624,6 +641,9 @@ impl RefreshTurns {
                 }
             }
         };
-        turn.lock_owned().await
+        match turn.clone().try_lock_owned() {
+            Ok(guard) => (guard, false),
+            Err(_) => (turn.lock_owned().await, true),
+        }
     }
 }

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Delete, DeleteRequest, Put, ReturnValue,
+    AttributeValue, CancellationReason, Delete, DeleteRequest, KeysAndAttributes, Put, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, Utc};
@@ -540,6 +540,64 @@ impl TokenStore for DynamoStore {
             .await?
             .map(|item| codec::token_from_item(&item))
             .transpose()
+    }
+
+    async fn get_connection_and_token(
+        &self,
+        key: &TokenKey,
+    ) -> Result<(Option<Connection>, Option<StoredToken>), StoreError> {
+        let connection_key = codec::connection_key(&key.connection_id);
+        let token_key = codec::token_key(key);
+        let mut wanted = KeysAndAttributes::builder()
+            .consistent_read(true)
+            .keys(connection_key.clone())
+            .keys(token_key.clone())
+            .build()
+            .map_err(unavailable)?;
+        let mut found: Vec<Item> = Vec::with_capacity(2);
+        // One request; another only for keys DynamoDB left unprocessed (throttling).
+        for attempt in 0..BATCH_ATTEMPTS {
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, wanted)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            found.extend(
+                output
+                    .responses
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .unwrap_or_default(),
+            );
+            match output
+                .unprocessed_keys
+                .and_then(|mut tables| tables.remove(&self.table))
+                .filter(|left| !left.keys().is_empty())
+            {
+                Some(left) => {
+                    wanted = left;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                None => {
+                    let take = |wanted: &Item| {
+                        found.iter().find(|item| {
+                            item.get(attr::PK) == wanted.get(attr::PK)
+                                && item.get(attr::SK) == wanted.get(attr::SK)
+                        })
+                    };
+                    let connection = take(&connection_key)
+                        .map(codec::connection_from_item)
+                        .transpose()?;
+                    let token = take(&token_key).map(codec::token_from_item).transpose()?;
+                    let token = token.filter(|_| connection.is_some());
+                    return Ok((connection, token));
+                }
+            }
+        }
+        Err(StoreError::Unavailable(
+            "DynamoDB left the read unprocessed".into(),
+        ))
     }
 
     async fn put_token(

@@ -274,6 +274,50 @@ impl TokenStore for EmbeddedStore {
             .transpose()
     }
 
+    async fn get_connection_and_token(
+        &self,
+        key: &TokenKey,
+    ) -> Result<(Option<Connection>, Option<StoredToken>), StoreError> {
+        type Row = (String, i64, Option<String>, Option<Vec<u8>>, Option<i64>);
+        let (connection_id, owner) = (key.connection_id.to_string(), key.owner.storage_key());
+        let row: Option<Row> = self
+            .db
+            .run(move |db| {
+                db.prepare_cached(
+                    "SELECT c.doc, c.version, t.doc, t.sealed, t.version FROM connections c
+                     LEFT JOIN tokens t ON t.connection_id = c.id AND t.owner = ?2
+                     WHERE c.id = ?1",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_row(params![connection_id, owner], |row| {
+                            Ok((
+                                row.get(0)?,
+                                row.get(1)?,
+                                row.get(2)?,
+                                row.get(3)?,
+                                row.get(4)?,
+                            ))
+                        })
+                        .optional()
+                })
+                .map_err(sql_error)
+            })
+            .await?;
+        let Some((connection_doc, connection_version, token_doc, sealed, token_version)) = row
+        else {
+            return Ok((None, None));
+        };
+        let connection = connection_from_row(&connection_doc, connection_version)?;
+        let token = match (token_doc, sealed, token_version) {
+            (Some(doc), Some(sealed), Some(version)) => {
+                Some(token_from_row(&doc, sealed, version)?)
+            }
+            _ => None,
+        };
+        Ok((Some(connection), token))
+    }
+
     async fn put_token(
         &self,
         token: &StoredToken,
