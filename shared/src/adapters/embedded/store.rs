@@ -70,6 +70,27 @@ fn token_version(
     .map_err(sql_error)
 }
 
+/// One page from up to `limit + 1` rows (one more than asked for tells whether another page
+/// exists): each row becomes an item and its position, the last position the next cursor.
+fn page_of<Row, T, Position: serde::Serialize>(
+    rows: Vec<Row>,
+    limit: u32,
+    mut item: impl FnMut(Row) -> Result<(T, Position), StoreError>,
+) -> Result<Page<T>, StoreError> {
+    let has_more = rows.len() > limit as usize;
+    let mut items = Vec::with_capacity(rows.len());
+    let mut last = None;
+    for row in rows.into_iter().take(limit as usize) {
+        let (value, position) = item(row)?;
+        items.push(value);
+        last = Some(position);
+    }
+    let next = last
+        .filter(|_| has_more)
+        .map(|position| encode_cursor(&position));
+    Ok(Page { items, next })
+}
+
 /// The conditional-write check: the item exists and is at `expected`.
 fn require_version(
     current: Option<i64>,
@@ -182,19 +203,9 @@ impl ConnectionStore for EmbeddedStore {
                 Ok(rows)
             })
             .await?;
-        let has_more = rows.len() > limit as usize;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for (name_key, id, doc, version) in rows.into_iter().take(limit as usize) {
-            items.push(connection_from_row(&doc, version)?);
-            last = Some((name_key, id));
-        }
-        let next = if has_more {
-            last.map(|position| encode_cursor(&position))
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        page_of(rows, limit, |(name_key, id, doc, version)| {
+            Ok((connection_from_row(&doc, version)?, (name_key, id)))
+        })
     }
 
     async fn update_connection(&self, connection: &Connection) -> Result<Connection, StoreError> {
@@ -566,18 +577,9 @@ impl AuditLog for EmbeddedStore {
                 Ok(rows)
             })
             .await?;
-        let has_more = rows.len() > limit as usize;
-        let mut items = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for (sort_key, doc) in rows.into_iter().take(limit as usize) {
-            items.push(serde_json::from_str(&doc).map_err(corrupt("audit event"))?);
-            last = Some(sort_key);
-        }
-        let next = if has_more {
-            last.map(|position| encode_cursor(&position))
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        page_of(rows, limit, |(sort_key, doc)| {
+            let event = serde_json::from_str(&doc).map_err(corrupt("audit event"))?;
+            Ok((event, sort_key))
+        })
     }
 }
