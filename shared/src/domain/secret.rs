@@ -41,7 +41,6 @@ impl PkceVerifier {
 }
 
 /// The secret part of a token set: sealed as one envelope, never stored or logged in the clear.
-#[derive(Debug)]
 pub struct TokenSecrets {
     pub access_token: SecretString,
     pub refresh_token: Option<SecretString>,
@@ -49,6 +48,18 @@ pub struct TokenSecrets {
     /// Provider extras kept with the token (e.g. Salesforce `instance_url`). Sealed too: some
     /// providers put credentials in them.
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The tokens print as `[REDACTED]`; of the extras, only their names.
+impl std::fmt::Debug for TokenSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSecrets")
+            .field("access_token", &self.access_token)
+            .field("refresh_token", &self.refresh_token)
+            .field("id_token", &self.id_token)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// The plaintext layout inside the envelope. Borrowing on the way in and owning on the way out
@@ -124,7 +135,7 @@ mod tests {
             access_token: SecretString::from("at-VALUE-3"),
             refresh_token: Some(SecretString::from("rt-VALUE-4")),
             id_token: Some(SecretString::from("id-VALUE-5")),
-            extra: serde_json::Map::new(),
+            extra: serde_json::Map::from_iter([("signature".into(), "sig-VALUE-6".into())]),
         };
         let printed = format!("{client_secret:?} {verifier:?} {tokens:?} {tokens:#?}");
         for value in [
@@ -133,6 +144,7 @@ mod tests {
             "at-VALUE-3",
             "rt-VALUE-4",
             "id-VALUE-5",
+            "sig-VALUE-6",
         ] {
             assert!(
                 !printed.contains(value),
@@ -140,6 +152,7 @@ mod tests {
             );
         }
         assert!(printed.contains("REDACTED"));
+        assert!(printed.contains("signature"));
     }
 
     #[test]
