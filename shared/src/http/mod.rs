@@ -2,11 +2,12 @@
 //! routes, the error shape, extractors, and who the caller is.
 
 mod error;
-mod extract;
+// `pub(crate)` for the fuzzing wrappers in lib.rs.
+pub(crate) mod extract;
 pub mod identity;
 #[cfg(test)]
 mod openapi_check;
-mod page;
+pub(crate) mod page;
 mod routes;
 
 use std::sync::Arc;
