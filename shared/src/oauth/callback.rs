@@ -6,7 +6,6 @@ use crate::domain::{StateToken, ValidationError};
 
 const MAX_PARAM_LEN: usize = 4096;
 
-#[derive(Debug)]
 pub enum CallbackOutcome {
     /// The provider granted access: exchange `code`.
     Code(String),
@@ -15,6 +14,20 @@ pub enum CallbackOutcome {
         error: String,
         description: Option<String>,
     },
+}
+
+/// An authorization code is a credential until it is exchanged: it never prints.
+impl std::fmt::Debug for CallbackOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallbackOutcome::Code(_) => f.write_str("Code([REDACTED])"),
+            CallbackOutcome::Error { error, description } => f
+                .debug_struct("Error")
+                .field("error", error)
+                .field("description", description)
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -135,5 +148,11 @@ mod tests {
                 "{query}"
             );
         }
+    }
+
+    #[test]
+    fn the_code_never_prints() {
+        let outcome = CallbackOutcome::Code("sekrit-code".into());
+        assert!(!format!("{outcome:?}").contains("sekrit-code"));
     }
 }
