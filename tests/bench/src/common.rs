@@ -63,10 +63,18 @@ pub fn machine() -> Value {
         "nproc": nproc,
         "cpu_model": cpu_model,
         "kernel": kernel,
+        "load_average_at_start": load_average(),
         "git_commit": commit,
         "git_tree_modified": dirty,
         "date": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     })
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute figures: other work on the machine during a run.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 #[derive(Parser)]

@@ -41,6 +41,9 @@ async fn main() {
         Value::Null
     };
     out.insert("startup".into(), startup.clone());
+    if let Some(machine) = out.get_mut("machine").and_then(Value::as_object_mut) {
+        machine.insert("load_average_at_end".into(), json!(common::load_average()));
+    }
     let report = Value::Object(out);
 
     let mut rows = report::rows(&report);
@@ -58,11 +61,12 @@ async fn main() {
         refresher::SIZES[1].1,
     ));
     table.push_str(&format!(
-        "Machine: {} × {} (nproc {}), Linux {}; commit {}{}; {}.\n",
-        machine["nproc"],
+        "Machine: {} (nproc {}), Linux {}, load average {} at start and {} at end; commit {}{}; {}.\n",
         machine["cpu_model"].as_str().unwrap_or("?"),
         machine["nproc"],
         machine["kernel"].as_str().unwrap_or("?"),
+        machine["load_average_at_start"].as_str().unwrap_or("?"),
+        machine["load_average_at_end"].as_str().unwrap_or("?"),
         machine["git_commit"].as_str().unwrap_or("?"),
         if machine["git_tree_modified"].as_bool().unwrap_or(false) {
             " (with uncommitted changes)"

@@ -214,6 +214,16 @@ pub async fn measure() -> Value {
             Vec::new(),
         ),
         (
+            "store_get_connection_and_token",
+            "the store's combined read alone (blocking-pool hop, SQLite join, both documents parsed)",
+            Vec::new(),
+        ),
+        (
+            "blocking_pool_hop",
+            "an empty tokio::task::spawn_blocking round trip (the embedded store's hop per call)",
+            Vec::new(),
+        ),
+        (
             "open_token",
             "EnvelopeCipher::open_token (open plus parsing the sealed JSON)",
             Vec::new(),
@@ -239,6 +249,18 @@ pub async fn measure() -> Value {
                 .expect("opens")
         ));
         splits[4].2.push(batch!(
+            keyport
+                .store
+                .get_connection_and_token(&key)
+                .await
+                .expect("a read")
+        ));
+        splits[5].2.push(batch!(
+            tokio::task::spawn_blocking(|| 1u8)
+                .await
+                .expect("the blocking pool runs")
+        ));
+        splits[6].2.push(batch!(
             floor.cipher.open_token(&key, &sealed).await.expect("opens")
         ));
     }
