@@ -4,7 +4,8 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -47,13 +48,25 @@ CREATE TABLE IF NOT EXISTS secrets (
 ) STRICT;
 ";
 
+/// How many connections serve point reads. WAL lets readers run beside the writer and each
+/// other, so token reads do not queue behind writes.
+const READERS: usize = 4;
+
 /// A handle on the database file, cheap to clone. Several processes may open the same file:
 /// SQLite's locking serialises writers, and every read-modify-write runs in an IMMEDIATE
 /// transaction so the version checks hold across processes.
 #[derive(Clone)]
 pub struct EmbeddedDb {
     connection: Arc<Mutex<Connection>>,
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: Arc<AtomicUsize>,
     path: PathBuf,
+}
+
+fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    connection
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl EmbeddedDb {
@@ -71,18 +84,33 @@ impl EmbeddedDb {
             .mode(0o600)
             .open(path)
             .map_err(|e| unavailable("cannot create", &e))?;
-        let connection = Connection::open(path).map_err(|e| unavailable("cannot open", &e))?;
-        connection
-            .busy_timeout(Duration::from_secs(10))
-            .map_err(|e| unavailable("cannot configure", &e))?;
+        let open = || {
+            let connection = Connection::open(path).map_err(|e| unavailable("cannot open", &e))?;
+            connection
+                .busy_timeout(Duration::from_secs(10))
+                .map_err(|e| unavailable("cannot configure", &e))?;
+            Ok::<_, StoreError>(connection)
+        };
+        let connection = open()?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
             .and_then(|_| connection.execute_batch(SCHEMA))
             .and_then(|_| connection.pragma_update(None, "user_version", SCHEMA_VERSION))
             .map_err(|e| unavailable("cannot prepare", &e))?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = open()?;
+                reader
+                    .pragma_update(None, "query_only", true)
+                    .map_err(|e| unavailable("cannot configure", &e))?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
+            readers: readers.into(),
+            next_reader: Arc::new(AtomicUsize::new(0)),
             path: path.to_owned(),
         })
     }
@@ -98,14 +126,29 @@ impl EmbeddedDb {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = connection
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("database task failed: {e}")))?
+        tokio::task::spawn_blocking(move || work(&mut lock(&connection)))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("database task failed: {e}")))?
+    }
+
+    /// Runs a point read in place on a reader connection. A WAL read of one row by its key
+    /// takes microseconds and never waits for a writer, far less than a hop to the blocking
+    /// pool; anything that may wait or scan goes through [`Self::run`].
+    pub(crate) fn read_point<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let free = (0..self.readers.len()).find_map(|offset| {
+            self.readers[(start + offset) % self.readers.len()]
+                .try_lock()
+                .ok()
+        });
+        let guard = match free {
+            Some(guard) => guard,
+            None => lock(&self.readers[start % self.readers.len()]),
+        };
+        work(&guard)
     }
 }
 

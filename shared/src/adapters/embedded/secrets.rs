@@ -58,16 +58,15 @@ impl SecretStore for EmbeddedSecretStore {
         let lookup = name.clone();
         let sealed = self
             .db
-            .run(move |db| {
-                db.query_row(
-                    "SELECT sealed FROM secrets WHERE name = ?1",
-                    [lookup],
-                    |row| row.get::<_, Vec<u8>>(0),
-                )
-                .optional()
-                .map_err(super::db::sql_error)
+            .read_point(|db| {
+                db.prepare_cached("SELECT sealed FROM secrets WHERE name = ?1")
+                    .and_then(|mut statement| {
+                        statement
+                            .query_row([lookup], |row| row.get::<_, Vec<u8>>(0))
+                            .optional()
+                    })
+                    .map_err(super::db::sql_error)
             })
-            .await
             .map_err(unavailable)?;
         let Some(sealed) = sealed else {
             return Ok(None);

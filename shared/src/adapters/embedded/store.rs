@@ -156,19 +156,17 @@ impl ConnectionStore for EmbeddedStore {
     }
 
     async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
-        let id = id.to_string();
-        let row = self
-            .db
-            .run(move |db| {
-                db.query_row(
-                    "SELECT doc, version FROM connections WHERE id = ?1",
-                    [id],
-                    |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
-                )
-                .optional()
+        let row = self.db.read_point(|db| {
+            db.prepare_cached("SELECT doc, version FROM connections WHERE id = ?1")
+                .and_then(|mut statement| {
+                    statement
+                        .query_row([id.as_str()], |row| {
+                            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                        })
+                        .optional()
+                })
                 .map_err(sql_error)
-            })
-            .await?;
+        })?;
         row.map(|(doc, version)| connection_from_row(&doc, version))
             .transpose()
     }
@@ -267,20 +265,23 @@ impl ConnectionStore for EmbeddedStore {
 impl TokenStore for EmbeddedStore {
     async fn get_token(&self, key: &TokenKey) -> Result<Option<StoredToken>, StoreError> {
         let (connection_id, owner) = (key.connection_id.to_string(), key.owner.storage_key());
-        let row = self
-            .db
-            .run(move |db| {
-                db.prepare_cached("SELECT doc, sealed, version FROM tokens WHERE connection_id = ?1 AND owner = ?2")
-                    .and_then(|mut statement| {
-                        statement
-                            .query_row(params![connection_id, owner], |row| {
-                                Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?))
-                            })
-                            .optional()
+        let row = self.db.read_point(|db| {
+            db.prepare_cached(
+                "SELECT doc, sealed, version FROM tokens WHERE connection_id = ?1 AND owner = ?2",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![connection_id, owner], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, Vec<u8>>(1)?,
+                            row.get::<_, i64>(2)?,
+                        ))
                     })
-                    .map_err(sql_error)
+                    .optional()
             })
-            .await?;
+            .map_err(sql_error)
+        })?;
         row.map(|(doc, sealed, version)| token_from_row(&doc, sealed, version))
             .transpose()
     }
@@ -291,30 +292,27 @@ impl TokenStore for EmbeddedStore {
     ) -> Result<(Option<Connection>, Option<StoredToken>), StoreError> {
         type Row = (String, i64, Option<String>, Option<Vec<u8>>, Option<i64>);
         let (connection_id, owner) = (key.connection_id.to_string(), key.owner.storage_key());
-        let row: Option<Row> = self
-            .db
-            .run(move |db| {
-                db.prepare_cached(
-                    "SELECT c.doc, c.version, t.doc, t.sealed, t.version FROM connections c
+        let row: Option<Row> = self.db.read_point(|db| {
+            db.prepare_cached(
+                "SELECT c.doc, c.version, t.doc, t.sealed, t.version FROM connections c
                      LEFT JOIN tokens t ON t.connection_id = c.id AND t.owner = ?2
                      WHERE c.id = ?1",
-                )
-                .and_then(|mut statement| {
-                    statement
-                        .query_row(params![connection_id, owner], |row| {
-                            Ok((
-                                row.get(0)?,
-                                row.get(1)?,
-                                row.get(2)?,
-                                row.get(3)?,
-                                row.get(4)?,
-                            ))
-                        })
-                        .optional()
-                })
-                .map_err(sql_error)
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![connection_id, owner], |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    })
+                    .optional()
             })
-            .await?;
+            .map_err(sql_error)
+        })?;
         let Some((connection_doc, connection_version, token_doc, sealed, token_version)) = row
         else {
             return Ok((None, None));
