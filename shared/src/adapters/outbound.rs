@@ -72,6 +72,9 @@ pub struct OutboundHttp {
 
 impl OutboundHttp {
     pub fn new(settings: OutboundSettings) -> Result<Self, OutboundError> {
+        // reqwest is built without a crypto provider of its own (no ring beside aws-lc-rs): it
+        // takes the process default, aws-lc-rs. Fails only when one is installed already.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .user_agent(USER_AGENT)
