@@ -1,12 +1,29 @@
-//! The Lambda entry points: each function's `main` calls one of these. Clients and settings
-//! are built once, at cold start; every invocation reuses them.
+//! The Lambda entry points: each function's `main` calls one of these.
+//!
+//! Settings are read and checked before the runtime asks for its first event, so a missing or
+//! malformed variable still fails the init phase. The clients (AWS SDK configuration, DynamoDB,
+//! KMS, Secrets Manager, the outbound HTTPS client) and the router are built on the first event
+//! instead, once per process ([`OnceCell`]); every later invocation reuses them, with the
+//! data-key cache. Building them loads and parses the trust anchors of two TLS stacks, which
+//! took most of a cold start: deferred, the process asks for its first event as soon as a bare
+//! `lambda_http` function does (`scripts/bench`, item 5).
+//!
+//! The trade-off: Lambda runs the init phase with a CPU burst beyond the memory size's share
+//! and limits it separately (10 s), while the first invocation runs at the configured share
+//! (256 MB is a fraction of a vCPU), inside the invocation's timeout and billed as it. So the
+//! first request of each new process pays the client construction (a few milliseconds of CPU,
+//! more at that share) instead of the init phase; with SnapStart or provisioned concurrency, the
+//! work would better be in the init phase. No warm invocation pays anything but an atomic load.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use clap::Parser;
+use lambda_http::Service;
 use lambda_runtime::LambdaEvent;
+use tokio::sync::OnceCell;
+use url::Url;
 
 use crate::config::{self, AwsSettings, CommonSettings};
 use crate::http::{self, ApiGatewayAuthorizer, Function};
@@ -26,36 +43,90 @@ struct LambdaSettings {
     refresh_concurrency: usize,
 }
 
-async fn cold_start() -> Result<(Arc<Keyport>, LambdaSettings), Error> {
-    config::init_logging();
-    let settings = LambdaSettings::try_parse_from(["keyport"])?;
-    let callback_url = settings
-        .common
-        .callback_url
-        .clone()
-        .ok_or("KEYPORT_CALLBACK_URL is required")?;
-    let backends = config::aws_backends(&settings.aws).await?;
-    let keyport = Arc::new(config::keyport(backends, &settings.common, callback_url)?);
-    Ok((keyport, settings))
+/// A function's checked settings: read at init.
+struct Init {
+    settings: LambdaSettings,
+    callback_url: Url,
+}
+
+impl Init {
+    /// Logging on, settings read and checked: everything but the clients.
+    fn read() -> Result<Self, Error> {
+        config::init_logging();
+        let settings = LambdaSettings::try_parse_from(["keyport"])?;
+        let callback_url = settings
+            .common
+            .callback_url
+            .clone()
+            .ok_or("KEYPORT_CALLBACK_URL is required")?;
+        settings.common.keyport_settings()?;
+        settings
+            .aws
+            .table
+            .as_ref()
+            .ok_or("KEYPORT_TABLE is required for the AWS back-ends")?;
+        settings
+            .aws
+            .kms_key_id
+            .as_ref()
+            .ok_or("KEYPORT_KMS_KEY_ID is required for the AWS back-ends")?;
+        Ok(Self {
+            settings,
+            callback_url,
+        })
+    }
+
+    /// The clients and use cases: on the first event, once per process.
+    async fn keyport(&self) -> Result<Arc<Keyport>, Error> {
+        let backends = config::aws_backends(&self.settings.aws).await?;
+        Ok(Arc::new(config::keyport(
+            backends,
+            &self.settings.common,
+            self.callback_url.clone(),
+        )?))
+    }
 }
 
 /// Serves `functions`' routes behind the API Gateway HTTP API.
 pub async fn run_http_function(functions: &[Function]) -> Result<(), Error> {
-    let (keyport, settings) = cold_start().await?;
-    let authenticator = Arc::new(ApiGatewayAuthorizer {
-        roles_claim: settings.common.roles_claim.clone(),
-    });
-    lambda_http::run(http::router(keyport, authenticator, functions)).await
+    let init = Arc::new(Init::read()?);
+    let functions = Arc::new(functions.to_vec());
+    let router = Arc::new(OnceCell::new());
+    lambda_http::run(lambda_http::service_fn(
+        move |request: lambda_http::Request| {
+            let (init, functions, router) = (init.clone(), functions.clone(), router.clone());
+            async move {
+                let router: &axum::Router = router
+                    .get_or_try_init(|| async {
+                        let authenticator = Arc::new(ApiGatewayAuthorizer {
+                            roles_claim: init.settings.common.roles_claim.clone(),
+                        });
+                        Ok::<_, Error>(http::router(
+                            init.keyport().await?,
+                            authenticator,
+                            &functions,
+                        ))
+                    })
+                    .await?;
+                // A router is always ready; cloning one clones a reference.
+                Ok::<_, Error>(router.clone().call(request).await?)
+            }
+        },
+    ))
+    .await
 }
 
 /// Serves the scheduled refresher.
 pub async fn run_refresher() -> Result<(), Error> {
-    let (keyport, settings) = cold_start().await?;
-    let concurrency = settings.refresh_concurrency;
+    let init = Arc::new(Init::read()?);
+    let keyport = Arc::new(OnceCell::new());
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| {
-            let keyport = keyport.clone();
-            async move { handle_scheduled_event(&keyport, event, concurrency).await }
+            let (init, keyport) = (init.clone(), keyport.clone());
+            async move {
+                let keyport = keyport.get_or_try_init(|| init.keyport()).await?;
+                handle_scheduled_event(keyport, event, init.settings.refresh_concurrency).await
+            }
         },
     ))
     .await
