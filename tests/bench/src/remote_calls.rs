@@ -2,15 +2,9 @@
 //! DynamoDB and KMS requests for a cold read (new Keyport and cipher, empty data-key cache) and
 //! the warm read after it, through the token function's handler.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_config::SdkConfig;
 use keyport_shared::adapters::aws::{KmsDataKeys, RequestCounter, SecretsManagerStore};
 use keyport_shared::adapters::dynamodb::{DynamoStore, create_table};
 use keyport_shared::config::Backends;
@@ -19,93 +13,12 @@ use keyport_shared::service::Keyport;
 use serde_json::{Value, json};
 
 use crate::authserver::AuthServer;
-use crate::common::{self, median, workspace_root};
+use keyport_tests::moto::Moto;
+
+use crate::common::{self, median};
 use crate::read::{TokenHandler, seed_shared_token};
 
 pub const RUNS: usize = 3;
-
-/// moto's server on a free loopback port, stopped when this process exits (its supervisor
-/// stops it when our end of its stdin closes), as the integration tests run it.
-pub struct Moto {
-    pub endpoint: String,
-    _stdin: ChildStdin,
-    _child: Child,
-}
-
-impl Moto {
-    pub fn start() -> Moto {
-        let root = workspace_root();
-        let moto_server = root.join("target/peers/moto-venv/bin/moto_server");
-        assert!(
-            moto_server.exists(),
-            "moto is not installed at {}: run scripts/install-test-peers",
-            moto_server.display()
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
-        let mut child = Command::new(root.join("target/peers/moto-venv/bin/python"))
-            .arg(root.join("tests/peers/supervise.py"))
-            .arg(&moto_server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !answers(port) {
-            if let Some(status) = child.try_wait().expect("poll moto_server") {
-                panic!("moto_server exited during start-up with {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not start in 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto {
-            endpoint: format!("http://127.0.0.1:{port}"),
-            _stdin: stdin,
-            _child: child,
-        }
-    }
-
-    /// Static test credentials and moto's endpoint: the SDK probes nothing else.
-    pub fn sdk_config(&self) -> SdkConfig {
-        SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "keyport-bench",
-            )))
-            .endpoint_url(&self.endpoint)
-            .build()
-    }
-}
-
-fn answers(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    if stream
-        .write_all(b"GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut status = String::new();
-    let ok = BufReader::new(&mut stream).read_line(&mut status).is_ok() && status.contains(" 200 ");
-    let _ = stream.read_to_end(&mut Vec::new());
-    ok
-}
 
 /// A Keyport over the AWS back-ends as a new process would build it: its own clients, a new
 /// cipher with an empty data-key cache, and counters on the DynamoDB and KMS clients.
@@ -155,7 +68,8 @@ async fn count_one(handler: &mut TokenHandler, counted: &CountedKeyport) -> (u64
 }
 
 pub async fn measure() -> Value {
-    let moto = tokio::task::spawn_blocking(Moto::start)
+    // The same moto server the integration tests run, started once per process.
+    let moto = tokio::task::spawn_blocking(Moto::get)
         .await
         .expect("moto starts");
     let sdk = moto.sdk_config();
