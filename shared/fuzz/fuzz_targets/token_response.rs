@@ -82,14 +82,9 @@ fn same_secrets(a: &TokenSecrets, b: &TokenSecrets, with_id_token: bool) -> bool
         && a.refresh_token.as_ref().map(|t| t.expose_secret())
             == b.refresh_token.as_ref().map(|t| t.expose_secret())
         && (!with_id_token || id(a) == id(b))
-        && as_written(&a.extra) == as_written(&b.extra)
-}
-
-/// Extras as they read back once written: a number beyond f64's precision (a provider's
-/// 26-digit integer) is kept as the nearest f64, so only the written form is compared.
-fn as_written(extra: &serde_json::Map<String, Value>) -> Value {
-    let text = serde_json::to_string(extra).expect("extras serialise");
-    serde_json::from_str(&text).expect("written extras parse")
+        // Exactly: serde_json's float_roundtrip keeps a number beyond an integer's range (read
+        // as the nearest f64) the same through every write and read.
+        && a.extra == b.extra
 }
 
 fn same_grant(a: &TokenGrant, b: &TokenGrant, with_id_token: bool) -> bool {

@@ -176,6 +176,27 @@ mod tests {
     }
 
     #[test]
+    fn numeric_extras_survive_every_write_unchanged() {
+        // A provider's integer beyond u64 is read as the nearest f64; serde_json's default
+        // (fast, not correctly rounded) float parser moves 7.22e25 by one unit in the last place
+        // on a write and read, so a stored grant drifted from what the provider sent. The
+        // workspace enables `float_roundtrip` for that (the fuzz build had lacked it).
+        let provider_body = r#"{"big": 72200000000000000000000005, "ratio": 0.30000000000000004}"#;
+        let extra: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(provider_body).unwrap();
+        let mut tokens = TokenSecrets {
+            access_token: SecretString::from("at"),
+            refresh_token: None,
+            id_token: None,
+            extra: extra.clone(),
+        };
+        for _ in 0..3 {
+            tokens = TokenSecrets::from_plaintext(&tokens.to_plaintext()).unwrap();
+            assert_eq!(tokens.extra, extra);
+        }
+    }
+
+    #[test]
     fn refresh_tokens_compare_by_value() {
         let with = |rt: Option<&str>| TokenSecrets {
             access_token: SecretString::from("at"),
