@@ -164,13 +164,62 @@ pub fn keyport(
     ))
 }
 
-/// JSON log lines on stderr, level from `RUST_LOG` (default `info`).
+/// JSON log lines on stderr, levels from `RUST_LOG`: a level, and `target=level` pairs,
+/// comma-separated (`warn,keyport_shared=debug`); targets not named log at `info` unless a
+/// bare level says otherwise.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr),
+        )
+        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .try_init();
+}
+
+/// What `RUST_LOG` asks for. Without a level for the rest (unset, not understood, or only
+/// `target=level` pairs), the rest logs at `info`: a typo must not silence the errors.
+fn log_filter(spec: Option<&str>) -> tracing_subscriber::filter::Targets {
+    let filter: tracing_subscriber::filter::Targets =
+        spec.and_then(|spec| spec.parse().ok()).unwrap_or_default();
+    match filter.default_level() {
+        Some(_) => filter,
+        None => filter.with_default(tracing::Level::INFO),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+    use tracing_subscriber::filter::LevelFilter;
+
+    #[test]
+    fn rust_log_sets_levels_per_target_with_info_by_default() {
+        let levels = |spec| {
+            let filter = log_filter(spec);
+            (
+                filter.default_level(),
+                filter.would_enable("keyport_shared::service", &Level::DEBUG),
+            )
+        };
+        assert_eq!(levels(None), (Some(LevelFilter::INFO), false));
+        assert_eq!(
+            levels(Some("not a [filter")),
+            (Some(LevelFilter::INFO), false)
+        );
+        assert_eq!(levels(Some("warn")), (Some(LevelFilter::WARN), false));
+        assert_eq!(
+            levels(Some("warn,keyport_shared=debug")),
+            (Some(LevelFilter::WARN), true)
+        );
+        assert_eq!(
+            levels(Some("keyport_shared=debug")),
+            (Some(LevelFilter::INFO), true)
+        );
+        assert_eq!(levels(Some("off")), (Some(LevelFilter::OFF), false));
+    }
 }

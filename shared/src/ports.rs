@@ -3,6 +3,7 @@
 //! which one they run on.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -119,7 +120,7 @@ pub trait TokenStore: Send + Sync {
     async fn get_connection_and_token(
         &self,
         key: &TokenKey,
-    ) -> Result<(Option<Connection>, Option<StoredToken>), StoreError>;
+    ) -> Result<(Option<Arc<Connection>>, Option<StoredToken>), StoreError>;
 
     /// Writes the token if `expect` holds; returns it at its new version (1 for a new item).
     async fn put_token(

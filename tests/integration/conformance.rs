@@ -584,7 +584,7 @@ async fn a_connection_and_its_token_come_in_one_read(backend: Backend) {
         owner: Owner::Shared,
     };
     let (found, none) = store.get_connection_and_token(&shared).await.unwrap();
-    assert_eq!(found.as_ref(), Some(&created));
+    assert_eq!(found.as_deref(), Some(&created));
     assert!(none.is_none(), "no token yet");
 
     let bobs = TokenKey {
@@ -596,9 +596,17 @@ async fn a_connection_and_its_token_come_in_one_read(backend: Backend) {
         .await
         .unwrap();
     let (found, none) = store.get_connection_and_token(&shared).await.unwrap();
-    assert_eq!(found.as_ref(), Some(&created));
+    assert_eq!(found.as_deref(), Some(&created));
     assert!(none.is_none(), "another owner's token is not this one");
     let (found, got) = store.get_connection_and_token(&bobs).await.unwrap();
-    assert_eq!(found, Some(created));
+    assert_eq!(found.as_deref(), Some(&created));
     assert_eq!(got, Some(written));
+
+    // A change is seen on the next read (a back-end may keep parsed connections).
+    let mut changed = created.clone();
+    changed.description = "changed after a read".into();
+    let updated = store.update_connection(&changed).await.unwrap();
+    let (found, _) = store.get_connection_and_token(&bobs).await.unwrap();
+    assert_eq!(found.as_deref(), Some(&updated));
+    assert_ne!(updated.version, created.version);
 }

@@ -910,7 +910,7 @@ impl TokenStore for FlakyStore {
     async fn get_connection_and_token(
         &self,
         key: &TokenKey,
-    ) -> Result<(Option<Connection>, Option<StoredToken>), StoreError> {
+    ) -> Result<(Option<Arc<Connection>>, Option<StoredToken>), StoreError> {
         self.inner.get_connection_and_token(key).await
     }
 

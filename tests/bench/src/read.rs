@@ -215,12 +215,12 @@ pub async fn measure() -> Value {
         ),
         (
             "store_get_connection_and_token",
-            "the store's combined read alone (blocking-pool hop, SQLite join, both documents parsed)",
+            "the store's combined read alone (SQLite join, the token's document parsed, the connection's reused while its version is unchanged)",
             Vec::new(),
         ),
         (
-            "blocking_pool_hop",
-            "an empty tokio::task::spawn_blocking round trip (the embedded store's hop per call)",
+            "event_to_request",
+            "the event JSON parsed and converted by lambda_http into the http::Request the router gets",
             Vec::new(),
         ),
         (
@@ -255,11 +255,9 @@ pub async fn measure() -> Value {
                 .await
                 .expect("a read")
         ));
-        splits[5].2.push(batch!(
-            tokio::task::spawn_blocking(|| 1u8)
-                .await
-                .expect("the blocking pool runs")
-        ));
+        splits[5].2.push(batch!(lambda_http::Request::from(
+            serde_json::from_str::<LambdaRequest>(&handler.event).expect("an event")
+        )));
         splits[6].2.push(batch!(
             floor.cipher.open_token(&key, &sealed).await.expect("opens")
         ));

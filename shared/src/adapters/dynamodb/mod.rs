@@ -6,6 +6,7 @@ mod codec;
 pub mod table;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -545,7 +546,7 @@ impl TokenStore for DynamoStore {
     async fn get_connection_and_token(
         &self,
         key: &TokenKey,
-    ) -> Result<(Option<Connection>, Option<StoredToken>), StoreError> {
+    ) -> Result<(Option<Arc<Connection>>, Option<StoredToken>), StoreError> {
         let connection_key = codec::connection_key(&key.connection_id);
         let token_key = codec::token_key(key);
         let mut wanted = KeysAndAttributes::builder()
@@ -586,9 +587,11 @@ impl TokenStore for DynamoStore {
                                 && item.get(attr::SK) == wanted.get(attr::SK)
                         })
                     };
+                    // No parsed-connection cache here: the network round trip dwarfs the parse.
                     let connection = take(&connection_key)
                         .map(codec::connection_from_item)
-                        .transpose()?;
+                        .transpose()?
+                        .map(Arc::new);
                     let token = take(&token_key).map(codec::token_from_item).transpose()?;
                     let token = token.filter(|_| connection.is_some());
                     return Ok((connection, token));

@@ -89,6 +89,8 @@ impl EmbeddedDb {
             connection
                 .busy_timeout(Duration::from_secs(10))
                 .map_err(|e| unavailable("cannot configure", &e))?;
+            // Room for every statement Keyport runs (the default is 16).
+            connection.set_prepared_statement_cache_capacity(64);
             Ok::<_, StoreError>(connection)
         };
         let connection = open()?;
@@ -149,6 +151,34 @@ impl EmbeddedDb {
             None => lock(&self.readers[start % self.readers.len()]),
         };
         work(&guard)
+    }
+}
+
+/// Statements run through the connection's cache of prepared statements: parsing the SQL of
+/// every write again was a tenth of the refresher's CPU.
+pub(crate) trait CachedStatements {
+    fn execute_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+
+    fn query_row_cached<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl CachedStatements for Connection {
+    fn execute_cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn query_row_cached<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, row)
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::db::EmbeddedDb;
+use super::db::{CachedStatements, EmbeddedDb};
 use crate::crypto::EnvelopeCipher;
 use crate::domain::ClientSecret;
 use crate::ports::{KeyContext, SecretError, SecretRef, SecretStore};
@@ -41,7 +41,7 @@ impl SecretStore for EmbeddedSecretStore {
             .map_err(|e| SecretError::Crypto(e.to_string()))?;
         self.db
             .run(move |db| {
-                db.execute(
+                db.execute_cached(
                     "INSERT INTO secrets (name, sealed) VALUES (?1, ?2)
                      ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed",
                     params![name, sealed],
@@ -85,7 +85,7 @@ impl SecretStore for EmbeddedSecretStore {
         let name = secret.name();
         self.db
             .run(move |db| {
-                db.execute("DELETE FROM secrets WHERE name = ?1", [name])
+                db.execute_cached("DELETE FROM secrets WHERE name = ?1", [name])
                     .map_err(super::db::sql_error)
             })
             .await

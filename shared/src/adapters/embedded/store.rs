@@ -1,11 +1,14 @@
 //! The embedded implementation of the store ports, with the same semantics as DynamoDB's:
 //! versioned conditional writes, name uniqueness, a due index and single-use pending records.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
-use super::db::{EmbeddedDb, sql_error};
+use super::db::{CachedStatements, EmbeddedDb, sql_error};
+use crate::adapters::parsed_connections::ParsedConnections;
 use crate::adapters::records::{
     audit_sort_key, corrupt, decode_cursor, due_index_bound, due_index_key, encode_cursor,
     pending_from_doc, pending_to_doc, token_key_from_due_index,
@@ -21,11 +24,15 @@ use crate::ports::{
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: EmbeddedDb,
+    parsed: Arc<ParsedConnections>,
 }
 
 impl EmbeddedStore {
     pub fn new(db: EmbeddedDb) -> Self {
-        Self { db }
+        Self {
+            db,
+            parsed: Arc::default(),
+        }
     }
 }
 
@@ -47,7 +54,7 @@ fn connection_doc(connection: &Connection) -> Result<String, StoreError> {
 }
 
 fn connection_version(tx: &Transaction<'_>, id: &str) -> Result<Option<i64>, StoreError> {
-    tx.query_row(
+    tx.query_row_cached(
         "SELECT version FROM connections WHERE id = ?1",
         [id],
         |row| row.get(0),
@@ -61,7 +68,7 @@ fn token_version(
     connection_id: &str,
     owner: &str,
 ) -> Result<Option<i64>, StoreError> {
-    tx.query_row(
+    tx.query_row_cached(
         "SELECT version FROM tokens WHERE connection_id = ?1 AND owner = ?2",
         params![connection_id, owner],
         |row| row.get(0),
@@ -125,7 +132,7 @@ impl ConnectionStore for EmbeddedStore {
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
                 let id_taken: bool = tx
-                    .query_row("SELECT 1 FROM connections WHERE id = ?1", [&id], |_| Ok(()))
+                    .query_row_cached("SELECT 1 FROM connections WHERE id = ?1", [&id], |_| Ok(()))
                     .optional()
                     .map_err(sql_error)?
                     .is_some();
@@ -133,7 +140,7 @@ impl ConnectionStore for EmbeddedStore {
                     return Err(StoreError::AlreadyExists("connection"));
                 }
                 let name_taken = tx
-                    .query_row(
+                    .query_row_cached(
                         "SELECT 1 FROM connections WHERE name_key = ?1",
                         [&name_key],
                         |_| Ok(()),
@@ -144,7 +151,7 @@ impl ConnectionStore for EmbeddedStore {
                 if name_taken {
                     return Err(StoreError::NameTaken(name));
                 }
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO connections (id, name_key, doc, version) VALUES (?1, ?2, ?3, 1)",
                     params![id, name_key, doc],
                 )
@@ -221,13 +228,13 @@ impl ConnectionStore for EmbeddedStore {
                 let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
                 require_version(connection_version(&tx, &id)?, expected, "connection")?;
                 let name_owner: Option<String> = tx
-                    .query_row("SELECT id FROM connections WHERE name_key = ?1", [&name_key], |row| row.get(0))
+                    .query_row_cached("SELECT id FROM connections WHERE name_key = ?1", [&name_key], |row| row.get(0))
                     .optional()
                     .map_err(sql_error)?;
                 if name_owner.is_some_and(|owner| owner != id) {
                     return Err(StoreError::NameTaken(name));
                 }
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE connections SET name_key = ?2, doc = ?3, version = version + 1 WHERE id = ?1",
                     params![id, name_key, doc],
                 )
@@ -251,9 +258,9 @@ impl ConnectionStore for EmbeddedStore {
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(sql_error)?;
                 require_version(connection_version(&tx, &id)?, expected, "connection")?;
-                tx.execute("DELETE FROM tokens WHERE connection_id = ?1", [&id])
+                tx.execute_cached("DELETE FROM tokens WHERE connection_id = ?1", [&id])
                     .map_err(sql_error)?;
-                tx.execute("DELETE FROM connections WHERE id = ?1", [&id])
+                tx.execute_cached("DELETE FROM connections WHERE id = ?1", [&id])
                     .map_err(sql_error)?;
                 tx.commit().map_err(sql_error)
             })
@@ -289,7 +296,7 @@ impl TokenStore for EmbeddedStore {
     async fn get_connection_and_token(
         &self,
         key: &TokenKey,
-    ) -> Result<(Option<Connection>, Option<StoredToken>), StoreError> {
+    ) -> Result<(Option<Arc<Connection>>, Option<StoredToken>), StoreError> {
         type Row = (String, i64, Option<String>, Option<Vec<u8>>, Option<i64>);
         let (connection_id, owner) = (key.connection_id.to_string(), key.owner.storage_key());
         let row: Option<Row> = self.db.read_point(|db| {
@@ -317,7 +324,11 @@ impl TokenStore for EmbeddedStore {
         else {
             return Ok((None, None));
         };
-        let connection = connection_from_row(&connection_doc, connection_version)?;
+        let connection =
+            self.parsed
+                .get_or_parse(&key.connection_id, connection_version as u64, || {
+                    connection_from_row(&connection_doc, connection_version)
+                })?;
         let token = match (token_doc, sealed, token_version) {
             (Some(doc), Some(sealed), Some(version)) => {
                 Some(token_from_row(&doc, sealed, version)?)
@@ -361,7 +372,7 @@ impl TokenStore for EmbeddedStore {
                     }
                     _ => {}
                 }
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO tokens (connection_id, owner, doc, sealed, due_key, version)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (connection_id, owner) DO UPDATE
@@ -388,7 +399,7 @@ impl TokenStore for EmbeddedStore {
                     expected,
                     "token",
                 )?;
-                tx.execute(
+                tx.execute_cached(
                     "DELETE FROM tokens WHERE connection_id = ?1 AND owner = ?2",
                     params![connection_id, owner],
                 )
@@ -482,7 +493,7 @@ impl PendingAuthorizationStore for EmbeddedStore {
         self.db
             .run(move |db| {
                 let inserted = db
-                    .execute(
+                    .execute_cached(
                         "INSERT INTO pending_authorizations (state_key, doc, expires_at) VALUES (?1, ?2, ?3)
                          ON CONFLICT (state_key) DO NOTHING",
                         params![state_key, doc, expires_at],
@@ -492,7 +503,7 @@ impl PendingAuthorizationStore for EmbeddedStore {
                     return Err(StoreError::AlreadyExists("pending authorization"));
                 }
                 // Expired records are garbage; sweep them while we hold the write lock anyway.
-                db.execute("DELETE FROM pending_authorizations WHERE expires_at < ?1", [Utc::now().timestamp() - 60])
+                db.execute_cached("DELETE FROM pending_authorizations WHERE expires_at < ?1", [Utc::now().timestamp() - 60])
                     .map_err(sql_error)?;
                 Ok(())
             })
@@ -508,7 +519,7 @@ impl PendingAuthorizationStore for EmbeddedStore {
         let doc = self
             .db
             .run(move |db| {
-                db.query_row(
+                db.query_row_cached(
                     "DELETE FROM pending_authorizations WHERE state_key = ?1 RETURNING doc",
                     [state_key],
                     |row| row.get::<_, String>(0),
@@ -535,7 +546,7 @@ impl AuditLog for EmbeddedStore {
         let doc = serde_json::to_string(event).map_err(corrupt("audit event"))?;
         self.db
             .run(move |db| {
-                db.execute(
+                db.execute_cached(
                     "INSERT INTO audit_events (connection_id, sort_key, doc) VALUES (?1, ?2, ?3)",
                     params![connection_id, sort_key, doc],
                 )
