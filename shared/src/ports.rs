@@ -16,7 +16,7 @@ use crate::domain::{
 
 /// What went wrong in a store. `Conflict` and `NameTaken` are the caller's to resolve (re-read
 /// and retry, or pick another name); `Unavailable` is worth retrying; `Corrupt` is not.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
     NotFound(&'static str),

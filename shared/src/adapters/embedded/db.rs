@@ -1,10 +1,13 @@
-//! The database file: created owner-only, opened in WAL mode, migrated on open, and used from
-//! async code through the blocking pool.
+//! The database file: created owner-only, opened in WAL mode, migrated on open. Point reads run
+//! in place on a pool of read-only connections; everything else goes to one writer thread that
+//! commits in groups.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -52,12 +55,15 @@ CREATE TABLE IF NOT EXISTS secrets (
 /// other, so token reads do not queue behind writes.
 const READERS: usize = 4;
 
+/// The most jobs one commit takes: bounds how long the write lock is held.
+const MAX_GROUP: usize = 64;
+
 /// A handle on the database file, cheap to clone. Several processes may open the same file:
-/// SQLite's locking serialises writers, and every read-modify-write runs in an IMMEDIATE
-/// transaction so the version checks hold across processes.
+/// SQLite's locking serialises writers, and every job runs inside an IMMEDIATE transaction so
+/// the version checks hold across processes.
 #[derive(Clone)]
 pub struct EmbeddedDb {
-    connection: Arc<Mutex<Connection>>,
+    writer: mpsc::Sender<Job>,
     readers: Arc<[Mutex<Connection>]>,
     next_reader: Arc<AtomicUsize>,
     path: PathBuf,
@@ -109,8 +115,13 @@ impl EmbeddedDb {
                 Ok(Mutex::new(reader))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let (writer, jobs) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("keyport-db-writer".into())
+            .spawn(move || write_in_groups(connection, jobs))
+            .map_err(|e| unavailable("cannot start the writer for", &e))?;
         Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
+            writer,
             readers: readers.into(),
             next_reader: Arc::new(AtomicUsize::new(0)),
             path: path.to_owned(),
@@ -121,16 +132,23 @@ impl EmbeddedDb {
         &self.path
     }
 
-    /// Runs `work` on the blocking pool with the connection; SQLite calls block.
+    /// Runs `work` on the writer thread, inside a transaction shared with whatever other jobs
+    /// are waiting (each job in its own savepoint, so a job that fails leaves no trace), and
+    /// answers once that transaction has committed. One commit per group instead of one per
+    /// write: the commits were the refresher's largest cost. `work` may open savepoints of its
+    /// own (`Connection::savepoint`), never a transaction.
     pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let connection = self.connection.clone();
-        tokio::task::spawn_blocking(move || work(&mut lock(&connection)))
+        let (job, answered) = job(work);
+        self.writer
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?;
+        answered
             .await
-            .map_err(|e| StoreError::Unavailable(format!("database task failed: {e}")))?
+            .map_err(|_| StoreError::Unavailable("the database writer stopped".into()))?
     }
 
     /// Runs a point read in place on a reader connection. A WAL read of one row by its key
@@ -151,6 +169,92 @@ impl EmbeddedDb {
             None => lock(&self.readers[start % self.readers.len()]),
         };
         work(&guard)
+    }
+}
+
+/// One write job: given the connection (or why there is none), it does its work and says whether
+/// it succeeded and how to deliver its answer once the group's commit is known.
+type Job = Box<dyn FnOnce(Result<&mut Connection, StoreError>) -> (bool, Delivery) + Send>;
+type Delivery = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// `work` as a job, and where its answer will arrive.
+fn job<T, F>(work: F) -> (Job, tokio::sync::oneshot::Receiver<Result<T, StoreError>>)
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move |connection| {
+        let result = match connection {
+            Ok(connection) => std::panic::catch_unwind(AssertUnwindSafe(|| work(connection)))
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("a database job panicked".into()))),
+            Err(error) => Err(error),
+        };
+        let succeeded = result.is_ok();
+        let deliver: Delivery = Box::new(move |committed| {
+            let _ = answer.send(match (result, committed) {
+                (Ok(_), Err(error)) => Err(error),
+                (result, _) => result,
+            });
+        });
+        (succeeded, deliver)
+    });
+    (job, answered)
+}
+
+/// The writer thread: takes the jobs waiting, runs them in one IMMEDIATE transaction, each in
+/// a savepoint (rolled back if the job fails), commits, then answers every job. Ends when
+/// every handle on the database is gone.
+fn write_in_groups(mut connection: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+            let error = sql_error(error);
+            for job in group {
+                let (_, deliver) = job(Err(error.clone()));
+                deliver(Err(error.clone()));
+            }
+            continue;
+        }
+        let mut deliveries = Vec::with_capacity(group.len());
+        for job in group {
+            let savepoint = connection.execute_batch("SAVEPOINT job");
+            let (succeeded, deliver) = match savepoint {
+                Ok(()) => job(Ok(&mut connection)),
+                Err(error) => job(Err(sql_error(error))),
+            };
+            let closed = if succeeded {
+                connection.execute_batch("RELEASE job")
+            } else {
+                connection.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            deliveries.push(deliver);
+            if let Err(error) = closed {
+                // The transaction is in an unknown state: give it up, and every job with it.
+                let _ = connection.execute_batch("ROLLBACK");
+                let error = sql_error(error);
+                for deliver in deliveries.drain(..) {
+                    deliver(Err(error.clone()));
+                }
+                break;
+            }
+        }
+        if deliveries.is_empty() {
+            continue;
+        }
+        let committed = connection.execute_batch("COMMIT").map_err(sql_error);
+        if committed.is_err() {
+            let _ = connection.execute_batch("ROLLBACK");
+        }
+        for deliver in deliveries {
+            deliver(committed.clone());
+        }
     }
 }
 
@@ -185,4 +289,87 @@ impl CachedStatements for Connection {
 /// SQLite errors carry statement text at most, never bound values.
 pub(crate) fn sql_error(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("database error: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(
+        value: i64,
+        then_fail: bool,
+    ) -> impl FnOnce(&mut Connection) -> Result<i64, StoreError> {
+        move |db| {
+            db.execute_cached("INSERT INTO t (v) VALUES (?1)", [value])
+                .map_err(sql_error)?;
+            if then_fail {
+                return Err(StoreError::Conflict("row"));
+            }
+            Ok(value)
+        }
+    }
+
+    #[test]
+    fn a_group_commits_together_and_a_failed_job_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("group.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")
+            .unwrap();
+        let (send, jobs) = mpsc::channel();
+        // All three are waiting before the writer starts, so they share one transaction.
+        let mut answers = Vec::new();
+        for (value, fails) in [(1, false), (2, true), (3, false)] {
+            let (job, answered) = job(insert(value, fails));
+            send.send(job).unwrap();
+            answers.push(answered);
+        }
+        let (job, panicked) =
+            job(|_db: &mut Connection| -> Result<(), StoreError> { panic!("a bug in a job") });
+        send.send(job).unwrap();
+        drop(send);
+        write_in_groups(Connection::open(&path).unwrap(), jobs);
+
+        let answers: Vec<_> = answers
+            .into_iter()
+            .map(|mut a| a.try_recv().expect("answered"))
+            .collect();
+        assert!(matches!(answers[0], Ok(1)));
+        assert!(matches!(answers[1], Err(StoreError::Conflict("row"))));
+        assert!(matches!(answers[2], Ok(3)));
+        assert!(matches!(
+            { panicked }.try_recv(),
+            Ok(Err(StoreError::Unavailable(_)))
+        ));
+        let mut rows = setup.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        let stored: Vec<i64> = rows
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(stored, vec![1, 3], "the failed job's row was rolled back");
+    }
+
+    #[tokio::test]
+    async fn jobs_see_the_writes_committed_before_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedDb::open(&dir.path().join("keyport.db")).unwrap();
+        db.run(|db| {
+            db.execute_cached("INSERT INTO secrets (name, sealed) VALUES ('a', x'00')", [])
+                .map_err(sql_error)
+        })
+        .await
+        .unwrap();
+        let count = db
+            .run(|db| {
+                db.query_row_cached("SELECT count(*) FROM secrets", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map_err(sql_error)
+            })
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+    }
 }

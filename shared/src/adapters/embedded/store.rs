@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::db::{CachedStatements, EmbeddedDb, sql_error};
 use crate::adapters::parsed_connections::ParsedConnections;
@@ -53,7 +53,7 @@ fn connection_doc(connection: &Connection) -> Result<String, StoreError> {
     serde_json::to_string(connection).map_err(corrupt("connection"))
 }
 
-fn connection_version(tx: &Transaction<'_>, id: &str) -> Result<Option<i64>, StoreError> {
+fn connection_version(tx: &rusqlite::Connection, id: &str) -> Result<Option<i64>, StoreError> {
     tx.query_row_cached(
         "SELECT version FROM connections WHERE id = ?1",
         [id],
@@ -64,7 +64,7 @@ fn connection_version(tx: &Transaction<'_>, id: &str) -> Result<Option<i64>, Sto
 }
 
 fn token_version(
-    tx: &Transaction<'_>,
+    tx: &rusqlite::Connection,
     connection_id: &str,
     owner: &str,
 ) -> Result<Option<i64>, StoreError> {
@@ -128,9 +128,7 @@ impl ConnectionStore for EmbeddedStore {
         );
         self.db
             .run(move |db| {
-                let tx = db
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql_error)?;
+                let tx = db.savepoint().map_err(sql_error)?;
                 let id_taken: bool = tx
                     .query_row_cached("SELECT 1 FROM connections WHERE id = ?1", [&id], |_| Ok(()))
                     .optional()
@@ -225,7 +223,7 @@ impl ConnectionStore for EmbeddedStore {
         );
         self.db
             .run(move |db| {
-                let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+                let tx = db.savepoint().map_err(sql_error)?;
                 require_version(connection_version(&tx, &id)?, expected, "connection")?;
                 let name_owner: Option<String> = tx
                     .query_row_cached("SELECT id FROM connections WHERE name_key = ?1", [&name_key], |row| row.get(0))
@@ -254,9 +252,7 @@ impl ConnectionStore for EmbeddedStore {
         let id = id.to_string();
         self.db
             .run(move |db| {
-                let tx = db
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql_error)?;
+                let tx = db.savepoint().map_err(sql_error)?;
                 require_version(connection_version(&tx, &id)?, expected, "connection")?;
                 tx.execute_cached("DELETE FROM tokens WHERE connection_id = ?1", [&id])
                     .map_err(sql_error)?;
@@ -362,7 +358,7 @@ impl TokenStore for EmbeddedStore {
         );
         self.db
             .run(move |db| {
-                let tx = db.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql_error)?;
+                let tx = db.savepoint().map_err(sql_error)?;
                 let current = token_version(&tx, &connection_id, &owner)?;
                 match (expect, current) {
                     (Expect::Absent, Some(_)) => return Err(StoreError::AlreadyExists("token")),
@@ -391,9 +387,7 @@ impl TokenStore for EmbeddedStore {
         let (connection_id, owner) = (key.connection_id.to_string(), key.owner.storage_key());
         self.db
             .run(move |db| {
-                let tx = db
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(sql_error)?;
+                let tx = db.savepoint().map_err(sql_error)?;
                 require_version(
                     token_version(&tx, &connection_id, &owner)?,
                     expected,
