@@ -128,7 +128,7 @@ impl ConnectionStore for EmbeddedStore {
         );
         self.db
             .run(move |db| {
-                let tx = db.savepoint().map_err(sql_error)?;
+                let tx = &*db;
                 let id_taken: bool = tx
                     .query_row_cached("SELECT 1 FROM connections WHERE id = ?1", [&id], |_| Ok(()))
                     .optional()
@@ -154,7 +154,7 @@ impl ConnectionStore for EmbeddedStore {
                     params![id, name_key, doc],
                 )
                 .map_err(sql_error)?;
-                tx.commit().map_err(sql_error)
+                Ok(())
             })
             .await?;
         Ok(stored)
@@ -223,8 +223,8 @@ impl ConnectionStore for EmbeddedStore {
         );
         self.db
             .run(move |db| {
-                let tx = db.savepoint().map_err(sql_error)?;
-                require_version(connection_version(&tx, &id)?, expected, "connection")?;
+                let tx = &*db;
+                require_version(connection_version(tx, &id)?, expected, "connection")?;
                 let name_owner: Option<String> = tx
                     .query_row_cached("SELECT id FROM connections WHERE name_key = ?1", [&name_key], |row| row.get(0))
                     .optional()
@@ -237,7 +237,7 @@ impl ConnectionStore for EmbeddedStore {
                     params![id, name_key, doc],
                 )
                 .map_err(sql_error)?;
-                tx.commit().map_err(sql_error)
+                Ok(())
             })
             .await?;
         Ok(stored)
@@ -252,13 +252,13 @@ impl ConnectionStore for EmbeddedStore {
         let id = id.to_string();
         self.db
             .run(move |db| {
-                let tx = db.savepoint().map_err(sql_error)?;
-                require_version(connection_version(&tx, &id)?, expected, "connection")?;
+                let tx = &*db;
+                require_version(connection_version(tx, &id)?, expected, "connection")?;
                 tx.execute_cached("DELETE FROM tokens WHERE connection_id = ?1", [&id])
                     .map_err(sql_error)?;
                 tx.execute_cached("DELETE FROM connections WHERE id = ?1", [&id])
                     .map_err(sql_error)?;
-                tx.commit().map_err(sql_error)
+                Ok(())
             })
             .await
     }
@@ -358,8 +358,8 @@ impl TokenStore for EmbeddedStore {
         );
         self.db
             .run(move |db| {
-                let tx = db.savepoint().map_err(sql_error)?;
-                let current = token_version(&tx, &connection_id, &owner)?;
+                let tx = &*db;
+                let current = token_version(tx, &connection_id, &owner)?;
                 match (expect, current) {
                     (Expect::Absent, Some(_)) => return Err(StoreError::AlreadyExists("token")),
                     (Expect::Version(_), None) => return Err(StoreError::NotFound("token")),
@@ -376,7 +376,7 @@ impl TokenStore for EmbeddedStore {
                     params![connection_id, owner, doc, sealed, due_key, new_version],
                 )
                 .map_err(sql_error)?;
-                tx.commit().map_err(sql_error)
+                Ok(())
             })
             .await?;
         Ok(stored)
@@ -387,9 +387,9 @@ impl TokenStore for EmbeddedStore {
         let (connection_id, owner) = (key.connection_id.to_string(), key.owner.storage_key());
         self.db
             .run(move |db| {
-                let tx = db.savepoint().map_err(sql_error)?;
+                let tx = &*db;
                 require_version(
-                    token_version(&tx, &connection_id, &owner)?,
+                    token_version(tx, &connection_id, &owner)?,
                     expected,
                     "token",
                 )?;
@@ -398,7 +398,7 @@ impl TokenStore for EmbeddedStore {
                     params![connection_id, owner],
                 )
                 .map_err(sql_error)?;
-                tx.commit().map_err(sql_error)
+                Ok(())
             })
             .await
     }
