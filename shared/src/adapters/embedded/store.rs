@@ -53,8 +53,8 @@ fn connection_doc(connection: &Connection) -> Result<String, StoreError> {
     serde_json::to_string(connection).map_err(corrupt("connection"))
 }
 
-fn connection_version(tx: &rusqlite::Connection, id: &str) -> Result<Option<i64>, StoreError> {
-    tx.query_row_cached(
+fn connection_version(db: &rusqlite::Connection, id: &str) -> Result<Option<i64>, StoreError> {
+    db.query_row_cached(
         "SELECT version FROM connections WHERE id = ?1",
         [id],
         |row| row.get(0),
@@ -64,11 +64,11 @@ fn connection_version(tx: &rusqlite::Connection, id: &str) -> Result<Option<i64>
 }
 
 fn token_version(
-    tx: &rusqlite::Connection,
+    db: &rusqlite::Connection,
     connection_id: &str,
     owner: &str,
 ) -> Result<Option<i64>, StoreError> {
-    tx.query_row_cached(
+    db.query_row_cached(
         "SELECT version FROM tokens WHERE connection_id = ?1 AND owner = ?2",
         params![connection_id, owner],
         |row| row.get(0),
@@ -128,8 +128,7 @@ impl ConnectionStore for EmbeddedStore {
         );
         self.db
             .run(move |db| {
-                let tx = &*db;
-                let id_taken: bool = tx
+                let id_taken: bool = db
                     .query_row_cached("SELECT 1 FROM connections WHERE id = ?1", [&id], |_| Ok(()))
                     .optional()
                     .map_err(sql_error)?
@@ -137,7 +136,7 @@ impl ConnectionStore for EmbeddedStore {
                 if id_taken {
                     return Err(StoreError::AlreadyExists("connection"));
                 }
-                let name_taken = tx
+                let name_taken = db
                     .query_row_cached(
                         "SELECT 1 FROM connections WHERE name_key = ?1",
                         [&name_key],
@@ -149,7 +148,7 @@ impl ConnectionStore for EmbeddedStore {
                 if name_taken {
                     return Err(StoreError::NameTaken(name));
                 }
-                tx.execute_cached(
+                db.execute_cached(
                     "INSERT INTO connections (id, name_key, doc, version) VALUES (?1, ?2, ?3, 1)",
                     params![id, name_key, doc],
                 )
@@ -223,16 +222,15 @@ impl ConnectionStore for EmbeddedStore {
         );
         self.db
             .run(move |db| {
-                let tx = &*db;
-                require_version(connection_version(tx, &id)?, expected, "connection")?;
-                let name_owner: Option<String> = tx
+                require_version(connection_version(db, &id)?, expected, "connection")?;
+                let name_owner: Option<String> = db
                     .query_row_cached("SELECT id FROM connections WHERE name_key = ?1", [&name_key], |row| row.get(0))
                     .optional()
                     .map_err(sql_error)?;
                 if name_owner.is_some_and(|owner| owner != id) {
                     return Err(StoreError::NameTaken(name));
                 }
-                tx.execute_cached(
+                db.execute_cached(
                     "UPDATE connections SET name_key = ?2, doc = ?3, version = version + 1 WHERE id = ?1",
                     params![id, name_key, doc],
                 )
@@ -252,11 +250,10 @@ impl ConnectionStore for EmbeddedStore {
         let id = id.to_string();
         self.db
             .run(move |db| {
-                let tx = &*db;
-                require_version(connection_version(tx, &id)?, expected, "connection")?;
-                tx.execute_cached("DELETE FROM tokens WHERE connection_id = ?1", [&id])
+                require_version(connection_version(db, &id)?, expected, "connection")?;
+                db.execute_cached("DELETE FROM tokens WHERE connection_id = ?1", [&id])
                     .map_err(sql_error)?;
-                tx.execute_cached("DELETE FROM connections WHERE id = ?1", [&id])
+                db.execute_cached("DELETE FROM connections WHERE id = ?1", [&id])
                     .map_err(sql_error)?;
                 Ok(())
             })
@@ -358,8 +355,7 @@ impl TokenStore for EmbeddedStore {
         );
         self.db
             .run(move |db| {
-                let tx = &*db;
-                let current = token_version(tx, &connection_id, &owner)?;
+                let current = token_version(db, &connection_id, &owner)?;
                 match (expect, current) {
                     (Expect::Absent, Some(_)) => return Err(StoreError::AlreadyExists("token")),
                     (Expect::Version(_), None) => return Err(StoreError::NotFound("token")),
@@ -368,7 +364,7 @@ impl TokenStore for EmbeddedStore {
                     }
                     _ => {}
                 }
-                tx.execute_cached(
+                db.execute_cached(
                     "INSERT INTO tokens (connection_id, owner, doc, sealed, due_key, version)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (connection_id, owner) DO UPDATE
@@ -387,13 +383,12 @@ impl TokenStore for EmbeddedStore {
         let (connection_id, owner) = (key.connection_id.to_string(), key.owner.storage_key());
         self.db
             .run(move |db| {
-                let tx = &*db;
                 require_version(
-                    token_version(tx, &connection_id, &owner)?,
+                    token_version(db, &connection_id, &owner)?,
                     expected,
                     "token",
                 )?;
-                tx.execute_cached(
+                db.execute_cached(
                     "DELETE FROM tokens WHERE connection_id = ?1 AND owner = ?2",
                     params![connection_id, owner],
                 )
