@@ -66,6 +66,21 @@ pub struct AwsSettings {
     pub secret_prefix: String,
 }
 
+impl AwsSettings {
+    /// The table and the KMS key: the AWS back-ends need both.
+    pub fn table_and_key(&self) -> Result<(&str, &str), String> {
+        let table = self
+            .table
+            .as_deref()
+            .ok_or("KEYPORT_TABLE is required for the AWS back-ends")?;
+        let key_id = self
+            .kms_key_id
+            .as_deref()
+            .ok_or("KEYPORT_KMS_KEY_ID is required for the AWS back-ends")?;
+        Ok((table, key_id))
+    }
+}
+
 impl CommonSettings {
     pub fn url_policy(&self) -> UrlPolicy {
         if self.local_development {
@@ -104,14 +119,7 @@ pub struct Backends {
 /// DynamoDB, KMS and Secrets Manager, with clients built once from the standard AWS
 /// configuration chain (which honours `AWS_ENDPOINT_URL`, so it also runs against moto).
 pub async fn aws_backends(settings: &AwsSettings) -> Result<Backends, String> {
-    let table = settings
-        .table
-        .clone()
-        .ok_or("KEYPORT_TABLE is required for the AWS back-ends")?;
-    let key_id = settings
-        .kms_key_id
-        .clone()
-        .ok_or("KEYPORT_KMS_KEY_ID is required for the AWS back-ends")?;
+    let (table, key_id) = settings.table_and_key()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let keys: Arc<dyn DataKeyProvider> =
         Arc::new(KmsDataKeys::new(aws_sdk_kms::Client::new(&sdk), key_id));

@@ -60,16 +60,7 @@ impl Init {
             .clone()
             .ok_or("KEYPORT_CALLBACK_URL is required")?;
         settings.common.keyport_settings()?;
-        settings
-            .aws
-            .table
-            .as_ref()
-            .ok_or("KEYPORT_TABLE is required for the AWS back-ends")?;
-        settings
-            .aws
-            .kms_key_id
-            .as_ref()
-            .ok_or("KEYPORT_KMS_KEY_ID is required for the AWS back-ends")?;
+        settings.aws.table_and_key()?;
         Ok(Self {
             settings,
             callback_url,
