@@ -8,7 +8,9 @@ use std::sync::Arc;
 use clap::Args;
 use url::Url;
 
-use crate::adapters::aws::{KmsDataKeys, SecretsManagerStore};
+use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
+
+use crate::adapters::aws::{CallRecorder, KmsDataKeys, SecretsManagerStore};
 use crate::adapters::dynamodb::DynamoStore;
 use crate::adapters::embedded::{EmbeddedDb, EmbeddedSecretStore, EmbeddedStore, LocalMasterKey};
 use crate::adapters::outbound::{OutboundHttp, OutboundSettings};
@@ -119,14 +121,37 @@ pub struct Backends {
 /// DynamoDB, KMS and Secrets Manager, with clients built once from the standard AWS
 /// configuration chain (which honours `AWS_ENDPOINT_URL`, so it also runs against moto).
 pub async fn aws_backends(settings: &AwsSettings) -> Result<Backends, String> {
-    let (table, key_id) = settings.table_and_key()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let keys: Arc<dyn DataKeyProvider> =
-        Arc::new(KmsDataKeys::new(aws_sdk_kms::Client::new(&sdk), key_id));
+    aws_backends_with(settings, &sdk, None)
+}
+
+/// The AWS back-ends over `sdk`, each client with `recorder` attached when one is given: the
+/// production assembly, which tests observe instead of assembling their own.
+pub fn aws_backends_with(
+    settings: &AwsSettings,
+    sdk: &aws_config::SdkConfig,
+    recorder: Option<&CallRecorder>,
+) -> Result<Backends, String> {
+    let (table, key_id) = settings.table_and_key()?;
+    let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk);
+    let mut kms = aws_sdk_kms::config::Builder::from(sdk);
+    let mut secrets = aws_sdk_secretsmanager::config::Builder::from(sdk);
+    if let Some(recorder) = recorder {
+        dynamodb.push_interceptor(SharedInterceptor::new(recorder.clone()));
+        kms.push_interceptor(SharedInterceptor::new(recorder.clone()));
+        secrets.push_interceptor(SharedInterceptor::new(recorder.clone()));
+    }
+    let keys: Arc<dyn DataKeyProvider> = Arc::new(KmsDataKeys::new(
+        aws_sdk_kms::Client::from_conf(kms.build()),
+        key_id,
+    ));
     Ok(Backends {
-        store: Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)),
+        store: Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
+            table,
+        )),
         secrets: Arc::new(SecretsManagerStore::new(
-            aws_sdk_secretsmanager::Client::new(&sdk),
+            aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
             settings.secret_prefix.clone(),
         )),
         cipher: Arc::new(EnvelopeCipher::new(keys, KeyCacheLimits::default())),

@@ -21,7 +21,7 @@ const PLACEHOLDER_ID: &str = "con_0123456789abcdef0123456789abcdef";
 
 /// The event file as text, with the placeholder connection id (in `rawPath`,
 /// `requestContext.http.path` and `pathParameters`) replaced by `id`.
-fn event_text(file: &str, id: Option<&str>) -> String {
+pub(crate) fn event_text(file: &str, id: Option<&str>) -> String {
     let text = std::fs::read_to_string(workspace_root().join("events").join(file))
         .expect("the event file");
     match id {
@@ -30,18 +30,18 @@ fn event_text(file: &str, id: Option<&str>) -> String {
     }
 }
 
-fn event_json(file: &str, id: Option<&str>) -> Value {
+pub(crate) fn event_json(file: &str, id: Option<&str>) -> Value {
     serde_json::from_str(&event_text(file, id)).expect("the event file is JSON")
 }
 
-struct Reply {
-    status: u16,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
     headers: HeaderMap,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|_| panic!("not JSON ({}): {}", self.status, self.body))
     }
@@ -68,7 +68,7 @@ impl Reply {
 }
 
 /// Runs one API Gateway event through `function`'s router, as `lambda_http::run` would.
-async fn invoke(keyport: &Arc<Keyport>, function: Function, event: &str) -> Reply {
+pub(crate) async fn invoke(keyport: &Arc<Keyport>, function: Function, event: &str) -> Reply {
     let request = lambda_http::request::from_str(event).expect("a valid API Gateway event");
     let authenticator = Arc::new(ApiGatewayAuthorizer {
         roles_claim: "cognito:groups".into(),
@@ -460,7 +460,7 @@ fn runtime_context(deadline_ms: u64) -> lambda_runtime::Context {
     context
 }
 
-fn scheduled_event(
+pub(crate) fn scheduled_event(
     deadline_ms: u64,
 ) -> lambda_runtime::LambdaEvent<aws_lambda_events::eventbridge::EventBridgeEvent> {
     let payload: aws_lambda_events::eventbridge::EventBridgeEvent =
@@ -471,7 +471,7 @@ fn scheduled_event(
     lambda_runtime::LambdaEvent::new(payload, runtime_context(deadline_ms))
 }
 
-fn in_ms(from_now: chrono::Duration) -> u64 {
+pub(crate) fn in_ms(from_now: chrono::Duration) -> u64 {
     (chrono::Utc::now() + from_now).timestamp_millis() as u64
 }
 

@@ -8,6 +8,7 @@ mod encryption_at_rest;
 mod end_to_end;
 mod fixtures;
 mod http_jwks;
+mod iam_conformance;
 mod kms_calls;
 mod lambda_events;
 mod multi_process;

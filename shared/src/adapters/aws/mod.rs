@@ -1,10 +1,12 @@
 //! The AWS back-ends: KMS data keys and Secrets Manager client secrets (DynamoDB storage lives
 //! in `adapters::dynamodb`), plus what every AWS client here shares.
 
+mod call_recorder;
 mod kms;
 mod request_counter;
 mod secrets_manager;
 
+pub use call_recorder::{AwsCall, CallRecorder};
 pub use kms::KmsDataKeys;
 pub use request_counter::RequestCounter;
 pub use secrets_manager::SecretsManagerStore;

@@ -1,0 +1,554 @@
+//! IAM conformance: moto does not enforce IAM, so this test does. Each of the five functions is
+//! assembled as its Lambda is (the production assembly, `config::aws_backends_with`, its own
+//! process-wide clients and caches) with a recorder on every AWS client; their handlers run
+//! over the sample events and the flows that reach them (a connection created, authorized at a
+//! loopback authorization server, read, refreshed, refreshed by the scheduler, disconnected,
+//! deleted), all on moto. Then every recorded operation is held against that function's policy
+//! in `infra/template.yaml` (actions, resources, conditions), and every action the policy allows
+//! must be used by some recorded call: least privilege, both ways.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use clap::Parser;
+use keyport_shared::adapters::aws::{AwsCall, CallRecorder};
+use keyport_shared::config::{self, AwsSettings, CommonSettings};
+use keyport_shared::domain::{ConnectionId, Owner};
+use keyport_shared::http::Function;
+use keyport_shared::ports::{Expect, TokenKey};
+use keyport_shared::service::Keyport;
+use keyport_tests::backends;
+use keyport_tests::moto::Moto;
+use keyport_tests::oidc::{CALLBACK_URL, CLIENT_SECRET, OidcPeer, PeerOptions};
+use keyport_tests::workspace_root;
+use serde_json::{Value, json};
+use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::lambda_events::{event_text, in_ms, invoke, scheduled_event};
+
+/// A function's settings as its Lambda reads them (here from flags instead of variables).
+#[derive(Parser)]
+struct FunctionSettings {
+    #[command(flatten)]
+    common: CommonSettings,
+    #[command(flatten)]
+    aws: AwsSettings,
+}
+
+/// One function as its own process: its clients, its recorder, its template resource.
+struct DeployedFunction {
+    resource: &'static str,
+    keyport: Arc<Keyport>,
+    recorder: CallRecorder,
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> &'a str {
+    let at = args.iter().position(|a| a == name).expect("the flag");
+    &args[at + 1]
+}
+
+fn deploy(resource: &'static str, aws_args: &[String]) -> DeployedFunction {
+    let settings = FunctionSettings::parse_from(
+        [
+            "keyport",
+            "--local-development",
+            "--callback-url",
+            CALLBACK_URL,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(
+            ["--table", "--kms-key-id", "--secret-prefix"]
+                .into_iter()
+                .flat_map(|name| [name.to_owned(), flag(aws_args, name).to_owned()]),
+        ),
+    );
+    let recorder = CallRecorder::new();
+    let backends =
+        config::aws_backends_with(&settings.aws, &Moto::get().sdk_config(), Some(&recorder))
+            .expect("the AWS back-ends");
+    let keyport = config::keyport(
+        backends,
+        &settings.common,
+        CALLBACK_URL.parse().expect("a URL"),
+    )
+    .expect("the use cases");
+    DeployedFunction {
+        resource,
+        keyport: Arc::new(keyport),
+        recorder,
+    }
+}
+
+/// `file`'s event for connection `id` (if any) with `body` as its JSON body.
+fn event_with_body(file: &str, id: Option<&str>, body: Value) -> String {
+    let mut event: Value = serde_json::from_str(&event_text(file, id)).expect("JSON");
+    event["body"] = json!(body.to_string());
+    event.to_string()
+}
+
+/// `file`'s event for connection `id` with `query` as its query string.
+fn event_with_query(file: &str, id: Option<&str>, query: &str) -> String {
+    let mut event: Value = serde_json::from_str(&event_text(file, id)).expect("JSON");
+    event["rawQueryString"] = json!(query);
+    event["queryStringParameters"] = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    event.to_string()
+}
+
+async fn expect_status(
+    function: &DeployedFunction,
+    kind: Function,
+    event: &str,
+    status: u16,
+) -> Value {
+    let reply = invoke(&function.keyport, kind, event).await;
+    assert_eq!(
+        reply.status, status,
+        "{}: {}",
+        function.resource, reply.body
+    );
+    if reply.body.is_empty() {
+        Value::Null
+    } else {
+        reply.json()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_more() {
+    let backend = backends::aws().await;
+    let args = backend.process_args.clone();
+    let connections = deploy("ConnectionsFunction", &args);
+    let authorize = deploy("AuthorizeFunction", &args);
+    let callback = deploy("CallbackFunction", &args);
+    let token = deploy("TokenFunction", &args);
+    let refresher = deploy("RefresherFunction", &args);
+    let peer = OidcPeer::start(PeerOptions::default());
+
+    // The connections function: every route of its own.
+    let c = Function::Connections;
+    expect_status(
+        &connections,
+        c,
+        &event_text("providers-list.json", None),
+        200,
+    )
+    .await;
+    let acme = expect_status(
+        &connections,
+        c,
+        &event_text("connections-create.json", None),
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let create = |name: &str, grant: &str, scopes: &str| {
+        event_with_body(
+            "connections-create.json",
+            None,
+            json!({
+                "name": name, "provider": "custom", "issuer": peer.issuer,
+                "client_id": "keyport-basic", "client_secret": CLIENT_SECRET,
+                "grant_type": grant, "scopes": scopes, "invited_roles": ["bots"]
+            }),
+        )
+    };
+    let machine = expect_status(
+        &connections,
+        c,
+        &create("machine", "client_credentials", "api:read"),
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let interactive = expect_status(
+        &connections,
+        c,
+        &create(
+            "interactive",
+            "authorization_code",
+            "openid,offline_access,api:read",
+        ),
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    expect_status(
+        &connections,
+        c,
+        &event_text("connections-list.json", None),
+        200,
+    )
+    .await;
+    expect_status(
+        &connections,
+        c,
+        &event_text("connections-get.json", Some(&acme)),
+        200,
+    )
+    .await;
+    expect_status(
+        &connections,
+        c,
+        &event_text("connections-update.json", Some(&acme)),
+        200,
+    )
+    .await;
+    let tested = expect_status(
+        &connections,
+        c,
+        &event_text("connections-test.json", Some(&machine)),
+        200,
+    )
+    .await;
+    assert_eq!(tested["ok"], true, "{tested}");
+
+    // The authorize and callback functions: one authorization, consented at the peer.
+    let started = expect_status(
+        &authorize,
+        Function::Authorize,
+        &event_text("authorize-start.json", Some(&interactive)),
+        200,
+    )
+    .await;
+    let query = peer
+        .authorize_headlessly(started["authorization_url"].as_str().unwrap())
+        .await;
+    let reply = invoke(
+        &callback.keyport,
+        Function::Callback,
+        &event_with_query("callback.json", None, &query),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // The token function: an unattended grant obtained, an authorized token read cold and warm
+    // (counted through the production key cache), refreshed, listed, disconnected.
+    let t = Function::Token;
+    expect_status(
+        &token,
+        t,
+        &event_text("token-get.json", Some(&machine)),
+        200,
+    )
+    .await;
+    expect_status(
+        &token,
+        t,
+        &event_text("token-get.json", Some(&interactive)),
+        200,
+    )
+    .await;
+    let kms_after_cold_read = token.recorder.count("KMS:Decrypt");
+    assert_eq!(kms_after_cold_read, 1, "{:?}", token.recorder.calls());
+    let reads_before = token.recorder.count("DynamoDB:BatchGetItem");
+    for _ in 0..5 {
+        expect_status(
+            &token,
+            t,
+            &event_text("token-get.json", Some(&interactive)),
+            200,
+        )
+        .await;
+    }
+    assert_eq!(
+        token.recorder.count("KMS:Decrypt"),
+        kms_after_cold_read,
+        "a warm read opens the token with the cached data key: {:?}",
+        token.recorder.calls()
+    );
+    assert_eq!(
+        token.recorder.count("DynamoDB:BatchGetItem") - reads_before,
+        5,
+        "a warm read is one database round trip"
+    );
+    expect_status(
+        &token,
+        t,
+        &event_text("token-refresh.json", Some(&interactive)),
+        200,
+    )
+    .await;
+    expect_status(&token, t, &event_text("me-connections.json", None), 200).await;
+    expect_status(
+        &token,
+        t,
+        &event_text("token-delete.json", Some(&machine)),
+        200,
+    )
+    .await;
+
+    // The refresher: the authorized token made due, then one scheduled run.
+    let key = TokenKey {
+        connection_id: ConnectionId::parse(&interactive).unwrap(),
+        owner: Owner::Shared,
+    };
+    let mut due = backend
+        .store
+        .get_token(&key)
+        .await
+        .unwrap()
+        .expect("the token");
+    let now = chrono::Utc::now();
+    due.refresh_due_at = Some(now - chrono::Duration::seconds(1));
+    due.expires_at = Some(now + chrono::Duration::seconds(10));
+    let version = due.version;
+    backend
+        .store
+        .put_token(&due, Expect::Version(version))
+        .await
+        .unwrap();
+    let report = keyport_shared::lambda::handle_scheduled_event(
+        &refresher.keyport,
+        scheduled_event(in_ms(chrono::Duration::seconds(120))),
+        4,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.refreshed, 1, "{report:?}");
+
+    // Back to the connections function: the audit trail, then deletes (one with a token).
+    expect_status(
+        &connections,
+        c,
+        &event_text("connections-audit.json", Some(&interactive)),
+        200,
+    )
+    .await;
+    expect_status(
+        &connections,
+        c,
+        &event_text("connections-delete.json", Some(&interactive)),
+        204,
+    )
+    .await;
+    expect_status(
+        &connections,
+        c,
+        &event_text("connections-delete.json", Some(&acme)),
+        204,
+    )
+    .await;
+
+    let policies = template_policies();
+    let prefix = flag(&args, "--secret-prefix");
+    let mut problems = std::collections::BTreeSet::new();
+    for function in [&connections, &authorize, &callback, &token, &refresher] {
+        let statements = policies
+            .get(function.resource)
+            .unwrap_or_else(|| panic!("{} has no policy in the template", function.resource));
+        let calls = function.recorder.calls();
+        assert!(!calls.is_empty(), "{} made no AWS call", function.resource);
+        for call in &calls {
+            if let Some(secret) = &call.secret {
+                assert!(
+                    secret.starts_with(prefix),
+                    "{secret} is outside the prefix {prefix}"
+                );
+            }
+            for action in &call.actions {
+                if !statements.iter().any(|s| s.allows(action, call)) {
+                    problems.insert(format!(
+                        "{}: {} needs {action}, which its policy does not allow ({call:?})",
+                        function.resource, call.operation
+                    ));
+                }
+            }
+        }
+        for statement in statements {
+            if statement.acts_through_a_service() {
+                continue;
+            }
+            for allowed in &statement.actions {
+                let used = calls.iter().any(|call| {
+                    call.actions.iter().any(|action| {
+                        action_matches(allowed, action) && statement.allows(action, call)
+                    })
+                });
+                if !used {
+                    problems.insert(format!(
+                        "{}: statement {} allows {allowed}, which no call of the function uses",
+                        function.resource, statement.sid
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "IAM policy does not match the code:\n{}",
+        problems.into_iter().collect::<Vec<_>>().join("\n")
+    );
+}
+
+/// One `Allow` statement of a function's inline policy.
+#[derive(Debug)]
+struct Statement {
+    sid: String,
+    actions: Vec<String>,
+    resources: Vec<String>,
+    /// (operator, key, values)
+    conditions: Vec<(String, String, Vec<String>)>,
+}
+
+impl Statement {
+    /// A statement conditioned on `kms:ViaService` is used by another AWS service on the
+    /// function's behalf (DynamoDB with the table's key), never by the function's own calls.
+    fn acts_through_a_service(&self) -> bool {
+        self.conditions
+            .iter()
+            .any(|(_, key, _)| key == "kms:ViaService")
+    }
+
+    fn allows(&self, action: &str, call: &AwsCall) -> bool {
+        self.actions.iter().any(|a| action_matches(a, action))
+            && self.covers_resource(action, call)
+            && self.conditions.iter().all(|(operator, key, values)| {
+                assert_eq!(
+                    operator, "StringEquals",
+                    "a condition operator this test does not evaluate"
+                );
+                if let Some(name) = key.strip_prefix("kms:EncryptionContext:") {
+                    call.encryption_context
+                        .get(name)
+                        .is_some_and(|value| values.contains(value))
+                } else if key == "kms:ViaService" {
+                    false
+                } else {
+                    panic!("a condition key this test does not evaluate: {key}")
+                }
+            })
+    }
+
+    /// The resource shapes of the template: `Table.Arn` (from `!GetAtt`), the index ARN, the
+    /// key's ARN and the secret-prefix ARN.
+    fn covers_resource(&self, action: &str, call: &AwsCall) -> bool {
+        let service = action.split(':').next().unwrap_or_default();
+        self.resources.iter().any(|resource| match service {
+            "dynamodb" => match &call.index {
+                Some(index) => resource.ends_with(&format!("/index/{index}")),
+                None => resource == "Table.Arn",
+            },
+            "kms" => resource == "KeyportKey.Arn",
+            "secretsmanager" => resource.ends_with(":secret:${SecretPrefix}*"),
+            other => panic!("a service this test does not know: {other}"),
+        })
+    }
+}
+
+/// IAM action patterns are case-insensitive and may end in `*`.
+fn action_matches(pattern: &str, action: &str) -> bool {
+    let (pattern, action) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
+    match pattern.strip_suffix('*') {
+        Some(prefix) => action.starts_with(prefix),
+        None => pattern == action,
+    }
+}
+
+fn strings(value: &Yaml) -> Vec<String> {
+    match value {
+        Yaml::String(s) => vec![s.clone()],
+        Yaml::Array(items) => items.iter().flat_map(strings).collect(),
+        Yaml::BadValue => Vec::new(),
+        other => panic!("expected a string or a list of strings, got {other:?}"),
+    }
+}
+
+/// Each function's inline policy statements, by logical id. CloudFormation's short tags
+/// (`!GetAtt Table.Arn`, `!Sub "..."`) read as their plain argument.
+fn template_policies() -> BTreeMap<String, Vec<Statement>> {
+    let text = std::fs::read_to_string(workspace_root().join("infra/template.yaml"))
+        .expect("the template");
+    let docs = YamlLoader::load_from_str(&text).expect("the template is YAML");
+    let resources = docs[0]["Resources"].as_hash().expect("Resources");
+    let mut policies = BTreeMap::new();
+    for (name, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let mut statements = Vec::new();
+        for policy in resource["Properties"]["Policies"]
+            .as_vec()
+            .expect("inline policies")
+        {
+            let hash = policy.as_hash().expect("a policy document");
+            assert_eq!(
+                hash.keys()
+                    .map(|k| k.as_str().unwrap_or_default())
+                    .collect::<Vec<_>>(),
+                ["Statement"],
+                "only inline statements (no SAM policy templates, whose actions this test cannot see)"
+            );
+            for statement in policy["Statement"].as_vec().expect("statements") {
+                assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+                let mut conditions = Vec::new();
+                if let Some(operators) = statement["Condition"].as_hash() {
+                    for (operator, keys) in operators {
+                        for (key, values) in keys.as_hash().expect("condition keys") {
+                            conditions.push((
+                                operator.as_str().unwrap().to_owned(),
+                                key.as_str().unwrap().to_owned(),
+                                strings(values),
+                            ));
+                        }
+                    }
+                }
+                statements.push(Statement {
+                    sid: statement["Sid"]
+                        .as_str()
+                        .expect("every statement has a Sid")
+                        .to_owned(),
+                    actions: strings(&statement["Action"]),
+                    resources: strings(&statement["Resource"]),
+                    conditions,
+                });
+            }
+        }
+        policies.insert(name.as_str().unwrap().to_owned(), statements);
+    }
+    assert_eq!(policies.len(), 5, "five functions: {:?}", policies.keys());
+    policies
+}
+
+#[test]
+fn the_policy_reader_sees_every_statement() {
+    let policies = template_policies();
+    let token = &policies["TokenFunction"];
+    assert!(token.iter().any(|s| s.sid == "TokenDataKeys"
+        && s.conditions.iter().any(|(_, key, values)| key
+            == "kms:EncryptionContext:keyport:purpose"
+            && values == &["token"])));
+    let call = |actions: &[&str]| AwsCall {
+        operation: "test".into(),
+        actions: actions.iter().map(|a| a.to_string()).collect(),
+        encryption_context: BTreeMap::from([("keyport:purpose".into(), "token".into())]),
+        index: None,
+        secret: None,
+    };
+    assert!(
+        token
+            .iter()
+            .any(|s| s.allows("kms:Decrypt", &call(&["kms:Decrypt"])))
+    );
+    let mut other_purpose = call(&["kms:Decrypt"]);
+    other_purpose
+        .encryption_context
+        .insert("keyport:purpose".into(), "other".into());
+    assert!(
+        !token
+            .iter()
+            .any(|s| s.allows("kms:Decrypt", &other_purpose)),
+        "a data key of another purpose is refused"
+    );
+    assert!(action_matches("kms:ReEncrypt*", "kms:ReEncryptFrom"));
+    assert!(!action_matches("kms:Decrypt", "kms:DecryptMore"));
+}
