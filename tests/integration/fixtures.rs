@@ -40,6 +40,7 @@ pub fn token(key: &TokenKey, due: Option<DateTime<Utc>>) -> StoredToken {
         has_refresh_token: true,
         last_error: None,
         lease: None,
+        issued_for: None,
         created_at: now,
         updated_at: now,
         sealed: vec![1, 0, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],

@@ -9,6 +9,7 @@ mod end_to_end;
 mod fixtures;
 mod http_jwks;
 mod iam_conformance;
+mod insider_rules;
 mod kms_calls;
 mod lambda_events;
 mod multi_process;

@@ -192,6 +192,7 @@ impl Scene {
             has_refresh_token: true,
             last_error: None,
             lease: None,
+            issued_for: None,
             created_at: now - chrono::Duration::hours(2),
             updated_at: now - chrono::Duration::hours(1),
             sealed: scene.seal(&scene.seeded).await,

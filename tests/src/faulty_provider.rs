@@ -89,6 +89,8 @@ struct Shared {
     script: Mutex<VecDeque<Answer>>,
     otherwise: Mutex<Answer>,
     requests: Mutex<Vec<TokenRequest>>,
+    /// Every request to any path, head and body as text.
+    received: Mutex<Vec<String>>,
     paused: mpsc::UnboundedSender<Paused>,
     release: watch::Sender<bool>,
 }
@@ -96,6 +98,8 @@ struct Shared {
 pub struct FaultyProvider {
     /// `http://127.0.0.1:<port>/token`
     pub token_url: String,
+    /// `http://127.0.0.1:<port>/revoke`: answers 200 to every revocation (RFC 7009 §2.2).
+    pub revocation_url: String,
     /// `http://127.0.0.1:<port>/authorize` (nothing answers there: the tests complete
     /// authorizations by handing Keyport the callback query themselves).
     pub authorization_url: String,
@@ -121,6 +125,7 @@ impl FaultyProvider {
             script: Mutex::new(VecDeque::new()),
             otherwise: Mutex::new(Answer::Status(500)),
             requests: Mutex::new(Vec::new()),
+            received: Mutex::new(Vec::new()),
             paused: paused_tx,
             release: watch::channel(false).0,
         });
@@ -134,6 +139,7 @@ impl FaultyProvider {
         });
         FaultyProvider {
             token_url: format!("http://{addr}/token"),
+            revocation_url: format!("http://{addr}/revoke"),
             authorization_url: format!("http://{addr}/authorize"),
             shared,
             paused: tokio::sync::Mutex::new(paused_rx),
@@ -156,6 +162,21 @@ impl FaultyProvider {
     /// Every token request received so far, in order.
     pub fn requests(&self) -> Vec<TokenRequest> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// Everything that reached this listener on any path (request lines, headers, bodies),
+    /// as one text: what a leak check searches.
+    pub fn everything_received(&self) -> String {
+        lock(&self.shared.received).join("\n")
+    }
+
+    /// How many requests reached the revocation endpoint.
+    pub fn revocations(&self) -> Vec<String> {
+        lock(&self.shared.received)
+            .iter()
+            .filter(|request| request.starts_with("POST /revoke "))
+            .cloned()
+            .collect()
     }
 
     /// Waits for the next request an [`Answer::AfterTest`] holds.
@@ -182,9 +203,15 @@ impl Drop for FaultyProvider {
 }
 
 async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
-    let Some((path, body)) = read_request(&mut stream).await else {
+    let Some((head, body)) = read_request(&mut stream).await else {
         return;
     };
+    lock(&shared.received).push(format!("{head}{}", String::from_utf8_lossy(&body)));
+    let path = head.split(' ').nth(1).unwrap_or_default().to_owned();
+    if path == "/revoke" {
+        respond(&mut stream, 200, &[], "").await;
+        return;
+    }
     if path != "/token" {
         respond(&mut stream, 404, &[], "{\"error\":\"not_found\"}").await;
         return;
@@ -272,7 +299,8 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-/// Reads one request: its path and body. `None` if the client closed first.
+/// Reads one request: its head (request line and headers) and body. `None` if the client
+/// closed first.
 async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -288,7 +316,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     };
     let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
-    let path = lines.next()?.split(' ').nth(1)?.to_owned();
+    lines.next()?.split(' ').nth(1)?;
     let length = lines
         .filter_map(|line| line.split_once(':'))
         .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
@@ -301,7 +329,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
         }
         buffer.extend_from_slice(&chunk[..read]);
     }
-    Some((path, buffer[head_end..head_end + length].to_vec()))
+    Some((head, buffer[head_end..head_end + length].to_vec()))
 }
 
 async fn respond(stream: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &str) {

@@ -377,12 +377,98 @@ impl Connection {
             },
             policy,
         )?;
+        let moved = self.destination_changes(&connection);
+        if !moved.is_empty() {
+            // A stored credential must never follow a connection to a new destination: whoever
+            // moves it types the credential for the new one.
+            let needed = match connection.client_auth {
+                ClientAuthMethod::PrivateKeyJwt => ("private_key", secrets.private_key.is_some()),
+                _ => ("client_secret", secrets.client_secret.is_some()),
+            };
+            let password = (
+                "password",
+                connection.grant_type != GrantType::Password || secrets.password.is_some(),
+            );
+            for (field, given) in [needed, password] {
+                if !given {
+                    return Err(ValidationError::new(
+                        field,
+                        format!(
+                            "must be given again in the same request: changing {} moves where Keyport sends this connection's credentials and tokens",
+                            moved.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         Ok((connection, secrets))
+    }
+
+    /// The fields of this connection that differ from `next`'s in where credentials and
+    /// tokens are sent: the provider and its parameters, the issuer, every endpoint, the
+    /// client id and how the client authenticates.
+    pub fn destination_changes(&self, next: &Connection) -> Vec<&'static str> {
+        let (a, b) = (self.destination(), next.destination());
+        [
+            ("provider", a.provider != b.provider),
+            ("provider_params", a.provider_params != b.provider_params),
+            ("issuer", a.issuer != b.issuer),
+            (
+                "authorization_url",
+                a.authorization_url != b.authorization_url,
+            ),
+            ("token_url", a.token_url != b.token_url),
+            ("revocation_url", a.revocation_url != b.revocation_url),
+            ("client_id", a.client_id != b.client_id),
+            ("client_auth", a.client_auth != b.client_auth),
+        ]
+        .into_iter()
+        .filter_map(|(field, changed)| changed.then_some(field))
+        .collect()
+    }
+
+    /// A fingerprint of where this connection sends credentials and tokens (hex SHA-256 of
+    /// those fields). Each stored token carries the one it was issued under, so a token is
+    /// never sent anywhere but where it came from, whatever changes or races in between.
+    pub fn destination_fingerprint(&self) -> String {
+        let encoded = serde_json::to_vec(&self.destination()).unwrap_or_default();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &encoded);
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn destination(&self) -> Destination<'_> {
+        Destination {
+            provider: &self.provider,
+            provider_params: &self.provider_params,
+            issuer: self.issuer.as_ref(),
+            authorization_url: self.authorization_url.as_ref(),
+            token_url: &self.token_url,
+            revocation_url: self.revocation_url.as_ref(),
+            client_id: &self.client_id,
+            client_auth: self.client_auth,
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.status == ConnectionStatus::Active
     }
 
     pub fn is_invited(&self, roles: &BTreeSet<Role>) -> bool {
         self.invited_roles.iter().any(|role| roles.contains(role))
     }
+}
+
+/// Where a connection's credentials and tokens go.
+#[derive(Serialize, PartialEq)]
+struct Destination<'a> {
+    provider: &'a ProviderKey,
+    provider_params: &'a BTreeMap<String, String>,
+    issuer: Option<&'a EndpointUrl>,
+    authorization_url: Option<&'a EndpointUrl>,
+    token_url: &'a EndpointUrl,
+    revocation_url: Option<&'a EndpointUrl>,
+    client_id: &'a str,
+    client_auth: ClientAuthMethod,
 }
 
 /// What identifies a connection across versions; not taken from requests.
@@ -794,6 +880,58 @@ mod tests {
             ConnectionName::parse("Acme").unwrap().uniqueness_key(),
             ConnectionName::parse("ACME").unwrap().uniqueness_key()
         );
+    }
+
+    #[test]
+    fn destination_changes_are_named_and_change_the_fingerprint() {
+        let current = create(valid()).unwrap();
+        let same = |json: serde_json::Value| {
+            current
+                .apply(input(json), Utc::now(), UrlPolicy::Production)
+                .unwrap()
+                .0
+        };
+        let described = same(serde_json::json!({"description": "other", "scopes": "x,y"}));
+        assert!(current.destination_changes(&described).is_empty());
+        assert_eq!(
+            current.destination_fingerprint(),
+            described.destination_fingerprint()
+        );
+        for (field, value) in [
+            (
+                "token_url",
+                serde_json::json!("https://evil.example.net/token"),
+            ),
+            (
+                "revocation_url",
+                serde_json::json!("https://evil.example.net/revoke"),
+            ),
+            (
+                "authorization_url",
+                serde_json::json!("https://evil.example.net/authorize"),
+            ),
+            ("issuer", serde_json::json!("https://evil.example.net")),
+            ("client_id", serde_json::json!("another-client")),
+            ("client_auth", serde_json::json!("client_secret_post")),
+            ("provider_params", serde_json::json!({"instance": "evil"})),
+        ] {
+            let refused = current
+                .apply(
+                    input(serde_json::json!({ field: value.clone() })),
+                    Utc::now(),
+                    UrlPolicy::Production,
+                )
+                .unwrap_err();
+            assert_eq!(refused.field, "client_secret", "{field}");
+            assert!(refused.message.contains(field), "{}", refused.message);
+            let moved = same(serde_json::json!({ field: value, "client_secret": "typed-again" }));
+            assert_eq!(current.destination_changes(&moved), [field], "{field}");
+            assert_ne!(
+                current.destination_fingerprint(),
+                moved.destination_fingerprint(),
+                "{field}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::connection::Connection;
 use super::ids::{ConnectionId, Owner};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,6 +66,11 @@ pub struct StoredToken {
     pub has_refresh_token: bool,
     pub last_error: Option<TokenFailure>,
     pub lease: Option<Lease>,
+    /// Where the grant came from: the destination fingerprint of the connection it was
+    /// obtained through ([`Connection::destination_fingerprint`]). `None` on tokens written
+    /// before Keyport kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_for: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The envelope; kept out of the metadata document and stored as binary.
@@ -76,6 +82,14 @@ pub struct StoredToken {
 }
 
 impl StoredToken {
+    /// Whether this token came from where `connection` now sends credentials; a token that did
+    /// not is never sent there, nor handed out.
+    pub fn was_issued_for(&self, connection: &Connection) -> bool {
+        self.issued_for
+            .as_ref()
+            .is_none_or(|issued| *issued == connection.destination_fingerprint())
+    }
+
     /// Whether the access token is still good for at least `min_valid` from `now`.
     /// A token without an expiry is taken at its word until the provider rejects it.
     pub fn is_usable_for(&self, now: DateTime<Utc>, min_valid: Duration) -> bool {
@@ -103,6 +117,7 @@ mod tests {
             has_refresh_token: true,
             last_error: None,
             lease: None,
+            issued_for: None,
             created_at: now,
             updated_at: now,
             sealed: vec![],

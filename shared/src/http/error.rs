@@ -117,6 +117,7 @@ fn service_status(error: &ServiceError) -> StatusCode {
         ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::Conflict(_)
+        | ServiceError::ConnectionDisabled
         | ServiceError::NotAuthorized { .. }
         | ServiceError::NeedsReauthorization { .. } => StatusCode::CONFLICT,
         ServiceError::RefreshInProgress => StatusCode::SERVICE_UNAVAILABLE,

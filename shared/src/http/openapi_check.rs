@@ -1385,6 +1385,7 @@ async fn seed_token(keyport: &Keyport, id: &str) {
         has_refresh_token: false,
         last_error: None,
         lease: None,
+        issued_for: None,
         created_at: now,
         updated_at: now,
         sealed: keyport.cipher.seal_token(&key, &secrets).await.unwrap(),

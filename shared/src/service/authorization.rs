@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 use url::Url;
 
 use super::access::OwnerRequest;
-use super::{Keyport, ServiceError};
+use super::{Keyport, ServiceError, require_enabled};
 use crate::crypto::constant_time_eq;
 use crate::domain::{
     AuditAction, ConnectionId, Owner, PendingAuthorization, Principal, StateToken, UrlPolicy,
@@ -54,6 +54,7 @@ impl Keyport {
             .access
             .authorization_owner(principal, &connection, owner);
         let owner = self.audit_denial(principal, id, owner).await?;
+        require_enabled(&connection)?;
         let redirect_after = redirect_after
             .map(|url| self.check_redirect(url))
             .transpose()?;
@@ -100,6 +101,7 @@ impl Keyport {
             .await?
             .ok_or(ServiceError::InvalidState)?;
         let connection = self.load_connection(&pending.connection_id).await?;
+        require_enabled(&connection)?;
         if let (Some(received), Some(expected)) = (&params.iss, &connection.issuer)
             && !same_issuer(received, expected.as_str())
         {

@@ -8,8 +8,8 @@ use crate::domain::{
     AuditAction, Connection, ConnectionId, ConnectionInput, EndpointUrl, GrantType, Principal,
     ProviderKey, SubmittedSecrets, ValidationError,
 };
-use crate::oauth::{OAuthError, discover};
-use crate::ports::{Page, PageRequest, SecretRef};
+use crate::oauth::{ClientCredentials, OAuthError, discover};
+use crate::ports::{Page, PageRequest, SecretRef, StoreError, TokenKey};
 
 /// The outcome of `POST /connections/{id}/test`.
 #[derive(Debug, serde::Serialize)]
@@ -88,6 +88,16 @@ impl Keyport {
                 }
             })?;
         self.check_grant_allowed(&changed)?;
+        let moved = current.destination_changes(&changed);
+        if !moved.is_empty() {
+            // Before anything points elsewhere: every grant is revoked where it was issued,
+            // with the credentials it was issued to, and deleted. A refresh that races this
+            // writes a token stamped with the old destination, which is never sent anywhere.
+            let credentials = self.credentials(&current).await?;
+            let reason = format!("ended: the connection's {} changed", moved.join(", "));
+            self.end_tokens(&current, &credentials, principal, &reason)
+                .await?;
+        }
         self.store_secrets(&changed.id, secrets).await?;
         let updated = self.store.update_connection(&changed).await?;
         self.audit(
@@ -131,6 +141,45 @@ impl Keyport {
             None,
         )
         .await;
+        Ok(())
+    }
+
+    /// Revokes every token of `connection` at its provider with `credentials` and deletes it.
+    async fn end_tokens(
+        &self,
+        connection: &Connection,
+        credentials: &ClientCredentials,
+        principal: &Principal,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
+        for token in self.store.list_tokens(&connection.id).await? {
+            let key = TokenKey {
+                connection_id: connection.id.clone(),
+                owner: token.owner.clone(),
+            };
+            self.revoke_with(connection, credentials, &token).await;
+            let mut version = token.version;
+            // A refresh may write between the listing and the delete: delete what is there.
+            // (Whatever a refresh still writes later carries the old destination's stamp.)
+            for _ in 0..5 {
+                match self.store.delete_token(&key, version).await {
+                    Ok(()) | Err(StoreError::NotFound(_)) => break,
+                    Err(StoreError::Conflict(_)) => match self.store.get_token(&key).await? {
+                        Some(current) => version = current.version,
+                        None => break,
+                    },
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            self.audit(
+                &connection.id,
+                AuditAction::TokenRevoked,
+                principal.subject.as_str(),
+                Some(&key.owner),
+                Some(reason),
+            )
+            .await;
+        }
         Ok(())
     }
 

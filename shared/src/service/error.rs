@@ -31,6 +31,10 @@ pub enum ServiceError {
         error: String,
         description: Option<String>,
     },
+    #[error(
+        "this connection is disabled: it hands out, refreshes and authorizes nothing until an administrator sets its status to active"
+    )]
+    ConnectionDisabled,
     #[error("another refresh of this token is still running; try again shortly")]
     RefreshInProgress,
     #[error(transparent)]
@@ -72,6 +76,7 @@ impl ServiceError {
             ServiceError::InvalidState => "invalid_state",
             ServiceError::IssuerMismatch { .. } => "issuer_mismatch",
             ServiceError::AuthorizationDenied { .. } => "authorization_denied",
+            ServiceError::ConnectionDisabled => "connection_disabled",
             ServiceError::RefreshInProgress => "refresh_in_progress",
             ServiceError::Provider(e) => e.code(),
             ServiceError::Store(_) => "storage_unavailable",

@@ -67,6 +67,15 @@ impl KeyportSettings {
     }
 }
 
+/// A disabled connection hands out, refreshes and authorizes nothing.
+fn require_enabled(connection: &Connection) -> Result<(), ServiceError> {
+    if connection.is_enabled() {
+        Ok(())
+    } else {
+        Err(ServiceError::ConnectionDisabled)
+    }
+}
+
 /// Everything a use case needs, built once per process.
 pub struct Keyport {
     pub store: Arc<dyn Store>,

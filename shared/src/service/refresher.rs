@@ -67,7 +67,9 @@ impl Keyport {
                         loaded
                     }
                 };
-                let Some(connection) = connection else {
+                // A deleted connection's leftovers, or a disabled one's: the provider is not
+                // called.
+                let Some(connection) = connection.filter(|c| c.is_enabled()) else {
                     report.skipped += 1;
                     continue;
                 };
@@ -143,7 +145,9 @@ impl Keyport {
             }
             Ok(_) => Outcome::Skipped,
             Err(ServiceError::NeedsReauthorization { .. }) => Outcome::NeedsReauthorization,
-            Err(ServiceError::RefreshInProgress) => Outcome::Skipped,
+            Err(ServiceError::RefreshInProgress | ServiceError::ConnectionDisabled) => {
+                Outcome::Skipped
+            }
             Err(error) => {
                 tracing::warn!(connection_id = %key.connection_id, owner = %key.owner, code = error.code(), "scheduled refresh failed");
                 Outcome::Failed

@@ -11,12 +11,12 @@ use serde::Serialize;
 use serde::ser::SerializeStruct;
 
 use super::access::OwnerRequest;
-use super::{Keyport, ServiceError};
+use super::{Keyport, ServiceError, require_enabled};
 use crate::domain::{
     AuditAction, Connection, ConnectionId, Lease, Owner, Principal, StoredToken, TokenFailure,
     TokenSecrets, TokenStatus,
 };
-use crate::oauth::{OAuthError, TokenGrant};
+use crate::oauth::{ClientCredentials, OAuthError, TokenGrant};
 use crate::ports::{Expect, StoreError, TokenKey};
 
 /// How often a reader looks again while another instance holds the refresh lease.
@@ -188,18 +188,34 @@ impl Keyport {
         connection: &Connection,
         token: &StoredToken,
     ) -> bool {
+        match self.credentials(connection).await {
+            Ok(credentials) => self.revoke_with(connection, &credentials, token).await,
+            Err(error) => {
+                tracing::warn!(connection_id = %token.connection_id, owner = %token.owner, error = %error, "revocation at the provider failed");
+                false
+            }
+        }
+    }
+
+    /// Revokes one token's grant with the given client credentials, only where the token was
+    /// issued: a token from another destination is not sent to this connection's endpoint.
+    pub(super) async fn revoke_with(
+        &self,
+        connection: &Connection,
+        credentials: &ClientCredentials,
+        token: &StoredToken,
+    ) -> bool {
         let key = TokenKey {
             connection_id: token.connection_id.clone(),
             owner: token.owner.clone(),
         };
+        if !token.was_issued_for(connection) {
+            tracing::warn!(connection_id = %key.connection_id, owner = %key.owner, "a token issued elsewhere is not revoked at this connection's endpoint");
+            return false;
+        }
         let outcome = async {
             let secrets = self.cipher.open_token(&key, &token.sealed).await?;
-            let credentials = self.credentials(connection).await?;
-            Ok::<bool, ServiceError>(
-                self.oauth
-                    .revoke(connection, &credentials, &secrets)
-                    .await?,
-            )
+            Ok::<bool, ServiceError>(self.oauth.revoke(connection, credentials, &secrets).await?)
         }
         .await;
         match outcome {
@@ -222,6 +238,7 @@ impl Keyport {
         actor: &str,
         mut already_read: Option<Option<StoredToken>>,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
+        require_enabled(connection)?;
         let min_valid = chrono_duration(min_valid);
         let give_up_at = Utc::now()
             + chrono_duration(self.settings.lease_duration)
@@ -243,6 +260,13 @@ impl Keyport {
                 }
                 return self.obtain_unattended(connection, key, actor).await;
             };
+            if !current.was_issued_for(connection) {
+                // Issued where the connection no longer sends anything (its endpoints or
+                // client changed while this token was being refreshed or written): never
+                // sent to the new destination, never handed out.
+                self.discard_stale_token(key, &current).await?;
+                continue;
+            }
             if current.status == TokenStatus::NeedsReauthorization {
                 return Err(ServiceError::NeedsReauthorization {
                     owner: key.owner.to_string(),
@@ -523,6 +547,7 @@ impl Keyport {
             has_refresh_token,
             last_error: None,
             lease: None,
+            issued_for: Some(connection.destination_fingerprint()),
             created_at,
             updated_at: now,
             sealed,
@@ -597,6 +622,19 @@ impl Keyport {
             .await
         {
             Ok(_) | Err(StoreError::Conflict(_)) | Err(StoreError::NotFound(_)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Deletes a token issued under another destination of its connection, unsent.
+    async fn discard_stale_token(
+        &self,
+        key: &TokenKey,
+        stale: &StoredToken,
+    ) -> Result<(), ServiceError> {
+        tracing::warn!(connection_id = %key.connection_id, owner = %key.owner, "discarding a token issued before the connection's endpoints or client changed");
+        match self.store.delete_token(key, stale.version).await {
+            Ok(()) | Err(StoreError::NotFound(_)) | Err(StoreError::Conflict(_)) => Ok(()),
             Err(error) => Err(error.into()),
         }
     }

@@ -88,6 +88,7 @@ async fn seed(keyport: &Keyport, ids: &[ConnectionId], n: usize) {
             has_refresh_token: true,
             last_error: None,
             lease: None,
+            issued_for: None,
             created_at: now,
             updated_at: now,
             sealed,

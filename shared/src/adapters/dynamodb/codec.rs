@@ -432,6 +432,7 @@ mod tests {
             has_refresh_token: true,
             last_error: None,
             lease: None,
+            issued_for: None,
             created_at: now,
             updated_at: now,
             sealed: vec![9, 8, 7],
