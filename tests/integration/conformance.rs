@@ -347,6 +347,7 @@ fn pending(owner: Owner, expires_in: Duration) -> PendingAuthorization {
         redirect_after: Some("https://app.example.com/done".into()),
         created_at: now,
         expires_at: now + expires_in,
+        awaiting_confirmation: None,
     }
 }
 

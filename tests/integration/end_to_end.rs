@@ -133,7 +133,9 @@ async fn authorize(
     http.get(&format!("/oauth/callback?{query}"), None).await
 }
 
-fn assert_connected(callback: &Reply, what: &str) {
+/// The callback's "Almost connected" page, then the confirmation by `token`'s holder (who
+/// started the authorization) with the completion value the page shows.
+async fn confirm_connected(http: &Http, callback: &Reply, token: &str, what: &str) {
     assert_eq!(callback.status, 200, "{what}: {}", callback.text);
     assert!(
         callback.content_type().starts_with("text/html"),
@@ -141,9 +143,22 @@ fn assert_connected(callback: &Reply, what: &str) {
         callback.content_type()
     );
     assert!(
-        callback.text.contains("Connected"),
-        "{what}: the page does not say Connected: {}",
+        callback.text.contains("Almost connected"),
+        "{what}: the page does not ask for the confirmation: {}",
         callback.text
+    );
+    let completion = keyport_tests::keyport::completion_on_page(&callback.text);
+    let confirmed = http
+        .post(
+            "/oauth/complete",
+            Some(token),
+            json!({"completion": completion}),
+        )
+        .await
+        .expect_json(200, &format!("{what}: POST /oauth/complete"));
+    assert!(
+        confirmed["connection_id"].is_string(),
+        "{what}: {confirmed}"
     );
 }
 
@@ -211,7 +226,7 @@ async fn scenario(backend: Backend) {
 
     // The administrator authorizes the shared token.
     let callback = authorize(&http, &server, &peer, &id, &admin, "shared", None).await;
-    assert_connected(&callback, "the shared token's callback");
+    confirm_connected(&http, &callback, &admin, "the shared token's callback").await;
     let exchanges = token_requests(&peer, "authorization_code");
     assert_eq!(exchanges.len(), 1, "one code exchange: {exchanges:?}");
     assert_eq!(exchanges[0]["client_id"], "keyport-pkce", "{exchanges:?}");
@@ -260,7 +275,7 @@ async fn scenario(backend: Backend) {
 
     // Alice authorizes a token of her own, logging in at the peer as alice.
     let callback = authorize(&http, &server, &peer, &id, &alice, "user", Some("alice")).await;
-    assert_connected(&callback, "alice's callback");
+    confirm_connected(&http, &callback, &alice, "alice's callback").await;
     let user_path = format!("{token_path}?owner=user");
     let mine = http
         .get(&user_path, Some(&alice))
@@ -358,7 +373,7 @@ async fn in_line_refresh(backend: Backend) {
         .expect_json(201, "POST /connections");
     let id = string_field(&connection, "id", "POST /connections");
     let callback = authorize(&http, &server, &peer, &id, &admin, "shared", None).await;
-    assert_connected(&callback, "the shared token's callback");
+    confirm_connected(&http, &callback, &admin, "the shared token's callback").await;
 
     let read = |min_valid: u64| {
         let http = &http;

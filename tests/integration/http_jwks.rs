@@ -28,7 +28,9 @@ async fn id_token_from(peer: &OidcPeer) -> String {
     let query = peer
         .authorize_headlessly(started.authorization_url.as_str())
         .await;
-    keyport.complete_authorization(&query).await.unwrap();
+    keyport_tests::keyport::finish_authorization(&keyport, &admin(), &query)
+        .await
+        .unwrap();
     let key = TokenKey {
         connection_id: connection.id.clone(),
         owner: Owner::Shared,

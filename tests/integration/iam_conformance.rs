@@ -24,7 +24,7 @@ use keyport_tests::workspace_root;
 use serde_json::{Value, json};
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::lambda_events::{event_text, in_ms, invoke, scheduled_event};
+use crate::lambda_events::{confirmation_event, event_text, in_ms, invoke, scheduled_event};
 
 /// A function's settings as its Lambda reads them (here from flags instead of variables).
 #[derive(Parser)]
@@ -124,6 +124,8 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     let connections = deploy("ConnectionsFunction", &args);
     let authorize = deploy("AuthorizeFunction", &args);
     let callback = deploy("CallbackFunction", &args);
+    // Lambda may confirm on another instance than the one the browser reached: a cold one.
+    let callback_elsewhere = deploy("CallbackFunction", &args);
     let token = deploy("TokenFunction", &args);
     let refresher = deploy("RefresherFunction", &args);
     let peer = OidcPeer::start(PeerOptions::default());
@@ -230,6 +232,14 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     )
     .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+    let completion = keyport_tests::keyport::completion_on_page(&reply.body);
+    expect_status(
+        &callback_elsewhere,
+        Function::Callback,
+        &confirmation_event(&completion),
+        200,
+    )
+    .await;
 
     // The token function: an unattended grant obtained, an authorized token read cold and warm
     // (counted through the production key cache), refreshed, listed, disconnected.
@@ -342,13 +352,27 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     let policies = template_policies();
     let prefix = flag(&args, "--secret-prefix");
     let mut problems = std::collections::BTreeSet::new();
-    for function in [&connections, &authorize, &callback, &token, &refresher] {
+    let mut calls_by_function: BTreeMap<&str, Vec<AwsCall>> = BTreeMap::new();
+    for instance in [
+        &connections,
+        &authorize,
+        &callback,
+        &callback_elsewhere,
+        &token,
+        &refresher,
+    ] {
+        calls_by_function
+            .entry(instance.resource)
+            .or_default()
+            .extend(instance.recorder.calls());
+    }
+    assert_eq!(calls_by_function.len(), 5);
+    for (resource, calls) in &calls_by_function {
         let statements = policies
-            .get(function.resource)
-            .unwrap_or_else(|| panic!("{} has no policy in the template", function.resource));
-        let calls = function.recorder.calls();
-        assert!(!calls.is_empty(), "{} made no AWS call", function.resource);
-        for call in &calls {
+            .get(*resource)
+            .unwrap_or_else(|| panic!("{resource} has no policy in the template"));
+        assert!(!calls.is_empty(), "{resource} made no AWS call");
+        for call in calls {
             if let Some(secret) = &call.secret {
                 assert!(
                     secret.starts_with(prefix),
@@ -358,8 +382,8 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
             for action in &call.actions {
                 if !statements.iter().any(|s| s.allows(action, call)) {
                     problems.insert(format!(
-                        "{}: {} needs {action}, which its policy does not allow ({call:?})",
-                        function.resource, call.operation
+                        "{resource}: {} needs {action}, which its policy does not allow ({call:?})",
+                        call.operation
                     ));
                 }
             }
@@ -376,8 +400,8 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
                 });
                 if !used {
                     problems.insert(format!(
-                        "{}: statement {} allows {allowed}, which no call of the function uses",
-                        function.resource, statement.sid
+                        "{resource}: statement {} allows {allowed}, which no call of the function uses",
+                        statement.sid
                     ));
                 }
             }

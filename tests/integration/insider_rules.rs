@@ -14,7 +14,7 @@ use keyport_shared::ports::{Expect, PageRequest, TokenKey};
 use keyport_shared::service::{Keyport, OwnerRequest, ServiceError};
 use keyport_tests::backends::Backend;
 use keyport_tests::faulty_provider::{Answer, FaultyProvider, Tokens};
-use keyport_tests::keyport::{admin, bot, keyport, principal};
+use keyport_tests::keyport::{admin, bot, finish_authorization, keyport, principal};
 use serde_json::{Value, json};
 
 use crate::lambda_events::{event_text, invoke};
@@ -61,10 +61,13 @@ async fn authorize(
         .start_authorization(who, &connection.id, owner, None)
         .await
         .expect("started");
-    keyport
-        .complete_authorization(&format!("code=any-code&state={}", started.state))
-        .await
-        .expect("completed");
+    finish_authorization(
+        keyport,
+        who,
+        &format!("code=any-code&state={}", started.state),
+    )
+    .await
+    .expect("completed");
 }
 
 fn change(fields: Value) -> keyport_shared::domain::ConnectionInput {

@@ -34,6 +34,13 @@ pub(crate) fn event_json(file: &str, id: Option<&str>) -> Value {
     serde_json::from_str(&event_text(file, id)).expect("the event file is JSON")
 }
 
+/// The sample `POST /oauth/complete` event carrying `completion`.
+pub(crate) fn confirmation_event(completion: &str) -> String {
+    let mut event = event_json("oauth-complete.json", None);
+    event["body"] = json!(json!({ "completion": completion }).to_string());
+    event.to_string()
+}
+
 pub(crate) struct Reply {
     pub(crate) status: u16,
     headers: HeaderMap,
@@ -251,6 +258,21 @@ async fn every_route_event_reaches_its_handler() {
     assert!(connected.header("content-type").starts_with("text/html"));
     let replayed = invoke(&keyport, Function::Callback, &live_callback.to_string()).await;
     assert_eq!(replayed.status, 400, "a state is single use");
+    let unknown = invoke(
+        &keyport,
+        Function::Callback,
+        &event_text("oauth-complete.json", None),
+    )
+    .await;
+    unknown.assert_error(400, "invalid_state");
+    let confirmed = invoke(
+        &keyport,
+        Function::Callback,
+        &confirmation_event(&keyport_tests::keyport::completion_on_page(&connected.body)),
+    )
+    .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    assert_eq!(confirmed.json()["connection_id"], interactive.as_str());
 
     let token = invoke(
         &keyport,

@@ -2,6 +2,7 @@
 //! test runs against both back-ends: the embedded database and the AWS services on moto.
 
 mod access_control;
+mod authorization_binding;
 mod bad_input;
 mod conformance;
 mod encryption_at_rest;

@@ -97,6 +97,14 @@ async fn connect(
         .await;
     let callback = http.get(&format!("/oauth/callback?{query}"), None).await;
     assert_eq!(callback.status, 200, "the callback: {}", callback.text);
+    let completion = keyport_tests::keyport::completion_on_page(&callback.text);
+    http.post(
+        "/oauth/complete",
+        Some(&callers.admin),
+        json!({"completion": completion}),
+    )
+    .await
+    .expect_json(200, "confirming the authorization");
     ConnectionId::parse(&id).expect("a connection id")
 }
 

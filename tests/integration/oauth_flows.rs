@@ -7,7 +7,7 @@ use keyport_shared::domain::{Connection, Owner, TokenStatus};
 use keyport_shared::ports::TokenKey;
 use keyport_shared::service::{Keyport, OwnerRequest, ServiceError};
 use keyport_tests::backends::{self, Backend};
-use keyport_tests::keyport::{admin, bot, keyport};
+use keyport_tests::keyport::{admin, bot, finish_authorization, keyport};
 use keyport_tests::logs::CapturedLogs;
 use keyport_tests::oidc::{
     CLIENT_SECRET, OidcPeer, PASSWORD_SECRET, PASSWORD_USER, PeerOptions, ec_key_pair,
@@ -54,8 +54,7 @@ async fn authorize(keyport: &Keyport, peer: &OidcPeer, connection: &Connection) 
     let query = peer
         .authorize_headlessly(started.authorization_url.as_str())
         .await;
-    keyport
-        .complete_authorization(&query)
+    finish_authorization(keyport, &admin(), &query)
         .await
         .expect("the callback completes");
     query
@@ -227,8 +226,7 @@ async fn the_pkce_grant_sends_a_challenge_and_the_peer_requires_it() {
     assert!(url.contains("code_challenge_method=S256"), "{url}");
     assert!(url.contains("nonce="), "openid in scope brings a nonce");
     let query = peer.authorize_headlessly(url).await;
-    keyport
-        .complete_authorization(&query)
+    finish_authorization(&keyport, &admin(), &query)
         .await
         .expect("PKCE satisfies the peer");
 }

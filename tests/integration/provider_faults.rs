@@ -653,9 +653,7 @@ async fn invalid_grant_needs_a_new_authorization_and_one_recovers(
         .append_pair("code", &code)
         .append_pair("state", &started.state)
         .finish();
-    scene
-        .keyport
-        .complete_authorization(&query)
+    keyport_tests::keyport::finish_authorization(&scene.keyport, &admin(), &query)
         .await
         .expect("the callback completes");
     let requests = scene.provider.requests();

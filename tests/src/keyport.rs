@@ -6,7 +6,7 @@ use std::sync::Arc;
 use keyport_shared::adapters::outbound::{OutboundHttp, OutboundSettings};
 use keyport_shared::domain::{Principal, Role, Subject, UrlPolicy};
 use keyport_shared::oauth::{OAuthClient, OAuthSettings};
-use keyport_shared::service::{Keyport, KeyportSettings};
+use keyport_shared::service::{AuthorizationCompleted, Keyport, KeyportSettings, ServiceError};
 
 use crate::backends::Backend;
 use crate::oidc::CALLBACK_URL;
@@ -45,4 +45,27 @@ pub fn admin() -> Principal {
 
 pub fn bot() -> Principal {
     principal("bot-1", &["bots"])
+}
+
+/// The callback (`query` is what the provider sent it), then the confirmation by `who`: the
+/// two steps that place a grant in its owner's slot.
+pub async fn finish_authorization(
+    keyport: &Keyport,
+    who: &Principal,
+    query: &str,
+) -> Result<AuthorizationCompleted, ServiceError> {
+    let held = keyport.complete_authorization(query).await?;
+    keyport
+        .confirm_authorization(who, held.completion.expose_secret())
+        .await
+}
+
+/// The completion value on the callback's "Almost connected" page.
+pub fn completion_on_page(html: &str) -> String {
+    let start = html
+        .find("<code id=\"keyport-completion\">")
+        .unwrap_or_else(|| panic!("no completion value on the page: {html}"))
+        + "<code id=\"keyport-completion\">".len();
+    let end = start + html[start..].find("</code>").expect("the element ends");
+    html[start..end].to_owned()
 }

@@ -2,11 +2,13 @@
 //! index key, page cursors and the pending-authorization document.
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AuditEvent, ConnectionId, Owner, PendingAuthorization, PkceVerifier, Subject};
+use crate::domain::{
+    AuditEvent, AwaitedGrant, ConnectionId, Owner, PendingAuthorization, PkceVerifier, Subject,
+};
 use crate::ports::{StoreError, TokenKey};
 
 /// A time as fixed-width text, so that strings sort like the times they stand for. Years past
@@ -81,6 +83,18 @@ struct PendingDoc {
     redirect_after: Option<String>,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    awaiting_confirmation: Option<AwaitedGrantDoc>,
+}
+
+/// The grant a callback obtained: metadata as it is, the secrets as their envelope (base64).
+#[derive(Serialize, Deserialize)]
+struct AwaitedGrantDoc {
+    token_type: String,
+    scope: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+    sealed: String,
+    issued_for: String,
 }
 
 pub fn pending_to_doc(pending: &PendingAuthorization) -> String {
@@ -96,6 +110,15 @@ pub fn pending_to_doc(pending: &PendingAuthorization) -> String {
         redirect_after: pending.redirect_after.clone(),
         created_at: pending.created_at,
         expires_at: pending.expires_at,
+        awaiting_confirmation: pending.awaiting_confirmation.as_ref().map(|grant| {
+            AwaitedGrantDoc {
+                token_type: grant.token_type.clone(),
+                scope: grant.scope.clone(),
+                expires_at: grant.expires_at,
+                sealed: STANDARD.encode(&grant.sealed),
+                issued_for: grant.issued_for.clone(),
+            }
+        }),
     };
     serde_json::to_string(&doc).unwrap_or_default()
 }
@@ -111,6 +134,20 @@ pub fn pending_from_doc(doc: &str) -> Result<PendingAuthorization, StoreError> {
         redirect_after: doc.redirect_after,
         created_at: doc.created_at,
         expires_at: doc.expires_at,
+        awaiting_confirmation: doc
+            .awaiting_confirmation
+            .map(|grant| {
+                Ok::<_, StoreError>(AwaitedGrant {
+                    token_type: grant.token_type,
+                    scope: grant.scope,
+                    expires_at: grant.expires_at,
+                    sealed: STANDARD.decode(grant.sealed).map_err(|_| {
+                        StoreError::Corrupt("pending authorization", "sealed grant".into())
+                    })?,
+                    issued_for: grant.issued_for,
+                })
+            })
+            .transpose()?,
     })
 }
 

@@ -21,7 +21,7 @@ pub use connection::{
 pub use endpoint::{EndpointUrl, UrlPolicy, is_non_public};
 pub use grant::{ClientAuthMethod, GrantType};
 pub use ids::{ConnectionId, Owner, Role, Subject};
-pub use pending::{PendingAuthorization, StateToken};
+pub use pending::{AwaitedGrant, PendingAuthorization, StateToken};
 pub use principal::Principal;
 pub use provider::{Placeholder, PlaceholderKind, Provider};
 pub use scopes::{Scopes, ScopesInput};

@@ -43,6 +43,16 @@ impl StateToken {
         self.0.expose_secret()
     }
 
+    /// The key a completion value's record is stored under: derived from it, in a space of
+    /// its own, so that a completion value is never found as a state, nor a state as one
+    /// (either lookup fails without taking the other's record).
+    pub fn as_completion(&self) -> StateToken {
+        let mut input = b"keyport completion\0".to_vec();
+        input.extend_from_slice(self.0.expose_secret().as_bytes());
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+        Self(SecretString::from(URL_SAFE_NO_PAD.encode(digest.as_ref())))
+    }
+
     /// The storage key: hex SHA-256 of the state.
     pub fn lookup_key(&self) -> String {
         let digest = aws_lc_rs::digest::digest(
@@ -70,6 +80,21 @@ pub struct PendingAuthorization {
     pub redirect_after: Option<String>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Set once the callback exchanged the code: the grant, which waits here until the
+    /// principal who started the authorization confirms it (never placed before).
+    pub awaiting_confirmation: Option<AwaitedGrant>,
+}
+
+/// A grant the callback obtained, sealed for its owner's slot, waiting to be confirmed.
+#[derive(Debug, Clone)]
+pub struct AwaitedGrant {
+    pub token_type: String,
+    pub scope: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The grant's secrets, sealed as a token of the owner's slot.
+    pub sealed: Vec<u8>,
+    /// The destination fingerprint of the connection the code was exchanged through.
+    pub issued_for: String,
 }
 
 impl PendingAuthorization {

@@ -1490,6 +1490,11 @@ async fn the_routers_answers_are_described() {
         "GET /oauth/callback - => 400",
         "GET /oauth/callback?code=abc - => 400",
         "GET /oauth/callback?state=not-a-state&code=abc - => 400",
+        // The confirmation, with values no callback handed out.
+        r#"POST /oauth/complete bot {"completion": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"} => 400"#,
+        r#"POST /oauth/complete bot {"completion": "short"} => 400"#,
+        r#"POST /oauth/complete bot {"completion": "AAAA", "extra": 1} => 400"#,
+        "POST /oauth/complete - => 401",
         // Tokens, before there is one.
         "GET /connections/$conn/token bot => 409",
         "GET /connections/$conn/token?owner=user bot => 409",
@@ -1617,17 +1622,20 @@ async fn the_routers_answers_are_described() {
 #[tokio::test]
 async fn the_callbacks_pages_are_described() {
     let harness = Harness::new();
-    let done = |redirect_after: Option<&str>| crate::service::AuthorizationCompleted {
+    let done = |redirect_after: Option<&str>| crate::service::AuthorizationAwaitingConfirmation {
         connection_id: ConnectionId::generate(),
         owner: Owner::User(Subject::parse("alice").unwrap()),
+        completion: crate::domain::StateToken::generate(),
+        expires_at: chrono::Utc::now(),
         redirect_after: redirect_after.map(str::to_owned),
     };
     let callback = "/oauth/callback";
-    let connected = super::page::connected(&done(None));
-    let connected = harness.conforms("GET", callback, connected).await;
-    assert_eq!(connected.status, 200);
-    assert!(connected.text.contains("Connected"));
-    let redirected = super::page::connected(&done(Some("https://app.example.com/done?x=1")));
+    let held = super::page::awaiting_confirmation(&done(None));
+    let held = harness.conforms("GET", callback, held).await;
+    assert_eq!(held.status, 200);
+    assert!(held.text.contains("Almost connected"));
+    let redirected =
+        super::page::awaiting_confirmation(&done(Some("https://app.example.com/done?x=1")));
     let redirected = harness.conforms("GET", callback, redirected).await;
     assert_eq!(redirected.status, 303);
     for (error, status) in [

@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::service::AuthorizationCompleted;
+use crate::service::AuthorizationAwaitingConfirmation;
 
 fn escape(text: &str) -> String {
     text.chars()
@@ -22,9 +22,22 @@ fn escape(text: &str) -> String {
 }
 
 fn render(status: StatusCode, title: &str, body: &str) -> Response {
+    render_with_code(status, title, body, None)
+}
+
+/// A page with a value to copy (`code`) in its own element after the text.
+fn render_with_code(status: StatusCode, title: &str, body: &str, code: Option<&str>) -> Response {
+    let code = code
+        .map(|code| {
+            format!(
+                "<p><code id=\"keyport-completion\">{}</code></p>",
+                escape(code)
+            )
+        })
+        .unwrap_or_default();
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><h1>{title}</h1><p>{body}</p></body></html>",
+         <body><h1>{title}</h1><p>{body}</p>{code}</body></html>",
         title = escape(title),
         body = escape(body)
     );
@@ -45,29 +58,39 @@ fn render(status: StatusCode, title: &str, body: &str) -> Response {
     response
 }
 
-pub fn connected(done: &AuthorizationCompleted) -> Response {
+/// The grant is held for the principal who started the authorization: the browser goes on to
+/// the allowed page with the completion value, or the person is shown it, to confirm as
+/// themselves (`POST /oauth/complete`).
+pub fn awaiting_confirmation(done: &AuthorizationAwaitingConfirmation) -> Response {
+    let completion = done.completion.expose_secret();
     if let Some(target) = &done.redirect_after
         && let Ok(mut url) = url::Url::parse(target)
     {
         url.query_pairs_mut()
-            .append_pair("keyport_status", "connected")
-            .append_pair("connection_id", done.connection_id.as_str());
+            .append_pair("keyport_status", "awaiting_confirmation")
+            .append_pair("connection_id", done.connection_id.as_str())
+            .append_pair("keyport_completion", completion);
         return (
             StatusCode::SEE_OTHER,
             [
                 (header::LOCATION, url.to_string()),
                 (header::CACHE_CONTROL, "no-store".to_owned()),
+                (header::REFERRER_POLICY, "no-referrer".to_owned()),
             ],
         )
             .into_response();
     }
-    render(
+    render_with_code(
         StatusCode::OK,
-        "Connected",
+        "Almost connected",
         &format!(
-            "Keyport now holds the {} token of connection {}. You can close this page.",
-            done.owner, done.connection_id
+            "The provider granted access for the {} token of connection {}. Keyport places it only when whoever started this authorization confirms it as themselves, before {}: POST /oauth/complete with {{\"completion\": \"<the value below>\"}} and their own bearer token. If you did not start it, close this page: the grant expires unused.",
+            done.owner,
+            done.connection_id,
+            done.expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ),
+        Some(completion),
     )
 }
 

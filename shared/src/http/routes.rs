@@ -17,7 +17,9 @@ use super::extract::{ApiJson, ApiQuery, Caller, ConnectionPath};
 use super::page;
 use crate::domain::{AuditEvent, Connection, ConnectionInput, Provider};
 use crate::ports::PageRequest;
-use crate::service::{ConnectionCheck, Keyport, OwnerRequest, TokenView, UsableConnection};
+use crate::service::{
+    AuthorizationCompleted, ConnectionCheck, Keyport, OwnerRequest, TokenView, UsableConnection,
+};
 
 type AppState = State<Arc<Keyport>>;
 
@@ -46,7 +48,9 @@ pub fn authorize() -> Router<Arc<Keyport>> {
 }
 
 pub fn callback() -> Router<Arc<Keyport>> {
-    Router::new().route("/oauth/callback", get(complete_authorization))
+    Router::new()
+        .route("/oauth/callback", get(complete_authorization))
+        .route("/oauth/complete", post(confirm_authorization))
 }
 
 pub fn token() -> Router<Arc<Keyport>> {
@@ -216,9 +220,27 @@ async fn complete_authorization(State(keyport): AppState, RawQuery(query): RawQu
         .complete_authorization(query.as_deref().unwrap_or_default())
         .await
     {
-        Ok(done) => page::connected(&done),
+        Ok(done) => page::awaiting_confirmation(&done),
         Err(error) => page::failed(&ApiError::from(error)),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompletionBody {
+    completion: String,
+}
+
+async fn confirm_authorization(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ApiJson(body): ApiJson<CompletionBody>,
+) -> Result<Json<AuthorizationCompleted>, ApiError> {
+    Ok(Json(
+        keyport
+            .confirm_authorization(&principal, &body.completion)
+            .await?,
+    ))
 }
 
 #[derive(Deserialize)]

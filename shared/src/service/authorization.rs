@@ -12,8 +12,8 @@ use super::access::OwnerRequest;
 use super::{Keyport, ServiceError, require_enabled};
 use crate::crypto::constant_time_eq;
 use crate::domain::{
-    AuditAction, ConnectionId, Owner, PendingAuthorization, Principal, StateToken, UrlPolicy,
-    ValidationError,
+    AuditAction, AwaitedGrant, ConnectionId, Owner, PendingAuthorization, Principal, StateToken,
+    UrlPolicy, ValidationError,
 };
 use crate::oauth::{CallbackOutcome, CallbackParams, OAuthError, TokenGrant};
 use crate::ports::TokenKey;
@@ -33,12 +33,31 @@ impl fmt::Debug for AuthorizationStarted {
     }
 }
 
-#[derive(Debug)]
+/// What the callback answers: the grant is held until the principal who started the
+/// authorization confirms it with `completion` (`POST /oauth/complete`).
+pub struct AuthorizationAwaitingConfirmation {
+    pub connection_id: ConnectionId,
+    pub owner: Owner,
+    pub completion: StateToken,
+    pub expires_at: DateTime<Utc>,
+    /// Where to send the browser now, if the authorization was started with an allowed one.
+    pub redirect_after: Option<String>,
+}
+
+impl fmt::Debug for AuthorizationAwaitingConfirmation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationAwaitingConfirmation")
+            .field("connection_id", &self.connection_id)
+            .field("owner", &self.owner)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
 pub struct AuthorizationCompleted {
     pub connection_id: ConnectionId,
     pub owner: Owner,
-    /// Where to send the browser now, if the authorization was started with an allowed one.
-    pub redirect_after: Option<String>,
 }
 
 impl Keyport {
@@ -79,6 +98,7 @@ impl Keyport {
             redirect_after,
             created_at: now,
             expires_at,
+            awaiting_confirmation: None,
         };
         self.store.put_pending(&state, &pending).await?;
         Ok(AuthorizationStarted {
@@ -88,18 +108,23 @@ impl Keyport {
         })
     }
 
-    /// Finishes an authorization from the callback's raw query string. The `state` is taken
-    /// (deleted) first, so it works once whatever happens next.
+    /// The callback: exchanges the code from the raw query string, and holds the grant for
+    /// the principal who started the authorization to confirm. The `state` is taken (deleted)
+    /// first, so it works once whatever happens next.
     pub async fn complete_authorization(
         &self,
         query: &str,
-    ) -> Result<AuthorizationCompleted, ServiceError> {
+    ) -> Result<AuthorizationAwaitingConfirmation, ServiceError> {
         let params = CallbackParams::parse(query)?;
-        let pending = self
+        let mut pending = self
             .store
             .take_pending(&params.state, Utc::now())
             .await?
             .ok_or(ServiceError::InvalidState)?;
+        // A completion value is not a state: its record already holds a grant.
+        if pending.awaiting_confirmation.is_some() {
+            return Err(ServiceError::InvalidState);
+        }
         let connection = self.load_connection(&pending.connection_id).await?;
         require_enabled(&connection)?;
         if let (Some(received), Some(expected)) = (&params.iss, &connection.issuer)
@@ -138,16 +163,113 @@ impl Keyport {
         let credentials = self.credentials(&connection).await?;
         let grant = self
             .oauth
-            .exchange_code(&connection, &credentials, &code, pending.pkce_verifier)
+            .exchange_code(
+                &connection,
+                &credentials,
+                &code,
+                pending.pkce_verifier.take(),
+            )
             .await?;
         if let Some(nonce) = &pending.nonce {
             check_nonce(&grant, nonce)?;
         }
+        let sealed = self.seal_with_retries(&key, &grant.secrets).await?;
+        let completion = StateToken::generate();
+        let now = Utc::now();
+        pending.awaiting_confirmation = Some(AwaitedGrant {
+            token_type: grant.token_type,
+            scope: grant.scope,
+            expires_at: grant.expires_at,
+            sealed,
+            issued_for: connection.destination_fingerprint(),
+        });
+        pending.created_at = now;
+        pending.expires_at = now + self.settings.pending_lifetime;
+        self.store
+            .put_pending(&completion.as_completion(), &pending)
+            .await?;
+        Ok(AuthorizationAwaitingConfirmation {
+            connection_id: connection.id,
+            owner: pending.owner,
+            completion,
+            expires_at: pending.expires_at,
+            redirect_after: pending.redirect_after,
+        })
+    }
+
+    /// `POST /oauth/complete`: places the grant a callback obtained in its owner's slot, if
+    /// `principal` is the one who started the authorization. Anyone else's confirmation (a
+    /// forwarded link, a phished consent) revokes the grant instead: nobody's slot gets it.
+    pub async fn confirm_authorization(
+        &self,
+        principal: &Principal,
+        completion: &str,
+    ) -> Result<AuthorizationCompleted, ServiceError> {
+        let completion = StateToken::parse(completion).map_err(|mut e| {
+            e.field = "completion".into();
+            ServiceError::Invalid(e)
+        })?;
+        let pending = self
+            .store
+            .take_pending(&completion.as_completion(), Utc::now())
+            .await?
+            .ok_or(ServiceError::InvalidState)?;
+        let Some(awaited) = pending.awaiting_confirmation else {
+            return Err(ServiceError::InvalidState);
+        };
+        let connection = self.load_connection(&pending.connection_id).await?;
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner: pending.owner.clone(),
+        };
+        let grant = TokenGrant {
+            secrets: self.cipher.open_token(&key, &awaited.sealed).await?,
+            token_type: awaited.token_type,
+            expires_at: awaited.expires_at,
+            scope: awaited.scope,
+        };
+        // The connection moved while the grant waited: it belongs to the old destination,
+        // where nothing is sent any more.
+        if awaited.issued_for != connection.destination_fingerprint() {
+            return Err(ServiceError::Conflict(
+                "the connection's endpoints or client changed after this authorization; start it again".into(),
+            ));
+        }
+        let same_principal = constant_time_eq(
+            principal.subject.as_str().as_bytes(),
+            pending.requested_by.as_str().as_bytes(),
+        );
+        if !same_principal {
+            let revoked = match self.credentials(&connection).await {
+                Ok(credentials) => self
+                    .oauth
+                    .revoke(&connection, &credentials, &grant.secrets)
+                    .await
+                    .unwrap_or(false),
+                Err(_) => false,
+            };
+            self.audit(
+                &connection.id,
+                AuditAction::TokenFailed,
+                principal.subject.as_str(),
+                Some(&key.owner),
+                Some(if revoked {
+                    "authorization confirmed by someone other than who started it: grant revoked"
+                } else {
+                    "authorization confirmed by someone other than who started it: grant discarded"
+                }),
+            )
+            .await;
+            return Err(ServiceError::Forbidden(
+                "this authorization was started by someone else: its grant was discarded and revoked at the provider".into(),
+            ));
+        }
+        require_enabled(&connection)?;
         self.save_new_grant(&connection, &key, grant).await?;
         self.audit(
             &connection.id,
             AuditAction::TokenAuthorized,
-            pending.requested_by.as_str(),
+            principal.subject.as_str(),
             Some(&key.owner),
             None,
         )
@@ -155,7 +277,6 @@ impl Keyport {
         Ok(AuthorizationCompleted {
             connection_id: connection.id,
             owner: pending.owner,
-            redirect_after: pending.redirect_after,
         })
     }
 

@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use access::{AccessRules, OwnerRequest};
-pub use authorization::{AuthorizationCompleted, AuthorizationStarted};
+pub use authorization::{
+    AuthorizationAwaitingConfirmation, AuthorizationCompleted, AuthorizationStarted,
+};
 pub use backoff::Backoff;
 pub use connections::ConnectionCheck;
 pub use error::ServiceError;

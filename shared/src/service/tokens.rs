@@ -583,7 +583,7 @@ impl Keyport {
 
     /// Seals a new grant's secrets. The provider may already have rotated the refresh token, so
     /// a key service that fails for a moment is retried, like the write that follows.
-    async fn seal_with_retries(
+    pub(super) async fn seal_with_retries(
         &self,
         key: &TokenKey,
         secrets: &TokenSecrets,

@@ -628,6 +628,7 @@ mod tests {
             redirect_after: None,
             created_at: expires_at - Duration::minutes(5),
             expires_at,
+            awaiting_confirmation: None,
         };
         let item = pending_item(&state, &pending).unwrap();
         assert_eq!(
