@@ -73,6 +73,9 @@ on_both_backends_with_logs!(
     a_still_valid_token_is_served_while_the_provider_is_down,
     a_rotated_token_survives_a_failing_store_write,
     a_rotated_token_survives_a_failing_key_service,
+    a_disconnect_during_a_refresh_wins_and_the_refreshed_grant_is_revoked,
+    a_connection_delete_during_a_refresh_leaves_no_token_behind,
+    a_newer_authorization_during_a_refresh_wins_and_the_refreshed_grant_is_revoked,
 );
 
 const BOTS: &[&str] = &["bots"];
@@ -156,6 +159,7 @@ impl Scene {
             "client_secret": client_secret,
             "authorization_url": provider.authorization_url,
             "token_url": setup.token_url.as_deref().unwrap_or(&provider.token_url),
+            "revocation_url": provider.revocation_url,
             "scopes": "api:read,offline_access",
             "invited_roles": ["bots"],
         }))
@@ -1018,4 +1022,176 @@ impl DataKeyProvider for FlakyKeys {
     ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
         self.inner.decrypt_data_key(wrapped, context).await
     }
+}
+
+/// A read whose refresh is held at the provider while `meanwhile` runs; then the provider
+/// answers with `refreshed`. Returns the read's outcome.
+async fn refresh_held_while<F: std::future::Future<Output = ()>>(
+    scene: &Scene,
+    refreshed: &Tokens,
+    meanwhile: impl FnOnce() -> F,
+) -> Result<TokenView, ServiceError> {
+    scene
+        .provider
+        .script([Answer::Tokens(refreshed.clone()).after_test()]);
+    let (read, ()) = tokio::join!(scene.read(), async {
+        let paused = scene.provider.paused().await;
+        assert_eq!(paused.request.grant_type, "refresh_token");
+        meanwhile().await;
+        paused.resume();
+    });
+    read
+}
+
+/// The revocations the provider received, as their `token` values.
+fn revoked_tokens(provider: &FaultyProvider) -> Vec<String> {
+    provider
+        .revocations()
+        .iter()
+        .filter_map(|request| {
+            let body = request.rsplit("\r\n\r\n").next().unwrap_or_default();
+            url::form_urlencoded::parse(body.as_bytes())
+                .find(|(name, _)| name == "token")
+                .map(|(_, value)| value.into_owned())
+        })
+        .collect()
+}
+
+async fn a_disconnect_during_a_refresh_wins_and_the_refreshed_grant_is_revoked(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let scene = Scene::new(backend, logs).await;
+    let refreshed = scene.fresh();
+    let read = refresh_held_while(&scene, &refreshed, || async {
+        let revoked = scene
+            .keyport
+            .disconnect(&admin(), &scene.connection.id, OwnerRequest::Shared)
+            .await
+            .expect("the disconnect, while the refresh is out");
+        assert!(revoked);
+    })
+    .await;
+    assert!(
+        matches!(read, Err(ServiceError::NotAuthorized { .. })),
+        "the read that lost: {read:?}"
+    );
+    assert!(
+        scene
+            .backend
+            .store
+            .get_token(&scene.key)
+            .await
+            .unwrap()
+            .is_none(),
+        "the disconnect stands: no token came back"
+    );
+    let revoked = revoked_tokens(&scene.provider);
+    assert!(
+        revoked.contains(&scene.seeded.refresh().to_owned()),
+        "{revoked:?}"
+    );
+    assert!(
+        revoked.contains(&refreshed.refresh().to_owned()),
+        "the refreshed grant is revoked, never kept: {revoked:?}"
+    );
+    scene.assert_no_token_in_logs();
+}
+
+async fn a_connection_delete_during_a_refresh_leaves_no_token_behind(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let scene = Scene::new(backend, logs).await;
+    let refreshed = scene.fresh();
+    let read = refresh_held_while(&scene, &refreshed, || async {
+        scene
+            .keyport
+            .delete_connection(&admin(), &scene.connection.id, None)
+            .await
+            .expect("the delete, while the refresh is out");
+    })
+    .await;
+    assert!(read.is_err(), "the read that lost: {read:?}");
+    assert!(
+        scene
+            .backend
+            .store
+            .get_token(&scene.key)
+            .await
+            .unwrap()
+            .is_none(),
+        "no orphan token row"
+    );
+    assert!(
+        scene
+            .backend
+            .store
+            .list_tokens(&scene.connection.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = scene
+        .backend
+        .store
+        .due_tokens(
+            Utc::now() + chrono::Duration::days(1),
+            PageRequest::first(100),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        !due.contains(&scene.key),
+        "no due-index entry left: {due:?}"
+    );
+    let revoked = revoked_tokens(&scene.provider);
+    assert!(
+        revoked.contains(&refreshed.refresh().to_owned()),
+        "{revoked:?}"
+    );
+    scene.assert_no_token_in_logs();
+}
+
+async fn a_newer_authorization_during_a_refresh_wins_and_the_refreshed_grant_is_revoked(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let scene = Scene::new(backend, logs).await;
+    let refreshed = scene.fresh();
+    let authorized = scene.fresh();
+    let read = refresh_held_while(&scene, &refreshed, || async {
+        scene.provider.script([Answer::Tokens(authorized.clone())]);
+        let started = scene
+            .keyport
+            .start_authorization(&admin(), &scene.connection.id, OwnerRequest::Shared, None)
+            .await
+            .expect("a new authorization starts");
+        keyport_tests::keyport::finish_authorization(
+            &scene.keyport,
+            &admin(),
+            &format!("code=newer&state={}", started.state),
+        )
+        .await
+        .expect("and completes while the refresh is out");
+    })
+    .await;
+    let view = read.expect("the read gets the newer authorization's token");
+    assert_eq!(view.access_token.expose_secret(), authorized.access_token);
+    assert_eq!(
+        scene.stored_tokens().await,
+        (
+            authorized.access_token.clone(),
+            authorized.refresh_token.clone()
+        ),
+        "the newer authorization stands"
+    );
+    let revoked = revoked_tokens(&scene.provider);
+    assert_eq!(
+        revoked,
+        [refreshed.refresh().to_owned()],
+        "only the refresh's grant"
+    );
+    scene.assert_no_token_in_logs();
 }

@@ -47,6 +47,10 @@ pub struct KeyportSettings {
     pub refresh_lead: Duration,
     /// How long one refresh may hold a token before another instance may take over.
     pub lease_duration: Duration,
+    /// How long the write of a new grant is retried while the store is unavailable, and how
+    /// much of a lease is kept for it: no refresh starts at the provider unless its timeout
+    /// and this still fit in the lease.
+    pub grant_write_budget: Duration,
     /// Hosts a callback may redirect the browser to afterwards.
     pub redirect_allow_list: BTreeSet<String>,
     pub allow_password_grant: bool,
@@ -62,6 +66,7 @@ impl KeyportSettings {
             default_min_valid: Duration::from_secs(60),
             refresh_lead: Duration::from_secs(5 * 60),
             lease_duration: Duration::from_secs(30),
+            grant_write_budget: Duration::from_secs(10),
             redirect_allow_list: BTreeSet::new(),
             allow_password_grant: false,
             backoff: Backoff::default(),

@@ -345,19 +345,28 @@ impl Keyport {
             .lease
             .as_ref()
             .map_or_else(Utc::now, |lease| lease.expires_at);
+        // Loaded once: a grant that loses to a delete is revoked with the credentials it was
+        // obtained with, which the delete removes from the secret store.
+        let credentials = match self.credentials(connection).await {
+            Ok(credentials) => credentials,
+            Err(error) => {
+                self.release_lease(key, &leased).await;
+                return Err(error);
+            }
+        };
         let outcome = self
-            .refresh_with_retries(connection, &previous, leased.scope.as_deref(), lease_ends)
+            .refresh_with_retries(
+                connection,
+                &credentials,
+                &previous,
+                leased.scope.as_deref(),
+                lease_ends,
+            )
             .await;
         match outcome {
             Ok(grant) => {
                 let saved = self
-                    .write_grant(
-                        connection,
-                        key,
-                        grant,
-                        Some(leased.version),
-                        leased.created_at,
-                    )
+                    .write_refreshed_grant(connection, &credentials, key, grant, &leased)
                     .await?;
                 self.audit(
                     &key.connection_id,
@@ -425,25 +434,20 @@ impl Keyport {
     async fn refresh_with_retries(
         &self,
         connection: &Connection,
+        credentials: &ClientCredentials,
         previous: &TokenSecrets,
         scope: Option<&str>,
         lease_ends: DateTime<Utc>,
     ) -> Result<TokenGrant, OAuthError> {
-        let credentials = self
-            .credentials(connection)
-            .await
-            .map_err(|e| OAuthError::Configuration(e.to_string()))?;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let result = if previous.refresh_token.is_some() {
                 self.oauth
-                    .refresh(connection, &credentials, previous, scope)
+                    .refresh(connection, credentials, previous, scope)
                     .await
             } else if !connection.grant_type.is_interactive() {
-                self.oauth
-                    .request_unattended(connection, &credentials)
-                    .await
+                self.oauth.request_unattended(connection, credentials).await
             } else {
                 Err(OAuthError::InvalidGrant {
                     description: Some("no refresh token was issued for this grant".into()),
@@ -491,7 +495,9 @@ impl Keyport {
         Ok(saved)
     }
 
-    /// Stores a grant from a completed authorization, replacing any token the owner had.
+    /// Stores a grant from a completed authorization, replacing any token the owner had. A new
+    /// authorization starts a new lineage (`created_at` is now), which an older refresh still
+    /// in flight recognises and gives way to.
     pub(super) async fn save_new_grant(
         &self,
         connection: &Connection,
@@ -499,24 +505,116 @@ impl Keyport {
         grant: TokenGrant,
     ) -> Result<(), ServiceError> {
         let existing = self.store.get_token(key).await?;
-        let created_at = existing
-            .as_ref()
-            .map(|t| t.created_at)
-            .unwrap_or_else(Utc::now);
         self.write_grant(
             connection,
             key,
             grant,
             existing.map(|t| t.version),
-            created_at,
+            Utc::now(),
         )
         .await?;
         Ok(())
     }
 
-    /// Seals and writes a grant. A provider may have rotated the refresh token, so losing this
-    /// write would lose the grant: it is retried while the store is unavailable, and written
-    /// over whatever version is current if another writer got there first.
+    /// Stores what a refresh under `leased` obtained, unless something that must win got
+    /// there first: a disconnect or a connection delete (the token is gone) or a newer
+    /// authorization (another lineage). Then the fresh grant is revoked at the provider and
+    /// never written, and the caller gets what is there now.
+    async fn write_refreshed_grant(
+        &self,
+        connection: &Connection,
+        credentials: &ClientCredentials,
+        key: &TokenKey,
+        grant: TokenGrant,
+        leased: &StoredToken,
+    ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
+        let record = self
+            .grant_record(connection, key, &grant, leased.created_at)
+            .await?;
+        // Retried for as long as the lease holds: until then no one else refreshes this token,
+        // and this grant may be the only live one.
+        let retry_until = leased
+            .lease
+            .as_ref()
+            .map_or_else(Utc::now, |lease| lease.expires_at);
+        let mut expected = leased.version;
+        loop {
+            match self
+                .put_until(&record, Expect::Version(expected), retry_until)
+                .await
+            {
+                Ok(saved) => return Ok((saved, grant.secrets)),
+                Err(StoreError::NotFound(_)) => {
+                    self.revoke_lost_grant(
+                        connection,
+                        credentials,
+                        key,
+                        &grant,
+                        "the token was disconnected or its connection deleted",
+                    )
+                    .await;
+                    return Err(ServiceError::NotAuthorized {
+                        owner: key.owner.to_string(),
+                    });
+                }
+                Err(StoreError::Conflict(_)) => match self.store.get_token(key).await? {
+                    None => {
+                        self.revoke_lost_grant(
+                            connection,
+                            credentials,
+                            key,
+                            &grant,
+                            "the token was disconnected or its connection deleted",
+                        )
+                        .await;
+                        return Err(ServiceError::NotAuthorized {
+                            owner: key.owner.to_string(),
+                        });
+                    }
+                    Some(current) if current.created_at != leased.created_at => {
+                        self.revoke_lost_grant(
+                            connection,
+                            credentials,
+                            key,
+                            &grant,
+                            "a newer authorization replaced the token",
+                        )
+                        .await;
+                        let secrets = self.cipher.open_token(key, &current.sealed).await?;
+                        return Ok((current, secrets));
+                    }
+                    // The same grant, written by another refresher after this lease ran out:
+                    // this result is as new as that one.
+                    Some(current) => expected = current.version,
+                },
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Revokes a grant that lost to a disconnect, a delete or a newer authorization.
+    async fn revoke_lost_grant(
+        &self,
+        connection: &Connection,
+        credentials: &ClientCredentials,
+        key: &TokenKey,
+        grant: &TokenGrant,
+        why: &str,
+    ) {
+        tracing::info!(connection_id = %key.connection_id, owner = %key.owner, why, "a refreshed grant lost and is revoked, not written");
+        let revoked = self
+            .oauth
+            .revoke(connection, credentials, &grant.secrets)
+            .await
+            .unwrap_or(false);
+        if !revoked {
+            tracing::warn!(connection_id = %key.connection_id, owner = %key.owner, "the provider did not confirm the revocation of a lost grant");
+        }
+    }
+
+    /// Seals and writes a grant from an authorization (or a first unattended grant): retried
+    /// while the store is unavailable, and written over whatever version is current if another
+    /// writer got there first (the newest authorization wins).
     async fn write_grant(
         &self,
         connection: &Connection,
@@ -525,6 +623,38 @@ impl Keyport {
         mut expected_version: Option<u64>,
         created_at: DateTime<Utc>,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
+        let record = self
+            .grant_record(connection, key, &grant, created_at)
+            .await?;
+        let retry_until = Utc::now() + chrono_duration(self.settings.grant_write_budget);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let expect = expected_version
+                .map(Expect::Version)
+                .unwrap_or(Expect::Absent);
+            match self.put_until(&record, expect, retry_until).await {
+                Ok(saved) => return Ok((saved, grant.secrets)),
+                Err(
+                    StoreError::Conflict(_)
+                    | StoreError::AlreadyExists(_)
+                    | StoreError::NotFound(_),
+                ) if attempt < WRITE_ATTEMPTS => {
+                    expected_version = self.store.get_token(key).await?.map(|t| t.version);
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// The stored form of a new grant: its secrets sealed, due for refresh ahead of expiry.
+    async fn grant_record(
+        &self,
+        connection: &Connection,
+        key: &TokenKey,
+        grant: &TokenGrant,
+        created_at: DateTime<Utc>,
+    ) -> Result<StoredToken, ServiceError> {
         let now = Utc::now();
         let sealed = self.seal_with_retries(key, &grant.secrets).await?;
         let has_refresh_token = grant.secrets.refresh_token.is_some();
@@ -536,12 +666,12 @@ impl Keyport {
                 let lead = chrono_duration(self.settings.refresh_lead).min(lifetime / 2);
                 expiry - lead
             });
-        let mut record = StoredToken {
+        Ok(StoredToken {
             connection_id: key.connection_id.clone(),
             owner: key.owner.clone(),
             status: TokenStatus::Valid,
-            token_type: grant.token_type,
-            scope: grant.scope,
+            token_type: grant.token_type.clone(),
+            scope: grant.scope.clone(),
             expires_at: grant.expires_at,
             refresh_due_at,
             has_refresh_token,
@@ -552,31 +682,32 @@ impl Keyport {
             updated_at: now,
             sealed,
             version: 0,
-        };
-        let mut attempt = 0;
+        })
+    }
+
+    /// One conditional write of a token that must not be lost (the provider may already have
+    /// rotated the refresh token): retried with backoff while the store is unavailable, until
+    /// `retry_until`. Any other answer is the caller's to handle.
+    async fn put_until(
+        &self,
+        record: &StoredToken,
+        expect: Expect,
+        retry_until: DateTime<Utc>,
+    ) -> Result<StoredToken, StoreError> {
+        let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            let expect = expected_version
-                .map(Expect::Version)
-                .unwrap_or(Expect::Absent);
-            match self.store.put_token(&record, expect).await {
-                Ok(saved) => return Ok((saved, grant.secrets)),
-                Err(
-                    StoreError::Conflict(_)
-                    | StoreError::AlreadyExists(_)
-                    | StoreError::NotFound(_),
-                ) if attempt < WRITE_ATTEMPTS => {
-                    let current = self.store.get_token(key).await?;
-                    if let Some(current) = &current {
-                        record.created_at = current.created_at;
+            match self.store.put_token(record, expect).await {
+                Err(StoreError::Unavailable(reason)) => {
+                    let wait =
+                        (self.settings.backoff.base * attempt).min(self.settings.backoff.cap);
+                    if Utc::now() + chrono_duration(wait) >= retry_until {
+                        return Err(StoreError::Unavailable(reason));
                     }
-                    expected_version = current.map(|t| t.version);
+                    tracing::warn!(connection_id = %record.connection_id, owner = %record.owner, %reason, attempt, "retrying the write of a new token");
+                    tokio::time::sleep(wait).await;
                 }
-                Err(StoreError::Unavailable(reason)) if attempt < WRITE_ATTEMPTS => {
-                    tracing::warn!(connection_id = %key.connection_id, owner = %key.owner, %reason, "retrying the write of a new token");
-                    tokio::time::sleep(self.settings.backoff.base * attempt).await;
-                }
-                Err(error) => return Err(error.into()),
+                other => return other,
             }
         }
     }
