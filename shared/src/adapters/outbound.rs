@@ -2,12 +2,15 @@
 //! `HTTPS_PROXY`/`NO_PROXY` settings), bounded response sizes, and in production a resolver
 //! that refuses host names resolving to loopback, private, link-local or metadata addresses,
 //! so a name that passed URL validation cannot be pointed inside the network afterwards.
+//! Behind a forward proxy the same check is made on the target before the request is sent.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use url::{Host, Url};
 
 use crate::domain::{EndpointUrl, UrlPolicy, is_non_public};
 
@@ -68,10 +71,20 @@ impl OutboundError {
 pub struct OutboundHttp {
     client: reqwest::Client,
     settings: OutboundSettings,
+    /// Set in production behind a proxy: see [`OutboundHttp::check_destination`].
+    destination_check: Option<Arc<dyn Lookup>>,
 }
 
 impl OutboundHttp {
     pub fn new(settings: OutboundSettings) -> Result<Self, OutboundError> {
+        Self::build(settings, ProxySettings::from_env(), Arc::new(SystemLookup))
+    }
+
+    fn build(
+        settings: OutboundSettings,
+        proxies: ProxySettings,
+        lookup: Arc<dyn Lookup>,
+    ) -> Result<Self, OutboundError> {
         // reqwest is built without a crypto provider of its own (no ring beside aws-lc-rs): it
         // takes the process default, aws-lc-rs. Fails only when one is installed already.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -83,15 +96,24 @@ impl OutboundHttp {
             // A token endpoint that redirects is either misconfigured or an SSRF attempt.
             .redirect(reqwest::redirect::Policy::none())
             .https_only(settings.policy == UrlPolicy::Production);
-        // Behind a forward proxy the proxy resolves the target's name, so checking addresses
-        // here would only check the proxy's; the URL checks still apply.
-        if settings.policy == UrlPolicy::Production && !proxy_configured() {
-            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+        builder = proxies.apply(builder)?;
+        let production = settings.policy == UrlPolicy::Production;
+        if production {
+            // Every name the client resolves is checked except the proxies' own: the operator
+            // chose those, and they usually live inside the network. That covers the targets
+            // NO_PROXY sends direct.
+            let resolver = PublicOnlyResolver::new(lookup.clone(), proxies.hosts());
+            builder = builder.dns_resolver(Arc::new(resolver));
         }
         let client = builder
             .build()
             .map_err(|e| OutboundError::Other(e.without_url().to_string()))?;
-        Ok(Self { client, settings })
+        let destination_check = (production && proxies.is_configured()).then_some(lookup);
+        Ok(Self {
+            client,
+            settings,
+            destination_check,
+        })
     }
 
     pub fn policy(&self) -> UrlPolicy {
@@ -110,8 +132,9 @@ impl OutboundHttp {
         &self,
         request: oauth2::HttpRequest,
     ) -> Result<oauth2::HttpResponse, OutboundError> {
-        EndpointUrl::parse("url", &request.uri().to_string(), self.settings.policy)
+        let url = EndpointUrl::parse("url", &request.uri().to_string(), self.settings.policy)
             .map_err(|e| OutboundError::Refused(e.message))?;
+        self.check_destination(url.as_url()).await?;
         let request = reqwest::Request::try_from(request)
             .map_err(|e| OutboundError::Other(e.without_url().to_string()))?;
         let mut response = self.client.execute(request).await.map_err(classify)?;
@@ -140,6 +163,31 @@ impl OutboundHttp {
         builder
             .body(body)
             .map_err(|e| OutboundError::Other(e.to_string()))
+    }
+
+    /// Behind a forward proxy the proxy resolves the target's name, so the resolver only ever
+    /// sees the proxy's: Keyport resolves the target itself first and refuses it unless every
+    /// address is public. The proxy looks the name up again, so a name whose records change
+    /// in between (DNS rebinding) can still slip through; the proxy's own egress rules are the
+    /// backstop there. Requiring every address public means a mixed record set is not enough.
+    async fn check_destination(&self, url: &Url) -> Result<(), OutboundError> {
+        let Some(lookup) = &self.destination_check else {
+            return Ok(());
+        };
+        // Address literals were judged by the URL check already.
+        let Some(Host::Domain(host)) = url.host() else {
+            return Ok(());
+        };
+        let addresses = lookup
+            .lookup(host)
+            .await
+            .map_err(|_| OutboundError::Connect(format!("cannot resolve {host}")))?;
+        if addresses.is_empty() || addresses.iter().any(|ip| is_non_public(*ip)) {
+            return Err(OutboundError::Refused(format!(
+                "{host} resolves to a non-public address"
+            )));
+        }
+        Ok(())
     }
 
     /// GETs a JSON document (discovery metadata).
@@ -182,10 +230,88 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-fn proxy_configured() -> bool {
-    ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+/// The forward proxies, read from the environment as reqwest (and curl) read it. Keyport reads
+/// them itself, and hands them to reqwest explicitly, so it knows which names are the proxies'.
+#[derive(Clone, Debug, Default)]
+struct ProxySettings {
+    https: Option<(&'static str, String)>,
+    http: Option<(&'static str, String)>,
+    no_proxy: Option<String>,
+}
+
+impl ProxySettings {
+    fn from_env() -> Self {
+        let all = first_env(&["ALL_PROXY", "all_proxy"]);
+        // Under CGI, HTTP_PROXY can be set by the client's `Proxy:` header (httpoxy).
+        let cgi = std::env::var_os("REQUEST_METHOD").is_some();
+        let http = if cgi {
+            None
+        } else {
+            first_env(&["HTTP_PROXY", "http_proxy"])
+        };
+        Self {
+            https: first_env(&["HTTPS_PROXY", "https_proxy"]).or_else(|| all.clone()),
+            http: http.or(all),
+            no_proxy: first_env(&["NO_PROXY", "no_proxy"]).map(|(_, value)| value),
+        }
+    }
+
+    fn is_configured(&self) -> bool {
+        self.https.is_some() || self.http.is_some()
+    }
+
+    fn apply(
+        &self,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::ClientBuilder, OutboundError> {
+        // Turns off reqwest's own reading of the environment: these settings replace it.
+        let mut builder = builder.no_proxy();
+        let no_proxy = || {
+            self.no_proxy
+                .as_deref()
+                .and_then(reqwest::NoProxy::from_string)
+        };
+        if let Some((name, url)) = &self.https {
+            let proxy = reqwest::Proxy::https(url.as_str()).map_err(|_| bad_proxy(name))?;
+            builder = builder.proxy(proxy.no_proxy(no_proxy()));
+        }
+        if let Some((name, url)) = &self.http {
+            let proxy = reqwest::Proxy::http(url.as_str()).map_err(|_| bad_proxy(name))?;
+            builder = builder.proxy(proxy.no_proxy(no_proxy()));
+        }
+        Ok(builder)
+    }
+
+    /// The proxies' host names (reqwest, like curl, takes `host:port` as `http://host:port`).
+    fn hosts(&self) -> Vec<String> {
+        [&self.https, &self.http]
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, value)| {
+                let url = if value.contains("://") {
+                    Url::parse(value)
+                } else {
+                    Url::parse(&format!("http://{value}"))
+                };
+                url.ok()?.host_str().map(str::to_ascii_lowercase)
+            })
+            .collect()
+    }
+}
+
+/// Names the variable, never its value: a proxy URL may carry credentials.
+fn bad_proxy(variable: &str) -> OutboundError {
+    OutboundError::Other(format!("{variable} is not a usable proxy URL"))
+}
+
+/// The first of `names` set to something, with the name it was read from.
+fn first_env(names: &[&'static str]) -> Option<(&'static str, String)> {
+    names.iter().find_map(|name| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+            .map(|value| (*name, value))
+    })
 }
 
 /// `Retry-After` is delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
@@ -199,22 +325,54 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
-struct PublicOnlyResolver;
+/// Host names to addresses: the system's resolver, or a fixed table in tests (which must not
+/// depend on what the machine's DNS says).
+#[async_trait]
+trait Lookup: Send + Sync {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>>;
+}
+
+struct SystemLookup;
+
+#[async_trait]
+impl Lookup for SystemLookup {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        let addresses = tokio::net::lookup_host((host, 0)).await?;
+        Ok(addresses.map(|a| a.ip()).collect())
+    }
+}
+
+/// Connects only to public addresses, except for the names in `unchecked` (the proxies).
+struct PublicOnlyResolver {
+    lookup: Arc<dyn Lookup>,
+    unchecked: Arc<[String]>,
+}
+
+impl PublicOnlyResolver {
+    fn new(lookup: Arc<dyn Lookup>, unchecked: Vec<String>) -> Self {
+        Self {
+            lookup,
+            unchecked: unchecked.into(),
+        }
+    }
+}
 
 impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_owned();
+        let host = name.as_str().to_ascii_lowercase();
+        let lookup = self.lookup.clone();
+        let checked = !self.unchecked.contains(&host);
         Box::pin(async move {
-            let addresses: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let public: Vec<SocketAddr> = addresses
+            let addresses = lookup.lookup(&host).await?;
+            let usable: Vec<SocketAddr> = addresses
                 .into_iter()
-                .filter(|a| !is_non_public(a.ip()))
+                .filter(|ip| !checked || !is_non_public(*ip))
+                .map(|ip| SocketAddr::new(ip, 0))
                 .collect();
-            if public.is_empty() {
+            if usable.is_empty() {
                 return Err(format!("{host} resolves to no public address").into());
             }
-            Ok(Box::new(public.into_iter()) as Addrs)
+            Ok(Box::new(usable.into_iter()) as Addrs)
         })
     }
 }
@@ -256,10 +414,171 @@ mod tests {
 
     #[tokio::test]
     async fn the_resolver_refuses_names_of_internal_addresses() {
-        let resolved = PublicOnlyResolver
+        let resolved = PublicOnlyResolver::new(Arc::new(SystemLookup), Vec::new())
             .resolve("localhost".parse().unwrap())
             .await;
         assert!(resolved.is_err());
+    }
+
+    /// Names to addresses without asking DNS.
+    struct Table(Vec<(&'static str, &'static str)>);
+
+    #[async_trait]
+    impl Lookup for Table {
+        async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+            let found: Vec<IpAddr> = self
+                .0
+                .iter()
+                .filter(|(name, _)| *name == host)
+                .map(|(_, ip)| ip.parse().unwrap())
+                .collect();
+            if found.is_empty() {
+                return Err(std::io::ErrorKind::NotFound.into());
+            }
+            Ok(found)
+        }
+    }
+
+    fn table() -> Arc<dyn Lookup> {
+        Arc::new(Table(vec![
+            ("proxy.test", "127.0.0.1"),
+            ("api.example.com", "93.184.216.34"),
+            ("internal.example.com", "10.0.0.7"),
+            ("mixed.example.com", "93.184.216.34"),
+            ("mixed.example.com", "169.254.169.254"),
+            ("direct.example.com", "10.0.0.8"),
+        ]))
+    }
+
+    /// A forward proxy on loopback that records the first line of every request and refuses it.
+    async fn recording_proxy() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                log.lock()
+                    .unwrap()
+                    .push(text.lines().next().unwrap_or("").to_owned());
+                let _ = stream
+                    .write_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        (port, seen)
+    }
+
+    fn get(url: &str) -> oauth2::HttpRequest {
+        http::Request::builder().uri(url).body(Vec::new()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn behind_a_proxy_production_checks_the_target_before_sending() {
+        let (port, seen) = recording_proxy().await;
+        let proxies = ProxySettings {
+            https: Some(("HTTPS_PROXY", format!("http://proxy.test:{port}"))),
+            http: None,
+            no_proxy: Some("direct.example.com".into()),
+        };
+        let settings = OutboundSettings::new(UrlPolicy::Production);
+        let http = OutboundHttp::build(settings, proxies, table()).unwrap();
+
+        for refused in [
+            "https://internal.example.com/token",
+            "https://mixed.example.com/token",
+            // NO_PROXY: goes direct, and is checked all the same.
+            "https://direct.example.com/token",
+        ] {
+            let outcome = http.execute(get(refused)).await;
+            assert!(
+                matches!(outcome, Err(OutboundError::Refused(_))),
+                "{refused}: {outcome:?}"
+            );
+        }
+        assert!(seen.lock().unwrap().is_empty(), "the proxy was contacted");
+
+        // A public target goes through the proxy, whose own (internal) name is not refused.
+        let outcome = http.execute(get("https://api.example.com/token")).await;
+        assert!(
+            !matches!(outcome, Err(OutboundError::Refused(_))),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["CONNECT api.example.com:443 HTTP/1.1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_resolver_lets_only_the_proxies_resolve_inside_the_network() {
+        let resolver = PublicOnlyResolver::new(table(), vec!["proxy.test".into()]);
+        let proxy: Vec<SocketAddr> = resolver
+            .resolve("proxy.test".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert_eq!(proxy, ["127.0.0.1:0".parse().unwrap()]);
+        assert!(
+            resolver
+                .resolve("internal.example.com".parse().unwrap())
+                .await
+                .is_err()
+        );
+        let mixed: Vec<SocketAddr> = resolver
+            .resolve("mixed.example.com".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert_eq!(mixed, ["93.184.216.34:0".parse().unwrap()]);
+    }
+
+    #[test]
+    fn the_target_check_applies_in_production_behind_a_proxy_only() {
+        let behind_proxy = || ProxySettings {
+            https: Some(("HTTPS_PROXY", "proxy.test:3128".into())),
+            http: Some(("ALL_PROXY", "http://user:secret@Proxy2.Test:8080".into())),
+            no_proxy: None,
+        };
+        assert_eq!(behind_proxy().hosts(), ["proxy.test", "proxy2.test"]);
+        let production = OutboundSettings::new(UrlPolicy::Production);
+        let local = OutboundSettings::new(UrlPolicy::LocalDevelopment);
+        let checks = |settings, proxies| {
+            OutboundHttp::build(settings, proxies, table())
+                .unwrap()
+                .destination_check
+                .is_some()
+        };
+        assert!(checks(production, behind_proxy()));
+        // Without a proxy the resolver checks every address the client connects to.
+        assert!(!checks(production, ProxySettings::default()));
+        assert!(!checks(local, behind_proxy()));
+    }
+
+    #[test]
+    fn a_bad_proxy_setting_is_named_without_its_value() {
+        let proxies = ProxySettings {
+            https: Some(("HTTPS_PROXY", "http://user:secret@[::1".into())),
+            http: None,
+            no_proxy: None,
+        };
+        let settings = OutboundSettings::new(UrlPolicy::Production);
+        let error = OutboundHttp::build(settings, proxies, table())
+            .err()
+            .unwrap();
+        let message = error.to_string();
+        assert!(message.contains("HTTPS_PROXY"), "{message}");
+        assert!(!message.contains("secret"), "{message}");
     }
 
     #[test]

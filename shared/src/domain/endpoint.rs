@@ -1,7 +1,7 @@
 //! Outbound endpoint URLs, checked before Keyport ever sends a secret to them.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 use url::{Host, Url};
@@ -125,32 +125,51 @@ fn check_public_host(field: &str, host: &Host<&str>) -> Result<(), ValidationErr
 /// client, for the addresses a host name resolves to.
 pub fn is_non_public(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT, RFC 6598
-                || (a == 192 && b == 0) // IETF protocol assignments
-                || a >= 224
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_non_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || v6.segments()[..6] == [0xfd00, 0xec2, 0, 0, 0, 0] // AWS IMDS over IPv6
-        }
+        IpAddr::V4(v4) => is_non_public_v4(v4),
+        IpAddr::V6(v6) => is_non_public_v6(v6),
     }
+}
+
+fn is_non_public_v4(v4: Ipv4Addr) -> bool {
+    let [a, b, ..] = v4.octets();
+    v4.is_loopback()
+        || v4.is_private()
+        || v4.is_link_local()
+        || v4.is_unspecified()
+        || v4.is_broadcast()
+        || v4.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT, RFC 6598
+        || (a == 192 && b == 0) // IETF protocol assignments
+        || (a == 198 && (b & 0xfe) == 18) // benchmarking, RFC 2544: lab networks
+        || a >= 224
+}
+
+fn is_non_public_v6(v6: Ipv6Addr) -> bool {
+    // A mapped address is the IPv4 host itself (dual-stack sockets connect to it over IPv4).
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return is_non_public_v4(v4);
+    }
+    let segments = v6.segments();
+    let first = segments[0];
+    v6.is_loopback()
+        || v6.is_unspecified()
+        || v6.is_multicast()
+        || embeds_ipv4(&segments)
+        || (first & 0xfe00) == 0xfc00 // unique local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || (first & 0xffc0) == 0xfec0 // site-local, deprecated (RFC 3879) but still routed inside some networks
+        || segments[..6] == [0xfd00, 0xec2, 0, 0, 0, 0] // AWS IMDS over IPv6
+}
+
+/// Forms that carry an IPv4 address for a translator or tunnel to reach: the translator
+/// (NAT64 gateway, 6to4 relay) decides where they go, so they could lead to any IPv4 host,
+/// internal ones included. No SaaS provider publishes one as its address.
+fn embeds_ipv4(segments: &[u16; 8]) -> bool {
+    segments[..6] == [0; 6] // IPv4-compatible ::/96, deprecated (RFC 4291); :: and ::1 too
+        || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] // NAT64 well-known prefix, RFC 6052
+        || segments[..3] == [0x64, 0xff9b, 1] // NAT64 local use, RFC 8215
+        || segments[0] == 0x2002 // 6to4, RFC 3056
 }
 
 #[cfg(test)]
@@ -187,6 +206,10 @@ mod tests {
             "https://[fd00:ec2::254]/token",
             "https://0.0.0.0/token",
             "https://metadata.google.internal/token",
+            "https://[64:ff9b::a9fe:a9fe]/latest/meta-data",
+            "https://[::a9fe:a9fe]/latest/meta-data",
+            "https://[2002:a9fe:a9fe::1]/token",
+            "https://198.18.0.1/token",
         ] {
             assert!(production(url).is_err(), "{url} should be refused");
         }
@@ -215,5 +238,70 @@ mod tests {
             )
             .is_err()
         );
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_classified_public_or_not() {
+        let refused = [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.0.8",
+            "198.18.0.1",     // benchmarking, RFC 2544
+            "198.19.255.254", // benchmarking, the /15's upper half
+            "::",
+            "::1",
+            "fe80::1",
+            "fc00::1",
+            "fd00:ec2::254",
+            "ff02::1",
+            "::ffff:127.0.0.1", // IPv4-mapped, judged by the IPv4 address
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1", // IPv4-compatible (deprecated ::/96)
+            "::10.0.0.1",
+            "::8.8.8.8", // refused even when the embedded address is public
+            "::0.0.0.2",
+            "64:ff9b::7f00:1",  // NAT64 of 127.0.0.1
+            "64:ff9b::808:808", // NAT64 of 8.8.8.8: the translator is inside the network
+            "64:ff9b:1::a00:1", // local-use NAT64, RFC 8215
+            "2002:7f00:1::1",   // 6to4
+            "2002:808:808::1",
+            "fec0::1", // site-local, deprecated
+            "feff::1",
+        ];
+        let allowed = [
+            "8.8.8.8",
+            "1.1.1.1",
+            "93.184.216.34",
+            "198.17.255.255",
+            "198.20.0.1",
+            "100.128.0.1",
+            "::ffff:8.8.8.8",
+            "2606:4700:4700::1111",
+            "2001:4860:4860::8888",
+            "64:ff9b:2::1",
+            "2003::1",
+            "fbff::1",
+        ];
+        for text in refused {
+            let ip: IpAddr = text.parse().unwrap();
+            assert!(is_non_public(ip), "{text} should be refused");
+        }
+        for text in allowed {
+            let ip: IpAddr = text.parse().unwrap();
+            assert!(!is_non_public(ip), "{text} should be allowed");
+        }
     }
 }
