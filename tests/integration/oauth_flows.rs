@@ -566,10 +566,16 @@ async fn a_state_works_once_and_only_if_keyport_issued_it() {
         .start_authorization(&admin(), &connection.id, OwnerRequest::Shared, None)
         .await
         .unwrap();
-    let denied = format!(
-        "error=access_denied&error_description=The+user+said+no&state={}",
-        started.state
-    );
+    // With the issuer's iss, as the peer sends it on errors too (RFC 9207 §2).
+    let denied = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("error", "access_denied")
+        .append_pair("error_description", "The user said no")
+        .append_pair("state", &started.state)
+        .append_pair(
+            "iss",
+            connection.issuer.as_ref().expect("discovered").as_str(),
+        )
+        .finish();
     let err = keyport.complete_authorization(&denied).await.unwrap_err();
     assert!(
         matches!(&err, ServiceError::AuthorizationDenied { error, .. } if error == "access_denied"),
@@ -581,11 +587,29 @@ async fn a_state_works_once_and_only_if_keyport_issued_it() {
 }
 
 #[tokio::test]
-async fn a_response_from_another_issuer_is_refused() {
+async fn a_response_from_another_issuer_or_without_its_iss_is_refused() {
     let backend = backends::embedded().await;
     let keyport = keyport(&backend, |_| {});
     let peer = OidcPeer::start(PeerOptions::default());
     let connection = create(&keyport, &peer, serde_json::json!({})).await;
+    let started = keyport
+        .start_authorization(&admin(), &connection.id, OwnerRequest::Shared, None)
+        .await
+        .unwrap();
+    let query = peer
+        .authorize_headlessly(started.authorization_url.as_str())
+        .await;
+    // RFC 9207 §2.4: the peer advertises iss in its responses, so one without it is refused.
+    assert!(connection.callback_iss_required, "set by discovery");
+    let without_iss: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(url::form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "iss"))
+        .finish();
+    assert_ne!(without_iss, query, "the peer sent iss");
+    let err = keyport
+        .complete_authorization(&without_iss)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ServiceError::IssuerMissing), "{err:?}");
     let started = keyport
         .start_authorization(&admin(), &connection.id, OwnerRequest::Shared, None)
         .await

@@ -165,6 +165,9 @@ pub struct ConnectionInput {
     /// The issuer (RFC 8414 / OpenID): checked against a callback's `iss` (RFC 9207), and the
     /// base for discovery when a custom connection gives no endpoints.
     pub issuer: Option<String>,
+    /// Whether a callback without `iss` is refused (RFC 9207 §2.4): set by discovery when the
+    /// authorization server advertises `authorization_response_iss_parameter_supported`.
+    pub callback_iss_required: Option<bool>,
     pub scopes: Option<ScopesInput>,
     /// How scopes are joined on the wire; a space unless the provider wants otherwise.
     pub scope_separator: Option<String>,
@@ -200,6 +203,8 @@ pub struct Connection {
     pub token_url: EndpointUrl,
     pub revocation_url: Option<EndpointUrl>,
     pub issuer: Option<EndpointUrl>,
+    #[serde(default)]
+    pub callback_iss_required: bool,
     pub scopes: Scopes,
     pub scope_separator: String,
     pub username: Option<String>,
@@ -247,6 +252,7 @@ impl Connection {
             token_url: input.token_url,
             revocation_url: input.revocation_url,
             issuer: input.issuer,
+            callback_iss_required: input.callback_iss_required,
             scopes: input.scopes,
             scope_separator: input.scope_separator,
             username: input.username,
@@ -336,6 +342,11 @@ impl Connection {
             ),
             revocation_url: input.revocation_url.or_else(|| url(&self.revocation_url)),
             issuer: input.issuer.or_else(|| url(&self.issuer)),
+            callback_iss_required: Some(
+                input
+                    .callback_iss_required
+                    .unwrap_or(self.callback_iss_required),
+            ),
             scope_separator: Some(
                 input
                     .scope_separator
@@ -495,6 +506,7 @@ struct Fields {
     token_url: Option<String>,
     revocation_url: Option<String>,
     issuer: Option<String>,
+    callback_iss_required: Option<bool>,
     scopes: Option<ScopesInput>,
     scope_separator: Option<String>,
     username: Option<String>,
@@ -593,6 +605,13 @@ impl Fields {
             EndpointUrl::parse("token_url", &required("token_url", self.token_url)?, policy)?;
         let revocation_url = optional_url("revocation_url", self.revocation_url, policy)?;
         let issuer = optional_url("issuer", self.issuer, policy)?;
+        let callback_iss_required = self.callback_iss_required.unwrap_or(false);
+        if callback_iss_required && issuer.is_none() {
+            return Err(ValidationError::new(
+                "callback_iss_required",
+                "needs an issuer to compare the callback's iss with",
+            ));
+        }
         let scope_separator = match self.scope_separator {
             Some(separator) if !separator.is_empty() => {
                 if separator.len() > 3
@@ -683,6 +702,7 @@ impl Fields {
             token_url,
             revocation_url,
             issuer,
+            callback_iss_required,
             scopes,
             scope_separator,
             username,

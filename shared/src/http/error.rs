@@ -113,6 +113,7 @@ fn service_status(error: &ServiceError) -> StatusCode {
         ServiceError::Invalid(_)
         | ServiceError::InvalidState
         | ServiceError::IssuerMismatch { .. }
+        | ServiceError::IssuerMissing
         | ServiceError::AuthorizationDenied { .. } => StatusCode::BAD_REQUEST,
         ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -1,6 +1,8 @@
-//! Endpoint discovery for `custom` connections: OpenID Connect Discovery 1.0, then RFC 8414
-//! authorization server metadata, from an issuer URL. The document must name the same issuer
-//! (both specifications require it), or it is refused.
+//! Endpoint discovery for `custom` connections: OpenID Connect Discovery 1.0 and RFC 8414
+//! authorization server metadata, from an issuer URL. Both documents are read, since a server
+//! may publish an endpoint (revocation, typically) in one only; the OpenID one wins where both
+//! name an endpoint. Each must name the same issuer (both specifications require it), or
+//! discovery is refused.
 
 use serde::Deserialize;
 
@@ -16,6 +18,24 @@ pub struct DiscoveredEndpoints {
     pub revocation_url: Option<EndpointUrl>,
     pub token_endpoint_auth_methods: Vec<String>,
     pub code_challenge_methods: Vec<String>,
+    /// RFC 9207: the server puts `iss` in every authorization response.
+    pub iss_parameter_supported: bool,
+}
+
+impl DiscoveredEndpoints {
+    /// Fills what this document left out from `other`, a second document of the same issuer.
+    fn completed_by(mut self, other: DiscoveredEndpoints) -> Self {
+        self.authorization_url = self.authorization_url.or(other.authorization_url);
+        self.revocation_url = self.revocation_url.or(other.revocation_url);
+        if self.token_endpoint_auth_methods.is_empty() {
+            self.token_endpoint_auth_methods = other.token_endpoint_auth_methods;
+        }
+        if self.code_challenge_methods.is_empty() {
+            self.code_challenge_methods = other.code_challenge_methods;
+        }
+        self.iss_parameter_supported |= other.iss_parameter_supported;
+        self
+    }
 }
 
 #[derive(Deserialize)]
@@ -28,6 +48,8 @@ struct Metadata {
     token_endpoint_auth_methods_supported: Vec<String>,
     #[serde(default)]
     code_challenge_methods_supported: Vec<String>,
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: bool,
 }
 
 /// The metadata locations for an issuer, in the order tried.
@@ -47,16 +69,27 @@ pub async fn discover(
     http: &OutboundHttp,
     issuer: &EndpointUrl,
 ) -> Result<DiscoveredEndpoints, OAuthError> {
+    let mut found: Option<DiscoveredEndpoints> = None;
     let mut last_error = None;
     for location in metadata_urls(issuer) {
         let url = EndpointUrl::parse("issuer", &location, http.policy())
             .map_err(|e| OAuthError::Refused(e.message))?;
         match http.get_json(&url).await {
-            Ok(document) => return endpoints_from(document, issuer, http),
+            // A document that is there but wrong (another issuer, a bad endpoint) refuses
+            // the whole discovery: it is not a document that is merely missing.
+            Ok(document) => {
+                let endpoints = endpoints_from(document, issuer, http)?;
+                found = Some(match found {
+                    Some(first) => first.completed_by(endpoints),
+                    None => endpoints,
+                });
+            }
             Err(error) => last_error = Some(OAuthError::from(error)),
         }
     }
-    Err(last_error.unwrap_or_else(|| OAuthError::BadResponse("no discovery document".into())))
+    found.ok_or_else(|| {
+        last_error.unwrap_or_else(|| OAuthError::BadResponse("no discovery document".into()))
+    })
 }
 
 fn endpoints_from(
@@ -90,6 +123,7 @@ fn endpoints_from(
         revocation_url: parse("revocation_endpoint", metadata.revocation_endpoint)?,
         token_endpoint_auth_methods: metadata.token_endpoint_auth_methods_supported,
         code_challenge_methods: metadata.code_challenge_methods_supported,
+        iss_parameter_supported: metadata.authorization_response_iss_parameter_supported,
     })
 }
 
@@ -138,5 +172,49 @@ mod tests {
         let found = endpoints_from(document, &issuer("https://idp.example"), &http()).unwrap();
         assert_eq!(found.token_url.as_str(), "https://idp.example/token");
         assert_eq!(found.code_challenge_methods, ["S256"]);
+    }
+
+    /// An authorization server whose OpenID document names no revocation endpoint but whose
+    /// RFC 8414 document does, served on loopback.
+    #[tokio::test]
+    async fn both_documents_are_read_and_merged() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (openid, rfc8414) = (
+            serde_json::json!({
+                "issuer": base, "token_endpoint": format!("{base}/token"),
+                "authorization_endpoint": format!("{base}/authorize"),
+            }),
+            serde_json::json!({
+                "issuer": base, "token_endpoint": format!("{base}/other-token"),
+                "revocation_endpoint": format!("{base}/revoke"),
+                "authorization_response_iss_parameter_supported": true,
+            }),
+        );
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || async move { axum::Json(openid) }),
+            )
+            .route(
+                "/.well-known/oauth-authorization-server",
+                axum::routing::get(move || async move { axum::Json(rfc8414) }),
+            );
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let http = OutboundHttp::new(OutboundSettings::new(UrlPolicy::LocalDevelopment)).unwrap();
+        let issuer = EndpointUrl::parse("issuer", &base, UrlPolicy::LocalDevelopment).unwrap();
+        let found = discover(&http, &issuer).await.unwrap();
+        server.abort();
+        assert_eq!(
+            found.token_url.as_str(),
+            format!("{base}/token"),
+            "OpenID's wins"
+        );
+        assert_eq!(
+            found.revocation_url.map(|u| u.as_str().to_owned()),
+            Some(format!("{base}/revoke")),
+            "the revocation endpoint only RFC 8414 names"
+        );
+        assert!(found.iss_parameter_supported);
     }
 }

@@ -127,6 +127,19 @@ impl Keyport {
         }
         let connection = self.load_connection(&pending.connection_id).await?;
         require_enabled(&connection)?;
+        // RFC 9207 §2.4: where the server promises `iss`, a response without it is refused
+        // like one from another issuer (it may come from a mix-up attacker's server).
+        if params.iss.is_none() && connection.callback_iss_required {
+            self.audit(
+                &connection.id,
+                AuditAction::TokenFailed,
+                pending.requested_by.as_str(),
+                Some(&pending.owner),
+                Some("authorization: iss missing"),
+            )
+            .await;
+            return Err(ServiceError::IssuerMissing);
+        }
         if let (Some(received), Some(expected)) = (&params.iss, &connection.issuer)
             && !same_issuer(received, expected.as_str())
         {

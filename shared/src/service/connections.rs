@@ -267,6 +267,9 @@ impl Keyport {
                 .revocation_url
                 .take()
                 .or(found.revocation_url.map(String::from));
+            input.callback_iss_required = input
+                .callback_iss_required
+                .or(Some(found.iss_parameter_supported));
         }
         Ok(())
     }

@@ -26,6 +26,10 @@ pub enum ServiceError {
         "the authorization response came from issuer {received:?}, not the connection's issuer"
     )]
     IssuerMismatch { received: String },
+    #[error(
+        "the authorization response carries no iss, which this connection's authorization server always sends (RFC 9207)"
+    )]
+    IssuerMissing,
     #[error("the provider refused the authorization: {error}{}", .description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     AuthorizationDenied {
         error: String,
@@ -75,6 +79,7 @@ impl ServiceError {
             ServiceError::NeedsReauthorization { .. } => "needs_reauthorization",
             ServiceError::InvalidState => "invalid_state",
             ServiceError::IssuerMismatch { .. } => "issuer_mismatch",
+            ServiceError::IssuerMissing => "issuer_missing",
             ServiceError::AuthorizationDenied { .. } => "authorization_denied",
             ServiceError::ConnectionDisabled => "connection_disabled",
             ServiceError::RefreshInProgress => "refresh_in_progress",
