@@ -49,6 +49,13 @@ pub struct CommonSettings {
     /// longer than a provider's slowest answer, short enough that a crash is soon forgotten.
     #[arg(long, env = "KEYPORT_LEASE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=900))]
     pub lease_seconds: u64,
+    /// How long Keyport waits for a provider's answer (seconds).
+    #[arg(long, env = "KEYPORT_PROVIDER_TIMEOUT_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub provider_timeout_seconds: u64,
+    /// How long the write of a new grant is retried while storage is unavailable (seconds).
+    /// A refresh starts only while its provider timeout and this still fit in its lease.
+    #[arg(long, env = "KEYPORT_GRANT_WRITE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub grant_write_seconds: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -107,6 +114,13 @@ impl CommonSettings {
             .collect();
         settings.allow_password_grant = self.allow_password_grant;
         settings.lease_duration = std::time::Duration::from_secs(self.lease_seconds);
+        settings.grant_write_budget = std::time::Duration::from_secs(self.grant_write_seconds);
+        if self.provider_timeout_seconds + self.grant_write_seconds >= self.lease_seconds {
+            return Err(format!(
+                "KEYPORT_LEASE_SECONDS ({}) must exceed KEYPORT_PROVIDER_TIMEOUT_SECONDS ({}) plus KEYPORT_GRANT_WRITE_SECONDS ({}): a refresh needs both inside its lease",
+                self.lease_seconds, self.provider_timeout_seconds, self.grant_write_seconds
+            ));
+        }
         Ok(settings)
     }
 }
@@ -179,8 +193,9 @@ pub fn keyport(
     callback_url: Url,
 ) -> Result<Keyport, String> {
     let settings = common.keyport_settings()?;
-    let http =
-        OutboundHttp::new(OutboundSettings::new(settings.url_policy)).map_err(|e| e.to_string())?;
+    let mut outbound = OutboundSettings::new(settings.url_policy);
+    outbound.timeout = std::time::Duration::from_secs(common.provider_timeout_seconds);
+    let http = OutboundHttp::new(outbound).map_err(|e| e.to_string())?;
     let oauth = OAuthClient::new(
         http,
         OAuthSettings {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use clap::Parser;
-use lambda_http::Service;
+use lambda_http::{RequestExt, Service};
 use lambda_runtime::LambdaEvent;
 use tokio::sync::OnceCell;
 use url::Url;
@@ -99,12 +99,28 @@ pub async fn run_http_function(functions: &[Function]) -> Result<(), Error> {
                         ))
                     })
                     .await?;
+                // No provider call may start that the invocation could not wait for.
+                let deadline = invocation_deadline(
+                    request.lambda_context_ref().map(|context| context.deadline),
+                );
                 // A router is always ready; cloning one clones a reference.
-                Ok::<_, Error>(router.clone().call(request).await?)
+                let answer = router.clone().call(request);
+                Ok::<_, Error>(match deadline {
+                    Some(deadline) => crate::service::deadline::within(deadline, answer).await?,
+                    None => answer.await?,
+                })
             }
         },
     ))
     .await
+}
+
+/// The invocation's deadline (epoch milliseconds, from the runtime) as an instant of this
+/// process's clock.
+fn invocation_deadline(deadline_ms: Option<u64>) -> Option<tokio::time::Instant> {
+    let deadline_ms = deadline_ms.filter(|ms| *ms > 0)?;
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    Some(tokio::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
 
 /// Serves the scheduled refresher.

@@ -576,3 +576,58 @@ fn the_policy_reader_sees_every_statement() {
     assert!(action_matches("kms:ReEncrypt*", "kms:ReEncryptFrom"));
     assert!(!action_matches("kms:Decrypt", "kms:DecryptMore"));
 }
+
+/// A function's timeout in the template (its own, or the Globals').
+fn template_timeouts() -> BTreeMap<String, u64> {
+    let text = std::fs::read_to_string(workspace_root().join("infra/template.yaml"))
+        .expect("the template");
+    let docs = YamlLoader::load_from_str(&text).expect("the template is YAML");
+    let global = docs[0]["Globals"]["Function"]["Timeout"]
+        .as_i64()
+        .expect("a global timeout") as u64;
+    docs[0]["Resources"]
+        .as_hash()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
+        .map(|(name, r)| {
+            let own = r["Properties"]["Timeout"].as_i64().map(|t| t as u64);
+            (name.as_str().unwrap().to_owned(), own.unwrap_or(global))
+        })
+        .collect()
+}
+
+/// No provider call starts that its function could not wait for and store the answer of:
+/// each function that calls providers has room for the provider's whole timeout and the grant
+/// write's retry budget, with the default settings the functions run with; the token function
+/// also for taking over a dead holder's lease first.
+#[test]
+fn function_timeouts_leave_room_for_a_provider_call_and_its_write() {
+    let defaults = FunctionSettings::parse_from(["keyport"]);
+    let common = &defaults.common;
+    let call = common.provider_timeout_seconds + common.grant_write_seconds;
+    let timeouts = template_timeouts();
+    for function in [
+        "ConnectionsFunction",
+        "CallbackFunction",
+        "TokenFunction",
+        "RefresherFunction",
+    ] {
+        assert!(
+            timeouts[function] > call,
+            "{function}: {} s is no room for a {} s provider call and its write",
+            timeouts[function],
+            call
+        );
+    }
+    assert!(
+        timeouts["TokenFunction"] >= common.lease_seconds + call,
+        "TokenFunction: {} s is no room to take over a {} s lease and refresh",
+        timeouts["TokenFunction"],
+        common.lease_seconds
+    );
+    assert!(
+        common.lease_seconds > call,
+        "the default lease holds a provider call and its write"
+    );
+}

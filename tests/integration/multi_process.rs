@@ -257,7 +257,16 @@ async fn a_hundred_readers_in_two_processes_cause_one_refresh(backend: Backend) 
 
 async fn a_process_killed_mid_refresh_is_taken_over_after_its_lease(backend: Backend) {
     // A short lease, so the survivor takes over soon; no scheduled refresher in the way.
-    let args = ["--lease-seconds", "2", "--refresh-interval-seconds", "3600"];
+    let args = [
+        "--lease-seconds",
+        "4",
+        "--provider-timeout-seconds",
+        "2",
+        "--grant-write-seconds",
+        "1",
+        "--refresh-interval-seconds",
+        "3600",
+    ];
     let mut doomed = KeyportProcess::start(KEYPORT, &backend, &args).await;
     let survivor = KeyportProcess::start(KEYPORT, &backend, &args).await;
     let peer = OidcPeer::start(PeerOptions {

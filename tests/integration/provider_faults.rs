@@ -76,6 +76,7 @@ on_both_backends_with_logs!(
     a_disconnect_during_a_refresh_wins_and_the_refreshed_grant_is_revoked,
     a_connection_delete_during_a_refresh_leaves_no_token_behind,
     a_newer_authorization_during_a_refresh_wins_and_the_refreshed_grant_is_revoked,
+    no_refresh_starts_that_the_invocation_could_not_wait_for,
 );
 
 const BOTS: &[&str] = &["bots"];
@@ -773,24 +774,36 @@ async fn a_rotated_token_survives_a_failing_store_write(backend: Backend, logs: 
         },
     )
     .await;
-    let rotated = scene.fresh();
-    scene
-        .provider
-        .script([Answer::Tokens(rotated.clone()).after_test()]);
-    let (read, ()) = tokio::join!(scene.read(), async {
-        // The lease is taken; the provider has rotated the grant: now the store fails.
-        let paused = scene.provider.paused().await;
-        store.fail_next_puts(2);
-        paused.resume();
-    });
-    let view = read.expect("the write is retried");
-    assert_eq!(view.access_token.expose_secret(), rotated.access_token);
-    assert_eq!(store.failures(), 2);
-    scene.assert_all_presented(1, scene.seeded.refresh());
-    assert_eq!(
-        scene.stored_tokens().await,
-        (rotated.access_token.clone(), rotated.refresh_token.clone())
-    );
+    // The write is retried for as long as the lease holds (30 s; 30 failures take about
+    // 5 s of backoff here), not a fixed handful of times.
+    let mut presented = scene.seeded.clone();
+    let mut injected = 0;
+    for failures in [2, 8, 30] {
+        let rotated = scene.fresh();
+        scene
+            .provider
+            .script([Answer::Tokens(rotated.clone()).after_test()]);
+        let (read, ()) = tokio::join!(scene.read(), async {
+            // The lease is taken; the provider has rotated the grant: now the store fails.
+            let paused = scene.provider.paused().await;
+            store.fail_next_puts(failures);
+            paused.resume();
+        });
+        let view = read.unwrap_or_else(|e| panic!("{failures} failed writes: {e:?}"));
+        assert_eq!(view.access_token.expose_secret(), rotated.access_token);
+        injected += failures;
+        assert_eq!(store.failures(), injected);
+        let last = scene.refresh_requests().pop().expect("a refresh");
+        assert_eq!(last.refresh_token.as_deref(), Some(presented.refresh()));
+        assert_eq!(
+            scene.stored_tokens().await,
+            (rotated.access_token.clone(), rotated.refresh_token.clone()),
+            "{failures} failed writes: the rotated grant is kept"
+        );
+        presented = rotated;
+        scene.expire().await;
+    }
+    assert_eq!(scene.refresh_requests().len(), 3, "one refresh a round");
     scene.assert_no_token_in_logs();
 }
 
@@ -1193,5 +1206,40 @@ async fn a_newer_authorization_during_a_refresh_wins_and_the_refreshed_grant_is_
         [refreshed.refresh().to_owned()],
         "only the refresh's grant"
     );
+    scene.assert_no_token_in_logs();
+}
+
+async fn no_refresh_starts_that_the_invocation_could_not_wait_for(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let scene = Scene::new(backend, logs).await;
+    scene.provider.otherwise(Answer::Tokens(scene.fresh()));
+    let before = scene.stored().await;
+    // 20 s left: less than the provider's 15 s timeout and the 10 s grant write.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let read = keyport_shared::service::deadline::within(deadline, scene.read()).await;
+    assert!(
+        matches!(
+            read,
+            Err(ServiceError::Provider(
+                keyport_shared::oauth::OAuthError::OutOfTime
+            ))
+        ),
+        "{read:?}"
+    );
+    assert!(
+        scene.provider.requests().is_empty(),
+        "the provider was not called"
+    );
+    let after = scene.stored().await;
+    assert!(after.lease.is_none(), "the lease is given back");
+    assert_eq!(after.sealed, before.sealed, "the stored grant is untouched");
+    // With room to spare the same read refreshes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    keyport_shared::service::deadline::within(deadline, scene.read())
+        .await
+        .expect("a refresh with time to finish");
+    assert_eq!(scene.provider.requests().len(), 1);
     scene.assert_no_token_in_logs();
 }

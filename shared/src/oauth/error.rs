@@ -34,6 +34,12 @@ pub enum OAuthError {
     },
     #[error("the provider did not answer in time")]
     Timeout,
+    /// Not sent: too little time was left (in the refresh lease or the Lambda invocation) for
+    /// the provider's answer and the write of its result.
+    #[error(
+        "the provider was not called: too little time is left to wait for its answer and store the result"
+    )]
+    OutOfTime,
     #[error("could not reach the provider: {0}")]
     Network(String),
     #[error("the provider's answer could not be understood: {0}")]
@@ -67,6 +73,7 @@ impl OAuthError {
             OAuthError::RateLimited { .. }
                 | OAuthError::ProviderUnavailable { .. }
                 | OAuthError::Timeout
+                | OAuthError::OutOfTime
                 | OAuthError::Network(_)
         )
     }
@@ -90,6 +97,7 @@ impl OAuthError {
             OAuthError::RateLimited { .. } => "provider_rate_limited",
             OAuthError::ProviderUnavailable { .. } => "provider_unavailable",
             OAuthError::Timeout => "provider_timeout",
+            OAuthError::OutOfTime => "provider_not_called",
             OAuthError::Network(_) => "provider_unreachable",
             OAuthError::BadResponse(_) => "provider_bad_response",
             OAuthError::Configuration(_) => "connection_misconfigured",

@@ -6,6 +6,7 @@ mod audit;
 mod authorization;
 mod backoff;
 mod connections;
+pub mod deadline;
 mod error;
 mod me;
 mod refresher;

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{Keyport, ServiceError};
+use super::{Keyport, ServiceError, deadline};
 use crate::domain::{Connection, ConnectionId, REFRESHER_ACTOR};
 use crate::ports::{PageRequest, TokenKey};
 
@@ -34,9 +34,9 @@ enum Outcome {
     Skipped,
 }
 
-/// How much of the remaining time to keep in hand: a refresh started just before the
-/// deadline must still finish inside it.
-const SAFETY_MARGIN: Duration = Duration::from_secs(10);
+/// Kept in hand beyond a refresh's own needs (the provider's timeout and the grant write):
+/// the reads and writes around it.
+const SAFETY_MARGIN: Duration = Duration::from_secs(1);
 const PAGE_SIZE: u32 = 100;
 
 impl Keyport {
@@ -50,6 +50,9 @@ impl Keyport {
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut running: JoinSet<Outcome> = JoinSet::new();
         let mut connections: HashMap<ConnectionId, Option<Arc<Connection>>> = HashMap::new();
+        // No refresh is dispatched that could not finish before the deadline: a provider that
+        // takes its whole timeout, then the write of its answer.
+        let margin = self.oauth.http().timeout() + self.settings.grant_write_budget + SAFETY_MARGIN;
         let due_by = Utc::now();
         let mut page = PageRequest::first(PAGE_SIZE);
         'pages: loop {
@@ -79,13 +82,14 @@ impl Keyport {
                     .await
                     .expect("the semaphore is never closed");
                 // Checked after waiting for a worker: the wait itself can eat the margin.
-                if tokio::time::Instant::now() + SAFETY_MARGIN >= deadline {
+                if tokio::time::Instant::now() + margin >= deadline {
                     report.stopped_early = true;
                     break 'pages;
                 }
                 let keyport = self.clone();
                 running.spawn(async move {
-                    let outcome = keyport.refresh_one(&connection, &key).await;
+                    let outcome =
+                        deadline::within(deadline, keyport.refresh_one(&connection, &key)).await;
                     drop(permit);
                     outcome
                 });

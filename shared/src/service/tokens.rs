@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::ser::SerializeStruct;
 
 use super::access::OwnerRequest;
-use super::{Keyport, ServiceError, require_enabled};
+use super::{Keyport, ServiceError, deadline, require_enabled};
 use crate::domain::{
     AuditAction, Connection, ConnectionId, Lease, Owner, Principal, StoredToken, TokenFailure,
     TokenSecrets, TokenStatus,
@@ -442,6 +442,9 @@ impl Keyport {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            if !self.time_for_a_provider_call(lease_ends, Duration::ZERO) {
+                return Err(OAuthError::OutOfTime);
+            }
             let result = if previous.refresh_token.is_some() {
                 self.oauth
                     .refresh(connection, credentials, previous, scope)
@@ -456,10 +459,7 @@ impl Keyport {
             match result {
                 Err(error) if error.is_transient() => {
                     match self.settings.backoff.delay(attempt, error.retry_after()) {
-                        Some(wait)
-                            if Utc::now() + chrono_duration(wait + self.oauth.http().timeout())
-                                < lease_ends =>
-                        {
+                        Some(wait) if self.time_for_a_provider_call(lease_ends, wait) => {
                             tokio::time::sleep(wait).await
                         }
                         _ => return Err(error),
@@ -468,6 +468,16 @@ impl Keyport {
                 other => return other,
             }
         }
+    }
+
+    /// Whether a provider call starting `after` from now could be waited for (its whole
+    /// timeout) and its result written (the grant write budget) before the lease ends and
+    /// before the invocation's deadline: after the lease another instance may present the same
+    /// refresh token, and after the deadline Lambda stops the process mid-write.
+    fn time_for_a_provider_call(&self, lease_ends: DateTime<Utc>, after: Duration) -> bool {
+        let needed = after + self.oauth.http().timeout() + self.settings.grant_write_budget;
+        Utc::now() + chrono_duration(needed) < lease_ends
+            && deadline::remaining().is_none_or(|left| needed < left)
     }
 
     async fn obtain_unattended(

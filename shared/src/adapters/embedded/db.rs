@@ -102,7 +102,9 @@ impl EmbeddedDb {
         let connection = open()?;
         connection
             .pragma_update(None, "journal_mode", "WAL")
-            .and_then(|_| connection.pragma_update(None, "synchronous", "NORMAL"))
+            // FULL: a committed write (a rotated refresh token among them) survives power loss;
+            // NORMAL in WAL mode may lose the last commits.
+            .and_then(|_| connection.pragma_update(None, "synchronous", "FULL"))
             .and_then(|_| connection.execute_batch(SCHEMA))
             .and_then(|_| connection.pragma_update(None, "user_version", SCHEMA_VERSION))
             .map_err(|e| unavailable("cannot prepare", &e))?;
@@ -378,5 +380,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count, 1);
+    }
+
+    /// Writes survive power loss: the writer commits with synchronous=FULL (2), not NORMAL.
+    #[tokio::test]
+    async fn the_writer_syncs_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = EmbeddedDb::open(&dir.path().join("keyport.db")).unwrap();
+        let synchronous = db
+            .run(|db| {
+                db.query_row_cached("PRAGMA synchronous", [], |row| row.get::<_, i64>(0))
+                    .map_err(sql_error)
+            })
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 2);
     }
 }
