@@ -164,10 +164,13 @@ pub fn aws_backends_with(
             aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
             table,
         )),
-        secrets: Arc::new(SecretsManagerStore::new(
-            aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
-            settings.secret_prefix.clone(),
-        )),
+        secrets: Arc::new(
+            SecretsManagerStore::new(
+                aws_sdk_secretsmanager::Client::from_conf(secrets.build()),
+                settings.secret_prefix.clone(),
+            )
+            .with_kms_key(key_id),
+        ),
         cipher: Arc::new(EnvelopeCipher::new(keys, KeyCacheLimits::default())),
     })
 }

@@ -205,6 +205,21 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
+    // Client secrets are encrypted with Keyport's own key, not the account's default.
+    let described = aws_sdk_secretsmanager::Client::new(&Moto::get().sdk_config())
+        .describe_secret()
+        .secret_id(format!(
+            "{}{acme}/client-secret",
+            flag(&args, "--secret-prefix")
+        ))
+        .send()
+        .await
+        .expect("the client secret exists");
+    assert_eq!(
+        described.kms_key_id(),
+        Some(flag(&args, "--kms-key-id")),
+        "{described:?}"
+    );
     let tested = expect_status(
         &connections,
         c,

@@ -13,6 +13,10 @@ pub struct SecretsManagerStore {
     prefix: String,
     /// Days a deleted secret can still be restored; `None` deletes at once (tests only).
     recovery_window_days: Option<i64>,
+    /// The KMS key new secrets are encrypted with: Keyport's own, so that reading one needs
+    /// that key too (not the account's default `aws/secretsmanager` key, which any principal
+    /// with secret access can use).
+    kms_key_id: Option<String>,
 }
 
 impl SecretsManagerStore {
@@ -21,7 +25,14 @@ impl SecretsManagerStore {
             client,
             prefix: prefix.into(),
             recovery_window_days: Some(7),
+            kms_key_id: None,
         }
+    }
+
+    /// Encrypts new secrets with `key_id` instead of the account's default key.
+    pub fn with_kms_key(mut self, key_id: impl Into<String>) -> Self {
+        self.kms_key_id = Some(key_id.into());
+        self
     }
 
     /// Deletes without a recovery window; for tests that create and drop many secrets.
@@ -72,6 +83,7 @@ impl SecretStore for SecretsManagerStore {
                     .create_secret()
                     .name(&id)
                     .description("Keyport connection credential")
+                    .set_kms_key_id(self.kms_key_id.clone())
                     .secret_string(value.expose_secret())
                     .send()
                     .await
