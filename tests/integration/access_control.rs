@@ -1,15 +1,18 @@
 //! Every route × every kind of caller over real HTTP to the local server: the table below
 //! holds one expected status per (route, persona) and each cell is one assertion naming both.
+//! On both back-ends: the rules live in the service, but each store answers the reads they use.
 
 use std::time::Duration;
 
 use keyport_shared::domain::StateToken;
 use keyport_shared::http::DevSigningKey;
-use keyport_tests::backends;
+use keyport_tests::backends::Backend;
 use keyport_tests::http_client::{Body, Http, Reply};
 use keyport_tests::oidc::{CLIENT_SECRET, OidcPeer, PeerOptions};
 use keyport_tests::server::{AUDIENCE, ISSUER, ROLES_CLAIM, TestServer};
 use serde_json::{Value, json};
+
+crate::on_both_backends!(every_route_answers_every_persona_as_the_access_rules_say);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Persona {
@@ -20,11 +23,14 @@ enum Persona {
     Admin,
     Invited,
     Uninvited,
+    /// Holds a role invited to another connection only: an invitation must not leak from one
+    /// connection to the next.
+    InvitedElsewhere,
     OtherUser,
 }
 
 /// The table's column order.
-const PERSONAS: [Persona; 8] = [
+const PERSONAS: [Persona; 9] = [
     Persona::NoToken,
     Persona::BadSignature,
     Persona::Expired,
@@ -32,11 +38,15 @@ const PERSONAS: [Persona; 8] = [
     Persona::Admin,
     Persona::Invited,
     Persona::Uninvited,
+    Persona::InvitedElsewhere,
     Persona::OtherUser,
 ];
 
 const INVITED_SUBJECT: &str = "bot-1";
 const OTHER_SUBJECT: &str = "bot-2";
+const ELSEWHERE_SUBJECT: &str = "carol";
+/// The role invited to the other connection, and to none the table's rows use.
+const ELSEWHERE_ROLE: &str = "contractors";
 
 struct Callers {
     forged: String,
@@ -45,6 +55,7 @@ struct Callers {
     admin: String,
     invited: String,
     uninvited: String,
+    elsewhere: String,
     other_user: String,
 }
 
@@ -58,6 +69,7 @@ impl Callers {
             Persona::Admin => &self.admin,
             Persona::Invited => &self.invited,
             Persona::Uninvited => &self.uninvited,
+            Persona::InvitedElsewhere => &self.elsewhere,
             Persona::OtherUser => &self.other_user,
         })
     }
@@ -87,12 +99,21 @@ struct Row {
     body: Option<Value>,
     prep: Prep,
     /// One status per persona, in `PERSONAS` order.
-    expect: [u16; 8],
+    expect: [u16; 9],
 }
 
-/// The four bad-credential personas get 401; then admin, invited, uninvited, other user.
-const fn authenticated(admin: u16, invited: u16, uninvited: u16, other_user: u16) -> [u16; 8] {
-    [401, 401, 401, 401, admin, invited, uninvited, other_user]
+/// The four bad-credential personas get 401; then admin, invited, uninvited, invited
+/// elsewhere, other user.
+const fn authenticated(
+    admin: u16,
+    invited: u16,
+    uninvited: u16,
+    elsewhere: u16,
+    other_user: u16,
+) -> [u16; 9] {
+    [
+        401, 401, 401, 401, admin, invited, uninvited, elsewhere, other_user,
+    ]
 }
 
 #[rustfmt::skip]
@@ -109,31 +130,32 @@ fn table() -> Vec<Row> {
         "client_secret": "s", "token_url": "https://login.example.com/token",
     });
     // Columns: no token, bad signature, expired, wrong audience, admin, invited, uninvited,
-    // other user (see `authenticated`).
+    // invited elsewhere, other user (see `authenticated`).
     vec![
         // Any authenticated caller.
-        row("GET", "/providers", None, Prep::Nothing, authenticated(200, 200, 200, 200)),
+        row("GET", "/providers", None, Prep::Nothing, authenticated(200, 200, 200, 200, 200)),
         // manage_connections.
-        row("POST", "/connections", Some(connection), Prep::FreshName, authenticated(201, 403, 403, 403)),
-        row("GET", "/connections", None, Prep::Nothing, authenticated(200, 403, 403, 403)),
-        row("GET", "/connections/{cc}", None, Prep::Nothing, authenticated(200, 403, 403, 403)),
-        row("PATCH", "/connections/{cc}", Some(json!({"description": "changed"})), Prep::Nothing, authenticated(200, 403, 403, 403)),
-        row("POST", "/connections/{cc}/test", None, Prep::Nothing, authenticated(200, 403, 403, 403)),
-        row("DELETE", "/connections/{fresh}", None, Prep::FreshConnection, authenticated(204, 403, 403, 403)),
-        row("GET", "/connections/{cc}/audit", None, Prep::Nothing, authenticated(200, 403, 403, 403)),
+        row("POST", "/connections", Some(connection), Prep::FreshName, authenticated(201, 403, 403, 403, 403)),
+        row("GET", "/connections", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
+        row("GET", "/connections/{cc}", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
+        row("PATCH", "/connections/{cc}", Some(json!({"description": "changed"})), Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
+        row("POST", "/connections/{cc}/test", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
+        row("DELETE", "/connections/{fresh}", None, Prep::FreshConnection, authenticated(204, 403, 403, 403, 403)),
+        row("GET", "/connections/{cc}/audit", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
         // Authorize: the shared token is the administrators'; a user's own needs an invited role.
-        row("POST", "/connections/{ac}/authorize", Some(json!({"owner": "shared"})), Prep::Nothing, authenticated(200, 403, 403, 403)),
-        row("POST", "/connections/{ac}/authorize", Some(json!({"owner": "user"})), Prep::Nothing, authenticated(403, 200, 403, 200)),
+        row("POST", "/connections/{ac}/authorize", Some(json!({"owner": "shared"})), Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
+        row("POST", "/connections/{ac}/authorize", Some(json!({"owner": "user"})), Prep::Nothing, authenticated(403, 200, 403, 403, 200)),
         // The callback needs no token: an unknown state is refused for everyone alike.
-        row("GET", "/oauth/callback?code=abc&state={state}", None, Prep::Nothing, [400; 8]),
+        row("GET", "/oauth/callback?code=abc&state={state}", None, Prep::Nothing, [400; 9]),
         // Tokens: an invited role; administrators hold shared tokens.
-        row("GET", "/connections/{cc}/token?owner=shared", None, Prep::Nothing, authenticated(200, 200, 403, 200)),
-        row("GET", "/connections/{cc}/token?owner=user", None, Prep::Nothing, authenticated(403, 200, 403, 200)),
-        row("POST", "/connections/{cc}/token/refresh", None, Prep::SharedToken, authenticated(200, 200, 403, 200)),
-        row("POST", "/connections/{cc}/token/refresh?owner=user", None, Prep::OwnToken, authenticated(403, 200, 403, 200)),
-        row("DELETE", "/connections/{cc}/token", None, Prep::SharedToken, authenticated(200, 200, 403, 200)),
-        row("DELETE", "/connections/{cc}/token?owner=user", None, Prep::OwnToken, authenticated(403, 200, 403, 200)),
-        row("GET", "/me/connections", None, Prep::Nothing, authenticated(200, 200, 200, 200)),
+        row("GET", "/connections/{cc}/token?owner=shared", None, Prep::Nothing, authenticated(200, 200, 403, 403, 200)),
+        row("GET", "/connections/{cc}/token?owner=user", None, Prep::Nothing, authenticated(403, 200, 403, 403, 200)),
+        row("POST", "/connections/{cc}/token/refresh", None, Prep::SharedToken, authenticated(200, 200, 403, 403, 200)),
+        row("POST", "/connections/{cc}/token/refresh?owner=user", None, Prep::OwnToken, authenticated(403, 200, 403, 403, 200)),
+        // Disconnecting the shared token ends it for everyone: an administrator's action.
+        row("DELETE", "/connections/{cc}/token", None, Prep::SharedToken, authenticated(200, 403, 403, 403, 403)),
+        row("DELETE", "/connections/{cc}/token?owner=user", None, Prep::OwnToken, authenticated(403, 200, 403, 403, 200)),
+        row("GET", "/me/connections", None, Prep::Nothing, authenticated(200, 200, 200, 200, 200)),
     ]
 }
 
@@ -150,6 +172,16 @@ fn id_of(reply: &Reply, what: &str) -> String {
 
 /// A connection to the peer that invites `bots`.
 async fn create(http: &Http, admin: &str, peer: &OidcPeer, grant_type: &str) -> String {
+    create_inviting(http, admin, peer, grant_type, "bots").await
+}
+
+async fn create_inviting(
+    http: &Http,
+    admin: &str,
+    peer: &OidcPeer,
+    grant_type: &str,
+    role: &str,
+) -> String {
     let reply = http
         .post(
             "/connections",
@@ -157,16 +189,14 @@ async fn create(http: &Http, admin: &str, peer: &OidcPeer, grant_type: &str) -> 
             json!({
                 "name": unique(grant_type), "provider": "custom", "issuer": peer.issuer,
                 "client_id": "keyport-basic", "client_secret": CLIENT_SECRET,
-                "grant_type": grant_type, "scopes": "api:read", "invited_roles": ["bots"],
+                "grant_type": grant_type, "scopes": "api:read", "invited_roles": [role],
             }),
         )
         .await;
     id_of(&reply, &format!("creating a {grant_type} connection"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_answers_every_persona_as_the_access_rules_say() {
-    let backend = backends::embedded().await;
+async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Backend) {
     let server = TestServer::start(&backend, &[]).await;
     let http = Http::new(&server.base);
     let peer = OidcPeer::start(PeerOptions {
@@ -200,10 +230,31 @@ async fn every_route_answers_every_persona_as_the_access_rules_say() {
         admin: server.token("admin", &["keyport-admins"]),
         invited: server.token(INVITED_SUBJECT, &["bots"]),
         uninvited: server.token("eve", &["strangers"]),
+        elsewhere: server.token(ELSEWHERE_SUBJECT, &[ELSEWHERE_ROLE]),
         other_user: server.token(OTHER_SUBJECT, &["bots"]),
     };
     let cc = create(&http, &callers.admin, &peer, "client_credentials").await;
     let ac = create(&http, &callers.admin, &peer, "authorization_code").await;
+    let elsewhere = create_inviting(
+        &http,
+        &callers.admin,
+        &peer,
+        "client_credentials",
+        ELSEWHERE_ROLE,
+    )
+    .await;
+    // The persona's refusals below mean something only if its invitation works where it is.
+    let own = http
+        .get(
+            &format!("/connections/{elsewhere}/token"),
+            Some(&callers.elsewhere),
+        )
+        .await
+        .expect_json(
+            200,
+            "the shared token of the connection carol is invited to",
+        );
+    assert_eq!(own["connection_id"], elsewhere.as_str());
 
     // The first user's own token, which the other user must never get.
     let first_users = http
@@ -300,6 +351,13 @@ async fn every_route_answers_every_persona_as_the_access_rules_say() {
                     "{what}: a refusal carries a token: {}",
                     reply.text
                 );
+                if row.method == "DELETE" && row.path == "/connections/{cc}/token" {
+                    let entry = listed_entry(&http, &callers.invited, &cc, &what).await;
+                    assert_eq!(
+                        entry["shared_token"], "valid",
+                        "{what}: a refused disconnect still removed the shared token: {entry}"
+                    );
+                }
                 continue;
             }
             if expected == 204 {
@@ -308,16 +366,7 @@ async fn every_route_answers_every_persona_as_the_access_rules_say() {
             let json = reply.expect_json(expected, &what);
             if row.method == "DELETE" && row.path.contains("/token") {
                 assert_eq!(json["disconnected"], true, "{what}: {json}");
-                // Which tokens exist now, as the first user sees them (this creates none).
-                let mine = http
-                    .get("/me/connections", Some(&callers.invited))
-                    .await
-                    .expect_json(200, "GET /me/connections after a disconnect");
-                let entry = mine["connections"]
-                    .as_array()
-                    .and_then(|l| l.iter().find(|c| c["id"] == cc.as_str()))
-                    .unwrap_or_else(|| panic!("{what}: the connection is not listed: {mine}"))
-                    .clone();
+                let entry = listed_entry(&http, &callers.invited, &cc, &what).await;
                 if row.path.contains("owner=user") {
                     let first_users_left = if persona == Persona::Invited {
                         Value::Null
@@ -374,6 +423,14 @@ async fn every_route_answers_every_persona_as_the_access_rules_say() {
                             "{what}: not invited anywhere, sees {json}"
                         )
                     }
+                    Persona::InvitedElsewhere => {
+                        let ids: Vec<&Value> = listed.iter().map(|c| &c["id"]).collect();
+                        assert_eq!(
+                            ids,
+                            [elsewhere.as_str()],
+                            "{what}: sees exactly the connection it is invited to: {json}"
+                        )
+                    }
                     _ => assert!(sees_cc, "{what}: the invited connection is missing: {json}"),
                 }
             }
@@ -417,6 +474,7 @@ async fn every_route_answers_every_persona_as_the_access_rules_say() {
         ("token_refreshed", "admin"),
         ("token_revoked", INVITED_SUBJECT),
         ("access_denied", "eve"),
+        ("access_denied", ELSEWHERE_SUBJECT),
         ("access_denied", INVITED_SUBJECT),
     ] {
         assert!(has(action, actor), "no {action} by {actor} in {trail:#?}");
@@ -428,6 +486,20 @@ async fn every_route_answers_every_persona_as_the_access_rules_say() {
         "a token in the audit trail"
     );
     server.server.stop().await;
+}
+
+/// The connection `id` as `who` sees it in `GET /me/connections`: which tokens exist (the
+/// read creates none).
+async fn listed_entry(http: &Http, who: &str, id: &str, what: &str) -> Value {
+    let mine = http
+        .get("/me/connections", Some(who))
+        .await
+        .expect_json(200, "GET /me/connections");
+    mine["connections"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["id"] == id))
+        .unwrap_or_else(|| panic!("{what}: the connection is not listed: {mine}"))
+        .clone()
 }
 
 /// Every audit event of a connection, following the cursor, newest first.

@@ -508,9 +508,32 @@ async fn disconnect_revokes_the_grant_at_the_provider() {
     assert!(connection.revocation_url.is_some(), "discovered");
     authorize(&keyport, &peer, &connection).await;
     let (_, refresh) = stored_secrets(&keyport, &connection).await;
+    // The shared token serves every invited caller: one of them may not end it for the rest.
+    let refused = keyport
+        .disconnect(&bot(), &connection.id, OwnerRequest::Shared)
+        .await;
+    assert!(
+        matches!(refused, Err(ServiceError::Forbidden(_))),
+        "an invited bot disconnects the shared token: {refused:?}"
+    );
     assert!(
         keyport
-            .disconnect(&bot(), &connection.id, OwnerRequest::Shared)
+            .store
+            .get_token(&shared_key(&connection))
+            .await
+            .unwrap()
+            .is_some(),
+        "the refusal left the token"
+    );
+    assert!(
+        peer.requests()
+            .iter()
+            .all(|r| r["path"] != "/token/revocation"),
+        "the refusal revoked nothing"
+    );
+    assert!(
+        keyport
+            .disconnect(&admin(), &connection.id, OwnerRequest::Shared)
             .await
             .unwrap()
     );

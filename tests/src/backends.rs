@@ -103,6 +103,151 @@ impl Backend {
     }
 }
 
+/// One record as the store holds it, beneath the ports: where it is (a table and row, an
+/// item's key, a file) and every byte of it.
+pub struct RawRecord {
+    pub place: String,
+    pub bytes: Vec<u8>,
+}
+
+impl Backend {
+    /// Everything the store holds, read with the test's own client: every column of every row
+    /// of every table of the embedded file, and the file itself (pages freed by deletes
+    /// included); or every attribute of every item of the DynamoDB table.
+    pub async fn raw_everything(&self) -> Vec<RawRecord> {
+        match &self.raw {
+            Raw::Embedded(db) => embedded_records(db.path()),
+            Raw::Dynamo { client, table } => dynamo_records(client, table).await,
+        }
+    }
+}
+
+fn embedded_records(path: &std::path::Path) -> Vec<RawRecord> {
+    let conn = rusqlite::Connection::open(path).expect("open the database file");
+    let mut records = Vec::new();
+    for table in sqlite_tables(&conn) {
+        let mut statement = conn
+            .prepare(&format!("SELECT * FROM \"{table}\""))
+            .expect("select a table");
+        let columns = statement.column_count();
+        let mut rows = statement.query([]).expect("read a table");
+        let mut index = 0;
+        while let Some(row) = rows.next().expect("read a row") {
+            let mut bytes = Vec::new();
+            for column in 0..columns {
+                append_sqlite_value(&mut bytes, row.get_ref(column).expect("a column"));
+                bytes.push(b'\n');
+            }
+            records.push(RawRecord {
+                place: format!("table {table} row {index}"),
+                bytes,
+            });
+            index += 1;
+        }
+    }
+    // The file and its write-ahead log hold what the rows no longer show.
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    for file in [path.to_owned(), std::path::PathBuf::from(wal)] {
+        if let Ok(bytes) = std::fs::read(&file) {
+            records.push(RawRecord {
+                place: format!("file {}", file.display()),
+                bytes,
+            });
+        }
+    }
+    records
+}
+
+fn sqlite_tables(conn: &rusqlite::Connection) -> Vec<String> {
+    let mut statement = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .expect("list the tables");
+    statement
+        .query_map([], |row| row.get(0))
+        .expect("list the tables")
+        .collect::<Result<_, _>>()
+        .expect("table names")
+}
+
+fn append_sqlite_value(bytes: &mut Vec<u8>, value: rusqlite::types::ValueRef<'_>) {
+    match value {
+        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+            bytes.extend_from_slice(t)
+        }
+        other => bytes.extend_from_slice(format!("{other:?}").as_bytes()),
+    }
+}
+
+async fn dynamo_records(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<RawRecord> {
+    let mut records = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("Scan");
+        for item in page.items.unwrap_or_default() {
+            let place = format!(
+                "item {:?}/{:?}",
+                item.get("pk").and_then(|v| v.as_s().ok()),
+                item.get("sk").and_then(|v| v.as_s().ok())
+            );
+            let mut bytes = Vec::new();
+            for (name, value) in &item {
+                bytes.extend_from_slice(name.as_bytes());
+                bytes.push(b'=');
+                append_attribute(&mut bytes, value);
+                bytes.push(b'\n');
+            }
+            records.push(RawRecord { place, bytes });
+        }
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return records,
+        }
+    }
+}
+
+/// An attribute's bytes, nested values and sets included.
+fn append_attribute(bytes: &mut Vec<u8>, value: &AttributeValue) {
+    match value {
+        AttributeValue::S(s) | AttributeValue::N(s) => bytes.extend_from_slice(s.as_bytes()),
+        AttributeValue::B(b) => bytes.extend_from_slice(b.as_ref()),
+        AttributeValue::Ss(list) | AttributeValue::Ns(list) => {
+            for s in list {
+                bytes.extend_from_slice(s.as_bytes());
+                bytes.push(b'\n');
+            }
+        }
+        AttributeValue::Bs(list) => {
+            for b in list {
+                bytes.extend_from_slice(b.as_ref());
+                bytes.push(b'\n');
+            }
+        }
+        AttributeValue::L(list) => {
+            for v in list {
+                append_attribute(bytes, v);
+                bytes.push(b'\n');
+            }
+        }
+        AttributeValue::M(map) => {
+            for (name, v) in map {
+                bytes.extend_from_slice(name.as_bytes());
+                bytes.push(b'=');
+                append_attribute(bytes, v);
+                bytes.push(b'\n');
+            }
+        }
+        other => bytes.extend_from_slice(format!("{other:?}").as_bytes()),
+    }
+}
+
 pub async fn embedded() -> Backend {
     let dir = tempfile::tempdir().expect("temporary folder");
     let db = EmbeddedDb::open(&dir.path().join("keyport.db")).expect("open the embedded database");

@@ -207,7 +207,7 @@ impl EnvelopeCipher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ConnectionId, Owner};
+    use crate::domain::{ConnectionId, Owner, Subject};
     use crate::ports::DataKey;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -248,6 +248,38 @@ mod tests {
         }
     }
 
+    /// A key provider whose wrap binds nothing: it unwraps the same data key for any
+    /// context. With it, only the AEAD's associated data stands between a ciphertext and
+    /// another item, so a test over it sees that binding alone.
+    struct UnboundKeys;
+
+    #[async_trait]
+    impl DataKeyProvider for UnboundKeys {
+        async fn generate_data_key(&self, _context: &KeyContext) -> Result<DataKey, KeyError> {
+            let plaintext = random_bytes::<32>();
+            Ok(DataKey {
+                wrapped: plaintext.iter().map(|b| b ^ 0x5a).collect(),
+                plaintext: Zeroizing::new(plaintext),
+            })
+        }
+
+        async fn decrypt_data_key(
+            &self,
+            wrapped: &[u8],
+            _context: &KeyContext,
+        ) -> Result<Zeroizing<[u8; 32]>, KeyError> {
+            let mut key = [0u8; 32];
+            for (out, b) in key.iter_mut().zip(wrapped) {
+                *out = b ^ 0x5a;
+            }
+            Ok(Zeroizing::new(key))
+        }
+    }
+
+    fn unbound_cipher() -> EnvelopeCipher {
+        EnvelopeCipher::new(Arc::new(UnboundKeys), KeyCacheLimits::default())
+    }
+
     fn cipher() -> (EnvelopeCipher, Arc<TestKeys>) {
         let keys = Arc::new(TestKeys::default());
         (
@@ -285,6 +317,42 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, CryptoError::Integrity), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn the_associated_data_alone_binds_a_ciphertext_to_its_item() {
+        let victim = token_key();
+        let other_connection = token_key();
+        let other_owner = TokenKey {
+            connection_id: victim.connection_id.clone(),
+            owner: Owner::User(Subject::parse("mallory").unwrap()),
+        };
+        for (what, thief) in [
+            ("another connection", other_connection),
+            ("another owner", other_owner),
+        ] {
+            let cipher = unbound_cipher();
+            let sealed = cipher
+                .seal(&KeyContext::token(&victim), b"hello")
+                .await
+                .unwrap();
+            // The key provider hands back the very data key it sealed with: the wrap checks
+            // nothing, so this open reaches the tag.
+            let err = cipher
+                .open(&KeyContext::token(&thief), &sealed)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, CryptoError::Integrity), "{what}: {err:?}");
+            // A fresh cipher (cold cache, the unwrap path) refuses it as well.
+            let err = unbound_cipher()
+                .open(&KeyContext::token(&thief), &sealed)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, CryptoError::Integrity), "{what}: {err:?}");
+            // And the ciphertext is sound: it opens in its own item.
+            let opened = cipher.open(&KeyContext::token(&victim), &sealed).await;
+            assert_eq!(&opened.unwrap()[..], b"hello", "{what}");
+        }
     }
 
     #[tokio::test]

@@ -1578,8 +1578,10 @@ async fn the_routers_answers_are_described() {
         "DELETE /connections/$conn/token?min_valid_seconds=1 bot => 400",
         "DELETE /connections/$conn/token stranger => 403",
         "DELETE /connections/$conn/token - => 401",
-        "DELETE /connections/$conn/token bot => 200",
-        "DELETE /connections/$conn/token bot => 404",
+        // The shared token is the administrators' to end, however invited the caller.
+        "DELETE /connections/$conn/token bot => 403",
+        "DELETE /connections/$conn/token admin => 200",
+        "DELETE /connections/$conn/token admin => 404",
         "DELETE /connections/$conn/token?owner=user bot => 404",
         // The trail of all of the above.
         "GET /connections/$conn/audit?limit=2 admin => 200",

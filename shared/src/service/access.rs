@@ -93,6 +93,18 @@ impl AccessRules {
         Ok(self.requested_owner(principal, request))
     }
 
+    /// Disconnecting ends a token for everyone who reads it, so the shared token's is an
+    /// administrator's action (DESIGN.md). A user's own token is its subject's to end, which
+    /// `token_owner` already holds to.
+    pub fn may_disconnect(&self, principal: &Principal, owner: &Owner) -> Result<(), ServiceError> {
+        match owner {
+            Owner::Shared if !self.is_admin(principal) => Err(ServiceError::Forbidden(
+                "disconnecting the shared token needs an administrator role".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn require_invited(
         &self,
         principal: &Principal,
@@ -105,5 +117,38 @@ impl AccessRules {
                 "none of your roles is invited to this connection".into(),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Subject;
+
+    fn rules() -> AccessRules {
+        AccessRules {
+            admin_roles: [Role::parse("keyport-admins").unwrap()].into(),
+        }
+    }
+
+    fn principal(subject: &str, role: &str) -> Principal {
+        Principal::new(
+            Subject::parse(subject).unwrap(),
+            [Role::parse(role).unwrap()],
+        )
+    }
+
+    #[test]
+    fn only_administrators_disconnect_the_shared_token() {
+        let rules = rules();
+        let admin = principal("admin", "keyport-admins");
+        let bot = principal("bot-1", "bots");
+        assert!(rules.may_disconnect(&admin, &Owner::Shared).is_ok());
+        assert!(matches!(
+            rules.may_disconnect(&bot, &Owner::Shared),
+            Err(ServiceError::Forbidden(_))
+        ));
+        let own = Owner::User(bot.subject.clone());
+        assert!(rules.may_disconnect(&bot, &own).is_ok());
     }
 }

@@ -142,6 +142,8 @@ impl Keyport {
         owner: OwnerRequest,
     ) -> Result<bool, ServiceError> {
         let (connection, key) = self.token_target(principal, id, owner).await?;
+        let allowed = self.access.may_disconnect(principal, &key.owner);
+        self.audit_denial(principal, id, allowed).await?;
         let token = self
             .store
             .get_token(&key)
