@@ -104,6 +104,8 @@ impl CommonSettings {
         settings.admin_roles = self
             .admin_roles
             .iter()
+            // An operator's list ("a, b"): spaces around the commas are separators, not names.
+            .map(|r| r.trim())
             .map(|r| Role::parse(r).map_err(|e| format!("admin role {r:?}: {}", e.message)))
             .collect::<Result<BTreeSet<_>, _>>()?;
         settings.redirect_allow_list = self

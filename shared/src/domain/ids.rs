@@ -64,13 +64,26 @@ impl From<ConnectionId> for String {
     }
 }
 
+fn refuse_surrounding_space(field: &str, value: &str) -> Result<(), ValidationError> {
+    if value.trim() != value {
+        return Err(ValidationError::new(
+            field,
+            "must not begin or end with white space",
+        ));
+    }
+    Ok(())
+}
+
 /// Who a principal is: the `sub` claim of its token.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Subject(String);
 
 impl Subject {
+    /// Taken exactly as the token says: a subject with surrounding white space is refused,
+    /// never trimmed into someone else's (`" alice"` is not `alice`).
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        refuse_surrounding_space("sub", value)?;
         plain_text("sub", value, 255).map(Self)
     }
 
@@ -104,7 +117,10 @@ impl From<Subject> for String {
 pub struct Role(String);
 
 impl Role {
+    /// As the claim says: a role with white space (around it or inside) is refused, never
+    /// trimmed into another role (`"keyport-admins "` is not `keyport-admins`).
     pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        refuse_surrounding_space("role", value)?;
         let text = plain_text("role", value, 128)?;
         if text.contains(',') || text.chars().any(char::is_whitespace) {
             return Err(ValidationError::new(

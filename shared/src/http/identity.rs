@@ -542,6 +542,26 @@ mod tests {
     }
 
     #[test]
+    fn white_space_never_turns_one_identity_into_another() {
+        for sub in [" alice", "alice ", "alice\t", "\u{a0}alice"] {
+            assert!(
+                principal_from_claims(&claims(serde_json::json!({"sub": sub})), "roles").is_err(),
+                "{sub:?}"
+            );
+        }
+        let principal = principal_from_claims(
+            &claims(serde_json::json!({
+                "sub": "mallory",
+                "roles": ["keyport-admins ", " keyport-admins", "bots"]
+            })),
+            "roles",
+        )
+        .unwrap();
+        let roles: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
+        assert_eq!(roles, ["bots"], "padded roles are dropped, not trimmed");
+    }
+
+    #[test]
     fn a_token_without_a_subject_is_refused() {
         assert!(
             principal_from_claims(
