@@ -56,6 +56,10 @@ pub struct CommonSettings {
     /// A refresh starts only while its provider timeout and this still fit in its lease.
     #[arg(long, env = "KEYPORT_GRANT_WRITE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub grant_write_seconds: u64,
+    /// Callers make Keyport ask a provider for a still-valid token at most once per this many
+    /// seconds (reads wanting more validity than the provider grants, forced refreshes).
+    #[arg(long, env = "KEYPORT_ON_DEMAND_REFRESH_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub on_demand_refresh_seconds: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -117,6 +121,8 @@ impl CommonSettings {
         settings.allow_password_grant = self.allow_password_grant;
         settings.lease_duration = std::time::Duration::from_secs(self.lease_seconds);
         settings.grant_write_budget = std::time::Duration::from_secs(self.grant_write_seconds);
+        settings.on_demand_refresh_interval =
+            std::time::Duration::from_secs(self.on_demand_refresh_seconds);
         if self.provider_timeout_seconds + self.grant_write_seconds >= self.lease_seconds {
             return Err(format!(
                 "KEYPORT_LEASE_SECONDS ({}) must exceed KEYPORT_PROVIDER_TIMEOUT_SECONDS ({}) plus KEYPORT_GRANT_WRITE_SECONDS ({}): a refresh needs both inside its lease",

@@ -41,6 +41,7 @@ pub fn token(key: &TokenKey, due: Option<DateTime<Utc>>) -> StoredToken {
         last_error: None,
         lease: None,
         issued_for: None,
+        provider_asked_at: None,
         created_at: now,
         updated_at: now,
         sealed: vec![1, 0, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],

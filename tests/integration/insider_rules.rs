@@ -3,6 +3,7 @@
 //! secret typed again and ends every stored token (revoked where it was issued), and a token
 //! issued under the old destination is never sent to the new one, even when a refresh racing
 //! the change writes it back. A disabled connection hands out, refreshes and authorizes nothing.
+//! And no caller can make Keyport ask a provider for a still-valid token more than once per 30 s.
 //! Both providers are loopback listeners that record everything reaching them.
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use keyport_shared::service::{Keyport, OwnerRequest, ServiceError};
 use keyport_tests::backends::Backend;
 use keyport_tests::faulty_provider::{Answer, FaultyProvider, Tokens};
 use keyport_tests::keyport::{admin, bot, finish_authorization, keyport, principal};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::lambda_events::{event_text, invoke};
@@ -22,6 +24,7 @@ use crate::lambda_events::{event_text, invoke};
 crate::on_both_backends!(
     moving_a_connection_needs_its_secret_again_and_ends_every_token_where_it_was_issued,
     a_disabled_connection_hands_out_refreshes_and_authorizes_nothing,
+    callers_cannot_make_keyport_ask_the_provider_more_than_once_per_30_seconds,
 );
 
 fn alice() -> Principal {
@@ -382,4 +385,71 @@ async fn a_disabled_connection_hands_out_refreshes_and_authorizes_nothing(backen
     assert_eq!(read.owner, Owner::Shared);
     let token = backend.store.get_token(&key).await.unwrap().unwrap();
     assert_eq!(token.status, TokenStatus::Valid);
+}
+
+/// Callers cannot make Keyport hammer a provider: reads asking for more validity than the
+/// provider grants, and forced refreshes, ask the provider at most once per 30 s for a token
+/// that is still valid, and the answer says when the validity asked for is not met.
+async fn callers_cannot_make_keyport_ask_the_provider_more_than_once_per_30_seconds(
+    backend: Backend,
+) {
+    let keyport = Arc::new(keyport(&backend, |settings| {
+        settings.on_demand_refresh_interval = std::time::Duration::from_secs(30)
+    }));
+    let provider = FaultyProvider::start().await;
+    let (granted, refreshed) = (Tokens::fresh(), Tokens::fresh());
+    provider.script([
+        Answer::Tokens(granted.clone()),
+        Answer::Tokens(refreshed.clone()),
+    ]);
+    let connection = connect(&keyport, &provider, "throttle-test-secret").await;
+    authorize(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
+    assert_eq!(provider.requests().len(), 1, "the code exchange");
+    let two_hours = Some(std::time::Duration::from_secs(2 * 60 * 60));
+    for _ in 0..5 {
+        let view = keyport
+            .access_token(&bot(), &connection.id, OwnerRequest::Shared, two_hours)
+            .await
+            .expect("the current token");
+        assert_eq!(view.access_token.expose_secret(), granted.access_token);
+        assert!(
+            !view.min_valid_met,
+            "an hour's token cannot stay valid for two"
+        );
+        assert_eq!(serde_json::to_value(&view).unwrap()["min_valid_met"], false);
+        let forced = keyport
+            .force_refresh(&admin(), &connection.id, OwnerRequest::Shared)
+            .await
+            .expect("the current token");
+        assert_eq!(forced.access_token.expose_secret(), granted.access_token);
+    }
+    assert_eq!(provider.requests().len(), 1, "no provider call within 30 s");
+    let enough = keyport
+        .access_token(&bot(), &connection.id, OwnerRequest::Shared, None)
+        .await
+        .unwrap();
+    assert!(enough.min_valid_met, "the default margin is met");
+
+    // Once the last request is 30 s old, a caller may make Keyport ask again, once.
+    let key = TokenKey {
+        connection_id: connection.id.clone(),
+        owner: Owner::Shared,
+    };
+    let mut aged = backend.store.get_token(&key).await.unwrap().unwrap();
+    aged.provider_asked_at = Some(Utc::now() - chrono::Duration::seconds(31));
+    let version = aged.version;
+    backend
+        .store
+        .put_token(&aged, Expect::Version(version))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let view = keyport
+            .access_token(&bot(), &connection.id, OwnerRequest::Shared, two_hours)
+            .await
+            .unwrap();
+        assert_eq!(view.access_token.expose_secret(), refreshed.access_token);
+        assert!(!view.min_valid_met);
+    }
+    assert_eq!(provider.requests().len(), 2, "one refresh, not three");
 }

@@ -128,6 +128,8 @@ impl Scene {
     async fn with(backend: Backend, logs: CapturedLogs, setup: Setup) -> Scene {
         let provider = FaultyProvider::start().await;
         let mut settings = KeyportSettings::new(UrlPolicy::LocalDevelopment);
+        // Scenes refresh again and again on purpose; the on-demand limit has tests of its own.
+        settings.on_demand_refresh_interval = Duration::ZERO;
         // Quick retries; a cap above the one-second Retry-After the tests honour.
         settings.backoff = Backoff {
             attempts: 3,
@@ -198,6 +200,7 @@ impl Scene {
             last_error: None,
             lease: None,
             issued_for: None,
+            provider_asked_at: None,
             created_at: now - chrono::Duration::hours(2),
             updated_at: now - chrono::Duration::hours(1),
             sealed: scene.seal(&scene.seeded).await,
@@ -412,7 +415,8 @@ impl Reply {
 }
 
 /// The token is exactly as it was: the same sealed bytes and the same fields; only the lease
-/// bookkeeping (version, lease) may have moved, and the lease is given back.
+/// bookkeeping (version, lease, when the provider was last asked) may have moved, and the
+/// lease is given back.
 fn assert_untouched(before: &StoredToken, after: &StoredToken) {
     assert_eq!(before.sealed, after.sealed, "the sealed bytes changed");
     assert!(
@@ -421,8 +425,8 @@ fn assert_untouched(before: &StoredToken, after: &StoredToken) {
     );
     let mut before = before.clone();
     let mut after = after.clone();
-    (before.version, before.lease) = (0, None);
-    (after.version, after.lease) = (0, None);
+    (before.version, before.lease, before.provider_asked_at) = (0, None, None);
+    (after.version, after.lease, after.provider_asked_at) = (0, None, None);
     assert_eq!(before, after);
 }
 

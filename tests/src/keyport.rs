@@ -13,6 +13,8 @@ use crate::oidc::CALLBACK_URL;
 
 pub fn keyport(backend: &Backend, configure: impl FnOnce(&mut KeyportSettings)) -> Keyport {
     let mut settings = KeyportSettings::new(UrlPolicy::LocalDevelopment);
+    // Flows refresh right after authorizing; the on-demand limit has tests of its own.
+    settings.on_demand_refresh_interval = std::time::Duration::ZERO;
     configure(&mut settings);
     let http = OutboundHttp::new(OutboundSettings::new(settings.url_policy))
         .expect("outbound HTTP client");

@@ -26,6 +26,8 @@ impl KeyportProcess {
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--local-development"])
+            // Races refresh right after refreshing; the on-demand limit has tests of its own.
+            .args(["--on-demand-refresh-seconds", "0"])
             .args(&backend.process_args)
             .args(extra_args)
             .envs(backend.process_env.iter().map(|(k, v)| (k, v)))

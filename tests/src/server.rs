@@ -35,6 +35,9 @@ impl TestServer {
             "--data-dir",
             &data,
             "--local-development",
+            // Flows refresh right after authorizing; the on-demand limit has tests of its own.
+            "--on-demand-refresh-seconds",
+            "0",
             "--refresh-interval-seconds",
             "3600",
         ];

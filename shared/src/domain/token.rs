@@ -71,6 +71,10 @@ pub struct StoredToken {
     /// before Keyport kept it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issued_for: Option<String>,
+    /// When Keyport last asked the provider for this token (a refresh started, or the grant
+    /// was obtained): callers cannot make it ask more often than once per interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_asked_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The envelope; kept out of the metadata document and stored as binary.
@@ -118,6 +122,7 @@ mod tests {
             last_error: None,
             lease: None,
             issued_for: None,
+            provider_asked_at: None,
             created_at: now,
             updated_at: now,
             sealed: vec![],

@@ -1068,6 +1068,7 @@ fn token_views_and_service_answers_match_their_schemas() {
             connection_id: ConnectionId::generate(),
             owner,
             extra,
+            min_valid_met: true,
         };
         assert_valid(&spec, "Token", &serde_json::to_value(&view).unwrap());
     }
@@ -1386,6 +1387,7 @@ async fn seed_token(keyport: &Keyport, id: &str) {
         last_error: None,
         lease: None,
         issued_for: None,
+        provider_asked_at: None,
         created_at: now,
         updated_at: now,
         sealed: keyport.cipher.seal_token(&key, &secrets).await.unwrap(),

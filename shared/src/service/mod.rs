@@ -52,6 +52,10 @@ pub struct KeyportSettings {
     /// much of a lease is kept for it: no refresh starts at the provider unless its timeout
     /// and this still fit in the lease.
     pub grant_write_budget: Duration,
+    /// Callers (reads asking for more validity than the provider grants, forced refreshes)
+    /// make Keyport ask the provider for a token at most once per this interval while the
+    /// token is still valid.
+    pub on_demand_refresh_interval: Duration,
     /// Hosts a callback may redirect the browser to afterwards.
     pub redirect_allow_list: BTreeSet<String>,
     pub allow_password_grant: bool,
@@ -68,6 +72,7 @@ impl KeyportSettings {
             refresh_lead: Duration::from_secs(5 * 60),
             lease_duration: Duration::from_secs(30),
             grant_write_budget: Duration::from_secs(10),
+            on_demand_refresh_interval: Duration::from_secs(30),
             redirect_allow_list: BTreeSet::new(),
             allow_password_grant: false,
             backoff: Backoff::default(),

@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::tokens::Freshness;
 use super::{Keyport, ServiceError, deadline};
 use crate::domain::{Connection, ConnectionId, REFRESHER_ACTOR};
 use crate::ports::{PageRequest, TokenKey};
@@ -135,8 +136,9 @@ impl Keyport {
             .fresh_token(
                 connection,
                 key,
-                self.settings.refresh_lead,
-                false,
+                Freshness::Scheduled {
+                    min_valid: self.settings.refresh_lead,
+                },
                 REFRESHER_ACTOR,
                 Some(Some(before.clone())),
             )

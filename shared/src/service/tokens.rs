@@ -33,6 +33,10 @@ pub struct TokenView {
     pub connection_id: ConnectionId,
     pub owner: Owner,
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Whether the token stays valid for the `min_valid_seconds` asked (or the default
+    /// margin): false when the provider's lifetime cannot meet it, or when Keyport declined to
+    /// ask the provider again so soon.
+    pub min_valid_met: bool,
 }
 
 impl fmt::Debug for TokenView {
@@ -49,7 +53,7 @@ impl fmt::Debug for TokenView {
 /// The wire shape of `GET /connections/{id}/token`.
 impl Serialize for TokenView {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut out = serializer.serialize_struct("TokenView", 7)?;
+        let mut out = serializer.serialize_struct("TokenView", 8)?;
         out.serialize_field("access_token", self.access_token.expose_secret())?;
         out.serialize_field("token_type", &self.token_type)?;
         out.serialize_field("expires_at", &self.expires_at)?;
@@ -57,13 +61,15 @@ impl Serialize for TokenView {
         out.serialize_field("connection_id", &self.connection_id)?;
         out.serialize_field("owner", &self.owner)?;
         out.serialize_field("extra", &self.extra)?;
+        out.serialize_field("min_valid_met", &self.min_valid_met)?;
         out.end()
     }
 }
 
 impl TokenView {
-    fn new(record: &StoredToken, secrets: TokenSecrets) -> Self {
+    fn new(record: &StoredToken, secrets: TokenSecrets, min_valid: Duration) -> Self {
         Self {
+            min_valid_met: record.is_usable_for(Utc::now(), chrono_duration(min_valid)),
             access_token: secrets.access_token,
             token_type: record.token_type.clone(),
             expires_at: record.expires_at,
@@ -73,6 +79,16 @@ impl TokenView {
             extra: secrets.extra,
         }
     }
+}
+
+/// What a token must be fresh for, and who is asking.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Freshness {
+    /// A caller: a read (`force: false`) or a forced refresh. Limited to one provider call per
+    /// token per on-demand interval while the token is still valid.
+    OnDemand { min_valid: Duration, force: bool },
+    /// The scheduled refresher, ahead of expiry.
+    Scheduled { min_valid: Duration },
 }
 
 fn chrono_duration(duration: Duration) -> chrono::Duration {
@@ -103,13 +119,15 @@ impl Keyport {
             .fresh_token(
                 &connection,
                 &key,
-                min_valid,
-                false,
+                Freshness::OnDemand {
+                    min_valid,
+                    force: false,
+                },
                 principal.subject.as_str(),
                 Some(token),
             )
             .await?;
-        Ok(TokenView::new(&record, secrets))
+        Ok(TokenView::new(&record, secrets, min_valid))
     }
 
     /// Refreshes now, whatever the token's expiry.
@@ -120,17 +138,20 @@ impl Keyport {
         owner: OwnerRequest,
     ) -> Result<TokenView, ServiceError> {
         let (connection, key) = self.token_target(principal, id, owner).await?;
+        let min_valid = self.settings.default_min_valid;
         let (record, secrets) = self
             .fresh_token(
                 &connection,
                 &key,
-                self.settings.default_min_valid,
-                true,
+                Freshness::OnDemand {
+                    min_valid,
+                    force: true,
+                },
                 principal.subject.as_str(),
                 None,
             )
             .await?;
-        Ok(TokenView::new(&record, secrets))
+        Ok(TokenView::new(&record, secrets, min_valid))
     }
 
     /// Revokes the grant at the provider (where it offers revocation) and deletes the token.
@@ -235,12 +256,15 @@ impl Keyport {
         &self,
         connection: &Connection,
         key: &TokenKey,
-        min_valid: Duration,
-        force: bool,
+        freshness: Freshness,
         actor: &str,
         mut already_read: Option<Option<StoredToken>>,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
         require_enabled(connection)?;
+        let (min_valid, force, on_demand) = match freshness {
+            Freshness::OnDemand { min_valid, force } => (min_valid, force, true),
+            Freshness::Scheduled { min_valid } => (min_valid, false, false),
+        };
         let min_valid = chrono_duration(min_valid);
         let give_up_at = Utc::now()
             + chrono_duration(self.settings.lease_duration)
@@ -284,6 +308,13 @@ impl Keyport {
                 let secrets = self.cipher.open_token(key, &current.sealed).await?;
                 return Ok((current, secrets));
             }
+            // A caller cannot make Keyport ask the provider again for a token it asked for
+            // moments ago and that is still valid: the caller gets it, and is told whether it
+            // meets the validity asked for.
+            if on_demand && self.asked_recently(&current, now) {
+                let secrets = self.cipher.open_token(key, &current.sealed).await?;
+                return Ok((current, secrets));
+            }
             if turn.is_none() {
                 let (taken, waited) = self.refresh_turns.take(key).await;
                 turn = Some(taken);
@@ -307,6 +338,7 @@ impl Keyport {
                 continue;
             }
             let mut leased = current.clone();
+            leased.provider_asked_at = Some(now);
             leased.lease = Some(Lease {
                 holder: self.instance_id.clone(),
                 expires_at: now + chrono_duration(self.settings.lease_duration),
@@ -470,6 +502,14 @@ impl Keyport {
                 other => return other,
             }
         }
+    }
+
+    /// Whether the provider was asked for this still-valid token within the on-demand interval.
+    fn asked_recently(&self, token: &StoredToken, now: DateTime<Utc>) -> bool {
+        token.is_usable_for(now, chrono::Duration::zero())
+            && token.provider_asked_at.is_some_and(|asked| {
+                now - asked < chrono_duration(self.settings.on_demand_refresh_interval)
+            })
     }
 
     /// Whether a provider call starting `after` from now could be waited for (its whole
@@ -690,6 +730,7 @@ impl Keyport {
             last_error: None,
             lease: None,
             issued_for: Some(connection.destination_fingerprint()),
+            provider_asked_at: Some(now),
             created_at,
             updated_at: now,
             sealed,

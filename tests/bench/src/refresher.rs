@@ -89,6 +89,7 @@ async fn seed(keyport: &Keyport, ids: &[ConnectionId], n: usize) {
             last_error: None,
             lease: None,
             issued_for: None,
+            provider_asked_at: None,
             created_at: now,
             updated_at: now,
             sealed,

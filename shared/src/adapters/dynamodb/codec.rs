@@ -433,6 +433,7 @@ mod tests {
             last_error: None,
             lease: None,
             issued_for: None,
+            provider_asked_at: None,
             created_at: now,
             updated_at: now,
             sealed: vec![9, 8, 7],
