@@ -13,6 +13,7 @@ mod iam_conformance;
 mod insider_rules;
 mod kms_calls;
 mod lambda_events;
+mod local_server;
 mod multi_process;
 mod oauth_flows;
 mod provider_faults;

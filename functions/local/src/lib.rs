@@ -18,6 +18,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod server;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "keyport",
@@ -98,6 +100,12 @@ pub struct ServeArgs {
     /// How many tokens the refresher refreshes at once.
     #[arg(long, env = "KEYPORT_REFRESH_CONCURRENCY", default_value_t = 16)]
     pub refresh_concurrency: usize,
+    /// How long a client has to send a request's headers (seconds).
+    #[arg(long, env = "KEYPORT_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub header_read_timeout_seconds: u64,
+    /// How many connections the local server serves at once; more wait to be accepted.
+    #[arg(long, env = "KEYPORT_MAX_CONNECTIONS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub max_connections: u64,
     #[command(flatten)]
     pub jwt: JwtArgs,
     #[command(flatten)]
@@ -236,16 +244,15 @@ pub async fn start_with_backends(
         .route("/openapi.json", get(openapi))
         .merge(http::router(keyport.clone(), authenticator, &Function::ALL));
     let (stop, stopped) = oneshot::channel::<()>();
+    let limits = server::Limits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+        max_connections: args.max_connections as usize,
+    };
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "the server stopped");
-        }
+        server::serve(listener, app, limits, shutdown).await;
     });
     let refresher = tokio::spawn(refresh_periodically(
         keyport.clone(),

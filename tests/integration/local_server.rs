@@ -1,0 +1,86 @@
+//! The local server's own limits: a client that never finishes its request headers is cut off
+//! after the header deadline, and past the connection cap a new connection waits until one
+//! is freed (here: until the idle one is cut off), instead of either holding the server.
+
+use keyport_tests::backends;
+use keyport_tests::server::TestServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads one HTTP/1.1 response (headers, then a Content-Length body), not waiting for the
+/// connection to close.
+async fn read_response(stream: &mut TcpStream) -> String {
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let length = text[..head_end]
+                .lines()
+                .filter_map(|line| line.split_once(':'))
+                .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+                .expect("a Content-Length");
+            if seen.len() >= head_end + 4 + length {
+                return text;
+            }
+        }
+        let n = stream.read(&mut chunk).await.expect("the answer");
+        assert!(
+            n > 0,
+            "closed mid-answer: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A bound on a wait that must end by itself, so a regression fails instead of hanging.
+async fn bounded<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(60), work)
+        .await
+        .unwrap_or_else(|_| panic!("{what} never happened"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_are_cut_off_and_connections_beyond_the_cap_wait() {
+    let backend = backends::embedded().await;
+    let server = TestServer::start(
+        &backend,
+        &[
+            "--header-read-timeout-seconds",
+            "1",
+            "--max-connections",
+            "1",
+        ],
+    )
+    .await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+
+    // A trickling client: headers started, never finished.
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1")
+        .await
+        .unwrap();
+    // A complete request on a second connection, beyond the cap of one: it is answered only
+    // once the slow connection has been cut off and its slot freed.
+    let mut fast = TcpStream::connect(&addr).await.unwrap();
+    fast.write_all(b"GET /openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = bounded("the second request's answer", read_response(&mut fast)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // By then the slow connection is already closed by the server: a non-blocking read says
+    // so at once (end of stream or reset), where an open one would have nothing to read.
+    let slow = slow.into_std().unwrap();
+    slow.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 64];
+    match std::io::Read::read(&mut &slow, &mut byte) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => {
+            panic!("the slow connection was still open when the next one was served: {other:?}")
+        }
+    }
+    server.server.stop().await;
+}
