@@ -176,6 +176,9 @@ pub struct ConnectionInput {
     pub authorization_params: Option<BTreeMap<String, String>>,
     pub token_params: Option<BTreeMap<String, String>>,
     pub invited_roles: Option<Vec<String>>,
+    /// Fields of the provider's token response handed to callers under `extra` (for a catalog
+    /// provider, the catalog's list when this is empty); every other field stays sealed.
+    pub token_response_extras: Option<Vec<String>>,
     pub status: Option<ConnectionStatus>,
     /// On update: the version the client last read; a stale one is refused as a conflict.
     pub version: Option<u64>,
@@ -213,6 +216,8 @@ pub struct Connection {
     pub authorization_params: BTreeMap<String, String>,
     pub token_params: BTreeMap<String, String>,
     pub invited_roles: BTreeSet<Role>,
+    #[serde(default)]
+    pub token_response_extras: Vec<String>,
     pub status: ConnectionStatus,
     pub client_secret_set: bool,
     pub private_key_set: bool,
@@ -261,6 +266,7 @@ impl Connection {
             authorization_params: input.authorization_params,
             token_params: input.token_params,
             invited_roles: input.invited_roles,
+            token_response_extras: input.token_response_extras,
             status: input.status,
         };
         let connection = fields.validate(
@@ -374,6 +380,11 @@ impl Connection {
                     .map(|r| r.as_str().to_owned())
                     .collect()
             })),
+            token_response_extras: Some(
+                input
+                    .token_response_extras
+                    .unwrap_or_else(|| self.token_response_extras.clone()),
+            ),
             status: Some(input.status.unwrap_or(self.status)),
         };
         let connection = fields.validate(
@@ -515,7 +526,40 @@ struct Fields {
     authorization_params: Option<BTreeMap<String, String>>,
     token_params: Option<BTreeMap<String, String>>,
     invited_roles: Option<Vec<String>>,
+    token_response_extras: Option<Vec<String>>,
     status: Option<ConnectionStatus>,
+}
+
+/// The token-response fields a connection hands to callers: plain names, never one of the
+/// tokens themselves.
+fn token_response_extras(names: Option<Vec<String>>) -> Result<Vec<String>, ValidationError> {
+    const FIELD: &str = "token_response_extras";
+    let mut names = names.unwrap_or_default();
+    if names.len() > 32 {
+        return Err(ValidationError::new(FIELD, "names at most 32 fields"));
+    }
+    for name in &names {
+        let plain = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !plain {
+            return Err(ValidationError::new(
+                FIELD,
+                format!("{name:?} is not a field name (letters, digits, _ - . only)"),
+            ));
+        }
+        if crate::domain::is_token_like_field(name) {
+            return Err(ValidationError::new(
+                FIELD,
+                format!("{name:?} is a token: it is never handed out as an extra"),
+            ));
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 fn required<T>(field: &str, value: Option<T>) -> Result<T, ValidationError> {
@@ -673,6 +717,7 @@ impl Fields {
                 Role::parse(role).map_err(|e| ValidationError::new("invited_roles", e.message))
             })
             .collect::<Result<BTreeSet<_>, _>>()?;
+        let token_response_extras = token_response_extras(self.token_response_extras)?;
         let credential_present = match client_auth {
             ClientAuthMethod::PrivateKeyJwt => identity.private_key_set,
             ClientAuthMethod::ClientSecretBasic | ClientAuthMethod::ClientSecretPost => {
@@ -711,6 +756,7 @@ impl Fields {
             authorization_params: extra_params("authorization_params", self.authorization_params)?,
             token_params: extra_params("token_params", self.token_params)?,
             invited_roles,
+            token_response_extras,
             status: self.status.unwrap_or_default(),
             client_secret_set: identity.client_secret_set,
             private_key_set: identity.private_key_set,
@@ -900,6 +946,31 @@ mod tests {
             ConnectionName::parse("Acme").unwrap().uniqueness_key(),
             ConnectionName::parse("ACME").unwrap().uniqueness_key()
         );
+    }
+
+    #[test]
+    fn declared_extras_are_plain_names_and_never_tokens() {
+        let ok = create(with(
+            "token_response_extras",
+            serde_json::json!(["instance_url", "id", "id"]),
+        ))
+        .unwrap();
+        assert_eq!(ok.token_response_extras, ["id", "instance_url"]);
+        for bad in [
+            serde_json::json!(["access_token"]),
+            serde_json::json!(["authed_user", "refresh_token"]),
+            serde_json::json!(["client_secret"]),
+            serde_json::json!(["a b"]),
+            serde_json::json!([""]),
+        ] {
+            assert_eq!(
+                create(with("token_response_extras", bad.clone()))
+                    .unwrap_err()
+                    .field,
+                "token_response_extras",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,6 @@ pub use pending::{AwaitedGrant, PendingAuthorization, StateToken};
 pub use principal::Principal;
 pub use provider::{Placeholder, PlaceholderKind, Provider};
 pub use scopes::{Scopes, ScopesInput};
-pub use secret::{ClientSecret, PkceVerifier, TokenSecrets};
+pub use secret::{ClientSecret, PkceVerifier, TokenSecrets, is_token_like_field};
 pub use token::{Lease, StoredToken, TokenFailure, TokenStatus};
 pub use validation::ValidationError;

@@ -50,6 +50,49 @@ pub struct TokenSecrets {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+/// Whether a field name names a credential (`access_token`, `refresh_token`, `id_token`,
+/// `*_token`, `*secret*`, `password`): such a field is never handed to a caller as an extra,
+/// at any depth.
+pub fn is_token_like_field(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "token"
+        || name.ends_with("_token")
+        || name.ends_with("-token")
+        || name.contains("secret")
+        || name.contains("password")
+}
+
+impl TokenSecrets {
+    /// The extras a caller may see: only the `declared` fields, with every token-like field
+    /// inside them (Slack's `authed_user.access_token`, say) removed.
+    pub fn declared_extras(
+        &self,
+        declared: &[String],
+    ) -> serde_json::Map<String, serde_json::Value> {
+        declared
+            .iter()
+            .filter(|name| !is_token_like_field(name))
+            .filter_map(|name| {
+                let value = self.extra.get(name)?;
+                Some((name.clone(), without_token_like_fields(value)))
+            })
+            .collect()
+    }
+}
+
+fn without_token_like_fields(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .filter(|(name, _)| !is_token_like_field(name))
+            .map(|(name, inner)| (name.clone(), without_token_like_fields(inner)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        serde_json::Value::Array(items) => items.iter().map(without_token_like_fields).collect(),
+        other => other.clone(),
+    }
+}
+
 /// The tokens print as `[REDACTED]`; of the extras, only their names.
 impl std::fmt::Debug for TokenSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -208,5 +251,47 @@ mod tests {
         assert!(!with(Some("a")).same_refresh_token(&with(Some("b"))));
         assert!(!with(Some("a")).same_refresh_token(&with(None)));
         assert!(with(None).same_refresh_token(&with(None)));
+    }
+
+    #[test]
+    fn callers_see_only_declared_extras_and_never_a_token_inside_one() {
+        let secrets = TokenSecrets {
+            access_token: SecretString::from("at"),
+            refresh_token: None,
+            id_token: None,
+            extra: serde_json::json!({
+                "instance_url": "https://acme.my.salesforce.com",
+                "authed_user": {"id": "U1", "access_token": "xoxp-user", "scope": "chat:write",
+                                "nested": [{"refresh_token": "r", "kept": 1}]},
+                "undeclared": "sealed",
+                "webhook_secret": "s",
+            })
+            .as_object()
+            .unwrap()
+            .clone(),
+        };
+        let declared =
+            ["instance_url", "authed_user", "webhook_secret", "missing"].map(str::to_owned);
+        let shown = serde_json::Value::Object(secrets.declared_extras(&declared));
+        assert_eq!(
+            shown,
+            serde_json::json!({
+                "instance_url": "https://acme.my.salesforce.com",
+                "authed_user": {"id": "U1", "scope": "chat:write", "nested": [{"kept": 1}]},
+            })
+        );
+        for name in [
+            "access_token",
+            "refresh_token",
+            "id_token",
+            "token",
+            "client_secret",
+            "password",
+        ] {
+            assert!(is_token_like_field(name), "{name}");
+        }
+        for name in ["instance_url", "ext_expires_in", "id", "scope", "realmId"] {
+            assert!(!is_token_like_field(name), "{name}");
+        }
     }
 }

@@ -1356,6 +1356,7 @@ fn create_body(name: &str) -> Value {
         "issuer": "https://login.acme.example",
         "scopes": ["openid", "api"],
         "invited_roles": ["bots"],
+        "token_response_extras": ["instance_url"],
         "username": null
     })
 }

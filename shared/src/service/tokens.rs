@@ -67,8 +67,14 @@ impl Serialize for TokenView {
 }
 
 impl TokenView {
-    fn new(record: &StoredToken, secrets: TokenSecrets, min_valid: Duration) -> Self {
+    fn new(
+        record: &StoredToken,
+        secrets: TokenSecrets,
+        min_valid: Duration,
+        declared_extras: &[String],
+    ) -> Self {
         Self {
+            extra: secrets.declared_extras(declared_extras),
             min_valid_met: record.is_usable_for(Utc::now(), chrono_duration(min_valid)),
             access_token: secrets.access_token,
             token_type: record.token_type.clone(),
@@ -76,7 +82,6 @@ impl TokenView {
             scope: record.scope.clone(),
             connection_id: record.connection_id.clone(),
             owner: record.owner.clone(),
-            extra: secrets.extra,
         }
     }
 }
@@ -127,7 +132,12 @@ impl Keyport {
                 Some(token),
             )
             .await?;
-        Ok(TokenView::new(&record, secrets, min_valid))
+        Ok(TokenView::new(
+            &record,
+            secrets,
+            min_valid,
+            self.declared_extras(&connection),
+        ))
     }
 
     /// Refreshes now, whatever the token's expiry.
@@ -151,7 +161,12 @@ impl Keyport {
                 None,
             )
             .await?;
-        Ok(TokenView::new(&record, secrets, min_valid))
+        Ok(TokenView::new(
+            &record,
+            secrets,
+            min_valid,
+            self.declared_extras(&connection),
+        ))
     }
 
     /// Revokes the grant at the provider (where it offers revocation) and deletes the token.
@@ -502,6 +517,17 @@ impl Keyport {
                 other => return other,
             }
         }
+    }
+
+    /// The token-response fields callers of this connection see: the connection's own list,
+    /// or for a catalog provider without one, the catalog's.
+    fn declared_extras<'a>(&'a self, connection: &'a Connection) -> &'a [String] {
+        if !connection.token_response_extras.is_empty() {
+            return &connection.token_response_extras;
+        }
+        self.catalog
+            .get(connection.provider.as_str())
+            .map_or(&[], |provider| provider.token_response_extras.as_slice())
     }
 
     /// Whether the provider was asked for this still-valid token within the on-demand interval.
