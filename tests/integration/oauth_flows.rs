@@ -23,25 +23,7 @@ fn sha256_hex(value: &str) -> String {
 }
 
 async fn create(keyport: &Keyport, peer: &OidcPeer, settings: serde_json::Value) -> Connection {
-    let mut request = serde_json::json!({
-        "name": format!("peer-{}", uuid::Uuid::new_v4().simple()),
-        "provider": "custom",
-        "issuer": peer.issuer,
-        "client_id": "keyport-basic",
-        "client_secret": CLIENT_SECRET,
-        "client_auth": "client_secret_basic",
-        "grant_type": "authorization_code",
-        "scopes": "openid,offline_access,api:read",
-        "invited_roles": ["bots"],
-    });
-    for (field, value) in settings.as_object().expect("an object") {
-        request[field] = value.clone();
-    }
-    let input = serde_json::from_value(request).expect("a connection request");
-    keyport
-        .create_connection(&admin(), input)
-        .await
-        .expect("the connection is created")
+    keyport_tests::keyport::peer_connection(keyport, peer, "peer", settings).await
 }
 
 /// Starts an authorization of the shared token, consents headlessly, and hands the callback's

@@ -71,3 +71,33 @@ pub fn completion_on_page(html: &str) -> String {
     let end = start + html[start..].find("</code>").expect("the element ends");
     html[start..end].to_owned()
 }
+
+/// A custom connection to the oidc-provider peer (endpoints discovered from its issuer), an
+/// authorization-code client with a reserved-character secret, with `settings` over those
+/// defaults; named `<prefix>-<unique>`.
+pub async fn peer_connection(
+    keyport: &Keyport,
+    peer: &crate::oidc::OidcPeer,
+    prefix: &str,
+    settings: serde_json::Value,
+) -> keyport_shared::domain::Connection {
+    let mut request = serde_json::json!({
+        "name": format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+        "provider": "custom",
+        "issuer": peer.issuer,
+        "client_id": "keyport-basic",
+        "client_secret": crate::oidc::CLIENT_SECRET,
+        "client_auth": "client_secret_basic",
+        "grant_type": "authorization_code",
+        "scopes": "openid,offline_access,api:read",
+        "invited_roles": ["bots"],
+    });
+    for (field, value) in settings.as_object().expect("an object") {
+        request[field] = value.clone();
+    }
+    let input = serde_json::from_value(request).expect("a connection request");
+    keyport
+        .create_connection(&admin(), input)
+        .await
+        .expect("the connection is created")
+}

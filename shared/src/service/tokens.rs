@@ -616,56 +616,38 @@ impl Keyport {
             .as_ref()
             .map_or_else(Utc::now, |lease| lease.expires_at);
         let mut expected = leased.version;
-        loop {
+        let winner = loop {
             match self
                 .put_until(&record, Expect::Version(expected), retry_until)
                 .await
             {
                 Ok(saved) => return Ok((saved, grant.secrets)),
-                Err(StoreError::NotFound(_)) => {
-                    self.revoke_lost_grant(
-                        connection,
-                        credentials,
-                        key,
-                        &grant,
-                        "the token was disconnected or its connection deleted",
-                    )
-                    .await;
-                    return Err(ServiceError::NotAuthorized {
-                        owner: key.owner.to_string(),
-                    });
-                }
+                Err(StoreError::NotFound(_)) => break None,
                 Err(StoreError::Conflict(_)) => match self.store.get_token(key).await? {
-                    None => {
-                        self.revoke_lost_grant(
-                            connection,
-                            credentials,
-                            key,
-                            &grant,
-                            "the token was disconnected or its connection deleted",
-                        )
-                        .await;
-                        return Err(ServiceError::NotAuthorized {
-                            owner: key.owner.to_string(),
-                        });
-                    }
+                    None => break None,
                     Some(current) if current.created_at != leased.created_at => {
-                        self.revoke_lost_grant(
-                            connection,
-                            credentials,
-                            key,
-                            &grant,
-                            "a newer authorization replaced the token",
-                        )
-                        .await;
-                        let secrets = self.cipher.open_token(key, &current.sealed).await?;
-                        return Ok((current, secrets));
+                        break Some(current);
                     }
                     // The same grant, written by another refresher after this lease ran out:
                     // this result is as new as that one.
                     Some(current) => expected = current.version,
                 },
                 Err(error) => return Err(error.into()),
+            }
+        };
+        let why = match winner {
+            None => "the token was disconnected or its connection deleted",
+            Some(_) => "a newer authorization replaced the token",
+        };
+        self.revoke_lost_grant(connection, credentials, key, &grant, why)
+            .await;
+        match winner {
+            None => Err(ServiceError::NotAuthorized {
+                owner: key.owner.to_string(),
+            }),
+            Some(current) => {
+                let secrets = self.cipher.open_token(key, &current.sealed).await?;
+                Ok((current, secrets))
             }
         }
     }
