@@ -163,6 +163,15 @@ pub trait PendingAuthorizationStore: Send + Sync {
         state: &StateToken,
         now: DateTime<Utc>,
     ) -> Result<Option<PendingAuthorization>, StoreError>;
+
+    /// Removes and returns up to `limit` records holding a grant whose confirmation never
+    /// came (expired at `now`), so their grants can be revoked. Such records outlive their
+    /// expiry in storage until this takes them (each exactly once).
+    async fn take_expired_unconfirmed(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PendingAuthorization>, StoreError>;
 }
 
 /// The audit trail, kept per connection. Events outlive their connection: a deletion is

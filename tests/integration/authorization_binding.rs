@@ -18,6 +18,7 @@ use serde_json::json;
 crate::on_both_backends!(
     a_forwarded_consent_link_fills_nobodys_slot_and_its_grant_is_revoked,
     the_starter_confirms_once_and_a_state_is_no_completion,
+    a_grant_never_confirmed_is_revoked_once_it_expires,
 );
 
 fn mallory() -> Principal {
@@ -196,4 +197,74 @@ async fn the_starter_confirms_once_and_a_state_is_no_completion(backend: Backend
         "{again:?}"
     );
     assert!(provider.revocations().is_empty());
+}
+
+async fn a_grant_never_confirmed_is_revoked_once_it_expires(backend: Backend) {
+    let (keyport, provider, connection) = setup(&backend).await;
+    let held_grant = Tokens::fresh();
+    provider.script([Answer::Tokens(held_grant.clone())]);
+    let started = keyport
+        .start_authorization(&mallory(), &connection.id, OwnerRequest::User, None)
+        .await
+        .unwrap();
+    let held = keyport
+        .complete_authorization(&format!("code=c&state={}", started.state))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now;
+    let report = keyport
+        .refresh_due(
+            tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.unconfirmed_revoked, 0, "not expired yet: {report:?}");
+    assert!(provider.revocations().is_empty());
+
+    // Its time runs out unconfirmed (the record's expiry moved into the past).
+    let key = held.completion.as_completion();
+    let mut record = backend
+        .store
+        .take_pending(&key, now())
+        .await
+        .unwrap()
+        .unwrap();
+    record.expires_at = now() - chrono::Duration::seconds(1);
+    backend.store.put_pending(&key, &record).await.unwrap();
+    let report = keyport
+        .refresh_due(
+            tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.unconfirmed_revoked, 1, "{report:?}");
+    let revocations = provider.revocations().join("\n");
+    assert!(revocations.contains(held_grant.refresh()), "{revocations}");
+    // Once only, and the value confirms nothing afterwards.
+    let again = keyport
+        .refresh_due(
+            tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+            2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.unconfirmed_revoked, 0);
+    assert_eq!(provider.revocations().len(), 1);
+    let late = keyport
+        .confirm_authorization(
+            &mallory(),
+            keyport_shared::domain::StateToken::expose_secret(&held.completion),
+        )
+        .await;
+    assert!(matches!(late, Err(ServiceError::InvalidState)), "{late:?}");
+    assert!(
+        backend
+            .store
+            .get_token(&slot(&connection, &mallory()))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -312,6 +312,43 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     )
     .await;
 
+    // An authorization whose grant the callback holds, never confirmed, past its expiry: the
+    // scheduled run revokes it.
+    let started = expect_status(
+        &authorize,
+        Function::Authorize,
+        &event_text("authorize-start.json", Some(&interactive)),
+        200,
+    )
+    .await;
+    let query = peer
+        .authorize_headlessly(started["authorization_url"].as_str().unwrap())
+        .await;
+    let reply = invoke(
+        &callback.keyport,
+        Function::Callback,
+        &event_with_query("callback.json", None, &query),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let unconfirmed = keyport_shared::domain::StateToken::parse(
+        &keyport_tests::keyport::completion_on_page(&reply.body),
+    )
+    .unwrap()
+    .as_completion();
+    let mut held = backend
+        .store
+        .take_pending(&unconfirmed, chrono::Utc::now())
+        .await
+        .unwrap()
+        .expect("the held grant");
+    held.expires_at = chrono::Utc::now() - chrono::Duration::seconds(1);
+    backend
+        .store
+        .put_pending(&unconfirmed, &held)
+        .await
+        .unwrap();
+
     // The refresher: the authorized token made due, then one scheduled run.
     let key = TokenKey {
         connection_id: ConnectionId::parse(&interactive).unwrap(),
@@ -340,6 +377,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     .await
     .unwrap();
     assert_eq!(report.refreshed, 1, "{report:?}");
+    assert_eq!(report.unconfirmed_revoked, 1, "{report:?}");
 
     // Back to the connections function: the audit trail, then deletes (one with a token).
     expect_status(

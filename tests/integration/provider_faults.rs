@@ -967,6 +967,14 @@ impl TokenStore for FlakyStore {
 
 #[async_trait]
 impl PendingAuthorizationStore for FlakyStore {
+    async fn take_expired_unconfirmed(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PendingAuthorization>, StoreError> {
+        self.inner.take_expired_unconfirmed(now, limit).await
+    }
+
     async fn put_pending(
         &self,
         state: &StateToken,

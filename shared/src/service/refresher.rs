@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use super::tokens::Freshness;
 use super::{Keyport, ServiceError, deadline};
-use crate::domain::{Connection, ConnectionId, REFRESHER_ACTOR};
+use crate::domain::{AuditAction, Connection, ConnectionId, REFRESHER_ACTOR};
 use crate::ports::{PageRequest, TokenKey};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,6 +26,8 @@ pub struct RefreshReport {
     pub skipped: u64,
     /// Whether the run stopped at its deadline with work left for the next run.
     pub stopped_early: bool,
+    /// Grants held for a confirmation that never came, revoked at their provider.
+    pub unconfirmed_revoked: u64,
 }
 
 enum Outcome {
@@ -55,6 +57,7 @@ impl Keyport {
         // takes its whole timeout, then the write of its answer.
         let margin = self.oauth.http().timeout() + self.settings.grant_write_budget + SAFETY_MARGIN;
         let due_by = Utc::now();
+        report.unconfirmed_revoked = self.revoke_unconfirmed(due_by).await?;
         let mut page = PageRequest::first(PAGE_SIZE);
         'pages: loop {
             let listed = self.store.due_tokens(due_by, page.clone()).await?;
@@ -117,6 +120,64 @@ impl Keyport {
             "refresher run finished"
         );
         Ok(report)
+    }
+
+    /// Revokes every grant a callback obtained whose confirmation never came: the grant was
+    /// never placed, and must not stay alive at the provider either.
+    async fn revoke_unconfirmed(&self, now: chrono::DateTime<Utc>) -> Result<u64, ServiceError> {
+        let mut revoked = 0;
+        loop {
+            let expired = self.store.take_expired_unconfirmed(now, PAGE_SIZE).await?;
+            if expired.is_empty() {
+                return Ok(revoked);
+            }
+            for pending in expired {
+                if self.revoke_held_grant(pending).await {
+                    revoked += 1;
+                }
+            }
+        }
+    }
+
+    async fn revoke_held_grant(&self, pending: crate::domain::PendingAuthorization) -> bool {
+        let Some(awaited) = pending.awaiting_confirmation else {
+            return false;
+        };
+        let Ok(Some(connection)) = self.store.get_connection(&pending.connection_id).await else {
+            return false;
+        };
+        // Issued under another destination: nothing stored goes to the new one.
+        if awaited.issued_for != connection.destination_fingerprint() {
+            return false;
+        }
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner: pending.owner.clone(),
+        };
+        let outcome = async {
+            let secrets = self.cipher.open_token(&key, &awaited.sealed).await?;
+            let credentials = self.credentials(&connection).await?;
+            Ok::<bool, ServiceError>(
+                self.oauth
+                    .revoke(&connection, &credentials, &secrets)
+                    .await?,
+            )
+        }
+        .await;
+        let revoked = outcome.unwrap_or(false);
+        self.audit(
+            &connection.id,
+            AuditAction::TokenRevoked,
+            REFRESHER_ACTOR,
+            Some(&key.owner),
+            Some(if revoked {
+                "an authorization was never confirmed: its grant was revoked at the provider"
+            } else {
+                "an authorization was never confirmed: its grant was discarded; the provider did not confirm a revocation"
+            }),
+        )
+        .await;
+        revoked
     }
 
     async fn refresh_one(&self, connection: &Connection, key: &TokenKey) -> Outcome {

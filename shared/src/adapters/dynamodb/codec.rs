@@ -41,6 +41,12 @@ pub(crate) mod attr {
 pub(crate) const GSI1: &str = "gsi1";
 pub(crate) const CONNECTIONS_PARTITION: &str = "CONNECTIONS";
 pub(crate) const DUE_PARTITION: &str = "DUE";
+/// The index partition of pending records that hold a grant, by expiry: the refresher finds
+/// the unconfirmed ones there to revoke their grants.
+pub(crate) const AWAITING_PARTITION: &str = "AWAITING";
+/// How long after its expiry a record holding a grant is kept before TTL removes it: far
+/// longer than the refresher takes to find it (TTL deletion is eventual anyway).
+const AWAITING_GRACE_SECONDS: i64 = 24 * 60 * 60;
 pub(crate) const TOKEN_SK_PREFIX: &str = "TOKEN#";
 
 const CONNECTION_PK_PREFIX: &str = "CONN#";
@@ -337,7 +343,30 @@ pub(crate) fn pending_item(
         ),
         (attr::TTL.to_owned(), number(pending.expires_at.timestamp())),
     ]);
+    if pending.awaiting_confirmation.is_some() {
+        item.extend([
+            (attr::GSI1PK.to_owned(), string(AWAITING_PARTITION)),
+            (
+                attr::GSI1SK.to_owned(),
+                string(format!(
+                    "{}#{}",
+                    crate::adapters::records::sortable_time(pending.expires_at),
+                    state.lookup_key()
+                )),
+            ),
+            (
+                attr::TTL.to_owned(),
+                number(pending.expires_at.timestamp() + AWAITING_GRACE_SECONDS),
+            ),
+        ]);
+    }
     Ok(item)
+}
+
+/// The exclusive upper bound of awaiting-index keys expired at `now` (the same shape as the
+/// due index's keys: a sortable time, `#`, the rest).
+pub(crate) fn awaiting_bound(now: chrono::DateTime<chrono::Utc>) -> String {
+    due_bound(now)
 }
 
 pub(crate) fn pending_from_item(item: &Item) -> Result<PendingAuthorization, StoreError> {

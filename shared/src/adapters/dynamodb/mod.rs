@@ -747,6 +747,56 @@ impl PendingAuthorizationStore for DynamoStore {
         let pending = codec::pending_from_item(&item)?;
         Ok((!pending.is_expired_at(now)).then_some(pending))
     }
+
+    async fn take_expired_unconfirmed(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PendingAuthorization>, StoreError> {
+        let bound = codec::awaiting_bound(now);
+        let page = self
+            .index_page(
+                codec::AWAITING_PARTITION,
+                Some(&bound),
+                true,
+                &PageRequest::first(limit),
+            )
+            .await?;
+        let mut taken = Vec::new();
+        for entry in page.items {
+            let key: codec::Item = [
+                attr_key(&entry, codec::attr::PK),
+                attr_key(&entry, codec::attr::SK),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            // Deleting and reading in one call: of two sweepers only one gets the record.
+            let output = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if let Some(item) = output.attributes.filter(|item| !item.is_empty()) {
+                taken.push(codec::pending_from_item(&item)?);
+            }
+        }
+        Ok(taken)
+    }
+}
+
+/// One key attribute of an index entry, as a key pair.
+fn attr_key(
+    entry: &codec::Item,
+    name: &str,
+) -> Option<(String, aws_sdk_dynamodb::types::AttributeValue)> {
+    entry
+        .get(name)
+        .map(|value| (name.to_owned(), value.clone()))
 }
 
 #[async_trait]

@@ -491,9 +491,13 @@ impl PendingAuthorizationStore for EmbeddedStore {
                 if inserted == 0 {
                     return Err(StoreError::AlreadyExists("pending authorization"));
                 }
-                // Expired records are garbage; sweep them while we hold the write lock anyway.
-                db.execute_cached("DELETE FROM pending_authorizations WHERE expires_at < ?1", [Utc::now().timestamp() - 60])
-                    .map_err(sql_error)?;
+                // Expired records are garbage, but for those holding a grant, which the
+                // refresher takes to revoke it: sweep the rest while we hold the write lock.
+                db.execute_cached(
+                    &format!("DELETE FROM pending_authorizations WHERE expires_at < ?1 AND doc NOT LIKE '{HOLDS_GRANT}'"),
+                    [Utc::now().timestamp() - 60],
+                )
+                .map_err(sql_error)?;
                 Ok(())
             })
             .await
@@ -525,7 +529,38 @@ impl PendingAuthorizationStore for EmbeddedStore {
             None => Ok(None),
         }
     }
+
+    async fn take_expired_unconfirmed(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<PendingAuthorization>, StoreError> {
+        let (now, limit) = (now.timestamp(), i64::from(limit));
+        let docs = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(&format!(
+                        "DELETE FROM pending_authorizations WHERE state_key IN (
+                             SELECT state_key FROM pending_authorizations
+                             WHERE expires_at <= ?1 AND doc LIKE '{HOLDS_GRANT}' LIMIT ?2)
+                         RETURNING doc"
+                    ))
+                    .map_err(sql_error)?;
+                let docs = statement
+                    .query_map(params![now, limit], |row| row.get::<_, String>(0))
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(docs)
+            })
+            .await?;
+        docs.iter().map(|doc| pending_from_doc(doc)).collect()
+    }
 }
+
+/// Matches the document of a record that holds a grant: the field is written only then.
+const HOLDS_GRANT: &str = "%\"awaiting_confirmation\":%";
 
 #[async_trait]
 impl AuditLog for EmbeddedStore {
