@@ -117,6 +117,34 @@ async fn expect_status(
     }
 }
 
+/// An authorization of `id` started through the authorize function, consented at the peer
+/// and handed to the callback function: the completion value the callback answers with.
+async fn held_completion(
+    authorize: &DeployedFunction,
+    callback: &DeployedFunction,
+    peer: &OidcPeer,
+    id: &str,
+) -> String {
+    let started = expect_status(
+        authorize,
+        Function::Authorize,
+        &event_text("authorize-start.json", Some(id)),
+        200,
+    )
+    .await;
+    let query = peer
+        .authorize_headlessly(started["authorization_url"].as_str().unwrap())
+        .await;
+    let reply = invoke(
+        &callback.keyport,
+        Function::Callback,
+        &event_with_query("callback.json", None, &query),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    keyport_tests::keyport::completion_on_page(&reply.body)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_more() {
     let backend = backends::aws().await;
@@ -230,24 +258,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     assert_eq!(tested["ok"], true, "{tested}");
 
     // The authorize and callback functions: one authorization, consented at the peer.
-    let started = expect_status(
-        &authorize,
-        Function::Authorize,
-        &event_text("authorize-start.json", Some(&interactive)),
-        200,
-    )
-    .await;
-    let query = peer
-        .authorize_headlessly(started["authorization_url"].as_str().unwrap())
-        .await;
-    let reply = invoke(
-        &callback.keyport,
-        Function::Callback,
-        &event_with_query("callback.json", None, &query),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    let completion = keyport_tests::keyport::completion_on_page(&reply.body);
+    let completion = held_completion(&authorize, &callback, &peer, &interactive).await;
     expect_status(
         &callback_elsewhere,
         Function::Callback,
@@ -314,25 +325,8 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
 
     // An authorization whose grant the callback holds, never confirmed, past its expiry: the
     // scheduled run revokes it.
-    let started = expect_status(
-        &authorize,
-        Function::Authorize,
-        &event_text("authorize-start.json", Some(&interactive)),
-        200,
-    )
-    .await;
-    let query = peer
-        .authorize_headlessly(started["authorization_url"].as_str().unwrap())
-        .await;
-    let reply = invoke(
-        &callback.keyport,
-        Function::Callback,
-        &event_with_query("callback.json", None, &query),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
     let unconfirmed = keyport_shared::domain::StateToken::parse(
-        &keyport_tests::keyport::completion_on_page(&reply.body),
+        &held_completion(&authorize, &callback, &peer, &interactive).await,
     )
     .unwrap()
     .as_completion();
