@@ -60,6 +60,10 @@ pub struct CommonSettings {
     /// seconds (reads wanting more validity than the provider grants, forced refreshes).
     #[arg(long, env = "KEYPORT_ON_DEMAND_REFRESH_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub on_demand_refresh_seconds: u64,
+    /// How many tokens a connection delete revokes before it answers (the refresher revokes
+    /// the rest of a connection with more).
+    #[arg(long, env = "KEYPORT_DELETE_IN_LINE_TOKENS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub delete_in_line_tokens: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -123,6 +127,7 @@ impl CommonSettings {
         settings.grant_write_budget = std::time::Duration::from_secs(self.grant_write_seconds);
         settings.on_demand_refresh_interval =
             std::time::Duration::from_secs(self.on_demand_refresh_seconds);
+        settings.delete_in_line_tokens = self.delete_in_line_tokens;
         if self.provider_timeout_seconds + self.grant_write_seconds >= self.lease_seconds {
             return Err(format!(
                 "KEYPORT_LEASE_SECONDS ({}) must exceed KEYPORT_PROVIDER_TIMEOUT_SECONDS ({}) plus KEYPORT_GRANT_WRITE_SECONDS ({}): a refresh needs both inside its lease",

@@ -102,13 +102,31 @@ pub trait ConnectionStore: Send + Sync {
     /// version. A rename moves the name reservation in the same atomic write.
     async fn update_connection(&self, connection: &Connection) -> Result<Connection, StoreError>;
 
-    /// Deletes the connection, its name reservation and all of its tokens, if it is still at
-    /// `expected_version`.
-    async fn delete_connection(
+    /// Takes the connection out of service if it is still at `expected_version`: from then on
+    /// it is absent to every read and listing, and its name is free. Its record and its tokens
+    /// stay, out of sight, until [`Self::purge_connection`]: each token must first be revoked
+    /// with the endpoints and credentials it was issued under, which may take longer than one
+    /// request has.
+    async fn retire_connection(
         &self,
         id: &ConnectionId,
         expected_version: u64,
     ) -> Result<(), StoreError>;
+
+    /// Connections taken out of service and not purged yet, longest retired first, at most
+    /// `limit`.
+    async fn retired_connections(&self, limit: u32) -> Result<Vec<Retired>, StoreError>;
+
+    /// Removes a retired connection's record (never a connection in service). Its tokens must
+    /// be gone already. Removing one that is not there is not an error.
+    async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError>;
+}
+
+/// A connection taken out of service, and since when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retired {
+    pub connection: Connection,
+    pub retired_at: DateTime<Utc>,
 }
 
 #[async_trait]
@@ -136,6 +154,13 @@ pub trait TokenStore: Send + Sync {
     async fn list_tokens(
         &self,
         connection_id: &ConnectionId,
+    ) -> Result<Vec<StoredToken>, StoreError>;
+
+    /// The first `limit` tokens of one connection, ordered by owner: a bounded share of work.
+    async fn first_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        limit: u32,
     ) -> Result<Vec<StoredToken>, StoreError>;
 
     /// Tokens whose `refresh_due_at` is at or before `due_by`, soonest first, through an index

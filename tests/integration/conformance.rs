@@ -19,7 +19,7 @@ crate::on_both_backends!(
     names_are_unique_in_any_case,
     stale_or_missing_connections_are_refused,
     connections_list_in_name_order_across_pages,
-    deleting_a_connection_deletes_its_tokens,
+    a_retired_connection_is_out_of_sight_until_purged,
     token_writes_are_guarded_by_version,
     tokens_list_per_connection,
     due_tokens_come_soonest_first_across_pages,
@@ -53,7 +53,7 @@ async fn connections_round_trip(backend: Backend) {
     assert_eq!(read.description, "the CRM");
     assert_eq!(read.version, 2);
 
-    store.delete_connection(&created.id, 2).await.unwrap();
+    store.retire_connection(&created.id, 2).await.unwrap();
     assert!(store.get_connection(&created.id).await.unwrap().is_none());
 }
 
@@ -87,7 +87,7 @@ async fn names_are_unique_in_any_case(backend: Backend) {
     assert!(matches!(err, StoreError::NameTaken(_)), "{err:?}");
 
     // Deleting releases the name.
-    store.delete_connection(&other.id, 1).await.unwrap();
+    store.retire_connection(&other.id, 1).await.unwrap();
     store
         .create_connection(&connection("OTHER"))
         .await
@@ -112,7 +112,7 @@ async fn stale_or_missing_connections_are_refused(backend: Backend) {
     let err = store.update_connection(&stale).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     let err = store
-        .delete_connection(&created.id, created.version)
+        .retire_connection(&created.id, created.version)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
@@ -125,7 +125,7 @@ async fn stale_or_missing_connections_are_refused(backend: Backend) {
     missing_v1.version = 1;
     let err = store.update_connection(&missing_v1).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    let err = store.delete_connection(&missing.id, 1).await.unwrap_err();
+    let err = store.retire_connection(&missing.id, 1).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
@@ -162,35 +162,94 @@ async fn connections_list_in_name_order_across_pages(backend: Backend) {
     ));
 }
 
-async fn deleting_a_connection_deletes_its_tokens(backend: Backend) {
+async fn a_retired_connection_is_out_of_sight_until_purged(backend: Backend) {
     let store = &backend.store;
     let doomed = store
         .create_connection(&connection("Doomed"))
         .await
         .unwrap();
     let kept = store.create_connection(&connection("Kept")).await.unwrap();
-    for (connection_id, owner) in [
+    let keys = [
         (&doomed.id, Owner::Shared),
         (&doomed.id, user("alice")),
+        (&doomed.id, user("bob")),
         (&kept.id, Owner::Shared),
-    ] {
-        let key = TokenKey {
-            connection_id: connection_id.clone(),
-            owner,
-        };
+    ]
+    .map(|(connection_id, owner)| TokenKey {
+        connection_id: connection_id.clone(),
+        owner,
+    });
+    for key in &keys {
         store
-            .put_token(&token(&key, Some(Utc::now())), Expect::Absent)
+            .put_token(&token(key, Some(Utc::now())), Expect::Absent)
             .await
             .unwrap();
     }
-    store.delete_connection(&doomed.id, 1).await.unwrap();
-    assert!(store.list_tokens(&doomed.id).await.unwrap().is_empty());
+    let before = Utc::now();
+    store.retire_connection(&doomed.id, 1).await.unwrap();
+
+    // Gone for every reader and listing, its name free at once.
+    assert!(store.get_connection(&doomed.id).await.unwrap().is_none());
+    assert_eq!(
+        store.get_connection_and_token(&keys[0]).await.unwrap(),
+        (None, None)
+    );
+    let listed = store
+        .list_connections(PageRequest::first(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items, vec![kept.clone()]);
+    store
+        .create_connection(&connection("DOOMED"))
+        .await
+        .expect("a deleted connection's name is free");
+    let err = store.update_connection(&doomed).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(_) | StoreError::NotFound(_)),
+        "{err:?}"
+    );
+    let err = store.retire_connection(&doomed.id, 1).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(_)),
+        "retired once: {err:?}"
+    );
+
+    // Its tokens wait, in owner order, to be revoked with the connection it was.
+    let retired = store.retired_connections(10).await.unwrap();
+    assert_eq!(retired.len(), 1);
+    assert_eq!(retired[0].connection.id, doomed.id);
+    assert_eq!(retired[0].connection.client_id, doomed.client_id);
+    assert!(retired[0].retired_at >= before - Duration::seconds(1));
+    let first = store.first_tokens(&doomed.id, 2).await.unwrap();
+    assert_eq!(
+        first.iter().map(|t| t.owner.clone()).collect::<Vec<_>>(),
+        [keys[0].owner.clone(), keys[1].owner.clone()]
+    );
+    assert_eq!(store.first_tokens(&doomed.id, 100).await.unwrap().len(), 3);
+
+    // A live connection is never purged; a retired one is, once its tokens are gone.
+    let err = store.purge_connection(&kept.id).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    for key in &keys[..3] {
+        store.delete_token(key, 1).await.unwrap();
+    }
+    store.purge_connection(&doomed.id).await.unwrap();
+    store
+        .purge_connection(&doomed.id)
+        .await
+        .expect("twice is fine");
+    assert!(store.retired_connections(10).await.unwrap().is_empty());
+    assert!(store.get_connection(&kept.id).await.unwrap().is_some());
     assert_eq!(store.list_tokens(&kept.id).await.unwrap().len(), 1);
     let due = store
         .due_tokens(Utc::now() + Duration::seconds(1), PageRequest::first(100))
         .await
         .unwrap();
-    assert_eq!(due.items.len(), 1, "deleted tokens leave the due index");
+    assert_eq!(
+        due.items,
+        vec![keys[3].clone()],
+        "ended tokens leave the due index"
+    );
 }
 
 async fn token_writes_are_guarded_by_version(backend: Backend) {

@@ -149,13 +149,23 @@ async fn held_completion(
 async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_more() {
     let backend = backends::aws().await;
     let args = backend.process_args.clone();
-    let connections = deploy("ConnectionsFunction", &args);
+    let mut connections = deploy("ConnectionsFunction", &args);
+    // A delete ends one token itself and leaves the rest to the refresher, which purges the
+    // connection right after: both halves of a delete too large for one request run.
+    Arc::get_mut(&mut connections.keyport)
+        .expect("not shared yet")
+        .settings
+        .delete_in_line_tokens = 1;
     let authorize = deploy("AuthorizeFunction", &args);
     let callback = deploy("CallbackFunction", &args);
     // Lambda may confirm on another instance than the one the browser reached: a cold one.
     let callback_elsewhere = deploy("CallbackFunction", &args);
     let token = deploy("TokenFunction", &args);
-    let refresher = deploy("RefresherFunction", &args);
+    let mut refresher = deploy("RefresherFunction", &args);
+    Arc::get_mut(&mut refresher.keyport)
+        .expect("not shared yet")
+        .settings
+        .retired_grace = std::time::Duration::ZERO;
     let peer = OidcPeer::start(PeerOptions::default());
 
     // The connections function: every route of its own.
@@ -188,6 +198,14 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
             }),
         )
     };
+    // A create refused after its secret was stored takes the secret back out.
+    expect_status(
+        &connections,
+        c,
+        &event_text("connections-create.json", None),
+        409,
+    )
+    .await;
     let machine = expect_status(
         &connections,
         c,
@@ -381,13 +399,41 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
-    expect_status(
+    // A second token beside the shared one, so the delete cannot end them all itself.
+    let mut second = backend
+        .store
+        .get_token(&key)
+        .await
+        .unwrap()
+        .expect("the token");
+    second.owner = Owner::User(keyport_shared::domain::Subject::parse("iam-user").unwrap());
+    let second_key = TokenKey {
+        connection_id: key.connection_id.clone(),
+        owner: second.owner.clone(),
+    };
+    let secrets = backend
+        .cipher()
+        .open_token(&key, &second.sealed)
+        .await
+        .expect("opened");
+    second.sealed = backend
+        .cipher()
+        .seal_token(&second_key, &secrets)
+        .await
+        .expect("sealed");
+    backend
+        .store
+        .put_token(&second, Expect::Absent)
+        .await
+        .unwrap();
+    let deleting = expect_status(
         &connections,
         c,
         &event_text("connections-delete.json", Some(&interactive)),
-        204,
+        202,
     )
     .await;
+    assert_eq!(deleting["tokens_revoked"], 1, "{deleting}");
     expect_status(
         &connections,
         c,
@@ -395,6 +441,16 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         204,
     )
     .await;
+    // The refresher ends the deleted connections' tokens and purges them.
+    let report = keyport_shared::lambda::handle_scheduled_event(
+        &refresher.keyport,
+        scheduled_event(in_ms(chrono::Duration::seconds(120))),
+        4,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.deleted_connection_tokens_revoked, 1, "{report:?}");
+    assert_eq!(report.deleted_connections_purged, 2, "{report:?}");
 
     let policies = template_policies();
     let prefix = flag(&args, "--secret-prefix");

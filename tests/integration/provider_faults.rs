@@ -21,7 +21,7 @@ use keyport_shared::http::{DevSigningKey, Function, LocalJwtVerifier};
 use keyport_shared::oauth::{OAuthClient, OAuthSettings};
 use keyport_shared::ports::{
     AuditLog, ConnectionStore, DataKey, DataKeyProvider, Expect, KeyContext, KeyError, Page,
-    PageRequest, PendingAuthorizationStore, Store, StoreError, TokenKey, TokenStore,
+    PageRequest, PendingAuthorizationStore, Retired, Store, StoreError, TokenKey, TokenStore,
 };
 use keyport_shared::service::{
     Backoff, Keyport, KeyportSettings, OwnerRequest, ServiceError, TokenView,
@@ -75,6 +75,7 @@ on_both_backends_with_logs!(
     a_rotated_token_survives_a_failing_key_service,
     a_disconnect_during_a_refresh_wins_and_the_refreshed_grant_is_revoked,
     a_connection_delete_during_a_refresh_leaves_no_token_behind,
+    a_connection_with_more_tokens_than_a_request_can_end_is_deleted_by_the_refresher,
     a_newer_authorization_during_a_refresh_wins_and_the_refreshed_grant_is_revoked,
     no_refresh_starts_that_the_invocation_could_not_wait_for,
 );
@@ -130,6 +131,10 @@ impl Scene {
         let mut settings = KeyportSettings::new(UrlPolicy::LocalDevelopment);
         // Scenes refresh again and again on purpose; the on-demand limit has tests of its own.
         settings.on_demand_refresh_interval = Duration::ZERO;
+        // A delete ends three tokens itself and leaves the rest to the refresher, which purges
+        // a deleted connection as soon as its tokens are gone.
+        settings.delete_in_line_tokens = 3;
+        settings.retired_grace = Duration::ZERO;
         // Quick retries; a cap above the one-second Retry-After the tests honour.
         settings.backoff = Backoff {
             attempts: 3,
@@ -229,6 +234,10 @@ impl Scene {
     }
 
     async fn seal(&self, tokens: &Tokens) -> Vec<u8> {
+        self.seal_for(&self.key, tokens).await
+    }
+
+    async fn seal_for(&self, key: &TokenKey, tokens: &Tokens) -> Vec<u8> {
         let secrets = TokenSecrets {
             access_token: SecretString::from(tokens.access_token.clone()),
             refresh_token: tokens.refresh_token.clone().map(SecretString::from),
@@ -237,7 +246,7 @@ impl Scene {
         };
         self.backend
             .cipher()
-            .seal_token(&self.key, &secrets)
+            .seal_token(key, &secrets)
             .await
             .expect("sealed")
     }
@@ -313,6 +322,23 @@ impl Scene {
     /// The same route served by the scene's own Keyport (whose settings the local server's
     /// flags do not reach, such as the outbound timeout), called in process.
     async fn route_read(&self) -> Reply {
+        self.route(
+            axum::http::Method::GET,
+            &format!("/connections/{}/token", self.connection.id),
+            "bot-1",
+            "bots",
+        )
+        .await
+    }
+
+    /// One request to the routes of the scene's own Keyport, as `subject` holding `role`.
+    async fn route(
+        &self,
+        method: axum::http::Method,
+        path: &str,
+        subject: &str,
+        role: &str,
+    ) -> Reply {
         use tower::ServiceExt;
         let dir = tempfile::tempdir().expect("temporary folder");
         let dev_key =
@@ -320,8 +346,8 @@ impl Scene {
         let (issuer, audience, claim) = ("keyport-local", "keyport", "cognito:groups");
         let bearer = dev_key
             .mint(
-                "bot-1",
-                &["bots".to_owned()],
+                subject,
+                &[role.to_owned()],
                 Duration::from_secs(600),
                 issuer,
                 audience,
@@ -335,11 +361,12 @@ impl Scene {
             )),
             &Function::ALL,
         );
-        let request =
-            axum::http::Request::get(format!("/connections/{}/token", self.connection.id))
-                .header("authorization", format!("Bearer {bearer}"))
-                .body(axum::body::Body::empty())
-                .expect("a request");
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {bearer}"))
+            .body(axum::body::Body::empty())
+            .expect("a request");
         let response = router.oneshot(request).await.expect("infallible");
         let status = response.status().as_u16();
         let retry_after = response
@@ -352,7 +379,11 @@ impl Scene {
         Reply {
             status,
             retry_after,
-            body: serde_json::from_slice(&bytes).expect("a JSON body"),
+            body: if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).expect("a JSON body")
+            },
         }
     }
 
@@ -912,12 +943,20 @@ impl ConnectionStore for FlakyStore {
         self.inner.update_connection(connection).await
     }
 
-    async fn delete_connection(
+    async fn retire_connection(
         &self,
         id: &ConnectionId,
         expected_version: u64,
     ) -> Result<(), StoreError> {
-        self.inner.delete_connection(id, expected_version).await
+        self.inner.retire_connection(id, expected_version).await
+    }
+
+    async fn retired_connections(&self, limit: u32) -> Result<Vec<Retired>, StoreError> {
+        self.inner.retired_connections(limit).await
+    }
+
+    async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        self.inner.purge_connection(id).await
     }
 }
 
@@ -954,6 +993,14 @@ impl TokenStore for FlakyStore {
         connection_id: &ConnectionId,
     ) -> Result<Vec<StoredToken>, StoreError> {
         self.inner.list_tokens(connection_id).await
+    }
+
+    async fn first_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        self.inner.first_tokens(connection_id, limit).await
     }
 
     async fn due_tokens(
@@ -1176,6 +1223,124 @@ async fn a_connection_delete_during_a_refresh_leaves_no_token_behind(
         revoked.contains(&refreshed.refresh().to_owned()),
         "{revoked:?}"
     );
+    scene.assert_no_token_in_logs();
+}
+
+async fn a_connection_with_more_tokens_than_a_request_can_end_is_deleted_by_the_refresher(
+    backend: Backend,
+    logs: CapturedLogs,
+) {
+    let scene = Scene::new(backend, logs).await;
+    // Six users' tokens beside the seeded shared one, all of them due for a refresh.
+    let mut grants = vec![scene.seeded.clone()];
+    let mut keys = vec![scene.key.clone()];
+    for user in ["ana", "ben", "cleo", "dev", "eli", "fay"] {
+        let key = TokenKey {
+            connection_id: scene.connection.id.clone(),
+            owner: crate::fixtures::user(user),
+        };
+        let tokens = scene.fresh();
+        let mut record = scene.stored().await;
+        record.owner = key.owner.clone();
+        record.refresh_due_at = Some(Utc::now());
+        record.sealed = scene.seal_for(&key, &tokens).await;
+        scene
+            .backend
+            .store
+            .put_token(&record, Expect::Absent)
+            .await
+            .expect("stored");
+        grants.push(tokens);
+        keys.push(key);
+    }
+
+    let path = format!("/connections/{}", scene.connection.id);
+    let deleted = scene
+        .route(
+            axum::http::Method::DELETE,
+            &path,
+            "admin-1",
+            "keyport-admins",
+        )
+        .await;
+    assert_eq!(deleted.status, 202, "{}", deleted.body);
+    assert_eq!(deleted.body["status"], "deleting");
+    assert_eq!(deleted.body["tokens_revoked"], 3, "{}", deleted.body);
+    assert_eq!(revoked_tokens(&scene.provider).len(), 3);
+    // Gone for everyone at once, though tokens are still being ended.
+    let read = scene
+        .route(axum::http::Method::GET, &path, "admin-1", "keyport-admins")
+        .await;
+    assert_eq!(read.status, 404, "{}", read.body);
+    let token = scene.route_read().await;
+    assert_eq!(token.status, 404, "{}", token.body);
+    let again = scene
+        .route(
+            axum::http::Method::DELETE,
+            &path,
+            "admin-1",
+            "keyport-admins",
+        )
+        .await;
+    assert_eq!(again.status, 404, "{}", again.body);
+
+    let report = scene
+        .keyport
+        .refresh_due(tokio::time::Instant::now() + Duration::from_secs(120), 4)
+        .await
+        .expect("a refresher run");
+    assert_eq!(report.deleted_connection_tokens_revoked, 4, "{report:?}");
+    assert_eq!(report.deleted_connections_purged, 1, "{report:?}");
+    assert_eq!(
+        report.refreshed, 0,
+        "a deleted connection's tokens are not refreshed: {report:?}"
+    );
+    assert!(!report.stopped_early, "{report:?}");
+
+    // Every grant revoked at the provider, once; nothing left behind.
+    let mut revoked = revoked_tokens(&scene.provider);
+    revoked.sort();
+    let mut expected: Vec<String> = grants.iter().map(|g| g.refresh().to_owned()).collect();
+    expected.sort();
+    assert_eq!(revoked, expected);
+    let store = &scene.backend.store;
+    assert!(
+        store
+            .list_tokens(&scene.connection.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.retired_connections(10).await.unwrap().is_empty());
+    let due = store
+        .due_tokens(
+            Utc::now() + chrono::Duration::days(1),
+            PageRequest::first(100),
+        )
+        .await
+        .unwrap()
+        .items;
+    assert!(keys.iter().all(|key| !due.contains(key)), "{due:?}");
+    let secret = scene
+        .backend
+        .secrets
+        .get_secret(&keyport_shared::ports::SecretRef::client_secret(
+            &scene.connection.id,
+        ))
+        .await
+        .expect("the secret store answers");
+    assert!(
+        secret.is_none(),
+        "the client secret is deleted with the connection"
+    );
+    let trail = store
+        .list_audit(&scene.connection.id, PageRequest::first(100))
+        .await
+        .unwrap()
+        .items;
+    let count = |action: &str| trail.iter().filter(|e| e.action.as_str() == action).count();
+    assert_eq!(count("connection_deleted"), 1);
+    assert_eq!(count("token_revoked"), 7);
     scene.assert_no_token_in_logs();
 }
 

@@ -661,6 +661,16 @@ fn check_operations(spec: &Value, routes_rs: &str) {
                 responses["204"].get("content").is_none(),
                 "{what}: 204 has no body"
             );
+        } else if body.contains("StatusCode::ACCEPTED") {
+            // Done (204, no body) or going on in the background (202 and what was done).
+            assert!(body.contains("StatusCode::NO_CONTENT"), "{what}");
+            assert!(responses["204"].get("content").is_none(), "{what}");
+            let rust_type = ident_after(&body, "Json(").expect("the 202 body");
+            assert_eq!(
+                responses["202"]["content"]["application/json"]["schema"]["$ref"],
+                format!("#/components/schemas/{}", schema_for_rust_type(rust_type)),
+                "{what}: 202 is a {rust_type}"
+            );
         } else {
             assert_eq!(
                 answer.trim(),
@@ -674,7 +684,12 @@ fn check_operations(spec: &Value, routes_rs: &str) {
         }
         // Every declared success is the one the handler gives (or the callback's redirect).
         let successes: Vec<&String> = responses.keys().filter(|s| s.starts_with('2')).collect();
-        assert_eq!(successes.len(), 1, "{what}: one success status");
+        let expected = if body.contains("StatusCode::ACCEPTED") {
+            2
+        } else {
+            1
+        };
+        assert_eq!(successes.len(), expected, "{what}: its success statuses");
     }
 }
 

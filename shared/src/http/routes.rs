@@ -18,7 +18,8 @@ use super::page;
 use crate::domain::{AuditEvent, Connection, ConnectionInput, Provider};
 use crate::ports::PageRequest;
 use crate::service::{
-    AuthorizationCompleted, ConnectionCheck, Keyport, OwnerRequest, TokenView, UsableConnection,
+    AuthorizationCompleted, ConnectionCheck, Deletion, Keyport, OwnerRequest, TokenView,
+    UsableConnection,
 };
 
 type AppState = State<Arc<Keyport>>;
@@ -165,11 +166,32 @@ async fn delete_connection(
     Caller(principal): Caller,
     ConnectionPath(id): ConnectionPath,
     ApiQuery(query): ApiQuery<DeleteQuery>,
-) -> Result<StatusCode, ApiError> {
-    keyport
+) -> Result<Response, ApiError> {
+    let deletion = keyport
         .delete_connection(&principal, &id, query.version)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(match deletion {
+        Deletion::Complete => StatusCode::NO_CONTENT.into_response(),
+        Deletion::Continuing { tokens_revoked } => (
+            StatusCode::ACCEPTED,
+            Json(DeletionInProgress {
+                id: id.to_string(),
+                status: "deleting",
+                tokens_revoked,
+                message: "The connection is deleted. Its remaining tokens are being revoked at the provider and deleted in the background.",
+            }),
+        )
+            .into_response(),
+    })
+}
+
+/// The answer to a delete of a connection with more tokens than one request revokes.
+#[derive(serde::Serialize)]
+struct DeletionInProgress {
+    id: String,
+    status: &'static str,
+    tokens_revoked: u64,
+    message: &'static str,
 }
 
 async fn test_connection(

@@ -9,7 +9,7 @@ use crate::domain::{
     ProviderKey, SubmittedSecrets, ValidationError,
 };
 use crate::oauth::{ClientCredentials, OAuthError, discover};
-use crate::ports::{Page, PageRequest, SecretRef, StoreError, TokenKey};
+use crate::ports::{Page, PageRequest, SecretRef};
 
 /// The outcome of `POST /connections/{id}/test`.
 #[derive(Debug, serde::Serialize)]
@@ -111,39 +111,6 @@ impl Keyport {
         Ok(updated)
     }
 
-    /// Deletes the connection and its tokens, revoking each grant at the provider first
-    /// (best effort: a provider that is down must not keep a connection alive).
-    pub async fn delete_connection(
-        &self,
-        principal: &Principal,
-        id: &ConnectionId,
-        expected_version: Option<u64>,
-    ) -> Result<(), ServiceError> {
-        let allowed = self.access.require_admin(principal);
-        self.audit_denial(principal, id, allowed).await?;
-        let connection = self.load_connection(id).await?;
-        let version = expected_version.unwrap_or(connection.version);
-        if version != connection.version {
-            return Err(ServiceError::Conflict(
-                "the connection was changed by someone else; read it again and retry".into(),
-            ));
-        }
-        for token in self.store.list_tokens(id).await? {
-            self.revoke_at_provider(&connection, &token).await;
-        }
-        self.store.delete_connection(id, version).await?;
-        self.delete_secrets(id).await;
-        self.audit(
-            id,
-            AuditAction::ConnectionDeleted,
-            principal.subject.as_str(),
-            None,
-            None,
-        )
-        .await;
-        Ok(())
-    }
-
     /// Revokes every token of `connection` at its provider with `credentials` and deletes it.
     async fn end_tokens(
         &self,
@@ -153,32 +120,14 @@ impl Keyport {
         reason: &str,
     ) -> Result<(), ServiceError> {
         for token in self.store.list_tokens(&connection.id).await? {
-            let key = TokenKey {
-                connection_id: connection.id.clone(),
-                owner: token.owner.clone(),
-            };
-            self.revoke_with(connection, credentials, &token).await;
-            let mut version = token.version;
-            // A refresh may write between the listing and the delete: delete what is there.
-            // (Whatever a refresh still writes later carries the old destination's stamp.)
-            for _ in 0..5 {
-                match self.store.delete_token(&key, version).await {
-                    Ok(()) | Err(StoreError::NotFound(_)) => break,
-                    Err(StoreError::Conflict(_)) => match self.store.get_token(&key).await? {
-                        Some(current) => version = current.version,
-                        None => break,
-                    },
-                    Err(error) => return Err(error.into()),
-                }
-            }
-            self.audit(
-                &connection.id,
-                AuditAction::TokenRevoked,
+            self.end_token(
+                connection,
+                credentials,
+                token,
                 principal.subject.as_str(),
-                Some(&key.owner),
-                Some(reason),
+                reason,
             )
-            .await;
+            .await?;
         }
         Ok(())
     }
@@ -308,7 +257,7 @@ impl Keyport {
         Ok(())
     }
 
-    async fn delete_secrets(&self, id: &ConnectionId) {
+    pub(super) async fn delete_secrets(&self, id: &ConnectionId) {
         for secret in [
             SecretRef::client_secret(id),
             SecretRef::private_key(id),

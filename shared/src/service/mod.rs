@@ -7,6 +7,7 @@ mod authorization;
 mod backoff;
 mod connections;
 pub mod deadline;
+mod deletion;
 mod error;
 mod me;
 mod refresher;
@@ -22,6 +23,7 @@ pub use authorization::{
 };
 pub use backoff::Backoff;
 pub use connections::ConnectionCheck;
+pub use deletion::{Deletion, DeletionSweep};
 pub use error::ServiceError;
 pub use me::UsableConnection;
 pub use refresher::RefreshReport;
@@ -56,6 +58,12 @@ pub struct KeyportSettings {
     /// make Keyport ask the provider for a token at most once per this interval while the
     /// token is still valid.
     pub on_demand_refresh_interval: Duration,
+    /// How many tokens a connection delete revokes before it answers; the refresher revokes
+    /// the rest.
+    pub delete_in_line_tokens: u32,
+    /// How long a deleted connection's record outlives its last token: longer than any
+    /// request that loaded the connection before the delete may still take to write one.
+    pub retired_grace: Duration,
     /// Hosts a callback may redirect the browser to afterwards.
     pub redirect_allow_list: BTreeSet<String>,
     pub allow_password_grant: bool,
@@ -73,6 +81,8 @@ impl KeyportSettings {
             lease_duration: Duration::from_secs(30),
             grant_write_budget: Duration::from_secs(10),
             on_demand_refresh_interval: Duration::from_secs(30),
+            delete_in_line_tokens: 20,
+            retired_grace: Duration::from_secs(5 * 60),
             redirect_allow_list: BTreeSet::new(),
             allow_password_grant: false,
             backoff: Backoff::default(),

@@ -28,6 +28,10 @@ pub struct RefreshReport {
     pub stopped_early: bool,
     /// Grants held for a confirmation that never came, revoked at their provider.
     pub unconfirmed_revoked: u64,
+    /// Tokens of deleted connections revoked at their provider and deleted.
+    pub deleted_connection_tokens_revoked: u64,
+    /// Deleted connections whose last trace (record and secrets) was removed.
+    pub deleted_connections_purged: u64,
 }
 
 enum Outcome {
@@ -58,6 +62,10 @@ impl Keyport {
         let margin = self.oauth.http().timeout() + self.settings.grant_write_budget + SAFETY_MARGIN;
         let due_by = Utc::now();
         report.unconfirmed_revoked = self.revoke_unconfirmed(due_by).await?;
+        let sweep = deadline::within(deadline, self.sweep_deleted_connections()).await?;
+        report.deleted_connection_tokens_revoked = sweep.tokens_revoked;
+        report.deleted_connections_purged = sweep.purged;
+        report.stopped_early |= sweep.unfinished;
         let mut page = PageRequest::first(PAGE_SIZE);
         'pages: loop {
             let listed = self.store.due_tokens(due_by, page.clone()).await?;
@@ -117,6 +125,9 @@ impl Keyport {
             needs_reauthorization = report.needs_reauthorization,
             skipped = report.skipped,
             stopped_early = report.stopped_early,
+            unconfirmed_revoked = report.unconfirmed_revoked,
+            deleted_connection_tokens_revoked = report.deleted_connection_tokens_revoked,
+            deleted_connections_purged = report.deleted_connections_purged,
             "refresher run finished"
         );
         Ok(report)

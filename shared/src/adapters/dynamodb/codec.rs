@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{
     AuditEvent, Connection, ConnectionId, Owner, PendingAuthorization, StateToken, StoredToken,
 };
-use crate::ports::{StoreError, TokenKey};
+use crate::ports::{Retired, StoreError, TokenKey};
 
 /// One item as the SDK hands it over.
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -41,6 +41,9 @@ pub(crate) mod attr {
 pub(crate) const GSI1: &str = "gsi1";
 pub(crate) const CONNECTIONS_PARTITION: &str = "CONNECTIONS";
 pub(crate) const DUE_PARTITION: &str = "DUE";
+/// The index partition of connections taken out of service whose tokens are still being
+/// revoked, by the time they were retired: out of the connection listing, found by the sweep.
+pub(crate) const RETIRED_PARTITION: &str = "RETIRED";
 /// The index partition of pending records that hold a grant, by expiry: the refresher finds
 /// the unconfirmed ones there to revoke their grants.
 pub(crate) const AWAITING_PARTITION: &str = "AWAITING";
@@ -99,14 +102,6 @@ fn key(pk: String, sk: impl Into<String>) -> Item {
 /// The partition holding a connection and all of its tokens.
 pub(crate) fn connection_partition(id: &ConnectionId) -> String {
     format!("{CONNECTION_PK_PREFIX}{id}")
-}
-
-/// The table key of any item: what a delete needs.
-pub(crate) fn item_key(item: &Item) -> Item {
-    [attr::PK, attr::SK]
-        .into_iter()
-        .filter_map(|name| Some((name.to_owned(), item.get(name)?.clone())))
-        .collect()
 }
 
 pub(crate) fn connection_key(id: &ConnectionId) -> Item {
@@ -225,6 +220,59 @@ pub(crate) fn connection_from_item(item: &Item) -> Result<Connection, StoreError
     }
     connection.version = version_of(item, CONNECTION)?;
     Ok(connection)
+}
+
+/// A connection item taken out of service: the same document under the next `version`, moved
+/// from the connection listing to the retired partition (sorted by when), holding no name.
+pub(crate) fn retired_connection_item(
+    current: &Item,
+    version: u64,
+    retired_at: chrono::DateTime<chrono::Utc>,
+) -> Result<Item, StoreError> {
+    let connection = connection_from_item(current)?;
+    let mut stored = connection.clone();
+    stored.version = version;
+    let mut item = connection_key(&connection.id);
+    item.extend([
+        (attr::DOC.to_owned(), string(to_doc(&stored, CONNECTION)?)),
+        (attr::VERSION.to_owned(), number(version)),
+        (attr::GSI1PK.to_owned(), string(RETIRED_PARTITION)),
+        (
+            attr::GSI1SK.to_owned(),
+            string(format!(
+                "{}{NAME_ID_SEPARATOR}{}",
+                retired_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+                connection.id
+            )),
+        ),
+    ]);
+    Ok(item)
+}
+
+/// Whether a connection item is out of service (see [`retired_connection_item`]).
+pub(crate) fn is_retired(item: &Item) -> bool {
+    matches!(item.get(attr::GSI1PK), Some(AttributeValue::S(partition)) if partition == RETIRED_PARTITION)
+}
+
+/// A retired connection item (from the table or the index), and since when it is retired.
+pub(crate) fn retired_from_item(item: &Item) -> Result<Retired, StoreError> {
+    let connection = connection_from_item(item)?;
+    let sort_key = string_attr(item, attr::GSI1SK, CONNECTION)?;
+    let retired_at = sort_key
+        .split(NAME_ID_SEPARATOR)
+        .next()
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+        .ok_or_else(|| {
+            StoreError::Corrupt(
+                CONNECTION,
+                "a retired connection's time is unreadable".into(),
+            )
+        })?
+        .with_timezone(&chrono::Utc);
+    Ok(Retired {
+        connection,
+        retired_at,
+    })
 }
 
 /// The name reservation a stored connection holds. Older items without `name_key` fall back to

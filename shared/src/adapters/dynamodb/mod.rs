@@ -16,8 +16,8 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Delete, DeleteRequest, KeysAndAttributes, Put, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
+    AttributeValue, CancellationReason, Delete, KeysAndAttributes, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use chrono::{DateTime, Utc};
 
@@ -27,16 +27,14 @@ use crate::domain::{
     AuditEvent, Connection, ConnectionId, PendingAuthorization, StateToken, StoredToken,
 };
 use crate::ports::{
-    AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, StoreError,
-    TokenKey, TokenStore,
+    AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, Retired,
+    StoreError, TokenKey, TokenStore,
 };
 
 pub use self::table::create_table;
 
 /// DynamoDB's code for a transaction item whose condition did not hold.
 const CONDITION_FAILED: &str = "ConditionalCheckFailed";
-/// DynamoDB's limit of requests in one BatchWriteItem.
-const BATCH_SIZE: usize = 25;
 /// How many times a batch is sent while DynamoDB leaves part of it unprocessed (throttling).
 const BATCH_ATTEMPTS: u32 = 8;
 
@@ -91,6 +89,19 @@ impl Condition {
             values: Some(HashMap::from([(
                 ":id".to_owned(),
                 codec::string(id.as_str()),
+            )])),
+            return_old: false,
+        }
+    }
+
+    /// A connection item that is retired, or gone: what a purge may remove.
+    fn retired_or_absent() -> Self {
+        Self {
+            expression: "attribute_not_exists(#pk) OR #gsi1pk = :retired",
+            names: names(&[attr::PK, attr::GSI1PK]),
+            values: Some(HashMap::from([(
+                ":retired".to_owned(),
+                codec::string(codec::RETIRED_PARTITION),
             )])),
             return_old: false,
         }
@@ -221,6 +232,7 @@ impl DynamoStore {
         let current = self
             .get(codec::connection_key(id))
             .await?
+            .filter(|item| !codec::is_retired(item))
             .ok_or(StoreError::NotFound(codec::CONNECTION))?;
         if codec::version_of(&current, codec::CONNECTION)? != expected_version {
             return Err(StoreError::Conflict(codec::CONNECTION));
@@ -296,11 +308,12 @@ impl DynamoStore {
         Ok(Page { items, next })
     }
 
-    /// Every token item of a connection, in owner order, across all result pages.
+    /// A connection's token items in owner order: all of them across result pages, or the
+    /// first `limit` (one page).
     async fn token_items(
         &self,
         connection_id: &ConnectionId,
-        keys_only: bool,
+        limit: Option<u32>,
     ) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start = None;
@@ -317,56 +330,17 @@ impl DynamoStore {
                     codec::string(codec::connection_partition(connection_id)),
                 )
                 .expression_attribute_values(":prefix", codec::string(codec::TOKEN_SK_PREFIX))
-                .set_projection_expression(keys_only.then(|| "#pk, #sk".to_owned()))
+                .set_limit(limit.map(|limit| i32::try_from(limit.max(1)).unwrap_or(i32::MAX)))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(unavailable)?;
             items.extend(output.items.unwrap_or_default());
             match output.last_evaluated_key.filter(|key| !key.is_empty()) {
-                Some(key) => start = Some(key),
-                None => return Ok(items),
+                Some(key) if limit.is_none() => start = Some(key),
+                _ => return Ok(items),
             }
         }
-    }
-
-    /// Deletes items by key in batches, sending again what DynamoDB leaves unprocessed.
-    async fn delete_all(&self, keys: Vec<Item>) -> Result<(), StoreError> {
-        let mut requests = Vec::with_capacity(keys.len());
-        for key in keys {
-            let delete = DeleteRequest::builder()
-                .set_key(Some(key))
-                .build()
-                .map_err(unavailable)?;
-            requests.push(WriteRequest::builder().delete_request(delete).build());
-        }
-        for batch in requests.chunks(BATCH_SIZE) {
-            let mut pending = batch.to_vec();
-            let mut attempt = 0;
-            while !pending.is_empty() {
-                if attempt == BATCH_ATTEMPTS {
-                    return Err(StoreError::Unavailable(
-                        "DynamoDB kept leaving token deletions unprocessed".into(),
-                    ));
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                let output = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                pending = output
-                    .unprocessed_items
-                    .and_then(|mut unprocessed| unprocessed.remove(&self.table))
-                    .unwrap_or_default();
-                attempt += 1;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -426,6 +400,7 @@ impl ConnectionStore for DynamoStore {
     async fn get_connection(&self, id: &ConnectionId) -> Result<Option<Connection>, StoreError> {
         self.get(codec::connection_key(id))
             .await?
+            .filter(|item| !codec::is_retired(item))
             .map(|item| codec::connection_from_item(&item))
             .transpose()
     }
@@ -490,47 +465,71 @@ impl ConnectionStore for DynamoStore {
         })
     }
 
-    async fn delete_connection(
+    async fn retire_connection(
         &self,
         id: &ConnectionId,
         expected_version: u64,
     ) -> Result<(), StoreError> {
         let current = self.connection_at(id, expected_version).await?;
         let name_key = codec::stored_name_key(&current)?;
-        let remove = self.delete(
-            codec::connection_key(id),
-            Condition::at_version(expected_version),
+        let retired = codec::retired_connection_item(
+            &current,
+            codec::next_version(expected_version, codec::CONNECTION)?,
+            Utc::now(),
         )?;
+        let retire = self.put(retired, Condition::at_version(expected_version))?;
         let release = self.delete(
             codec::name_reservation_key(&name_key),
             Condition::reservation_free_or_held_by(id),
         )?;
         let items = vec![
-            TransactWriteItem::builder().delete(remove).build(),
+            TransactWriteItem::builder().put(retire).build(),
             TransactWriteItem::builder().delete(release).build(),
         ];
-        if let Err(reasons) = self.transact(items).await? {
-            return Err(match condition_failed(&reasons, 0) {
-                Some(reason) => {
-                    self.version_failure(
-                        reason.item(),
-                        codec::connection_key(id),
-                        codec::CONNECTION,
-                    )
+        let Err(reasons) = self.transact(items).await? else {
+            return Ok(());
+        };
+        Err(match condition_failed(&reasons, 0) {
+            Some(reason) => {
+                self.version_failure(reason.item(), codec::connection_key(id), codec::CONNECTION)
                     .await
+            }
+            None => foreign_reservation(),
+        })
+    }
+
+    async fn retired_connections(&self, limit: u32) -> Result<Vec<Retired>, StoreError> {
+        self.index_page(
+            codec::RETIRED_PARTITION,
+            None,
+            false,
+            &PageRequest::first(limit),
+        )
+        .await?
+        .items
+        .iter()
+        .map(codec::retired_from_item)
+        .collect()
+    }
+
+    async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(codec::connection_key(id)));
+        match guarded!(request, Condition::retired_or_absent())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(_)) => {
+                    Err(StoreError::Conflict(codec::CONNECTION))
                 }
-                None => foreign_reservation(),
-            });
+                _ => Err(unavailable(err)),
+            },
         }
-        // Tokens go after the connection: a failure here leaves tokens no connection leads to
-        // (a retry of the delete finds the connection gone), never a connection missing tokens.
-        let keys = self
-            .token_items(id, true)
-            .await?
-            .into_iter()
-            .map(|item| codec::item_key(&item))
-            .collect();
-        self.delete_all(keys).await
     }
 }
 
@@ -589,6 +588,7 @@ impl TokenStore for DynamoStore {
                     };
                     // No parsed-connection cache here: the network round trip dwarfs the parse.
                     let connection = take(&connection_key)
+                        .filter(|item| !codec::is_retired(item))
                         .map(codec::connection_from_item)
                         .transpose()?
                         .map(Arc::new);
@@ -673,7 +673,19 @@ impl TokenStore for DynamoStore {
         &self,
         connection_id: &ConnectionId,
     ) -> Result<Vec<StoredToken>, StoreError> {
-        self.token_items(connection_id, false)
+        self.token_items(connection_id, None)
+            .await?
+            .iter()
+            .map(codec::token_from_item)
+            .collect()
+    }
+
+    async fn first_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        self.token_items(connection_id, Some(limit))
             .await?
             .iter()
             .map(codec::token_from_item)

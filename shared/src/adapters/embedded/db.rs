@@ -45,6 +45,13 @@ CREATE TABLE IF NOT EXISTS audit_events (
     doc TEXT NOT NULL,
     PRIMARY KEY (connection_id, sort_key)
 ) STRICT;
+-- Connections out of service whose tokens are still being revoked (see retire_connection).
+CREATE TABLE IF NOT EXISTS retired_connections (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    retired_at TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     sealed BLOB NOT NULL

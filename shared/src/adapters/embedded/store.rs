@@ -17,8 +17,8 @@ use crate::domain::{
     AuditEvent, Connection, ConnectionId, PendingAuthorization, StateToken, StoredToken,
 };
 use crate::ports::{
-    AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, StoreError,
-    TokenKey, TokenStore,
+    AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, Retired,
+    StoreError, TokenKey, TokenStore,
 };
 
 #[derive(Clone)]
@@ -241,19 +241,74 @@ impl ConnectionStore for EmbeddedStore {
         Ok(stored)
     }
 
-    async fn delete_connection(
+    async fn retire_connection(
         &self,
         id: &ConnectionId,
         expected_version: u64,
     ) -> Result<(), StoreError> {
         let expected = version_param(expected_version)?;
         let id = id.to_string();
+        let retired_at = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         self.db
             .run(move |db| {
                 require_version(connection_version(db, &id)?, expected, "connection")?;
-                db.execute_cached("DELETE FROM tokens WHERE connection_id = ?1", [&id])
-                    .map_err(sql_error)?;
+                db.execute_cached(
+                    "INSERT INTO retired_connections (id, doc, version, retired_at) SELECT id, doc, version, ?2 FROM connections WHERE id = ?1",
+                    params![id, retired_at],
+                )
+                .map_err(sql_error)?;
                 db.execute_cached("DELETE FROM connections WHERE id = ?1", [&id])
+                    .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn retired_connections(&self, limit: u32) -> Result<Vec<Retired>, StoreError> {
+        let rows = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT doc, version, retired_at FROM retired_connections ORDER BY retired_at, id LIMIT ?1",
+                    )
+                    .map_err(sql_error)?;
+                let rows = statement
+                    .query_map([limit], |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, i64>(1)?,
+                            row.get::<_, String>(2)?,
+                        ))
+                    })
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(doc, version, retired_at)| {
+                Ok(Retired {
+                    connection: connection_from_row(&doc, version)?,
+                    retired_at: DateTime::parse_from_rfc3339(&retired_at)
+                        .map_err(|_| {
+                            StoreError::Corrupt("connection", "retired_at is not a time".into())
+                        })?
+                        .with_timezone(&Utc),
+                })
+            })
+            .collect()
+    }
+
+    async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.db
+            .run(move |db| {
+                if connection_version(db, &id)?.is_some() {
+                    return Err(StoreError::Conflict("connection"));
+                }
+                db.execute_cached("DELETE FROM retired_connections WHERE id = ?1", [&id])
                     .map_err(sql_error)?;
                 Ok(())
             })
@@ -411,6 +466,33 @@ impl TokenStore for EmbeddedStore {
                     .map_err(sql_error)?;
                 let rows = statement
                     .query_map([connection_id], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?))
+                    })
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(doc, sealed, version)| token_from_row(&doc, sealed, version))
+            .collect()
+    }
+
+    async fn first_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        limit: u32,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        let connection_id = connection_id.to_string();
+        let rows = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached("SELECT doc, sealed, version FROM tokens WHERE connection_id = ?1 ORDER BY owner LIMIT ?2")
+                    .map_err(sql_error)?;
+                let rows = statement
+                    .query_map(params![connection_id, limit], |row| {
                         Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?))
                     })
                     .map_err(sql_error)?
