@@ -5,8 +5,9 @@ makes, whatever host the connection names, arrives at this one process on 127.0.
 
 - plain http requests arrive in absolute form (`GET http://any.host/path`) and are answered as
   a provider would answer them: discovery documents naming the issuer asked for, tokens for the
-  client_credentials, password and refresh_token grants, `invalid_grant` for the made-up code of
-  a connection test, 200 for revocation;
+  authorization_code, client_credentials, password and refresh_token grants (a token URL under
+  `/expiring/` gives tokens with `expires_in: 0`), `invalid_grant` for the made-up code of a
+  connection test, 200 for revocation;
 - https requests arrive as `CONNECT host:443`; they are refused (403), so no byte goes further
   and Keyport sees an unreachable provider. The fuzzer is pointed at http URLs on this stub
   instead (see schemathesis.toml in the script).
@@ -34,6 +35,10 @@ class Provider(BaseHTTPRequestHandler):
         # Method and target only: no headers, no bodies (they carry client secrets).
         self.server.log.write("%s %s\n" % (self.command, self.target()))
         self.server.log.flush()
+
+    def log_request(self, code="-", size="-"):
+        # Each handler logs its request once, on arrival; the answer is not logged again.
+        pass
 
     def target(self):
         """The origin and path asked for, from the absolute form or from the Host header."""
@@ -94,7 +99,9 @@ class Provider(BaseHTTPRequestHandler):
             return self.answer(400, {"error": "invalid_grant", "error_description": "unknown code"})
         if grant not in ("authorization_code", "client_credentials", "password", "refresh_token"):
             return self.answer(400, {"error": "unsupported_grant_type"})
-        token = {"access_token": secrets.token_urlsafe(24), "token_type": "Bearer", "expires_in": 3600}
+        # A token endpoint under /expiring/ hands out tokens that are due for a refresh at once.
+        lifetime = 0 if "/expiring/" in urlsplit(self.target()).path else 3600
+        token = {"access_token": secrets.token_urlsafe(24), "token_type": "Bearer", "expires_in": lifetime}
         if grant != "client_credentials":
             token["refresh_token"] = secrets.token_urlsafe(24)
         self.answer(200, token)

@@ -1,0 +1,357 @@
+"""The Lambda smoke test: the release bootstraps that are deployed, each polling a Lambda
+Runtime API served here (`RuntimeApi`), invoked with the sample events of events/ over a real
+flow on moto with a loopback provider (tests/peers/schemathesis/provider_stub.py):
+
+connections are created, read, changed, tested and audited; a client_credentials token is read
+and refreshed; an authorization is started, called back and confirmed; the scheduled refresher
+refreshes a due token (report: refreshed 1); two connections are deleted with their tokens left
+to the refresher (202), whose next run revokes them (report: deleted_connection_tokens_revoked
+2); the deleted connection's token is then a 404.
+
+The Runtime API is served here rather than by `cargo lambda watch --only-lambda-apis` because
+that emulator sends `Lambda-Runtime-Deadline-Ms: 600000` (a duration), where Lambda sends the
+deadline as epoch milliseconds: every invocation would start past its deadline. Here each
+invocation gets the deadline of its function's timeout in infra/template.yaml.
+
+Usage (from scripts/smoke-lambda, with the moto virtualenv's python, which has boto3):
+lambda_smoke.py ROOT WORK_DIR. Everything listens on 127.0.0.1 only.
+"""
+
+import json
+import os
+import queue
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
+import yaml
+
+ROOT, WORK = sys.argv[1], sys.argv[2]
+PLACEHOLDER_ID = "con_0123456789abcdef0123456789abcdef"
+FUNCTIONS = ["connections", "authorize", "callback", "token", "refresher"]
+TABLE = "keyport-smoke"
+CALLBACK_URL = "https://keyport.example.com/oauth/callback"
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+def template_timeouts():
+    """Each function's timeout in infra/template.yaml (its own, or the Globals'), by the folder
+    its code is built from: the emulator gives each invocation that deadline."""
+
+    class Template(yaml.SafeLoader):
+        pass
+
+    # CloudFormation's short forms (!Ref, !Sub, !GetAtt …) read as plain values.
+    Template.add_multi_constructor("!", lambda loader, suffix, node: None)
+    with open(os.path.join(ROOT, "infra/template.yaml"), encoding="utf-8") as f:
+        template = yaml.load(f, Template)
+    default = template["Globals"]["Function"]["Timeout"]
+    return {
+        os.path.basename(resource["Properties"]["CodeUri"]): resource["Properties"].get("Timeout", default)
+        for resource in template["Resources"].values()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+processes = []
+failures = []
+
+
+class RuntimeApi(ThreadingHTTPServer):
+    """The Lambda Runtime API (2018-06-01) of one function: `next` hands out one queued event
+    with Lambda's headers (the deadline as epoch milliseconds), `response` and `error` answer
+    it. https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html"""
+
+    daemon_threads = True
+
+    def __init__(self, timeout_seconds):
+        super().__init__(("127.0.0.1", 0), RuntimeHandler)
+        self.timeout_seconds = timeout_seconds
+        self.events = queue.Queue()
+        self.answers = {}
+        self.answered = threading.Condition()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.server_address[1]}"
+
+    def invoke(self, value):
+        request_id = str(uuid.uuid4())
+        self.events.put((request_id, value))
+        with self.answered:
+            if not self.answered.wait_for(lambda: request_id in self.answers, self.timeout_seconds + 10):
+                raise SystemExit("error: an invocation got no answer within its timeout")
+            kind, body = self.answers.pop(request_id)
+        if kind != "response":
+            raise SystemExit(f"error: the function answered an invocation with an error: {body[:500]}")
+        return json.loads(body)
+
+
+class RuntimeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+    def reply(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path != "/2018-06-01/runtime/invocation/next":
+            return self.reply(404)
+        request_id, value = self.server.events.get()
+        deadline_ms = int(time.time() * 1000) + self.server.timeout_seconds * 1000
+        self.reply(200, json.dumps(value).encode(), [
+            ("Content-Type", "application/json"),
+            ("Lambda-Runtime-Aws-Request-Id", request_id),
+            ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
+            ("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:smoke"),
+            ("Lambda-Runtime-Trace-Id", f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0"),
+        ])
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode("utf-8", "replace")
+        parts = self.path.strip("/").split("/")
+        if parts[:3] == ["2018-06-01", "runtime", "invocation"] and len(parts) == 5 and parts[4] in ("response", "error"):
+            with self.server.answered:
+                self.server.answers[parts[3]] = (parts[4], body)
+                self.server.answered.notify_all()
+            return self.reply(202)
+        if parts == ["2018-06-01", "runtime", "init", "error"]:
+            print(f"FAIL  a function failed to start: {body[:500]}")
+            failures.append("init")
+            return self.reply(202)
+        self.reply(404)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args, log, env=None):
+    out = open(os.path.join(WORK, log), "ab")
+    process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    processes.append(process)
+    return process
+
+
+def wait_for(url, what):
+    """Polls until `url` answers at all (any HTTP status), at most 60 s."""
+    for _ in range(600):
+        try:
+            NO_PROXY.open(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"error: {what} did not come up at {url}")
+
+
+def check(what, condition, detail=""):
+    if condition:
+        print(f"ok    {what}")
+    else:
+        print(f"FAIL  {what}: {detail}")
+        failures.append(what)
+
+
+def event(file, connection_id=None, body=None, query=None):
+    with open(os.path.join(ROOT, "events", file), encoding="utf-8") as f:
+        text = f.read()
+    if connection_id:
+        text = text.replace(PLACEHOLDER_ID, connection_id)
+    value = json.loads(text)
+    if body is not None:
+        value["body"] = json.dumps(body)
+    if query is not None:
+        value["rawQueryString"] = urllib.parse.urlencode(query)
+        value["queryStringParameters"] = query
+    return value
+
+
+def invoke(function, value):
+    """One invocation of `function`: its answer, as JSON."""
+    return runtimes[function].invoke(value)
+
+
+def http(function, file, status, **kwargs):
+    """Invokes an HTTP function with an event; checks the status; returns the body (JSON when
+    it is JSON)."""
+    answer = invoke(function, event(file, **kwargs))
+    got = answer.get("statusCode")
+    body = answer.get("body") or ""
+    check(f"{function} {file} -> {status}", got == status, f"got {got}: {body[:300]}")
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return body
+
+
+def report():
+    answer = invoke("refresher", event("refresher-scheduled.json"))
+    print(f"      refresher report: {json.dumps(answer)}")
+    return answer
+
+
+try:
+    # The AWS services, the provider and the table.
+    moto_port = free_port()
+    start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], "moto.log")
+    moto = f"http://127.0.0.1:{moto_port}"
+    wait_for(f"{moto}/moto-api/", "moto")
+    aws_env = {
+        "AWS_ENDPOINT_URL": moto,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    os.environ.update(aws_env)
+    key_id = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    subprocess.run(
+        [os.path.join(ROOT, "target/debug/keyport"), "create-table", "--table", TABLE],
+        check=True,
+        cwd=ROOT,
+    )
+    stub_port_file = os.path.join(WORK, "stub.port")
+    start([sys.executable, os.path.join(ROOT, "tests/peers/schemathesis/provider_stub.py"), stub_port_file,
+           os.path.join(WORK, "stub.log")], "stub.out")
+    for _ in range(300):
+        if os.path.exists(stub_port_file):
+            break
+        time.sleep(0.1)
+    stub = f"http://127.0.0.1:{open(stub_port_file).read().strip()}"
+
+    # Each function: its Runtime API, and its release bootstrap polling it.
+    timeouts = template_timeouts()
+    runtimes = {}
+    for function in FUNCTIONS:
+        runtimes[function] = RuntimeApi(timeouts[function])
+        env = {
+            "PATH": os.environ["PATH"],
+            **aws_env,
+            "AWS_LAMBDA_RUNTIME_API": runtimes[function].address,
+            "AWS_LAMBDA_FUNCTION_NAME": f"keyport-smoke-{function}",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"smoke/{function}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/keyport-smoke-{function}",
+            "KEYPORT_TABLE": TABLE,
+            "KEYPORT_KMS_KEY_ID": key_id,
+            "KEYPORT_CALLBACK_URL": CALLBACK_URL,
+            # The provider is a loopback stub over http.
+            "KEYPORT_LOCAL_DEVELOPMENT": "true",
+            # A delete leaves every token to the refresher: the deletion's second half runs.
+            "KEYPORT_DELETE_IN_LINE_TOKENS": "0",
+            "RUST_LOG": "info",
+        }
+        start([os.path.join(ROOT, "target/lambda", function, "bootstrap")], f"{function}.log", env=env)
+
+    # The connections function: providers, two connections on the stub, every route of its own.
+    http("connections", "providers-list.json", 200)
+    machine = http("connections", "connections-create.json", 201, body={
+        "name": "smoke machine", "provider": "custom", "grant_type": "client_credentials",
+        "client_id": "smoke", "client_secret": "smoke-secret", "token_url": f"{stub}/token",
+        "revocation_url": f"{stub}/revoke", "scopes": "api:read", "invited_roles": ["bots"],
+    })["id"]
+    interactive = http("connections", "connections-create.json", 201, body={
+        "name": "smoke interactive", "provider": "custom", "grant_type": "authorization_code",
+        "client_id": "smoke", "client_secret": "smoke-secret",
+        "authorization_url": f"{stub}/authorize", "token_url": f"{stub}/token",
+        "revocation_url": f"{stub}/revoke", "scopes": "api:read,offline_access",
+        "invited_roles": ["bots"],
+    })["id"]
+    listed = http("connections", "connections-list.json", 200)
+    check("both connections are listed",
+          {c["id"] for c in listed["connections"]} == {machine, interactive}, listed)
+    http("connections", "connections-get.json", 200, connection_id=machine)
+    http("connections", "connections-update.json", 200, connection_id=machine,
+         body={"description": "changed by the smoke test"})
+    tested = http("connections", "connections-test.json", 200, connection_id=machine)
+    check("the connection test reaches the provider", tested["ok"] is True, tested)
+    audit = http("connections", "connections-audit.json", 200, connection_id=machine)
+    check("the audit trail records the create", any(e["action"] == "connection_created" for e in audit["events"]), audit)
+
+    # The token function over the client_credentials connection.
+    token = http("token", "token-get.json", 200, connection_id=machine)
+    check("a token is handed out", bool(token.get("access_token")), "no access_token")
+    http("token", "token-refresh.json", 200, connection_id=machine)
+    mine = http("token", "me-connections.json", 200)
+
+    # An authorization: started, called back at the callback function, confirmed.
+    started = http("authorize", "authorize-start.json", 200, connection_id=interactive)
+    state = urllib.parse.parse_qs(urllib.parse.urlsplit(started["authorization_url"]).query)["state"][0]
+    page = http("callback", "callback.json", 200, query={"code": "smoke-code", "state": state})
+    completion = re.search(r'id="keyport-completion">([^<]+)<', page)
+    check("the callback page carries the completion value", completion is not None, page[:300])
+    confirmed = http("callback", "oauth-complete.json", 200, body={"completion": completion.group(1)})
+    check("the confirmation places the grant", confirmed.get("connection_id") == interactive, confirmed)
+    http("token", "token-get.json", 200, connection_id=interactive)
+
+    # Time passes over the authorized token (the table is edited as an hour would): it is due.
+    table = boto3.resource("dynamodb").Table(TABLE)
+    item_key = {"pk": f"CONN#{interactive}", "sk": "TOKEN#shared"}
+    item = table.get_item(Key=item_key, ConsistentRead=True)["Item"]
+    doc = json.loads(item["doc"])
+    now = datetime.now(timezone.utc)
+    doc["expires_at"] = (now + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
+    doc["refresh_due_at"] = (now - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    item["doc"] = json.dumps(doc)
+    item["gsi1sk"] = (now - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + item["gsi1sk"][item["gsi1sk"].index("#"):]
+    table.put_item(Item=item)
+    first = report()
+    check("the refresher refreshed the due token", first.get("refreshed") == 1 and first.get("failed") == 0, first)
+
+    # Deletes: each connection holds a token; both are left to the refresher.
+    for connection_id in (machine, interactive):
+        deleting = http("connections", "connections-delete.json", 202, connection_id=connection_id)
+        check("the delete answers what it did", deleting.get("status") == "deleting" and deleting.get("tokens_revoked") == 0, deleting)
+    http("connections", "connections-get.json", 404, connection_id=machine)
+    http("token", "token-get.json", 404, connection_id=machine)
+    second = report()
+    check("the refresher revoked the deleted connections' tokens",
+          second.get("deleted_connection_tokens_revoked") == 2 and second.get("refreshed") == 0, second)
+    revoked = sum(1 for line in open(os.path.join(WORK, "stub.log")) if line.startswith("POST") and line.rstrip().endswith("/revoke"))
+    check("the provider saw both revocations", revoked == 2, f"{revoked} revocations")
+    left = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"CONN#{interactive}"})["Items"]
+    check("no token row is left", all(not i["sk"].startswith("TOKEN#") for i in left), [i["sk"] for i in left])
+    # No function logged a secret or a token it handled.
+    secrets_seen = ["smoke-secret", token["access_token"], completion.group(1)]
+    leaked = [
+        name for name in FUNCTIONS
+        if any(secret in open(os.path.join(WORK, f"{name}.log"), encoding="utf-8", errors="replace").read()
+               for secret in secrets_seen)
+    ]
+    check("no function log holds a secret or a token", not leaked, leaked)
+finally:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+if failures:
+    print(f"smoke test: {len(failures)} check(s) failed", file=sys.stderr)
+    sys.exit(1)
+print("smoke test: the release bootstraps answered a real flow")
