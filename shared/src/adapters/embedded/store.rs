@@ -115,6 +115,38 @@ fn version_param(version: u64) -> Result<i64, StoreError> {
     i64::try_from(version).map_err(|_| StoreError::Conflict("connection"))
 }
 
+impl EmbeddedStore {
+    /// A connection's tokens in owner order: all of them, or the first `limit`.
+    async fn tokens_of(
+        &self,
+        connection_id: &ConnectionId,
+        limit: Option<u32>,
+    ) -> Result<Vec<StoredToken>, StoreError> {
+        let connection_id = connection_id.to_string();
+        // SQLite reads a negative LIMIT as none.
+        let limit = limit.map_or(-1, i64::from);
+        let rows = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached("SELECT doc, sealed, version FROM tokens WHERE connection_id = ?1 ORDER BY owner LIMIT ?2")
+                    .map_err(sql_error)?;
+                let rows = statement
+                    .query_map(params![connection_id, limit], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?))
+                    })
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(doc, sealed, version)| token_from_row(&doc, sealed, version))
+            .collect()
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for EmbeddedStore {
     async fn create_connection(&self, connection: &Connection) -> Result<Connection, StoreError> {
@@ -457,26 +489,7 @@ impl TokenStore for EmbeddedStore {
         &self,
         connection_id: &ConnectionId,
     ) -> Result<Vec<StoredToken>, StoreError> {
-        let connection_id = connection_id.to_string();
-        let rows = self
-            .db
-            .run(move |db| {
-                let mut statement = db
-                    .prepare_cached("SELECT doc, sealed, version FROM tokens WHERE connection_id = ?1 ORDER BY owner")
-                    .map_err(sql_error)?;
-                let rows = statement
-                    .query_map([connection_id], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?))
-                    })
-                    .map_err(sql_error)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(sql_error)?;
-                Ok(rows)
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(doc, sealed, version)| token_from_row(&doc, sealed, version))
-            .collect()
+        self.tokens_of(connection_id, None).await
     }
 
     async fn first_tokens(
@@ -484,26 +497,7 @@ impl TokenStore for EmbeddedStore {
         connection_id: &ConnectionId,
         limit: u32,
     ) -> Result<Vec<StoredToken>, StoreError> {
-        let connection_id = connection_id.to_string();
-        let rows = self
-            .db
-            .run(move |db| {
-                let mut statement = db
-                    .prepare_cached("SELECT doc, sealed, version FROM tokens WHERE connection_id = ?1 ORDER BY owner LIMIT ?2")
-                    .map_err(sql_error)?;
-                let rows = statement
-                    .query_map(params![connection_id, limit], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?))
-                    })
-                    .map_err(sql_error)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(sql_error)?;
-                Ok(rows)
-            })
-            .await?;
-        rows.into_iter()
-            .map(|(doc, sealed, version)| token_from_row(&doc, sealed, version))
-            .collect()
+        self.tokens_of(connection_id, Some(limit)).await
     }
 
     async fn due_tokens(
