@@ -10,6 +10,9 @@ pub mod pages;
 pub mod refusals;
 pub mod wire;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::OnceLock;
 
 use axum::Router;
@@ -99,9 +102,13 @@ pub fn json() -> &'static str {
     })
 }
 
-/// The local server's own routes: `GET /openapi.json`.
+/// The local server's own routes: `GET /openapi.json`, refusing other methods in Keyport's
+/// error shape as the functions' routes do.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    local_routes().split_for_parts().0
+    local_routes()
+        .split_for_parts()
+        .0
+        .method_not_allowed_fallback(super::routes::method_not_allowed)
 }
 
 fn local_routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {

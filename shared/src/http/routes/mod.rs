@@ -8,7 +8,7 @@
 mod authorize;
 mod callback;
 mod connections;
-mod token;
+pub(super) mod token;
 
 use std::sync::Arc;
 
