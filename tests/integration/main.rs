@@ -15,6 +15,7 @@ mod kms_calls;
 mod lambda_events;
 mod local_server;
 mod multi_process;
+mod openapi;
 mod oauth_flows;
 mod provider_faults;
 
