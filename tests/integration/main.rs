@@ -15,9 +15,10 @@ mod kms_calls;
 mod lambda_events;
 mod local_server;
 mod multi_process;
-mod openapi;
 mod oauth_flows;
+mod openapi;
 mod provider_faults;
+mod template_routes;
 
 /// Declares each listed `async fn(Backend)` as one test per back-end.
 #[macro_export]

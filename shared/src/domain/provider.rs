@@ -24,8 +24,6 @@ pub enum PlaceholderKind {
 }
 
 /// A `{name}` in a provider's URL templates, filled from a connection's `provider_params`.
-// The `serde(default)`s are for reading the catalog; every field is always written, hence
-// `schema(required)` on them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Placeholder {
@@ -40,6 +38,8 @@ pub struct Placeholder {
 }
 
 /// A catalog provider: the endpoints and quirks of one SaaS application.
+// Here and in `Placeholder`, the `serde(default)`s are for reading the catalog; every field is
+// always written, hence `schema(required)` on those and on the optional ones.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Provider {

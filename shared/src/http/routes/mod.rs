@@ -8,6 +8,7 @@
 mod authorize;
 mod callback;
 mod connections;
+// Its validity limit is checked against the description by `http::openapi`'s tests.
 pub(super) mod token;
 
 use std::sync::Arc;
