@@ -16,7 +16,9 @@ mod lambda_events;
 mod local_server;
 mod multi_process;
 mod oauth_flows;
+mod openapi;
 mod provider_faults;
+mod template_routes;
 
 /// Declares each listed `async fn(Backend)` as one test per back-end.
 #[macro_export]

@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::header;
-use axum::routing::get;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use keyport_shared::config::{self, AwsSettings, CommonSettings};
 use keyport_shared::domain::EndpointUrl;
@@ -42,6 +40,29 @@ pub enum Command {
     /// Create the DynamoDB table with Keyport's schema (for emulators and tests; on AWS the SAM
     /// template creates it).
     CreateTable(CreateTableArgs),
+    /// Print the OpenAPI 3.1 description of the API (what `GET /openapi.json` serves).
+    Openapi(OpenapiArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OpenapiArgs {
+    /// Write it to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// Writes the description, generated from the routes and wire types.
+pub fn write_openapi(args: &OpenapiArgs) -> Result<(), String> {
+    let json = format!("{}\n", http::openapi::json());
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => {
+            print!("{json}");
+            Ok(())
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -176,12 +197,9 @@ impl RunningServer {
     }
 }
 
-/// The OpenAPI description of the API, as served at `/openapi.json`.
-pub async fn openapi() -> impl axum::response::IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        http::OPENAPI_JSON,
-    )
+/// What the local server serves: `keyport_routes` and the description of the API.
+pub fn app(keyport_routes: Router) -> Router {
+    http::openapi::routes().merge(keyport_routes)
 }
 
 /// Binds, assembles and starts the server and its refresher.
@@ -240,9 +258,7 @@ pub async fn start_with_backends(
             ))
         }
     };
-    let app = Router::new()
-        .route("/openapi.json", get(openapi))
-        .merge(http::router(keyport.clone(), authenticator, &Function::ALL));
+    let app = app(http::router(keyport.clone(), authenticator, &Function::ALL));
     let (stop, stopped) = oneshot::channel::<()>();
     let limits = server::Limits {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
@@ -289,6 +305,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Some(Command::DevToken(args)) => print_dev_token(&args),
         Some(Command::CreateTable(args)) => create_table(&args).await,
+        Some(Command::Openapi(args)) => write_openapi(&args),
         Some(Command::Serve(args)) => serve_until_stopped(*args).await,
         None => serve_until_stopped(cli.serve).await,
     }

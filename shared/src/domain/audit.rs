@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::ids::{ConnectionId, Owner};
 use crate::crypto::random_bytes;
 
+/// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuditAction {
     ConnectionCreated,
@@ -46,19 +48,26 @@ impl fmt::Display for AuditAction {
 /// Who acted when no caller did: the scheduled refresher, or Keyport itself.
 pub const REFRESHER_ACTOR: &str = "keyport:refresher";
 
+/// One event of a connection's audit trail: who, what, when, never a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     /// `evt_` and 16 random hex digits.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^evt_[0-9a-f]{16}$"))]
     pub id: String,
     pub connection_id: ConnectionId,
     pub at: DateTime<Utc>,
     pub action: AuditAction,
-    /// The subject who acted, or [`REFRESHER_ACTOR`].
+    /// The subject who acted, or `keyport:refresher` (REFRESHER_ACTOR).
     pub actor: String,
+    /// The token's owner, for events about a token; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub owner: Option<Owner>,
-    /// A safe detail: an error code, the fields a change touched.
+    /// A safe detail: an error code, the fields a change touched; never a secret. Absent when
+    /// there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub detail: Option<String>,
 }
 

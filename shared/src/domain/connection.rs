@@ -41,6 +41,11 @@ const RESERVED_PARAMS: &[&str] = &[
 
 /// A connection's display name; unique among connections regardless of letter case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, min_length = 1, max_length = 100, example = "Acme CRM")
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct ConnectionName(String);
 
@@ -90,6 +95,11 @@ impl From<ConnectionName> for String {
 
 /// A catalog key (`salesforce`, `google-workspace`, …) or `custom`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, pattern = "^[a-z0-9-]{1,64}$", example = "custom")
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct ProviderKey(String);
 
@@ -134,7 +144,9 @@ impl From<ProviderKey> for String {
     }
 }
 
+/// A disabled connection hands out, refreshes and authorizes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     #[default]
@@ -144,43 +156,97 @@ pub enum ConnectionStatus {
 
 /// A create or update request as it arrives. `client_secret` and `private_key` are accepted
 /// here and nowhere else: they are write-only.
+///
+/// Its field comments and `schema` attributes are the API's description of each field; the
+/// limits and patterns repeat what `Fields::validate` enforces, and a test holds the two
+/// together.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(
+        description = "A connection update: fields present replace the stored ones (an empty string clears an optional URL or text), then the whole connection is validated again. Unknown fields are refused; null is the same as absent.",
+        example = json!({"description": "The CRM, production tenant", "scopes": ["openid", "api"], "invited_roles": ["bots"], "version": 3})
+    )
+)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionInput {
+    /// Unique among connections, whatever the letter case: letters, digits, spaces, '-', '_'
+    /// and '.' (the pattern names the ASCII ones; other Unicode letters and digits are
+    /// accepted too), not only spaces.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 100,
+            pattern = "^[A-Za-z0-9 ._-]*[A-Za-z0-9._-][A-Za-z0-9 ._-]*$"
+        )
+    )]
     pub name: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(max_length = 1000))]
     pub description: Option<String>,
+    /// A catalog key (see GET /providers) or `custom` (the default).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z0-9-]{1,64}$"))]
     pub provider: Option<String>,
+    /// Values for the provider's placeholders, e.g. `{"instance": "acme"}`.
     pub provider_params: Option<BTreeMap<String, String>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<GrantType>))]
     pub grant_type: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub client_id: Option<String>,
+    /// Accepted, stored in the secret store, never returned (see `client_secret_set`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, write_only))]
     pub client_secret: Option<ClientSecret>,
+    /// PEM private key for `private_key_jwt`; never returned (see `private_key_set`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, write_only))]
     pub private_key: Option<ClientSecret>,
-    /// The resource owner's password, for the legacy password grant only.
+    /// The resource owner's password, for the legacy password grant only; never returned
+    /// (see `password_set`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, write_only))]
     pub password: Option<ClientSecret>,
+    /// The resource owner, for the password grant.
+    #[cfg_attr(feature = "openapi", schema(max_length = 256))]
     pub username: Option<String>,
+    /// Defaults to the provider's method, else `client_secret_basic`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<ClientAuthMethod>))]
     pub client_auth: Option<String>,
     pub authorization_url: Option<String>,
+    /// Required unless the provider or discovery from `issuer` supplies it.
     pub token_url: Option<String>,
     pub revocation_url: Option<String>,
     /// The issuer (RFC 8414 / OpenID): checked against a callback's `iss` (RFC 9207), and the
     /// base for discovery when a custom connection gives no endpoints.
     pub issuer: Option<String>,
     /// Whether a callback without `iss` is refused (RFC 9207 §2.4): set by discovery when the
-    /// authorization server advertises `authorization_response_iss_parameter_supported`.
+    /// authorization server advertises `authorization_response_iss_parameter_supported`;
+    /// needs an issuer.
     pub callback_iss_required: Option<bool>,
+    /// A comma-separated string or a list.
     pub scopes: Option<ScopesInput>,
     /// How scopes are joined on the wire; a space unless the provider wants otherwise.
+    #[cfg_attr(feature = "openapi", schema(max_length = 3))]
     pub scope_separator: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(max_length = 2048))]
     pub audience: Option<String>,
+    /// RFC 8707 resource indicator: an absolute URI without a fragment.
+    #[cfg_attr(feature = "openapi", schema(max_length = 2048))]
     pub resource: Option<String>,
+    /// Extra authorization request parameters; Keyport's own (`state`, `redirect_uri`, ...)
+    /// are refused.
     pub authorization_params: Option<BTreeMap<String, String>>,
+    /// Extra token request parameters; Keyport's own are refused.
     pub token_params: Option<BTreeMap<String, String>>,
+    /// Roles whose members may use the connection's tokens.
     pub invited_roles: Option<Vec<String>>,
     /// Fields of the provider's token response handed to callers under `extra` (for a catalog
-    /// provider, the catalog's list when this is empty); every other field stays sealed.
+    /// provider, the catalog's list when this is empty); every other field stays sealed, and
+    /// token-like fields are never handed out at any depth.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_items = 32, pattern = "^[A-Za-z0-9_.-]{1,64}$")
+    )]
     pub token_response_extras: Option<Vec<String>>,
     pub status: Option<ConnectionStatus>,
-    /// On update: the version the client last read; a stale one is refused as a conflict.
+    /// On update: the version last read; a stale one is a 409. Refused on create.
     pub version: Option<u64>,
 }
 
@@ -192,7 +258,45 @@ pub struct SubmittedSecrets {
     pub password: Option<ClientSecret>,
 }
 
+/// A connection as Keyport returns it: secrets never appear, only whether each is set.
+// The `serde(default)`s are for reading older stored connections; every field is always
+// written, hence `schema(required)` on the optional ones.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(example = json!({
+        "id": "con_3f2c8e4a9b1d4c7e8f0a1b2c3d4e5f60",
+        "name": "Acme CRM",
+        "description": "The CRM, production tenant",
+        "provider": "custom",
+        "provider_params": {},
+        "grant_type": "authorization_code_pkce",
+        "client_id": "keyport",
+        "client_auth": "client_secret_basic",
+        "authorization_url": "https://login.acme.example/authorize",
+        "token_url": "https://login.acme.example/token",
+        "revocation_url": null,
+        "issuer": "https://login.acme.example",
+        "callback_iss_required": false,
+        "scopes": ["openid", "api"],
+        "scope_separator": " ",
+        "username": null,
+        "audience": null,
+        "resource": null,
+        "authorization_params": {},
+        "token_params": {},
+        "invited_roles": ["bots"],
+        "token_response_extras": ["instance_url"],
+        "status": "active",
+        "client_secret_set": true,
+        "private_key_set": false,
+        "password_set": false,
+        "created_at": "2026-01-05T09:30:00Z",
+        "updated_at": "2026-01-05T09:30:00Z",
+        "version": 1
+    }))
+)]
 pub struct Connection {
     pub id: ConnectionId,
     pub name: ConnectionName,
@@ -202,21 +306,33 @@ pub struct Connection {
     pub grant_type: GrantType,
     pub client_id: String,
     pub client_auth: ClientAuthMethod,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub authorization_url: Option<EndpointUrl>,
     pub token_url: EndpointUrl,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub revocation_url: Option<EndpointUrl>,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub issuer: Option<EndpointUrl>,
+    /// RFC 9207: a callback without `iss` is refused. Set by discovery when the authorization
+    /// server advertises `authorization_response_iss_parameter_supported`; needs an issuer.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub callback_iss_required: bool,
     pub scopes: Scopes,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 3))]
     pub scope_separator: String,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub username: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub audience: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub resource: Option<String>,
     pub authorization_params: BTreeMap<String, String>,
     pub token_params: BTreeMap<String, String>,
     pub invited_roles: BTreeSet<Role>,
+    /// Fields of the provider's token response handed to callers under `extra`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub token_response_extras: Vec<String>,
     pub status: ConnectionStatus,
     pub client_secret_set: bool,
@@ -224,6 +340,8 @@ pub struct Connection {
     pub password_set: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Starts at 1; each change adds one. Send it back to change or delete only what you read.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub version: u64,
 }
 

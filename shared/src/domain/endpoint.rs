@@ -20,6 +20,11 @@ pub enum UrlPolicy {
 
 /// An absolute URL Keyport may send credentials to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, format = "uri", example = "https://login.example.com/oauth2/token")
+)]
 #[serde(into = "String")]
 pub struct EndpointUrl(Url);
 

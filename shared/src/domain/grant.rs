@@ -10,6 +10,7 @@ use super::validation::ValidationError;
 /// The grant an administrator configures for a connection. Refresh is not listed: it is how
 /// Keyport keeps a granted token alive, not a way to obtain one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {
     AuthorizationCode,
@@ -72,6 +73,7 @@ impl FromStr for GrantType {
 
 /// How Keyport proves the client's identity at the token endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuthMethod {
     #[default]

@@ -11,6 +11,15 @@ const CONNECTION_ID_PREFIX: &str = "con_";
 
 /// A connection's id: `con_` followed by 32 lowercase hex digits of a random UUID.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(
+        value_type = String,
+        pattern = "^con_[0-9a-f]{32}$",
+        example = "con_3f2c8e4a9b1d4c7e8f0a1b2c3d4e5f60"
+    )
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct ConnectionId(String);
 
@@ -113,6 +122,11 @@ impl From<Subject> for String {
 
 /// A role name as it appears in the caller's roles claim.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, min_length = 1, max_length = 128, example = "bots")
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Role(String);
 
@@ -207,6 +221,22 @@ impl From<Owner> for String {
         owner.to_string()
     }
 }
+
+// By hand: on the wire an owner is the string its `Display` writes, which the derive cannot see.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Owner {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some("^(shared|user:.+)$"))
+            .description(Some("Whose token: `shared`, or `user:<subject>`."))
+            .examples(["shared"])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Owner {}
 
 #[cfg(test)]
 mod tests {

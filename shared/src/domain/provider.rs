@@ -11,6 +11,7 @@ use super::validation::ValidationError;
 /// Where a placeholder's value lands decides what characters it may hold: a host label must
 /// not be able to change which host Keyport talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PlaceholderKind {
     /// One DNS label: letters, digits and hyphens.
@@ -22,47 +23,71 @@ pub enum PlaceholderKind {
     OneOf,
 }
 
+/// A `{name}` in a provider's URL templates, filled from a connection's `provider_params`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Placeholder {
     pub name: String,
     pub kind: PlaceholderKind,
     pub description: String,
     pub example: String,
+    /// The values a `one_of` placeholder accepts.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub allowed_values: Vec<String>,
 }
 
+/// A catalog provider: the endpoints and quirks of one SaaS application.
+// Here and in `Placeholder`, the `serde(default)`s are for reading the catalog; every field is
+// always written, hence `schema(required)` on those and on the optional ones.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Provider {
     pub key: String,
     pub display_name: String,
+    /// A URL template; `{name}` placeholders are filled from `provider_params`.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub authorization_url: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub token_url: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub revocation_url: Option<String>,
     /// The issuer identifier (RFC 8414), checked against a callback's `iss` (RFC 9207).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub issuer: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub default_scopes: Vec<String>,
     #[serde(default = "default_separator")]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub scope_separator: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub authorization_params: BTreeMap<String, String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub token_params: BTreeMap<String, String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub client_auth: ClientAuthMethod,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub grant_types: Vec<GrantType>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub pkce: bool,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub placeholders: Vec<Placeholder>,
     /// Token-response fields worth keeping (e.g. Salesforce `instance_url`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub token_response_extras: Vec<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub quirks: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub docs_url: Option<String>,
 }
 

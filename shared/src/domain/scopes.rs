@@ -6,11 +6,13 @@ use super::validation::ValidationError;
 
 /// An ordered, duplicate-free list of scope tokens, each a valid RFC 6749 §3.3 `scope-token`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = BTreeSet<String>))]
 #[serde(try_from = "ScopesInput", into = "Vec<String>")]
 pub struct Scopes(Vec<String>);
 
 /// What clients may send: `"a,b"` or `["a", "b"]`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum ScopesInput {
     Text(String),

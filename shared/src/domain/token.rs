@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::connection::Connection;
 use super::ids::{ConnectionId, Owner};
 
+/// A token's status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TokenStatus {
     Valid,

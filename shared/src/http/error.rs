@@ -25,11 +25,25 @@ pub enum ApiError {
     Service(ServiceError),
 }
 
+/// Every error's body.
 #[derive(Serialize)]
-struct Body<'a> {
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(
+        as = Error,
+        example = json!({"error": "invalid_request", "message": "token_url must use https", "field": "token_url"})
+    )
+)]
+pub(crate) struct ErrorBody<'a> {
+    /// A stable snake_case code.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[a-z][a-z0-9_]*$"))]
     error: &'a str,
+    /// A sentence safe to show; never a secret or a token.
     message: &'a str,
+    /// The request field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     field: Option<&'a str>,
 }
 
@@ -147,7 +161,7 @@ impl IntoResponse for ApiError {
             );
         }
         let message = self.message();
-        let body = Body {
+        let body = ErrorBody {
             error: self.code(),
             message: &message,
             field: self.field(),

@@ -83,6 +83,27 @@ impl<S: Send + Sync> FromRequestParts<S> for ConnectionPath {
     }
 }
 
+// The `{id}` parameter of every route that takes one.
+#[cfg(feature = "openapi")]
+impl utoipa::IntoParams for ConnectionPath {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::ToSchema;
+        vec![
+            utoipa::openapi::path::ParameterBuilder::new()
+                .name("id")
+                .parameter_in(utoipa::openapi::path::ParameterIn::Path)
+                .required(utoipa::openapi::Required::True)
+                .description(Some("A connection id: con_ and 32 hex digits."))
+                .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                    ConnectionId::name(),
+                )))
+                .build(),
+        ]
+    }
+}
+
 /// The authenticated caller. A request without one is answered 401 before its handler runs.
 pub struct Caller(pub Principal);
 

@@ -5,8 +5,8 @@ mod error;
 // `pub(crate)` for the fuzzing wrappers in lib.rs.
 pub(crate) mod extract;
 pub mod identity;
-#[cfg(test)]
-mod openapi_check;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub(crate) mod page;
 mod routes;
 
@@ -19,9 +19,6 @@ pub use error::ApiError;
 pub use identity::{ApiGatewayAuthorizer, Authenticator, DevSigningKey, LocalJwtVerifier};
 
 use crate::service::Keyport;
-
-/// The OpenAPI 3.1 description of every route, served by the local server.
-pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 /// Request bodies are small JSON documents; anything larger is refused with 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -36,12 +33,23 @@ pub enum Function {
 }
 
 impl Function {
+    /// Every function, in the order the description lists them.
     pub const ALL: [Function; 4] = [
         Function::Connections,
         Function::Authorize,
         Function::Callback,
         Function::Token,
     ];
+
+    /// Its name: its Lambda function's, and its operations' tag in the description.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Connections => "connections",
+            Function::Authorize => "authorize",
+            Function::Callback => "callback",
+            Function::Token => "token",
+        }
+    }
 }
 
 /// The router for `functions`, authenticating every request with `authenticator`.
@@ -50,16 +58,12 @@ pub fn router(
     authenticator: Arc<dyn Authenticator>,
     functions: &[Function],
 ) -> Router {
-    let mut routes = Router::new();
-    for function in functions {
-        routes = routes.merge(match function {
-            Function::Connections => routes::connections(),
-            Function::Authorize => routes::authorize(),
-            Function::Callback => routes::callback(),
-            Function::Token => routes::token(),
+    let routes = functions
+        .iter()
+        .fold(routes::Routes::new(), |routes, function| {
+            routes.merge(function.routes())
         });
-    }
-    routes
+    routes::into_router(routes)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

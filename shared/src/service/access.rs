@@ -10,6 +10,11 @@ use crate::domain::{Connection, Owner, Principal, Role, ValidationError};
 
 /// Which token a caller asks for: the connection's shared one, or the caller's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(rename_all = "snake_case", default = "shared")
+)]
 pub enum OwnerRequest {
     Shared,
     User,

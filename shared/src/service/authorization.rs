@@ -54,7 +54,9 @@ impl fmt::Debug for AuthorizationAwaitingConfirmation {
     }
 }
 
+/// A confirmed authorization: whose slot of which connection now holds the grant.
 #[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuthorizationCompleted {
     pub connection_id: ConnectionId,
     pub owner: Owner,

@@ -13,9 +13,12 @@ use crate::ports::{Page, PageRequest, SecretRef};
 
 /// The outcome of `POST /connections/{id}/test`.
 #[derive(Debug, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConnectionCheck {
     pub ok: bool,
     pub message: String,
+    /// The provider error's code when `ok` is false.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub error: Option<String>,
 }
 

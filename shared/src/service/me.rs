@@ -7,16 +7,20 @@ use super::{Keyport, ServiceError};
 use crate::domain::{ConnectionId, GrantType, Owner, Principal, TokenStatus};
 use crate::ports::PageRequest;
 
+/// A connection the caller's roles are invited to, with its tokens' status.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsableConnection {
     pub id: ConnectionId,
     pub name: String,
     pub description: String,
     pub provider: String,
     pub grant_type: GrantType,
-    /// The shared token's status, if there is one.
+    /// The shared token's status; null when there is none.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub shared_token: Option<TokenStatus>,
-    /// The caller's own token's status, if there is one.
+    /// The caller's own token's status; null when there is none.
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub user_token: Option<TokenStatus>,
 }
 

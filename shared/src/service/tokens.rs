@@ -25,17 +25,37 @@ const LEASE_POLL: Duration = Duration::from_millis(50);
 const WRITE_ATTEMPTS: u32 = 5;
 
 /// A token as handed to its caller: the one place an access token leaves Keyport.
+// The schema is derived from these fields and the wire shape is the `Serialize` below: the
+// description's tests serialize real views against the schema, so the two cannot part.
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(as = Token, example = json!({
+        "access_token": "<access token>",
+        "token_type": "Bearer",
+        "expires_at": "2026-01-05T10:30:00Z",
+        "scope": "openid api",
+        "connection_id": "con_3f2c8e4a9b1d4c7e8f0a1b2c3d4e5f60",
+        "owner": "shared",
+        "extra": {"instance_url": "https://acme.my.example.com"},
+        "min_valid_met": true
+    }))
+)]
 pub struct TokenView {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub access_token: SecretString,
     pub token_type: String,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub expires_at: Option<DateTime<Utc>>,
+    #[cfg_attr(feature = "openapi", schema(required))]
     pub scope: Option<String>,
     pub connection_id: ConnectionId,
     pub owner: Owner,
+    /// Provider extras kept with the token, e.g. Salesforce's `instance_url`.
     pub extra: serde_json::Map<String, serde_json::Value>,
     /// Whether the token stays valid for the `min_valid_seconds` asked (or the default
     /// margin): false when the provider's lifetime cannot meet it, or when Keyport declined to
-    /// ask the provider again so soon.
+    /// ask the provider again within 30 s of its last request for this token.
     pub min_valid_met: bool,
 }
 

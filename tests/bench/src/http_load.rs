@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
 use axum::http::{HeaderMap, Request, header};
 use axum::routing::get;
@@ -146,16 +145,7 @@ pub async fn measure() -> Value {
 
     // The same assembly as `keyport_local::start_with_backends` (its OpenAPI route and every
     // function's routes), with the trivial route merged in here only.
-    let app = Router::new()
-        .route(
-            "/openapi.json",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    http::OPENAPI_JSON,
-                )
-            }),
-        )
+    let app = http::openapi::routes()
         .route(TRIVIAL_PATH, trivial)
         .merge(keyport_routes);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,133 @@
+//! Schemas of wire shapes no single type derives: a create request (the update type with what
+//! create requires), a boolean that is always true, and the description document itself.
+
+use std::borrow::Cow;
+
+use serde_json::json;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::domain::ConnectionInput;
+
+/// The fields a create request must carry; `Fields::validate` refuses a create without them.
+const REQUIRED_ON_CREATE: [&str; 3] = ["name", "grant_type", "client_id"];
+
+/// `POST /connections`'s body: the fields of [`ConnectionInput`] (the one type both create and
+/// update read), of which create requires some, non-null.
+pub struct ConnectionCreate;
+
+impl PartialSchema for ConnectionCreate {
+    fn schema() -> RefOr<Schema> {
+        let RefOr::T(Schema::Object(mut object)) = ConnectionInput::schema() else {
+            unreachable!("ConnectionInput's schema is an object");
+        };
+        object.description = Some(
+            "A connection to create. Unknown fields are refused; null is the same as absent. \
+             The credential its client_auth needs (client_secret or private_key) is required."
+                .into(),
+        );
+        for name in REQUIRED_ON_CREATE {
+            // A field renamed in ConnectionInput must be renamed in REQUIRED_ON_CREATE too.
+            let property = object
+                .properties
+                .get_mut(name)
+                .unwrap_or_else(|| panic!("ConnectionInput has no field {name}"));
+            *property = non_null(property.clone());
+            object.required.push(name.to_owned());
+        }
+        // Secrets never in examples: the placeholder says where the value goes.
+        object.example = Some(json!({
+            "name": "Acme CRM",
+            "description": "The CRM, production tenant",
+            "provider": "custom",
+            "grant_type": "authorization_code_pkce",
+            "client_id": "keyport",
+            "client_secret": "<the client secret the provider issued>",
+            "authorization_url": "https://login.acme.example/authorize",
+            "token_url": "https://login.acme.example/token",
+            "issuer": "https://login.acme.example",
+            "scopes": "openid,api",
+            "invited_roles": ["bots"]
+        }));
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl ToSchema for ConnectionCreate {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ConnectionCreate")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <ConnectionInput as ToSchema>::schemas(schemas);
+    }
+}
+
+/// `schema` without its `null`: `[T, "null"]` becomes `T`, `oneOf [X, null]` becomes `X`.
+fn non_null(schema: RefOr<Schema>) -> RefOr<Schema> {
+    match schema {
+        RefOr::T(Schema::Object(mut object)) => {
+            if let SchemaType::Array(types) = &object.schema_type {
+                let types: Vec<Type> = types
+                    .iter()
+                    .filter(|t| **t != Type::Null)
+                    .cloned()
+                    .collect();
+                object.schema_type = match types.as_slice() {
+                    [single] => SchemaType::Type(single.clone()),
+                    _ => SchemaType::Array(types),
+                };
+            }
+            RefOr::T(Schema::Object(object))
+        }
+        RefOr::T(Schema::OneOf(one_of)) => {
+            let mut rest: Vec<RefOr<Schema>> = one_of
+                .items
+                .into_iter()
+                .filter(|item| !is_null(item))
+                .collect();
+            assert_eq!(rest.len(), 1, "a nullable oneOf of one schema");
+            rest.remove(0)
+        }
+        other => other,
+    }
+}
+
+fn is_null(schema: &RefOr<Schema>) -> bool {
+    matches!(
+        schema,
+        RefOr::T(Schema::Object(Object {
+            schema_type: SchemaType::Type(Type::Null),
+            ..
+        }))
+    )
+}
+
+/// A boolean that is always `true` (`schema_with` of such fields).
+pub fn always_true() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
+        .enum_values(Some([true]))
+        .build()
+}
+
+/// What `GET /openapi.json` answers: an OpenAPI document.
+pub struct Document;
+
+impl PartialSchema for Document {
+    fn schema() -> RefOr<Schema> {
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("An OpenAPI 3.1 document: this one."))
+            .build();
+        object.required = ["openapi", "info", "paths"].map(str::to_owned).to_vec();
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl ToSchema for Document {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("OpenApiDocument")
+    }
+}

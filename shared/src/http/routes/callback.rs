@@ -1,0 +1,119 @@
+//! The callback function: where the provider sends the browser back, and the confirmation by
+//! whoever started the authorization.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use serde::Deserialize;
+
+use super::{AppState, Routes, table};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, Caller};
+#[cfg(feature = "openapi")]
+use crate::http::openapi::refusals::*;
+use crate::http::page;
+use crate::service::AuthorizationCompleted;
+
+pub(super) fn routes() -> Routes {
+    table![
+        get "/oauth/callback" => complete_authorization,
+        post "/oauth/complete" => confirm_authorization,
+    ]
+}
+
+/// Where the provider sends the browser back, with a code and state or an error.
+///
+/// Exchanges the code, then holds the grant until the principal who started the authorization
+/// confirms it (POST /oauth/complete): answers a person with a short HTML page showing the
+/// completion value, or redirects to the redirect_after URL the authorization was started
+/// with. Needs no bearer token: the single-use state is the credential.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/oauth/callback", operation_id = "completeAuthorization",
+    params(
+        ("code" = Option<String>, Query, description = "The authorization code (RFC 6749 §4.1.2)."),
+        ("state" = Option<String>, Query, description = "The state Keyport issued when the authorization started."),
+        ("error" = Option<String>, Query, description = "The provider's error code, instead of a code."),
+        ("error_description" = Option<String>, Query),
+        ("iss" = Option<String>, Query, description = "The issuer (RFC 9207)."),
+    ),
+    responses(pages::CallbackPages)
+))]
+async fn complete_authorization(State(keyport): AppState, RawQuery(query): RawQuery) -> Response {
+    match keyport
+        .complete_authorization(query.as_deref().unwrap_or_default())
+        .await
+    {
+        Ok(done) => page::awaiting_confirmation(&done),
+        Err(error) => page::failed(&ApiError::from(error)),
+    }
+}
+
+/// What a person's browser is answered with; every page is `no-store`.
+#[cfg(feature = "openapi")]
+mod pages {
+    use crate::http::openapi::pages::{page, redirect};
+
+    pub struct CallbackPages;
+
+    impl utoipa::IntoResponses for CallbackPages {
+        fn responses() -> std::collections::BTreeMap<
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+        > {
+            [
+                (200, page("Almost connected: the page shows the completion value to confirm with.")),
+                (303, redirect("Almost connected; on to redirect_after, with keyport_status=awaiting_confirmation, connection_id and keyport_completion added to its query.")),
+                (400, page("The state is missing, unknown, used or expired, the issuer does not match, or the provider refused.")),
+                (404, page("The connection was deleted meanwhile.")),
+                (409, page("The provider refused the code (invalid_grant), or the connection is disabled.")),
+                (502, page("The provider refused the code exchange or answered nonsense.")),
+                (503, page("The provider or storage is unavailable.")),
+            ]
+            .into_iter()
+            .map(|(status, response)| (status.to_string(), response.into()))
+            .collect()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+struct CompletionBody {
+    /// The value the callback handed back (its page, or `keyport_completion` on the redirect).
+    completion: String,
+}
+
+/// Confirm an authorization as the principal who started it: the grant the callback obtained is
+/// placed in its owner's slot.
+///
+/// Anyone else's confirmation (a forwarded link, a phished consent) discards the grant and
+/// revokes it at the provider, and answers 403. The completion value is single use and
+/// expires with the held grant.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/oauth/complete", operation_id = "confirmAuthorization",
+    security(("bearer" = [])),
+    request_body = CompletionBody,
+    responses(
+        (status = 200, description = "Connected.", body = AuthorizationCompleted),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn confirm_authorization(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ApiJson(body): ApiJson<CompletionBody>,
+) -> Result<Json<AuthorizationCompleted>, ApiError> {
+    Ok(Json(
+        keyport
+            .confirm_authorization(&principal, &body.completion)
+            .await?,
+    ))
+}

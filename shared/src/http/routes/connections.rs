@@ -1,0 +1,315 @@
+//! The connections function: the provider catalog and the administration of connections.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{AppState, ListQuery, Routes, table};
+use crate::domain::{AuditEvent, Connection, ConnectionInput, Provider};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiJson, ApiQuery, Caller, ConnectionPath};
+#[cfg(feature = "openapi")]
+use crate::http::openapi::{refusals::*, wire::ConnectionCreate};
+use crate::ports::PageRequest;
+use crate::service::{ConnectionCheck, Deletion};
+
+pub(super) fn routes() -> Routes {
+    table![
+        get "/providers" => list_providers,
+        post "/connections" => create_connection,
+        get "/connections" => list_connections,
+        get "/connections/{id}" => get_connection,
+        patch "/connections/{id}" => update_connection,
+        delete "/connections/{id}" => delete_connection,
+        post "/connections/{id}/test" => test_connection,
+        get "/connections/{id}/audit" => audit_trail,
+    ]
+}
+
+/// The provider catalog.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+struct Providers<'a> {
+    providers: &'a [Provider],
+}
+
+/// The provider catalog.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/providers", operation_id = "listProviders",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The catalog.", body = Providers),
+        (status = 401, response = Unauthenticated),
+    )
+))]
+async fn list_providers(State(keyport): AppState, Caller(_): Caller) -> Json<Providers<'static>> {
+    Json(Providers {
+        providers: keyport.catalog.providers(),
+    })
+}
+
+/// Create a connection (administrators).
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/connections", operation_id = "createConnection",
+    security(("bearer" = [])),
+    request_body = ConnectionCreate,
+    responses(
+        (status = 201, description = "Created, at version 1.", body = Connection),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn create_connection(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ApiJson(input): ApiJson<ConnectionInput>,
+) -> Result<(StatusCode, Json<Connection>), ApiError> {
+    let created = keyport.create_connection(&principal, input).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// One page of connections.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+struct ConnectionList {
+    connections: Vec<Connection>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    next_cursor: Option<String>,
+}
+
+/// List connections by name, a page at a time (administrators).
+///
+/// Unknown query parameters are refused with 400.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/connections", operation_id = "listConnections",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page.", body = ConnectionList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn list_connections(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<ConnectionList>, ApiError> {
+    let page = PageRequest {
+        limit: query.limit.unwrap_or(100),
+        cursor: query.cursor,
+    };
+    let listed = keyport.list_connections(&principal, page).await?;
+    Ok(Json(ConnectionList {
+        connections: listed.items,
+        next_cursor: listed.next,
+    }))
+}
+
+/// One page of a connection's audit trail.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+struct AuditList {
+    events: Vec<AuditEvent>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    next_cursor: Option<String>,
+}
+
+/// A connection's audit trail, newest first, a page at a time (administrators).
+///
+/// Connection created/changed/deleted, token authorized/refreshed/revoked/failed and access
+/// denied events: who, what, when, never a secret. Events stay readable after the connection
+/// is deleted, so an unknown id answers an empty list. Unknown query parameters are refused
+/// with 400.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/connections/{id}/audit", operation_id = "listAuditEvents",
+    security(("bearer" = [])),
+    params(ConnectionPath, ListQuery),
+    responses(
+        (status = 200, description = "One page.", body = AuditList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn audit_trail(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<AuditList>, ApiError> {
+    let page = PageRequest {
+        limit: query.limit.unwrap_or(100),
+        cursor: query.cursor,
+    };
+    let listed = keyport.audit_trail(&principal, &id, page).await?;
+    Ok(Json(AuditList {
+        events: listed.items,
+        next_cursor: listed.next,
+    }))
+}
+
+/// Read a connection (administrators).
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/connections/{id}", operation_id = "getConnection",
+    security(("bearer" = [])),
+    params(ConnectionPath),
+    responses(
+        (status = 200, description = "The connection.", body = Connection),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn get_connection(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+) -> Result<Json<Connection>, ApiError> {
+    Ok(Json(keyport.get_connection(&principal, &id).await?))
+}
+
+/// Change a connection (administrators).
+#[cfg_attr(feature = "openapi", utoipa::path(
+    patch, path = "/connections/{id}", operation_id = "updateConnection",
+    security(("bearer" = [])),
+    params(ConnectionPath),
+    request_body = ConnectionInput,
+    responses(
+        (status = 200, description = "Changed, at the next version.", body = Connection),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn update_connection(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+    ApiJson(input): ApiJson<ConnectionInput>,
+) -> Result<Json<Connection>, ApiError> {
+    Ok(Json(
+        keyport.update_connection(&principal, &id, input).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    /// The version last read; a stale one is a 409.
+    version: Option<u64>,
+}
+
+/// Delete a connection and its tokens, revoking them at the provider first (administrators).
+///
+/// Unknown query parameters are refused with 400.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    delete, path = "/connections/{id}", operation_id = "deleteConnection",
+    security(("bearer" = [])),
+    params(ConnectionPath, DeleteQuery),
+    responses(
+        (status = 202, description = "Deleted: the connection is gone for every caller, but it had more tokens than one request revokes. The refresher revokes and deletes the rest.", body = DeletionInProgress),
+        (status = 204, description = "Deleted, with every token it had revoked at the provider and deleted."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn delete_connection(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
+) -> Result<Response, ApiError> {
+    let deletion = keyport
+        .delete_connection(&principal, &id, query.version)
+        .await?;
+    Ok(match deletion {
+        Deletion::Complete => StatusCode::NO_CONTENT.into_response(),
+        Deletion::Continuing { tokens_revoked } => (
+            StatusCode::ACCEPTED,
+            Json(DeletionInProgress {
+                id: id.to_string(),
+                status: DeletionStatus::Deleting,
+                tokens_revoked,
+                message: "The connection is deleted. Its remaining tokens are being revoked at the provider and deleted in the background.",
+            }),
+        )
+            .into_response(),
+    })
+}
+
+/// The answer to a delete of a connection with more tokens than one request revokes.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": "con_0f3c2a9d8b7e4f6a9c1d2e3f4a5b6c7d",
+    "status": "deleting",
+    "tokens_revoked": 20,
+    "message": "The connection is deleted. Its remaining tokens are being revoked at the provider and deleted in the background."
+})))]
+struct DeletionInProgress {
+    /// The deleted connection.
+    id: String,
+    status: DeletionStatus,
+    /// Tokens this request revoked at the provider and deleted.
+    tokens_revoked: u64,
+    message: &'static str,
+}
+
+/// A deleted connection whose tokens are still being ended.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+enum DeletionStatus {
+    Deleting,
+}
+
+/// Check the client's credentials at the provider without storing anything (administrators).
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/connections/{id}/test", operation_id = "testConnection",
+    security(("bearer" = [])),
+    params(ConnectionPath),
+    responses(
+        (status = 200, description = "The outcome; a provider refusal is ok=false, not an error status.", body = ConnectionCheck),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn test_connection(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+) -> Result<Json<ConnectionCheck>, ApiError> {
+    Ok(Json(keyport.test_connection(&principal, &id).await?))
+}

@@ -1,0 +1,199 @@
+//! The token function: token reads with in-line refresh, forced refresh, disconnect, and the
+//! caller's usable connections.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::{AppState, Routes, owner, table};
+use crate::http::error::ApiError;
+use crate::http::extract::{ApiQuery, Caller, ConnectionPath};
+#[cfg(feature = "openapi")]
+use crate::http::openapi::refusals::*;
+#[cfg(feature = "openapi")]
+use crate::service::OwnerRequest;
+use crate::service::{TokenView, UsableConnection};
+
+/// The most a caller may ask a token to stay valid for.
+pub(crate) const MAX_MIN_VALID_SECONDS: u64 = 24 * 60 * 60;
+
+pub(super) fn routes() -> Routes {
+    table![
+        get "/connections/{id}/token" => read_token,
+        delete "/connections/{id}/token" => disconnect,
+        post "/connections/{id}/token/refresh" => refresh_token,
+        get "/me/connections" => my_connections,
+    ]
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
+#[serde(deny_unknown_fields)]
+struct TokenQuery {
+    /// Which token: the connection's shared one (default) or the caller's own.
+    #[cfg_attr(feature = "openapi", param(value_type = Option<OwnerRequest>))]
+    owner: Option<String>,
+    /// How long the token must stay valid; at most a day.
+    // The maximum is MAX_MIN_VALID_SECONDS (a test holds them together).
+    #[cfg_attr(feature = "openapi", param(maximum = 86400))]
+    min_valid_seconds: Option<u64>,
+}
+
+/// A token valid for at least min_valid_seconds, refreshed in line if needed (an invited role).
+///
+/// Unknown query parameters are refused with 400.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/connections/{id}/token", operation_id = "getToken",
+    security(("bearer" = [])),
+    params(ConnectionPath, TokenQuery),
+    responses(
+        (status = 200, description = "The token.", body = TokenView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 502, response = BadGateway),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn read_token(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+    ApiQuery(query): ApiQuery<TokenQuery>,
+) -> Result<Json<TokenView>, ApiError> {
+    let owner = owner(query.owner.as_deref())?;
+    let min_valid = match query.min_valid_seconds {
+        Some(seconds) if seconds > MAX_MIN_VALID_SECONDS => {
+            return Err(crate::domain::ValidationError::new(
+                "min_valid_seconds",
+                format!("must be at most {MAX_MIN_VALID_SECONDS}"),
+            )
+            .into());
+        }
+        other => other.map(Duration::from_secs),
+    };
+    Ok(Json(
+        keyport
+            .access_token(&principal, &id, owner, min_valid)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
+#[serde(deny_unknown_fields)]
+struct OwnerQuery {
+    /// Which token: the connection's shared one (default) or the caller's own.
+    #[cfg_attr(feature = "openapi", param(value_type = Option<OwnerRequest>))]
+    owner: Option<String>,
+}
+
+/// Refresh the token now, whatever its expiry.
+///
+/// Unknown query parameters are refused with 400.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/connections/{id}/token/refresh", operation_id = "refreshToken",
+    security(("bearer" = [])),
+    params(ConnectionPath, OwnerQuery),
+    responses(
+        (status = 200, description = "The new token.", body = TokenView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 502, response = BadGateway),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn refresh_token(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+    ApiQuery(query): ApiQuery<OwnerQuery>,
+) -> Result<Json<TokenView>, ApiError> {
+    let owner = owner(query.owner.as_deref())?;
+    Ok(Json(keyport.force_refresh(&principal, &id, owner).await?))
+}
+
+/// A token disconnected.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+struct Disconnected {
+    /// Always true.
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::http::openapi::wire::always_true))]
+    disconnected: bool,
+    /// Whether the provider confirmed the revocation.
+    revoked_at_provider: bool,
+}
+
+/// Revoke the token at the provider (where it can) and delete it.
+///
+/// owner=shared needs an administrator (it ends the token for every invited caller);
+/// owner=user disconnects the caller's own token (an invited role). Unknown query parameters
+/// are refused with 400.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    delete, path = "/connections/{id}/token", operation_id = "disconnect",
+    security(("bearer" = [])),
+    params(ConnectionPath, OwnerQuery),
+    responses(
+        (status = 200, description = "Disconnected.", body = Disconnected),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn disconnect(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+    ApiQuery(query): ApiQuery<OwnerQuery>,
+) -> Result<Json<Disconnected>, ApiError> {
+    let owner = owner(query.owner.as_deref())?;
+    let revoked = keyport.disconnect(&principal, &id, owner).await?;
+    Ok(Json(Disconnected {
+        disconnected: true,
+        revoked_at_provider: revoked,
+    }))
+}
+
+/// The connections the caller's roles are invited to.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+struct MyConnections {
+    connections: Vec<UsableConnection>,
+}
+
+/// The connections the caller's roles are invited to, with their tokens' status.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/me/connections", operation_id = "myConnections",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The connections.", body = MyConnections),
+        (status = 401, response = Unauthenticated),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn my_connections(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+) -> Result<Json<MyConnections>, ApiError> {
+    Ok(Json(MyConnections {
+        connections: keyport.my_connections(&principal).await?,
+    }))
+}

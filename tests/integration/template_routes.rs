@@ -1,0 +1,81 @@
+//! API Gateway routes each request to the function the description says serves it: the HTTP
+//! API events of each function in `infra/template.yaml` are exactly the operations the
+//! description tags with that function, and the routes without the JWT authorizer exactly the
+//! operations that take no bearer token.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use keyport_shared::http::{Function, openapi};
+use keyport_tests::workspace_root;
+use serde_json::Value;
+use yaml_rust2::YamlLoader;
+
+type Routes = BTreeSet<(String, String)>;
+
+/// Each function's `(METHOD, path)` events by its name (its `CodeUri` folder), and the routes
+/// that skip the authorizer.
+fn template_routes() -> (BTreeMap<String, Routes>, Routes) {
+    let text = std::fs::read_to_string(workspace_root().join("infra/template.yaml"))
+        .expect("the template");
+    let docs = YamlLoader::load_from_str(&text).expect("the template is YAML");
+    let mut by_function = BTreeMap::new();
+    let mut public = Routes::new();
+    for (_, resource) in docs[0]["Resources"].as_hash().expect("Resources") {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let properties = &resource["Properties"];
+        let name = properties["CodeUri"]
+            .as_str()
+            .and_then(|uri| uri.strip_prefix("../functions/"))
+            .expect("a function folder")
+            .to_owned();
+        let mut routes = Routes::new();
+        for (_, event) in properties["Events"].as_hash().into_iter().flatten() {
+            if event["Type"].as_str() != Some("HttpApi") {
+                continue;
+            }
+            let event = &event["Properties"];
+            let route = (
+                event["Method"].as_str().expect("a method").to_owned(),
+                event["Path"].as_str().expect("a path").to_owned(),
+            );
+            if event["Auth"]["Authorizer"].as_str() == Some("NONE") {
+                public.insert(route.clone());
+            }
+            routes.insert(route);
+        }
+        by_function.insert(name, routes);
+    }
+    (by_function, public)
+}
+
+#[test]
+fn each_functions_api_routes_are_its_described_operations() {
+    let spec: Value = serde_json::from_str(openapi::json()).unwrap();
+    let mut described: BTreeMap<String, Routes> = BTreeMap::new();
+    let mut public = Routes::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let tag = operation["tags"][0].as_str().expect("a tag").to_owned();
+            let route = (method.to_uppercase(), path.clone());
+            if operation.get("security").is_none() && tag != "local" {
+                public.insert(route.clone());
+            }
+            described.entry(tag).or_default().insert(route);
+        }
+    }
+    let (template, template_public) = template_routes();
+    for function in Function::ALL {
+        assert_eq!(
+            template.get(function.name()),
+            described.get(function.name()),
+            "the {} function's routes",
+            function.name()
+        );
+    }
+    // The refresher answers its schedule, no route.
+    assert_eq!(template.get("refresher"), Some(&Routes::new()));
+    assert_eq!(template.len(), Function::ALL.len() + 1);
+    assert_eq!(template_public, public);
+}
