@@ -84,3 +84,50 @@ async fn slow_headers_are_cut_off_and_connections_beyond_the_cap_wait() {
     }
     server.server.stop().await;
 }
+
+/// `keyport dev-token` pointed at a folder without the server's key says where it looked and
+/// how to point it at the server, and makes no key there (a new key would sign tokens the
+/// server refuses); pointed at the server's data directory it mints one the server accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_token_never_makes_a_key_of_its_own() {
+    use clap::Parser;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let data_dir = elsewhere.path().join("data");
+    let cli = keyport_local::Cli::try_parse_from([
+        "keyport",
+        "dev-token",
+        "--sub",
+        "admin",
+        "--roles",
+        "keyport-admins",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ])
+    .expect("valid arguments");
+    let refused = keyport_local::run(cli).await.expect_err("no key there");
+    assert!(
+        refused.contains(&data_dir.display().to_string()),
+        "{refused}"
+    );
+    assert!(refused.contains("--data-dir"), "{refused}");
+    assert!(!data_dir.exists(), "dev-token made {}", data_dir.display());
+
+    // The server makes its key at start; dev-token then reads it.
+    let backend = keyport_tests::backends::embedded().await;
+    let server = keyport_tests::server::TestServer::start(&backend, &[]).await;
+    let cli = keyport_local::Cli::try_parse_from([
+        "keyport",
+        "dev-token",
+        "--sub",
+        "admin",
+        "--roles",
+        "keyport-admins",
+        "--data-dir",
+        server.data_dir().to_str().unwrap(),
+    ])
+    .expect("valid arguments");
+    keyport_local::run(cli)
+        .await
+        .expect("a token from the server's own key");
+    server.server.stop().await;
+}

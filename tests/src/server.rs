@@ -61,6 +61,11 @@ impl TestServer {
         }
     }
 
+    /// The server's data directory (its database, keys and development signing key).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data_dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -110,7 +110,7 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYPORT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Where the embedded database, the master key and the development signing key live.
-    #[arg(long, env = "KEYPORT_DATA_DIR", default_value = ".keyport")]
+    #[arg(long, env = "KEYPORT_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Which storage, key and secret back-ends to use.
     #[arg(long, env = "KEYPORT_BACKEND", value_enum, default_value = "embedded")]
@@ -147,7 +147,7 @@ pub struct DevTokenArgs {
     #[arg(long, default_value_t = 12 * 60 * 60)]
     pub ttl_seconds: u64,
     /// The data directory of the server that must accept the token.
-    #[arg(long, env = "KEYPORT_DATA_DIR", default_value = ".keyport")]
+    #[arg(long, env = "KEYPORT_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub jwt: JwtArgs,
@@ -156,12 +156,24 @@ pub struct DevTokenArgs {
     pub roles_claim: String,
 }
 
+/// Where the local server keeps its data unless told otherwise.
+const DEFAULT_DATA_DIR: &str = ".keyport";
+
+/// The command that mints an administrator token this server accepts.
+fn dev_token_command(data_dir: &std::path::Path) -> String {
+    let mut command = "cargo run -- dev-token --sub admin --roles keyport-admins".to_owned();
+    if data_dir != std::path::Path::new(DEFAULT_DATA_DIR) {
+        command.push_str(&format!(" --data-dir {}", data_dir.display()));
+    }
+    command
+}
+
 fn dev_key_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("dev-signing.key")
 }
 
 pub fn print_dev_token(args: &DevTokenArgs) -> Result<(), String> {
-    let key = DevSigningKey::load_or_create(&dev_key_path(&args.data_dir))?;
+    let key = DevSigningKey::load(&dev_key_path(&args.data_dir))?;
     let token = key.mint(
         &args.sub,
         &args.roles,
@@ -326,12 +338,19 @@ pub fn exit_code(outcome: Result<(), String>) -> std::process::ExitCode {
 pub async fn serve_until_stopped(args: ServeArgs) -> Result<(), String> {
     config::init_logging();
     let data_dir = args.data_dir.clone();
+    let local_development = args.common.local_development;
     let server = start(args).await?;
     let base = format!("http://{}", server.addr);
     eprintln!("Keyport is listening on {base} (OpenAPI description: {base}/openapi.json)");
     eprintln!("Data directory: {}", data_dir.display());
+    if local_development {
+        eprintln!(
+            "Local development mode: providers over plain http and on loopback are allowed. Never in production."
+        );
+    }
     eprintln!(
-        "Get an administrator token:  cargo run -- dev-token --sub admin --roles keyport-admins"
+        "Get an administrator token:  {}",
+        dev_token_command(&data_dir)
     );
     eprintln!(
         "Then:                        curl -H \"Authorization: Bearer $TOKEN\" {base}/providers"

@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
 
-use crate::adapters::embedded::read_or_create_secret;
+use crate::adapters::embedded::{read_or_create_secret, read_secret};
 use crate::adapters::outbound::{OutboundError, OutboundHttp};
 use crate::domain::{EndpointUrl, Principal, Role, Subject};
 
@@ -440,6 +440,19 @@ pub struct DevSigningKey {
 }
 
 impl DevSigningKey {
+    /// The key a server already made: a token signed with a new key would not verify there.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        if !path.exists() {
+            return Err(format!(
+                "no development signing key at {}: start the server first (it makes one in its data directory), or point --data-dir (or KEYPORT_DATA_DIR) at the running server's data directory",
+                path.display()
+            ));
+        }
+        Ok(Self {
+            secret: read_secret(path, b"KPDEV1")?,
+        })
+    }
+
     pub fn load_or_create(path: &Path) -> Result<Self, String> {
         Ok(Self {
             secret: read_or_create_secret(path, b"KPDEV1")?,

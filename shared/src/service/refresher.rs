@@ -118,7 +118,7 @@ impl Keyport {
             tally(&mut report, done);
         }
         tracing::info!(
-            target: "audit",
+            target: "refresher",
             event = "refresher_run",
             refreshed = report.refreshed,
             failed = report.failed,

@@ -35,7 +35,8 @@ pub fn read_or_create_secret(path: &Path, magic: &[u8]) -> Result<Zeroizing<[u8;
     }
 }
 
-fn read_secret(path: &Path, magic: &[u8]) -> Result<Zeroizing<[u8; 32]>, String> {
+/// Reads a secret file `read_or_create_secret` wrote; never creates one.
+pub fn read_secret(path: &Path, magic: &[u8]) -> Result<Zeroizing<[u8; 32]>, String> {
     let describe = |what: &str| format!("{} {what}", path.display());
     let mut file = fs::File::open(path).map_err(|e| describe(&format!("cannot be opened: {e}")))?;
     let mode = file

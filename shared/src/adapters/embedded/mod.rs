@@ -8,7 +8,7 @@ mod secrets;
 mod store;
 
 pub use db::EmbeddedDb;
-pub use key_file::read_or_create_secret;
+pub use key_file::{read_or_create_secret, read_secret};
 pub use master_key::LocalMasterKey;
 pub use secrets::EmbeddedSecretStore;
 pub use store::EmbeddedStore;
