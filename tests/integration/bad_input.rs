@@ -180,6 +180,15 @@ async fn malformed_requests_get_4xx_json_errors_and_change_nothing() {
                 Body::Json(json!({"client_secret": MARKER, "colour": "red"})),
                 400,
             ),
+            (
+                "a mistyped field",
+                Body::json_text(if path.ends_with("/authorize") {
+                    r#"{"ownr": "shared"}"#
+                } else {
+                    r#"{"descriptoin": "x"}"#
+                }),
+                400,
+            ),
             ("text/plain", Body::raw("text/plain", "{}"), 415),
             (
                 "a form",
@@ -225,6 +234,28 @@ async fn malformed_requests_get_4xx_json_errors_and_change_nothing() {
                         .unwrap_or_default()
                         .contains("colour"),
                     "{method} {path}: the unknown field is not named: {error}"
+                );
+                assert_eq!(error["field"], "colour", "{method} {path}: {error}");
+            }
+            if what == "a mistyped field" {
+                let (typo, meant) = if path.ends_with("/authorize") {
+                    ("ownr", "owner")
+                } else {
+                    ("descriptoin", "description")
+                };
+                assert_eq!(error["field"], typo, "{method} {path}: {error}");
+                assert!(
+                    error["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains(&format!("did you mean `{meant}`")),
+                    "{method} {path}: no suggestion: {error}"
+                );
+            }
+            if what == "wrong types" {
+                assert!(
+                    error["field"].is_string(),
+                    "{method} {path}: no field: {error}"
                 );
             }
             if *method == "PATCH" {

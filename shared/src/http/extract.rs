@@ -36,18 +36,115 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         _ => (StatusCode::BAD_REQUEST, "invalid_json"),
     };
-    // serde's message names the field and position; for a secret field it could quote a value,
-    // so only the part before any quoted value is kept.
-    let text = rejection.body_text();
-    let message = match text.find(": invalid type") {
-        Some(cut) => text[..cut].to_owned(),
-        None => text,
+    let (message, field) = match &rejection {
+        JsonRejection::JsonDataError(_) => describe_data_error(&rejection.body_text()),
+        _ => (rejection.body_text(), None),
     };
     ApiError::BadRequest {
         status,
         code,
         message,
-        field: None,
+        field,
+    }
+}
+
+/// A readable message and the field at fault, from a body that is JSON but not the request's
+/// shape. serde (through axum) words it "Failed to deserialize …: <path>: <error> at line L
+/// column C", an unknown field as "x: unknown field `x`, expected one of `a`, `b`". A value is
+/// never quoted back (for a secret field serde could quote it): only the path and the names.
+fn describe_data_error(text: &str) -> (String, Option<String>) {
+    let detail = text
+        .split_once("target type: ")
+        .map_or(text, |(_, detail)| detail);
+    let detail = detail
+        .rsplit_once(" at line ")
+        .map_or(detail, |(detail, _)| detail);
+    if let Some(rest) = detail
+        .split_once("unknown field `")
+        .map(|(path, rest)| (path.trim_end_matches(": "), rest))
+    {
+        let (parent, rest) = rest;
+        let Some((unknown, expected)) = rest.split_once('`') else {
+            return ("the body has an unknown field".to_owned(), None);
+        };
+        // The path (serde_path_to_error's) already ends at the unknown field.
+        let field = match parent {
+            "" | "." => unknown.to_owned(),
+            path => path.to_owned(),
+        };
+        let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let closest = known
+            .iter()
+            .map(|name| (strsim::jaro_winkler(unknown, name), *name))
+            .filter(|(likeness, _)| *likeness >= 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, name)| name);
+        let message = match closest {
+            Some(name) => format!("unknown field `{field}`: did you mean `{name}`?"),
+            None if known.is_empty() => format!("unknown field `{field}`"),
+            None => format!(
+                "unknown field `{field}`; the known ones are {}",
+                known
+                    .iter()
+                    .map(|name| format!("`{name}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        return (message, Some(field));
+    }
+    match detail.split_once(": ") {
+        // "<path>: invalid type: string \"…\", expected …": the path, not the value.
+        Some((path, error)) if !path.contains(' ') => {
+            let kind = error.split(':').next().unwrap_or(error);
+            (format!("`{path}`: {kind}"), Some(path.to_owned()))
+        }
+        _ => (
+            detail
+                .split(": invalid type")
+                .next()
+                .unwrap_or(detail)
+                .to_owned(),
+            None,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_data_error;
+
+    const PREFIX: &str = "Failed to deserialize the JSON body into the target type: ";
+
+    #[test]
+    fn a_mistyped_field_is_named_with_the_closest_known_one() {
+        let (message, field) = describe_data_error(&format!(
+            "{PREFIX}nmae: unknown field `nmae`, expected one of `name`, `description`, `provider` at line 1 column 7"
+        ));
+        assert_eq!(field.as_deref(), Some("nmae"));
+        assert_eq!(message, "unknown field `nmae`: did you mean `name`?");
+    }
+
+    #[test]
+    fn an_unknown_field_far_from_any_lists_the_known_ones() {
+        let (message, field) = describe_data_error(&format!(
+            "{PREFIX}unknown field `zzz`, expected `owner` or `redirect_after` at line 1 column 6"
+        ));
+        assert_eq!(field.as_deref(), Some("zzz"));
+        assert_eq!(
+            message,
+            "unknown field `zzz`; the known ones are `owner`, `redirect_after`"
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_the_path_and_never_the_value() {
+        let (message, field) = describe_data_error(&format!(
+            "{PREFIX}client_secret: invalid type: integer `12345678`, expected a string at line 1 column 30"
+        ));
+        assert_eq!(field.as_deref(), Some("client_secret"));
+        assert_eq!(message, "`client_secret`: invalid type");
+        assert!(!message.contains("12345678"));
     }
 }
 
