@@ -110,44 +110,6 @@ fn describe_data_error(text: &str) -> (String, Option<String>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::describe_data_error;
-
-    const PREFIX: &str = "Failed to deserialize the JSON body into the target type: ";
-
-    #[test]
-    fn a_mistyped_field_is_named_with_the_closest_known_one() {
-        let (message, field) = describe_data_error(&format!(
-            "{PREFIX}nmae: unknown field `nmae`, expected one of `name`, `description`, `provider` at line 1 column 7"
-        ));
-        assert_eq!(field.as_deref(), Some("nmae"));
-        assert_eq!(message, "unknown field `nmae`: did you mean `name`?");
-    }
-
-    #[test]
-    fn an_unknown_field_far_from_any_lists_the_known_ones() {
-        let (message, field) = describe_data_error(&format!(
-            "{PREFIX}unknown field `zzz`, expected `owner` or `redirect_after` at line 1 column 6"
-        ));
-        assert_eq!(field.as_deref(), Some("zzz"));
-        assert_eq!(
-            message,
-            "unknown field `zzz`; the known ones are `owner`, `redirect_after`"
-        );
-    }
-
-    #[test]
-    fn a_value_of_the_wrong_type_names_the_path_and_never_the_value() {
-        let (message, field) = describe_data_error(&format!(
-            "{PREFIX}client_secret: invalid type: integer `12345678`, expected a string at line 1 column 30"
-        ));
-        assert_eq!(field.as_deref(), Some("client_secret"));
-        assert_eq!(message, "`client_secret`: invalid type");
-        assert!(!message.contains("12345678"));
-    }
-}
-
 /// A query string that must match `T` exactly (unknown parameters are refused).
 pub struct ApiQuery<T>(pub T);
 
@@ -215,5 +177,43 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 "a bearer token is required".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_data_error;
+
+    const PREFIX: &str = "Failed to deserialize the JSON body into the target type: ";
+
+    #[test]
+    fn a_mistyped_field_is_named_with_the_closest_known_one() {
+        let (message, field) = describe_data_error(&format!(
+            "{PREFIX}nmae: unknown field `nmae`, expected one of `name`, `description`, `provider` at line 1 column 7"
+        ));
+        assert_eq!(field.as_deref(), Some("nmae"));
+        assert_eq!(message, "unknown field `nmae`: did you mean `name`?");
+    }
+
+    #[test]
+    fn an_unknown_field_far_from_any_lists_the_known_ones() {
+        let (message, field) = describe_data_error(&format!(
+            "{PREFIX}unknown field `zzz`, expected `owner` or `redirect_after` at line 1 column 6"
+        ));
+        assert_eq!(field.as_deref(), Some("zzz"));
+        assert_eq!(
+            message,
+            "unknown field `zzz`; the known ones are `owner`, `redirect_after`"
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_the_path_and_never_the_value() {
+        let (message, field) = describe_data_error(&format!(
+            "{PREFIX}client_secret: invalid type: integer `12345678`, expected a string at line 1 column 30"
+        ));
+        assert_eq!(field.as_deref(), Some("client_secret"));
+        assert_eq!(message, "`client_secret`: invalid type");
+        assert!(!message.contains("12345678"));
     }
 }
