@@ -131,3 +131,22 @@ async fn dev_token_never_makes_a_key_of_its_own() {
         .expect("a token from the server's own key");
     server.server.stop().await;
 }
+
+/// `GET /health` answers without a token, and says nothing but that the server is up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_without_a_token_and_tells_nothing_else() {
+    let backend = keyport_tests::backends::embedded().await;
+    let server = keyport_tests::server::TestServer::start(&backend, &[]).await;
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(server.url("/health"))
+        .send()
+        .await
+        .expect("GET /health");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({"status": "ok"}));
+    server.server.stop().await;
+}

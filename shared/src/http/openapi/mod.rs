@@ -112,7 +112,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 fn local_routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
-    OpenApiRouter::new().routes(routes!(description))
+    OpenApiRouter::new()
+        .routes(routes!(description))
+        .routes(routes!(health))
 }
 
 fn local_server() -> Server {
@@ -129,6 +131,17 @@ fn local_server() -> Server {
 )]
 async fn description() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], json())
+}
+
+/// Liveness: the server answers. Unauthenticated, and it tells nothing but that.
+#[utoipa::path(
+    get, path = "/health", operation_id = "health",
+    responses((status = 200, description = "The server is up.", body = wire::Health))
+)]
+async fn health() -> impl IntoResponse {
+    axum::Json(wire::Health {
+        status: wire::HealthStatus::Ok,
+    })
 }
 
 /// The methods `item` describes, as HTTP writes them.

@@ -131,3 +131,17 @@ impl ToSchema for Document {
         Cow::Borrowed("OpenApiDocument")
     }
 }
+
+/// What `GET /health` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Health {
+    pub status: HealthStatus,
+}
+
+/// The server is up.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+}

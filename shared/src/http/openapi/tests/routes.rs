@@ -70,7 +70,11 @@ fn every_operation_is_one_functions_or_the_local_servers() {
     assert!(everything.len() >= 16, "{everything:?}");
     assert_eq!(
         described(&spec, super::super::LOCAL),
-        [("GET".to_owned(), "/openapi.json".to_owned())].into()
+        [
+            ("GET".to_owned(), "/health".to_owned()),
+            ("GET".to_owned(), "/openapi.json".to_owned())
+        ]
+        .into()
     );
 }
 
