@@ -135,7 +135,7 @@ impl Keyport {
             ended: 0,
             done: false,
         };
-        let outcome = async {
+        let outcome: Result<(), ServiceError> = async {
             let credentials = self.credentials(connection).await?;
             loop {
                 let tokens = self.store.first_tokens(&connection.id, SHARE).await?;
@@ -161,7 +161,6 @@ impl Keyport {
         }
         .await;
         if let Err(error) = outcome {
-            let error: ServiceError = error;
             tracing::warn!(connection_id = %connection.id, code = error.code(), %error, "ending the tokens of a deleted connection stopped; the refresher goes on");
         }
         progress
