@@ -417,11 +417,20 @@ async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Back
                     .unwrap_or_else(|| panic!("{what}: no list in {json}"));
                 let sees_cc = listed.iter().any(|c| c["id"] == cc.as_str());
                 match persona {
-                    Persona::Uninvited | Persona::Admin => {
+                    Persona::Uninvited => {
                         assert!(
                             listed.is_empty(),
                             "{what}: not invited anywhere, sees {json}"
                         )
+                    }
+                    // Administrators hold the shared tokens: they see every connection.
+                    Persona::Admin => {
+                        let ids: std::collections::BTreeSet<&str> =
+                            listed.iter().filter_map(|c| c["id"].as_str()).collect();
+                        assert!(
+                            ids.contains(cc.as_str()) && ids.contains(elsewhere.as_str()),
+                            "{what}: an administrator sees every connection: {json}"
+                        );
                     }
                     Persona::InvitedElsewhere => {
                         let ids: Vec<&Value> = listed.iter().map(|c| &c["id"]).collect();
