@@ -28,6 +28,9 @@ pub enum UrlPolicy {
 #[serde(into = "String")]
 pub struct EndpointUrl(Url);
 
+/// What lets a provider on this machine or over plain http through: said where one is refused.
+const LOCAL_DEVELOPMENT_HINT: &str = "plain http and local addresses are allowed only in local-development mode: `keyport --local-development` or KEYPORT_LOCAL_DEVELOPMENT=true, never in production";
+
 impl EndpointUrl {
     pub fn parse(field: &str, value: &str, policy: UrlPolicy) -> Result<Self, ValidationError> {
         let url = Url::parse(value.trim())
@@ -44,6 +47,12 @@ impl EndpointUrl {
         match (url.scheme(), policy) {
             ("https", _) => {}
             ("http", UrlPolicy::LocalDevelopment) => {}
+            ("http", UrlPolicy::Production) => {
+                return Err(ValidationError::new(
+                    field,
+                    format!("must use https ({LOCAL_DEVELOPMENT_HINT})"),
+                ));
+            }
             _ => return Err(ValidationError::new(field, "must use https")),
         }
         if policy == UrlPolicy::Production {
@@ -95,7 +104,7 @@ fn check_public_host(field: &str, host: &Host<&str>) -> Result<(), ValidationErr
     let refuse = |why: &str| {
         Err(ValidationError::new(
             field,
-            format!("must not point at {why}"),
+            format!("must not point at {why} ({LOCAL_DEVELOPMENT_HINT})"),
         ))
     };
     match host {
@@ -225,6 +234,18 @@ mod tests {
         assert!(production("https://user:pw@example.com/token").is_err());
         assert!(production("https://example.com/token#x").is_err());
         assert!(production("not a url").is_err());
+    }
+
+    #[test]
+    fn a_refusal_outside_local_development_names_the_flag() {
+        for url in ["http://login.example.com/token", "https://127.0.0.1/token"] {
+            let error = EndpointUrl::parse("token_url", url, UrlPolicy::Production).unwrap_err();
+            assert!(
+                error.message.contains("--local-development"),
+                "{url}: {}",
+                error.message
+            );
+        }
     }
 
     #[test]
