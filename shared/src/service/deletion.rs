@@ -136,20 +136,26 @@ impl Keyport {
             done: false,
         };
         let outcome: Result<(), ServiceError> = async {
-            let credentials = self.credentials(connection).await?;
+            // Read from the secret store only when there is a token to revoke: a connection
+            // without tokens, swept every run until its grace ends, costs no secret read.
+            let mut credentials = None;
             loop {
                 let tokens = self.store.first_tokens(&connection.id, SHARE).await?;
                 if tokens.is_empty() {
                     progress.done = true;
                     return Ok(());
                 }
+                let credentials = match &credentials {
+                    Some(credentials) => credentials,
+                    None => credentials.insert(self.credentials(connection).await?),
+                };
                 for token in tokens {
                     if progress.ended >= limit || !self.room_for_a_revocation() {
                         return Ok(());
                     }
                     self.end_token(
                         connection,
-                        &credentials,
+                        credentials,
                         token,
                         actor,
                         "the connection was deleted",
