@@ -295,26 +295,52 @@ impl Keyport {
         })
     }
 
-    /// A post-authorization redirect must go to an allowed host, over https (or http to
-    /// loopback in local development): never an open redirect.
     fn check_redirect(&self, value: &str) -> Result<String, ServiceError> {
-        let refuse = |why: &str| ServiceError::Invalid(ValidationError::new("redirect_after", why));
-        let url = Url::parse(value).map_err(|_| refuse("is not an absolute URL"))?;
-        let secure = matches!(
-            (url.scheme(), self.settings.url_policy),
-            ("https", _) | ("http", UrlPolicy::LocalDevelopment)
-        );
-        if !secure {
-            return Err(refuse("must use https"));
-        }
-        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        if !self.settings.redirect_allow_list.contains(&host) {
-            return Err(refuse(
-                "is not on this installation's allow-list of redirect hosts",
-            ));
-        }
-        Ok(url.into())
+        redirect_target(
+            value,
+            self.settings.url_policy,
+            &self.settings.redirect_allow_list,
+        )
+        .map_err(ServiceError::Invalid)
     }
+}
+
+/// Where a browser may go once Keyport holds its grant: an allowed host over https (or http in
+/// local development), never an open redirect; or a command-line client's listener on the
+/// person's own machine, http to a loopback address on any port (RFC 8252 §7.3, as native
+/// apps receive OAuth redirects). What that listener receives is a completion value only the
+/// principal who started the authorization can use.
+fn redirect_target(
+    value: &str,
+    policy: UrlPolicy,
+    allow_list: &std::collections::BTreeSet<String>,
+) -> Result<String, ValidationError> {
+    let refuse = |why: &str| ValidationError::new("redirect_after", why);
+    let url = Url::parse(value).map_err(|_| refuse("is not an absolute URL"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        _ => false,
+    };
+    if url.scheme() == "http" && loopback && url.username().is_empty() {
+        return Ok(url.into());
+    }
+    let secure = matches!(
+        (url.scheme(), policy),
+        ("https", _) | ("http", UrlPolicy::LocalDevelopment)
+    );
+    if !secure {
+        return Err(refuse(
+            "must use https (or http to a loopback address such as 127.0.0.1, for a client on the person's own machine)",
+        ));
+    }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    if !allow_list.contains(&host) {
+        return Err(refuse(
+            "is not on this installation's allow-list of redirect hosts (KEYPORT_REDIRECT_ALLOW_LIST)",
+        ));
+    }
+    Ok(url.into())
 }
 
 fn same_issuer(received: &str, expected: &str) -> bool {
@@ -342,5 +368,43 @@ fn check_nonce(grant: &TokenGrant, expected: &str) -> Result<(), ServiceError> {
         _ => Err(ServiceError::Provider(OAuthError::BadResponse(
             "the id token's nonce does not match the authorization request".into(),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_go_to_allowed_hosts_or_a_loopback_listener_only() {
+        let allowed: std::collections::BTreeSet<String> = ["app.example.com".to_owned()].into();
+        let strict = UrlPolicy::Production;
+        for ok in [
+            "https://app.example.com/connected",
+            "http://127.0.0.1:53117/cli",
+            "http://[::1]:4000/",
+        ] {
+            assert!(redirect_target(ok, strict, &allowed).is_ok(), "{ok}");
+        }
+        for (refused, why) in [
+            ("https://evil.example.net/", "allow-list"),
+            ("http://app.example.com/", "must use https"),
+            ("http://localhost:8080/", "must use https"),
+            ("http://user@127.0.0.1:8080/", "must use https"),
+            ("javascript:alert(1)", "must use https"),
+            ("/relative", "absolute"),
+        ] {
+            let error = redirect_target(refused, strict, &allowed).expect_err(refused);
+            assert_eq!(error.field, "redirect_after");
+            assert!(error.to_string().contains(why), "{refused}: {error}");
+        }
+        assert!(
+            redirect_target(
+                "http://app.example.com/",
+                UrlPolicy::LocalDevelopment,
+                &allowed
+            )
+            .is_ok()
+        );
     }
 }

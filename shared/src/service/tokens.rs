@@ -204,7 +204,10 @@ impl Keyport {
             .store
             .get_token(&key)
             .await?
-            .ok_or(ServiceError::NotFound("token"))?;
+            // The same answer a read or a refresh of a missing token gets.
+            .ok_or_else(|| ServiceError::NotAuthorized {
+                owner: key.owner.to_string(),
+            })?;
         let revoked = self.revoke_at_provider(&connection, &token).await;
         self.store.delete_token(&key, token.version).await?;
         let detail = if revoked {
