@@ -16,7 +16,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+mod cli;
 mod server;
+
+pub use cli::ClientArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,6 +45,13 @@ pub enum Command {
     CreateTable(CreateTableArgs),
     /// Print the OpenAPI 3.1 description of the API (what `GET /openapi.json` serves).
     Openapi(OpenapiArgs),
+    /// List, show, create and delete connections.
+    Connections(cli::ConnectionsArgs),
+    /// Authorize a connection's shared token, or your own with --user: prints the address to
+    /// open in a browser and waits until the grant is stored.
+    Authorize(cli::AuthorizeArgs),
+    /// Print an access token of a connection that is valid now (and nothing else, for scripts).
+    Token(cli::TokenArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -107,7 +117,7 @@ pub struct JwtArgs {
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Loopback address and port to listen on (port 0 picks a free one).
-    #[arg(long, env = "KEYPORT_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "KEYPORT_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Where the embedded database, the master key and the development signing key live.
     #[arg(long, env = "KEYPORT_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
@@ -156,16 +166,25 @@ pub struct DevTokenArgs {
     pub roles_claim: String,
 }
 
+/// Where the local server listens unless told otherwise (and where its clients look).
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
 /// Where the local server keeps its data unless told otherwise.
 const DEFAULT_DATA_DIR: &str = ".keyport";
 
-/// The command that mints an administrator token this server accepts.
-fn dev_token_command(data_dir: &std::path::Path) -> String {
-    let mut command = "cargo run -- dev-token --sub admin --roles keyport-admins".to_owned();
+/// The commands that make the caller this server's administrator and then list its
+/// connections: the data directory and the address named when they are not the defaults.
+fn start_up_hint(data_dir: &std::path::Path, addr: SocketAddr) -> [String; 2] {
+    let mut dev_token = "cargo run -q -- dev-token --sub admin --roles keyport-admins".to_owned();
     if data_dir != std::path::Path::new(DEFAULT_DATA_DIR) {
-        command.push_str(&format!(" --data-dir {}", data_dir.display()));
+        dev_token.push_str(&format!(" --data-dir {}", data_dir.display()));
     }
-    command
+    let mut list = String::new();
+    if addr.to_string() != DEFAULT_LISTEN {
+        list.push_str(&format!("KEYPORT_SERVER=http://{addr} "));
+    }
+    list.push_str("cargo run -q -- connections list");
+    [format!("export KEYPORT_TOKEN=$({dev_token})"), list]
 }
 
 fn dev_key_path(data_dir: &std::path::Path) -> PathBuf {
@@ -318,6 +337,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Some(Command::DevToken(args)) => print_dev_token(&args),
         Some(Command::CreateTable(args)) => create_table(&args).await,
         Some(Command::Openapi(args)) => write_openapi(&args),
+        Some(Command::Connections(args)) => cli::connections(args).await,
+        Some(Command::Authorize(args)) => cli::authorize(args).await,
+        Some(Command::Token(args)) => cli::token(args).await,
         Some(Command::Serve(args)) => serve_until_stopped(*args).await,
         None => serve_until_stopped(cli.serve).await,
     }
@@ -348,13 +370,9 @@ pub async fn serve_until_stopped(args: ServeArgs) -> Result<(), String> {
             "Local development mode: providers over plain http and on loopback are allowed. Never in production."
         );
     }
-    eprintln!(
-        "Get an administrator token:  {}",
-        dev_token_command(&data_dir)
-    );
-    eprintln!(
-        "Then:                        curl -H \"Authorization: Bearer $TOKEN\" {base}/providers"
-    );
+    let [be_admin, then] = start_up_hint(&data_dir, server.addr);
+    eprintln!("Be an administrator:  {be_admin}");
+    eprintln!("Then:                 {then}");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot watch for SIGTERM: {e}"))?;
     tokio::select! {
@@ -364,4 +382,32 @@ pub async fn serve_until_stopped(args: ServeArgs) -> Result<(), String> {
     eprintln!("stopping");
     server.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_start_up_hint_names_what_is_not_the_default() {
+        let default: SocketAddr = DEFAULT_LISTEN.parse().unwrap();
+        assert_eq!(
+            start_up_hint(std::path::Path::new(DEFAULT_DATA_DIR), default),
+            [
+                "export KEYPORT_TOKEN=$(cargo run -q -- dev-token --sub admin --roles keyport-admins)",
+                "cargo run -q -- connections list"
+            ]
+        );
+        let [be_admin, then] = start_up_hint(
+            std::path::Path::new("/srv/kp"),
+            "127.0.0.1:9090".parse().unwrap(),
+        );
+        assert!(be_admin.ends_with("--data-dir /srv/kp)"), "{be_admin}");
+        assert_eq!(
+            then,
+            "KEYPORT_SERVER=http://127.0.0.1:9090 cargo run -q -- connections list"
+        );
+        // The clients' default server is the server's default address.
+        assert_eq!(cli::DEFAULT_SERVER, format!("http://{DEFAULT_LISTEN}"));
+    }
 }

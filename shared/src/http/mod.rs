@@ -17,6 +17,7 @@ use axum::extract::DefaultBodyLimit;
 
 pub use error::ApiError;
 pub use identity::{ApiGatewayAuthorizer, Authenticator, DevSigningKey, LocalJwtVerifier};
+pub use page::notice;
 
 use crate::service::Keyport;
 

@@ -94,6 +94,12 @@ pub fn awaiting_confirmation(done: &AuthorizationAwaitingConfirmation) -> Respon
     )
 }
 
+/// A page that tells a person one thing, with the same headers as the callback's (no-store,
+/// nothing loaded, no referrer): for Keyport's own clients' loopback pages too.
+pub fn notice(status: StatusCode, title: &str, body: &str) -> Response {
+    render(status, title, body)
+}
+
 pub fn failed(error: &ApiError) -> Response {
     if error.status().is_server_error() {
         tracing::error!(code = error.code(), error = ?error, "the callback failed");

@@ -1,0 +1,198 @@
+//! `keyport authorize NAME [--user]`: starts an authorization, prints the address to open in
+//! a browser, and waits for that browser to come back. Keyport's callback sends it on to a
+//! listener of this command's on 127.0.0.1 (RFC 8252 §7.3, as native apps receive OAuth
+//! redirects), at a path nobody else knows; the command then confirms the grant as the caller
+//! (`POST /oauth/complete`), so a consent link forwarded to someone else fills nobody's slot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use clap::Args;
+use keyport_client::{Client, Completed, Owner};
+use keyport_shared::http::notice;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use super::{ClientArgs, describe, owner, print_json};
+
+#[derive(Args, Debug, Clone)]
+pub struct AuthorizeArgs {
+    /// The connection's name (or id).
+    pub name: String,
+    /// Authorize your own user-specific token (a role the connection invites) instead of the
+    /// connection's shared one (administrators).
+    #[arg(long)]
+    pub user: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// How long after the authorization's own expiry the command still waits: the person may be
+/// on the provider's consent screen when it passes, and Keyport's answer says what happened.
+const GRACE: Duration = Duration::from_secs(30);
+
+pub async fn run(args: AuthorizeArgs) -> Result<(), String> {
+    let client = Arc::new(args.client.client()?);
+    let owner = owner(args.user);
+    let fail = |e| describe(e, &args.name, owner);
+    let connection = client.find(&args.name).await.map_err(fail)?;
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1 for the browser's return: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let secret_path = format!(
+        "/keyport-cli/{}",
+        hex(&keyport_shared::crypto::random_bytes::<16>())
+    );
+    let return_to = format!("http://127.0.0.1:{port}{secret_path}");
+    let started = client
+        .start_authorization(&connection.id, owner, Some(&return_to))
+        .await
+        .map_err(fail)?;
+
+    let whose = match owner {
+        Owner::Shared => "the shared token".to_owned(),
+        Owner::User => "your own token".to_owned(),
+    };
+    eprintln!(
+        "Open this address in a browser to authorize {whose} of {}, before {}:\n\n  {}\n",
+        connection.name,
+        started.expires_at.format("%H:%M:%S UTC"),
+        started.authorization_url
+    );
+    open_browser(&started.authorization_url);
+    eprintln!("Waiting for the browser to come back here (Ctrl-C to give up)…");
+
+    let (done, outcome) = oneshot::channel();
+    let state = Arc::new(Listener {
+        client: client.clone(),
+        connection_id: connection.id.clone(),
+        done: Mutex::new(Some(done)),
+    });
+    let app = Router::new()
+        .route(&secret_path, axum::routing::get(returned))
+        .fallback(|| async { notice(StatusCode::NOT_FOUND, "Not here", "Nothing to see here.") })
+        .with_state(state);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    let wait = (started.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default()
+        + GRACE;
+    let outcome = tokio::time::timeout(wait, outcome).await;
+    // The page the browser is being answered with goes out before the listener closes.
+    let _ = stop.send(());
+    let _ = server.await;
+    let completed = match outcome {
+        Ok(Ok(result)) => result.map_err(fail)?,
+        Ok(Err(_)) => return Err("the browser's return was lost".to_owned()),
+        Err(_) => {
+            return Err(format!(
+                "the authorization was not completed before it expired ({}): nothing was stored; run the command again",
+                started.expires_at.format("%H:%M:%S UTC")
+            ));
+        }
+    };
+    report(&connection.name, &completed, args.client.json);
+    Ok(())
+}
+
+fn report(name: &str, completed: &Completed, json: bool) {
+    if json {
+        print_json(&serde_json::to_value(completed).expect("serializes"));
+    } else if completed.owner == "shared" {
+        println!("authorized {name}: its shared token is stored");
+    } else {
+        println!("authorized {name}: your own token is stored");
+    }
+}
+
+struct Listener {
+    client: Arc<Client>,
+    connection_id: String,
+    done: Mutex<Option<oneshot::Sender<Result<Completed, keyport_client::ClientError>>>>,
+}
+
+/// The browser is back from Keyport's callback with the completion value: confirm it as the
+/// caller, and tell the person in the browser how it went.
+async fn returned(
+    State(listener): State<Arc<Listener>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (Some(completion), Some(connection_id)) =
+        (query.get("keyport_completion"), query.get("connection_id"))
+    else {
+        return notice(
+            StatusCode::BAD_REQUEST,
+            "Nothing to confirm",
+            "This address expects Keyport's callback to send the browser here.",
+        );
+    };
+    if *connection_id != listener.connection_id {
+        return notice(
+            StatusCode::BAD_REQUEST,
+            "Another connection",
+            "This authorization is for another connection; nothing was confirmed.",
+        );
+    }
+    let Some(done) = listener.done.lock().expect("not poisoned").take() else {
+        return notice(
+            StatusCode::CONFLICT,
+            "Already done",
+            "This authorization was already confirmed or refused; see the terminal.",
+        );
+    };
+    let completion = SecretString::from(completion.clone());
+    let result = listener.client.complete_authorization(&completion).await;
+    let page = match &result {
+        Ok(_) => notice(
+            StatusCode::OK,
+            "Connected",
+            "Keyport stored the token. You can close this tab and go back to the terminal.",
+        ),
+        Err(error) => notice(
+            StatusCode::BAD_GATEWAY,
+            "Not connected",
+            &format!("Keyport refused to store the token: {error}"),
+        ),
+    };
+    let _ = done.send(result);
+    page
+}
+
+/// Opens `url` with `$BROWSER` when it is set (the command, then the URL), as many command-line
+/// tools do; otherwise the person opens the printed address.
+fn open_browser(url: &str) {
+    let Ok(browser) = std::env::var("BROWSER") else {
+        return;
+    };
+    let mut words = browser.split_whitespace();
+    let Some(program) = words.next() else {
+        return;
+    };
+    let spawned = std::process::Command::new(program)
+        .args(words)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    if let Err(error) = spawned {
+        eprintln!("keyport: cannot run $BROWSER ({program}): {error}; open the address yourself");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
