@@ -113,9 +113,9 @@ fn report(name: &str, completed: &Completed, json: bool) {
     if json {
         print_json(&serde_json::to_value(completed).expect("serializes"));
     } else if completed.owner == "shared" {
-        println!("authorized {name}: its shared token is stored");
+        say!("authorized {name}: its shared token is stored");
     } else {
-        println!("authorized {name}: your own token is stored");
+        say!("authorized {name}: your own token is stored");
     }
 }
 

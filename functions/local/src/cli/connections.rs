@@ -59,7 +59,7 @@ pub async fn list(args: &ClientArgs) -> Result<(), String> {
         }
         Ok(connections) => {
             let rows: Vec<Vec<String>> = connections.iter().map(list_row).collect();
-            print!("{}", table::render(&LIST_HEADER, &rows));
+            say_raw!("{}", table::render(&LIST_HEADER, &rows));
             Ok(())
         }
         // Not an administrator: what this caller can use instead.
@@ -79,7 +79,7 @@ async fn mine(client: &Client, json: bool) -> Result<(), String> {
         return Ok(());
     }
     let rows: Vec<Vec<String>> = connections.iter().map(mine_row).collect();
-    print!("{}", table::render(&MINE_HEADER, &rows));
+    say_raw!("{}", table::render(&MINE_HEADER, &rows));
     Ok(())
 }
 
@@ -144,7 +144,7 @@ pub async fn show(args: &NamedArgs) -> Result<(), String> {
     if args.client.json {
         print_json(&connection);
     } else {
-        print!(
+        say_raw!(
             "{}",
             table::render(&["FIELD", "VALUE"], &fields::rows(&connection))
         );
@@ -180,7 +180,7 @@ pub async fn create(args: &CreateArgs) -> Result<(), String> {
         return Ok(());
     }
     let name = created["name"].as_str().unwrap_or_default();
-    println!(
+    say!(
         "created connection {name} ({})",
         created["id"].as_str().unwrap_or_default()
     );
@@ -188,7 +188,7 @@ pub async fn create(args: &CreateArgs) -> Result<(), String> {
         .as_str()
         .is_some_and(|grant| grant.starts_with("authorization_code"))
     {
-        println!("next: keyport authorize {name}");
+        say!("next: keyport authorize {name}");
     }
     Ok(())
 }
@@ -216,9 +216,9 @@ pub async fn delete(args: &DeleteArgs) -> Result<(), String> {
         return Ok(());
     }
     match deletion {
-        Deletion::Complete => println!("deleted connection {}", found.name),
+        Deletion::Complete => say!("deleted connection {}", found.name),
         Deletion::Continuing { message, .. } => {
-            println!("deleting connection {}: {message}", found.name)
+            say!("deleting connection {}: {message}", found.name)
         }
     }
     Ok(())

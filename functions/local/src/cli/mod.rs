@@ -6,6 +6,16 @@ use clap::{Args, Subcommand};
 use keyport_client::{Client, ClientError, Owner};
 use secrecy::SecretString;
 
+/// Writes a line to standard output (see [`write_out`]).
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::cli::write_out(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes to standard output as it is (see [`write_out`]).
+macro_rules! say_raw {
+    ($($arg:tt)*) => { $crate::cli::write_out(&format!($($arg)*)) };
+}
+
 mod authorize;
 mod connections;
 mod fields;
@@ -104,8 +114,24 @@ fn describe(error: ClientError, name: &str, owner: Owner) -> String {
 
 /// Prints `value` as JSON on standard output.
 fn print_json(value: &serde_json::Value) {
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(value).expect("JSON values serialize")
     );
+}
+
+/// Standard output for the commands' answers. A reader that went away (`keyport token x |
+/// head -c 8`) ends the command quietly, as other command-line tools do, instead of a panic;
+/// any other failure to write is an error, never an answer silently lost.
+pub(crate) fn write_out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => {
+            eprintln!("keyport: cannot write the answer: {error}");
+            std::process::exit(1);
+        }
+    }
 }

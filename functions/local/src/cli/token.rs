@@ -52,7 +52,7 @@ pub async fn run(args: TokenArgs) -> Result<(), String> {
             "min_valid_met": token.min_valid_met,
         }));
     } else {
-        println!("{}", token.access_token.expose_secret());
+        say!("{}", token.access_token.expose_secret());
     }
     Ok(())
 }
