@@ -18,6 +18,7 @@ mod multi_process;
 mod oauth_flows;
 mod openapi;
 mod provider_faults;
+mod readme;
 mod template_routes;
 
 /// Declares each listed `async fn(Backend)` as one test per back-end.

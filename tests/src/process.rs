@@ -30,7 +30,15 @@ impl KeyportProcess {
             .args(["--on-demand-refresh-seconds", "0"])
             .args(&backend.process_args)
             .args(extra_args)
-            .envs(backend.process_env.iter().map(|(k, v)| (k, v)))
+            .envs(backend.process_env.iter().map(|(k, v)| (k, v)));
+        Self::spawn(command).await
+    }
+
+    /// Starts `command` (a `keyport` that serves, set up as the caller likes) with its standard
+    /// error piped; returns once it listens.
+    pub async fn spawn(mut command: Command) -> KeyportProcess {
+        let program = command.as_std().get_program().to_string_lossy().into_owned();
+        command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
