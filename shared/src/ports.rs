@@ -238,6 +238,11 @@ impl KeyContext {
         ])
     }
 
+    /// What a readiness check seals to see the key service answer; the result is discarded.
+    pub fn readiness_probe() -> Self {
+        Self::from_pairs([("keyport:purpose", "readiness_probe")])
+    }
+
     fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self(
             pairs

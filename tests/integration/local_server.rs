@@ -150,3 +150,29 @@ async fn health_answers_without_a_token_and_tells_nothing_else() {
     assert_eq!(body, serde_json::json!({"status": "ok"}));
     server.server.stop().await;
 }
+
+/// `GET /ready` answers without a token once the store answers a read and the key service a
+/// data key (on moto: DynamoDB and KMS), and says which, nothing more.
+async fn ready_checks_the_store_and_the_keys(backend: keyport_tests::backends::Backend) {
+    let server = keyport_tests::server::TestServer::start(&backend, &[]).await;
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(server.url("/ready"))
+        .send()
+        .await
+        .expect("GET /ready");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"status": "ready", "checks": {"store": "ok", "keys": "ok"}})
+    );
+    if let Some(kms) = &backend.kms_requests {
+        assert!(kms.count() >= 1, "the keys check reached KMS");
+    }
+    server.server.stop().await;
+}
+
+crate::on_both_backends!(ready_checks_the_store_and_the_keys);

@@ -53,7 +53,10 @@ fn blocks(readme: &str) -> Vec<Block> {
             }
         }
     }
-    assert!(open.is_none(), "a fenced block of the README is never closed");
+    assert!(
+        open.is_none(),
+        "a fenced block of the README is never closed"
+    );
     blocks
 }
 
@@ -75,10 +78,7 @@ fn worked_example() -> WorkedExample {
         .collect();
     assert!(all.len() >= 5, "the worked example has its blocks: {all:?}");
     let of = |language: &str| -> Vec<&Block> {
-        all[2..]
-            .iter()
-            .filter(|b| b.language == language)
-            .collect()
+        all[2..].iter().filter(|b| b.language == language).collect()
     };
     let one = |language: &str| {
         let found = of(language);
@@ -193,10 +193,7 @@ fn peer_for(keyport: &KeyportProcess) -> OidcPeer {
 /// The README's provider address, 127.0.0.1:9000, replaced by the running peer's.
 fn at_peer(text: &str, peer: &OidcPeer) -> String {
     assert!(text.contains("http://127.0.0.1:9000"), "{text}");
-    text.replace(
-        "http://127.0.0.1:9000",
-        peer.issuer.trim_end_matches('/'),
-    )
+    text.replace("http://127.0.0.1:9000", peer.issuer.trim_end_matches('/'))
 }
 
 async fn bearer(folder: &Path, subject: &str, roles: &str) -> String {
@@ -226,7 +223,9 @@ async fn shared_token(keyport: &KeyportProcess, bot: &str) -> serde_json::Value 
 async fn the_worked_example_runs_as_written() {
     let example = worked_example();
     assert!(
-        example.provider.contains("scripts/install-test-peers oidc\n"),
+        example
+            .provider
+            .contains("scripts/install-test-peers oidc\n"),
         "the example installs only oidc-provider: {}",
         example.provider
     );

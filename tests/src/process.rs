@@ -37,7 +37,11 @@ impl KeyportProcess {
     /// Starts `command` (a `keyport` that serves, set up as the caller likes) with its standard
     /// error piped; returns once it listens.
     pub async fn spawn(mut command: Command) -> KeyportProcess {
-        let program = command.as_std().get_program().to_string_lossy().into_owned();
+        let program = command
+            .as_std()
+            .get_program()
+            .to_string_lossy()
+            .into_owned();
         command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

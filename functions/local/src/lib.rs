@@ -228,9 +228,10 @@ impl RunningServer {
     }
 }
 
-/// What the local server serves: `keyport_routes` and the description of the API.
-pub fn app(keyport_routes: Router) -> Router {
-    http::openapi::routes().merge(keyport_routes)
+/// What the local server serves: `keyport_routes` and its own (the description of the API,
+/// liveness and readiness).
+pub fn app(keyport: Arc<Keyport>, keyport_routes: Router) -> Router {
+    http::openapi::routes(keyport).merge(keyport_routes)
 }
 
 /// Binds, assembles and starts the server and its refresher.
@@ -289,7 +290,10 @@ pub async fn start_with_backends(
             ))
         }
     };
-    let app = app(http::router(keyport.clone(), authenticator, &Function::ALL));
+    let app = app(
+        keyport.clone(),
+        http::router(keyport.clone(), authenticator, &Function::ALL),
+    );
     let (stop, stopped) = oneshot::channel::<()>();
     let limits = server::Limits {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),

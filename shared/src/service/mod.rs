@@ -10,6 +10,7 @@ pub mod deadline;
 mod deletion;
 mod error;
 mod me;
+mod readiness;
 mod refresher;
 mod tokens;
 
@@ -26,6 +27,7 @@ pub use connections::ConnectionCheck;
 pub use deletion::{Deletion, DeletionSweep};
 pub use error::ServiceError;
 pub use me::UsableConnection;
+pub use readiness::Readiness;
 pub use refresher::RefreshReport;
 pub use tokens::TokenView;
 
@@ -111,6 +113,7 @@ pub struct Keyport {
     /// Names this process as a lease holder.
     pub instance_id: String,
     refresh_turns: tokens::RefreshTurns,
+    readiness: readiness::ReadinessProbe,
 }
 
 impl Keyport {
@@ -134,6 +137,7 @@ impl Keyport {
             settings,
             instance_id,
             refresh_turns: tokens::RefreshTurns::default(),
+            readiness: readiness::ReadinessProbe::default(),
         }
     }
 
@@ -163,4 +167,33 @@ impl Keyport {
         }
         Ok(credentials)
     }
+}
+
+/// A Keyport over `backends` for unit tests, reaching providers as `settings` allow, with
+/// `https://keyport.example.com/oauth/callback` as its callback.
+#[cfg(test)]
+pub(crate) fn keyport_for_tests(
+    backends: crate::config::Backends,
+    settings: KeyportSettings,
+) -> Keyport {
+    let http = crate::adapters::outbound::OutboundHttp::new(
+        crate::adapters::outbound::OutboundSettings::new(settings.url_policy),
+    )
+    .expect("the outbound client");
+    let oauth = OAuthClient::new(
+        http,
+        crate::oauth::OAuthSettings {
+            callback_url: "https://keyport.example.com/oauth/callback"
+                .parse()
+                .expect("a URL"),
+            allow_password_grant: false,
+        },
+    );
+    Keyport::new(
+        backends.store,
+        backends.secrets,
+        backends.cipher,
+        oauth,
+        settings,
+    )
 }

@@ -145,7 +145,7 @@ pub async fn measure() -> Value {
 
     // The same assembly as `keyport_local::start_with_backends` (its OpenAPI route and every
     // function's routes), with the trivial route merged in here only.
-    let app = http::openapi::routes()
+    let app = http::openapi::routes(keyport.clone())
         .route(TRIVIAL_PATH, trivial)
         .merge(keyport_routes);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -13,9 +13,10 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::openapi::path::{Operation, PathItem};
@@ -29,6 +30,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Function;
+use crate::service::Keyport;
 
 /// The tag of the operations only the local server serves.
 const LOCAL: &str = "local";
@@ -63,7 +65,7 @@ pub fn document() -> OpenApi {
                 .build(),
         );
     }
-    api.merge(tagged(local_routes::<()>().into_openapi(), LOCAL));
+    api.merge(tagged(local_routes().into_openapi(), LOCAL));
     tags.push(
         TagBuilder::new()
             .name(LOCAL)
@@ -102,19 +104,21 @@ pub fn json() -> &'static str {
     })
 }
 
-/// The local server's own routes: `GET /openapi.json`, refusing other methods in Keyport's
-/// error shape as the functions' routes do.
-pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+/// The local server's own routes (`GET /openapi.json`, `/health`, `/ready`), refusing other
+/// methods in Keyport's error shape as the functions' routes do.
+pub fn routes<S: Clone + Send + Sync + 'static>(keyport: Arc<Keyport>) -> Router<S> {
     local_routes()
         .split_for_parts()
         .0
         .method_not_allowed_fallback(super::routes::method_not_allowed)
+        .with_state(keyport)
 }
 
-fn local_routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+fn local_routes() -> OpenApiRouter<Arc<Keyport>> {
     OpenApiRouter::new()
         .routes(routes!(description))
         .routes(routes!(health))
+        .routes(routes!(ready))
 }
 
 fn local_server() -> Server {
@@ -142,6 +146,41 @@ async fn health() -> impl IntoResponse {
     axum::Json(wire::Health {
         status: wire::HealthStatus::Ok,
     })
+}
+
+/// Readiness: the store answers a read and the key service a data key (the result is reused
+/// for a few seconds). Unauthenticated; it tells which of the two failed, nothing more.
+#[utoipa::path(
+    get, path = "/ready", operation_id = "ready",
+    responses(
+        (status = 200, description = "Ready to serve.", body = wire::Ready),
+        (status = 503, description = "The store or the key service does not answer.", body = wire::Ready,
+            headers(("Retry-After" = u32, description = "Seconds until the next check."))),
+    )
+)]
+async fn ready(State(keyport): State<Arc<Keyport>>) -> impl IntoResponse {
+    let readiness = keyport.readiness().await;
+    let body = axum::Json(wire::Ready {
+        status: if readiness.is_ready() {
+            wire::ReadyStatus::Ready
+        } else {
+            wire::ReadyStatus::NotReady
+        },
+        checks: wire::ReadyChecks {
+            store: readiness.store.into(),
+            keys: readiness.keys.into(),
+        },
+    });
+    if readiness.is_ready() {
+        (axum::http::StatusCode::OK, body).into_response()
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            body,
+        )
+            .into_response()
+    }
 }
 
 /// The methods `item` describes, as HTTP writes them.

@@ -145,3 +145,43 @@ pub struct Health {
 pub enum HealthStatus {
     Ok,
 }
+
+/// What `GET /ready` answers: whether the store and the key service answer, nothing more.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"status": "ready", "checks": {"store": "ok", "keys": "ok"}}))]
+pub struct Ready {
+    pub status: ReadyStatus,
+    pub checks: ReadyChecks,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    Ready,
+    NotReady,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ReadyChecks {
+    /// The store answered a read.
+    pub store: CheckStatus,
+    /// The key service issued a data key.
+    pub keys: CheckStatus,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    Unavailable,
+}
+
+impl From<bool> for CheckStatus {
+    fn from(answered: bool) -> Self {
+        if answered {
+            CheckStatus::Ok
+        } else {
+            CheckStatus::Unavailable
+        }
+    }
+}

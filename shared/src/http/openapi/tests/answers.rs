@@ -436,8 +436,9 @@ async fn the_routers_answers_are_described() {
         // The shared token is the administrators' to end, however invited the caller.
         "DELETE /connections/$conn/token bot => 403",
         "DELETE /connections/$conn/token admin => 200",
-        "DELETE /connections/$conn/token admin => 404",
-        "DELETE /connections/$conn/token?owner=user bot => 404",
+        // A missing token: 409 not_authorized, as a read or a refresh of it answers.
+        "DELETE /connections/$conn/token admin => 409",
+        "DELETE /connections/$conn/token?owner=user bot => 409",
         // The trail of all of the above.
         "GET /connections/$conn/audit?limit=2 admin => 200",
         "GET /connections/$conn/audit?cursor=bogus admin => 400",

@@ -111,9 +111,14 @@ fn operations_that_take_a_bearer_token_answer_401_and_only_they() {
     assert!(spec.get("security").is_none(), "no global requirement");
     assert_eq!(
         public,
-        ["GET /health", "GET /oauth/callback", "GET /openapi.json"]
-            .map(str::to_owned)
-            .into()
+        [
+            "GET /health",
+            "GET /oauth/callback",
+            "GET /openapi.json",
+            "GET /ready"
+        ]
+        .map(str::to_owned)
+        .into()
     );
     let scheme = &spec["components"]["securitySchemes"]["bearer"];
     assert_eq!(

@@ -182,25 +182,6 @@ fn embedded_keyport() -> (Arc<Keyport>, tempfile::TempDir) {
     settings
         .redirect_allow_list
         .insert("app.example.com".into());
-    let http = crate::adapters::outbound::OutboundHttp::new(
-        crate::adapters::outbound::OutboundSettings::new(settings.url_policy),
-    )
-    .unwrap();
-    let oauth = crate::oauth::OAuthClient::new(
-        http,
-        crate::oauth::OAuthSettings {
-            callback_url: "https://keyport.example.com/oauth/callback"
-                .parse()
-                .unwrap(),
-            allow_password_grant: false,
-        },
-    );
-    let keyport = Arc::new(Keyport::new(
-        backends.store,
-        backends.secrets,
-        backends.cipher,
-        oauth,
-        settings,
-    ));
+    let keyport = Arc::new(crate::service::keyport_for_tests(backends, settings));
     (keyport, data)
 }

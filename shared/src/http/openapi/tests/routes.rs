@@ -72,7 +72,8 @@ fn every_operation_is_one_functions_or_the_local_servers() {
         described(&spec, super::super::LOCAL),
         [
             ("GET".to_owned(), "/health".to_owned()),
-            ("GET".to_owned(), "/openapi.json".to_owned())
+            ("GET".to_owned(), "/openapi.json".to_owned()),
+            ("GET".to_owned(), "/ready".to_owned())
         ]
         .into()
     );
@@ -106,7 +107,7 @@ async fn the_local_server_serves_exactly_the_described_routes() {
     let spec = spec();
     let (keyport, _data) = embedded_keyport();
     // As keyport-local's `app` assembles it.
-    let router = super::super::routes().merge(crate::http::router(
+    let router = super::super::routes(keyport.clone()).merge(crate::http::router(
         keyport,
         Arc::new(NamedCallers),
         &Function::ALL,
