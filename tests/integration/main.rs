@@ -14,6 +14,7 @@ mod insider_rules;
 mod kms_calls;
 mod lambda_events;
 mod local_server;
+mod missing_tokens;
 mod multi_process;
 mod oauth_flows;
 mod openapi;
