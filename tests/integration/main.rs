@@ -19,6 +19,7 @@ mod oauth_flows;
 mod openapi;
 mod provider_faults;
 mod template_routes;
+mod token_health;
 
 /// Declares each listed `async fn(Backend)` as one test per back-end.
 #[macro_export]
