@@ -21,6 +21,7 @@ mod openapi;
 mod provider_faults;
 mod readme;
 mod template_routes;
+mod token_health;
 
 /// Declares each listed `async fn(Backend)` as one test per back-end.
 #[macro_export]

@@ -4,6 +4,7 @@ mod audit;
 mod connection;
 mod endpoint;
 mod grant;
+mod health;
 mod ids;
 mod pending;
 mod principal;
@@ -20,6 +21,9 @@ pub use connection::{
 };
 pub use endpoint::{EndpointUrl, UrlPolicy, is_non_public};
 pub use grant::{ClientAuthMethod, GrantType};
+pub use health::{
+    EXPIRING_SOON, SharedTokenHealth, TokenHealth, TokenHealthStatus, UserTokenCounts,
+};
 pub use ids::{ConnectionId, Owner, Role, Subject};
 pub use pending::{AwaitedGrant, PendingAuthorization, StateToken};
 pub use principal::Principal;

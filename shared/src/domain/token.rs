@@ -30,7 +30,9 @@ impl TokenStatus {
 
 /// Why the last refresh failed, in words safe to show (never a provider response body).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenFailure {
+    /// A snake_case code: `invalid_grant` when the provider refused the grant.
     pub code: String,
     pub message: String,
     pub at: DateTime<Utc>,

@@ -1,5 +1,6 @@
 //! Schemas of wire shapes no single type derives: a create request (the update type with what
-//! create requires), a boolean that is always true, and the description document itself.
+//! create requires), a connection with its token health, a boolean that is always true, and
+//! the description document itself.
 
 use std::borrow::Cow;
 
@@ -8,7 +9,8 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::{PartialSchema, ToSchema};
 
-use crate::domain::ConnectionInput;
+use crate::domain::{Connection, ConnectionInput, TokenHealth};
+use crate::service::AdministeredConnection;
 
 /// The fields a create request must carry; `Fields::validate` refuses a create without them.
 const REQUIRED_ON_CREATE: [&str; 3] = ["name", "grant_type", "client_id"];
@@ -61,6 +63,50 @@ impl ToSchema for ConnectionCreate {
 
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
         <ConnectionInput as ToSchema>::schemas(schemas);
+    }
+}
+
+/// The connection routes' answer, named `Connection` in the description: the connection's
+/// fields and `token_health`, one closed object. The derive would describe the flattened
+/// connection as `allOf` with the closed `Connection` schema, which refuses `token_health`.
+impl PartialSchema for AdministeredConnection {
+    fn schema() -> RefOr<Schema> {
+        let RefOr::T(Schema::Object(mut object)) = Connection::schema() else {
+            unreachable!("Connection's schema is an object");
+        };
+        object.description = Some(
+            "A connection as Keyport returns it: secrets never appear, only whether each is \
+             set; with its tokens' health, read from their metadata (no token is opened for it)."
+                .into(),
+        );
+        object.properties.insert(
+            "token_health".into(),
+            RefOr::Ref(utoipa::openapi::Ref::from_schema_name(TokenHealth::name())),
+        );
+        object.required.push("token_health".into());
+        let health_example = TokenHealth::schema();
+        let RefOr::T(Schema::Object(health)) = health_example else {
+            unreachable!("TokenHealth's schema is an object");
+        };
+        if let Some(example) = object.example.as_mut().and_then(|e| e.as_object_mut()) {
+            example.insert(
+                "token_health".into(),
+                health.example.expect("TokenHealth has an example"),
+            );
+        }
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl ToSchema for AdministeredConnection {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Connection")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <Connection as ToSchema>::schemas(schemas);
+        schemas.push((TokenHealth::name().into_owned(), TokenHealth::schema()));
+        <TokenHealth as ToSchema>::schemas(schemas);
     }
 }
 

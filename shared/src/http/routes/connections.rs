@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, ListQuery, Routes, table};
-use crate::domain::{AuditEvent, Connection, ConnectionInput, Provider};
+use crate::domain::{AuditEvent, ConnectionInput, Provider};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiQuery, Caller, ConnectionPath};
 #[cfg(feature = "openapi")]
 use crate::http::openapi::{refusals::*, wire::ConnectionCreate};
 use crate::ports::PageRequest;
-use crate::service::{ConnectionCheck, Deletion};
+use crate::service::{AdministeredConnection, ConnectionCheck, Deletion};
 
 pub(super) fn routes() -> Routes {
     table![
@@ -56,7 +56,7 @@ async fn list_providers(State(keyport): AppState, Caller(_): Caller) -> Json<Pro
     security(("bearer" = [])),
     request_body = ConnectionCreate,
     responses(
-        (status = 201, description = "Created, at version 1.", body = Connection),
+        (status = 201, description = "Created, at version 1 (its token health: not authorized, no user tokens).", body = AdministeredConnection),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
@@ -70,24 +70,28 @@ async fn create_connection(
     State(keyport): AppState,
     Caller(principal): Caller,
     ApiJson(input): ApiJson<ConnectionInput>,
-) -> Result<(StatusCode, Json<Connection>), ApiError> {
+) -> Result<(StatusCode, Json<AdministeredConnection>), ApiError> {
     let created = keyport.create_connection(&principal, input).await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((
+        StatusCode::CREATED,
+        Json(AdministeredConnection::created(created)),
+    ))
 }
 
-/// One page of connections.
+/// One page of connections, each with its token health.
 #[derive(Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct ConnectionList {
-    connections: Vec<Connection>,
+    connections: Vec<AdministeredConnection>,
     /// Pass as `cursor` for the next page; null on the last page.
     #[cfg_attr(feature = "openapi", schema(required))]
     next_cursor: Option<String>,
 }
 
-/// List connections by name, a page at a time (administrators).
+/// List connections by name, a page at a time, each with its token health (administrators).
 ///
-/// Unknown query parameters are refused with 400.
+/// Unknown query parameters are refused with 400. Each connection's `token_health` counts at
+/// most 1,000 user tokens (`complete` says whether that was all of them).
 #[cfg_attr(feature = "openapi", utoipa::path(
     get, path = "/connections", operation_id = "listConnections",
     security(("bearer" = [])),
@@ -110,6 +114,7 @@ async fn list_connections(
         cursor: query.cursor,
     };
     let listed = keyport.list_connections(&principal, page).await?;
+    let listed = keyport.page_with_token_health(&principal, listed).await?;
     Ok(Json(ConnectionList {
         connections: listed.items,
         next_cursor: listed.next,
@@ -161,13 +166,13 @@ async fn audit_trail(
     }))
 }
 
-/// Read a connection (administrators).
+/// Read a connection, with its token health (administrators).
 #[cfg_attr(feature = "openapi", utoipa::path(
     get, path = "/connections/{id}", operation_id = "getConnection",
     security(("bearer" = [])),
     params(ConnectionPath),
     responses(
-        (status = 200, description = "The connection.", body = Connection),
+        (status = 200, description = "The connection.", body = AdministeredConnection),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
@@ -179,8 +184,11 @@ async fn get_connection(
     State(keyport): AppState,
     Caller(principal): Caller,
     ConnectionPath(id): ConnectionPath,
-) -> Result<Json<Connection>, ApiError> {
-    Ok(Json(keyport.get_connection(&principal, &id).await?))
+) -> Result<Json<AdministeredConnection>, ApiError> {
+    let connection = keyport.get_connection(&principal, &id).await?;
+    Ok(Json(
+        keyport.with_token_health(&principal, connection).await?,
+    ))
 }
 
 /// Change a connection (administrators).
@@ -190,7 +198,7 @@ async fn get_connection(
     params(ConnectionPath),
     request_body = ConnectionInput,
     responses(
-        (status = 200, description = "Changed, at the next version.", body = Connection),
+        (status = 200, description = "Changed, at the next version, with its token health after the change.", body = AdministeredConnection),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
@@ -206,10 +214,9 @@ async fn update_connection(
     Caller(principal): Caller,
     ConnectionPath(id): ConnectionPath,
     ApiJson(input): ApiJson<ConnectionInput>,
-) -> Result<Json<Connection>, ApiError> {
-    Ok(Json(
-        keyport.update_connection(&principal, &id, input).await?,
-    ))
+) -> Result<Json<AdministeredConnection>, ApiError> {
+    let updated = keyport.update_connection(&principal, &id, input).await?;
+    Ok(Json(keyport.with_token_health(&principal, updated).await?))
 }
 
 #[derive(Deserialize)]

@@ -11,11 +11,11 @@ use super::{
     assert_valid, deref, operation, problems, schema_named, schema_types, spec, validator,
 };
 use crate::domain::{
-    ClientAuthMethod, Connection, ConnectionId, ConnectionInput, GrantType, Owner, Subject,
-    TokenStatus, UrlPolicy,
+    ClientAuthMethod, Connection, ConnectionId, ConnectionInput, GrantType, Owner, StoredToken,
+    Subject, TokenFailure, TokenHealth, TokenStatus, UrlPolicy,
 };
 use crate::http::ApiError;
-use crate::service::{ConnectionCheck, TokenView, UsableConnection};
+use crate::service::{AdministeredConnection, ConnectionCheck, TokenView, UsableConnection};
 
 #[test]
 fn every_schema_is_json_schema_2020_12() {
@@ -141,11 +141,61 @@ fn connection(name: &str) -> Connection {
     connection
 }
 
+/// `connection` as the connection routes answer it, with `token_health`.
+fn answered(connection: Connection, token_health: TokenHealth) -> Value {
+    serde_json::to_value(AdministeredConnection {
+        connection,
+        token_health,
+    })
+    .unwrap()
+}
+
+/// A stored token's metadata, for health summaries.
+fn stored(owner: Owner, status: TokenStatus, failed: bool) -> StoredToken {
+    let now = Utc::now();
+    StoredToken {
+        connection_id: ConnectionId::generate(),
+        owner,
+        status,
+        token_type: "Bearer".into(),
+        scope: None,
+        expires_at: Some(now + chrono::Duration::minutes(5)),
+        refresh_due_at: None,
+        has_refresh_token: true,
+        last_error: failed.then(|| TokenFailure {
+            code: "invalid_grant".into(),
+            message: "the provider refused the refresh token".into(),
+            at: now,
+        }),
+        lease: None,
+        issued_for: None,
+        provider_asked_at: Some(now),
+        created_at: now,
+        updated_at: now,
+        sealed: vec![],
+        version: 1,
+    }
+}
+
 #[test]
 fn serialized_connections_and_providers_match_their_schemas() {
     let spec = spec();
-    let connection = serde_json::to_value(connection("Acme")).unwrap();
+    let connection = answered(connection("Acme"), TokenHealth::without_tokens());
     assert_valid(&spec, "Connection", &connection);
+    // With every nullable field of the health filled in, too.
+    let shared = stored(Owner::Shared, TokenStatus::Valid, true);
+    let user = stored(
+        Owner::User(Subject::parse("alice").unwrap()),
+        TokenStatus::NeedsReauthorization,
+        true,
+    );
+    let health = TokenHealth::summarize(Some(&shared), [&user], false, Utc::now());
+    assert!(health.shared.expires_at.is_some() && health.last_error.is_some());
+    assert_valid(
+        &spec,
+        "Connection",
+        &answered(self::connection("Acme"), health),
+    );
     // Every described property is serialized: the schema requires them all.
     let described = schema_named(&spec, "Connection")["properties"]
         .as_object()
@@ -166,13 +216,19 @@ fn serialized_connections_and_providers_match_their_schemas() {
 #[test]
 fn the_validator_catches_what_drifts() {
     let spec = spec();
-    let mut drifted = serde_json::to_value(connection("Acme")).unwrap();
+    let mut drifted = answered(connection("Acme"), TokenHealth::without_tokens());
     drifted["surprise"] = json!(1);
     drifted.as_object_mut().unwrap().remove("token_url");
     drifted["created_at"] = json!("yesterday");
     drifted["id"] = json!("con_XYZ");
+    drifted["token_health"]["shared"]["status"] = json!("fine");
     let found = problems(&spec, schema_named(&spec, "Connection"), &drifted);
-    assert_eq!(found.len(), 4, "{found:?}");
+    assert_eq!(found.len(), 5, "{found:?}");
+    // The health is required, as every other field.
+    drifted = answered(connection("Acme"), TokenHealth::without_tokens());
+    drifted.as_object_mut().unwrap().remove("token_health");
+    let found = problems(&spec, schema_named(&spec, "Connection"), &drifted);
+    assert_eq!(found.len(), 1, "{found:?}");
 }
 
 #[tokio::test]
@@ -312,6 +368,7 @@ fn every_example_is_valid_and_names_no_secret() {
     // The main shapes carry one.
     for name in [
         "Connection",
+        "TokenHealth",
         "ConnectionCreate",
         "ConnectionInput",
         "Token",
@@ -382,6 +439,17 @@ fn enumerations_are_the_codes_variants() {
         2
     );
     assert_eq!(read_back::<TokenStatus>(&spec, "TokenStatus"), 4);
+    assert_eq!(
+        described(&spec, "TokenHealthStatus"),
+        wire(&[
+            crate::domain::TokenHealthStatus::Valid,
+            crate::domain::TokenHealthStatus::ExpiringSoon,
+            crate::domain::TokenHealthStatus::Expired,
+            crate::domain::TokenHealthStatus::RefreshFailing,
+            crate::domain::TokenHealthStatus::NeedsReauthorization,
+            crate::domain::TokenHealthStatus::NotAuthorized,
+        ])
+    );
     assert_eq!(
         read_back::<crate::domain::PlaceholderKind>(&spec, "PlaceholderKind"),
         3
