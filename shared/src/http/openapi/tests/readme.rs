@@ -9,7 +9,7 @@ use super::{operations, parameters, spec};
 const README: &str = include_str!("../../../../../README.md");
 
 /// The `METHOD[/METHOD…] /path[?query]` spans of a text, as `(METHOD, path) → query names`.
-fn routes_in(text: &str) -> BTreeMap<(String, String), BTreeSet<String>> {
+pub(super) fn routes_in(text: &str) -> BTreeMap<(String, String), BTreeSet<String>> {
     let mut found = BTreeMap::new();
     for (index, span) in text.split('`').enumerate() {
         if index % 2 == 0 {
