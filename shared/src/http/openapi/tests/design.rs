@@ -88,10 +88,10 @@ fn key_paths(value: &Value, prefix: &str, into: &mut BTreeSet<String>, nulls: &m
 fn schema_paths(spec: &Value, schema: &Value, prefix: &str, into: &mut BTreeSet<String>) {
     let resolve = |s: &Value| -> Value {
         let mut s = s.clone();
-        if let Some(Value::Array(options)) = s.get("oneOf") {
-            if let Some(object) = options.iter().find(|o| o.get("$ref").is_some()) {
-                s = object.clone();
-            }
+        if let Some(Value::Array(options)) = s.get("oneOf")
+            && let Some(object) = options.iter().find(|o| o.get("$ref").is_some())
+        {
+            s = object.clone();
         }
         match s.get("$ref").and_then(Value::as_str) {
             Some(reference) => {
