@@ -564,6 +564,23 @@ async fn the_scheduled_event_refreshes_due_tokens_before_its_deadline() {
         "a new token with a later expiry"
     );
     assert!(after.refresh_due_at.is_some_and(|d| d > chrono::Utc::now()));
+    // A routine refresh is a log line, not a stored audit event.
+    let trail = keyport
+        .store
+        .list_audit(
+            &key.connection_id,
+            keyport_shared::ports::PageRequest::first(100),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !trail
+            .items
+            .iter()
+            .any(|event| event.action == keyport_shared::domain::AuditAction::TokenRefreshed),
+        "{:?}",
+        trail.items
+    );
 
     // With the deadline already passed, a run stops at once and leaves the work.
     let mut due_again = after.clone();

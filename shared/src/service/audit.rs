@@ -1,5 +1,6 @@
-//! The audit trail: every event goes out as one structured log line (target `audit`) and is
-//! stored under its connection, where administrators can read it back.
+//! The audit trail: every event goes out as one structured log line (target `audit`) and,
+//! unless it is routine upkeep ([`AuditEvent::is_routine`]), is stored under its connection,
+//! where administrators can read it back.
 
 use chrono::Utc;
 
@@ -26,9 +27,11 @@ impl Keyport {
             detail.map(str::to_owned),
             Utc::now(),
         );
+        let stored = !event.is_routine();
         tracing::info!(
             target: "audit",
             event = action.as_str(),
+            stored,
             event_id = %event.id,
             connection_id = %connection_id,
             actor,
@@ -36,7 +39,7 @@ impl Keyport {
             detail,
             "audit"
         );
-        if let Err(error) = self.store.append_audit(&event).await {
+        if stored && let Err(error) = self.store.append_audit(&event).await {
             tracing::warn!(event_id = %event.id, %error, "the audit event could not be stored");
         }
     }
