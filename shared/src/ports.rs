@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
 use crate::domain::{
-    AuditEvent, ClientSecret, Connection, ConnectionId, Owner, PendingAuthorization, StateToken,
-    StoredToken,
+    AuditEvent, ClientSecret, Connection, ConnectionId, Owner, PendingAuthorization, Role,
+    StateToken, StoredToken,
 };
 
 /// What went wrong in a store. `Conflict` and `NameTaken` are the caller's to resolve (re-read
@@ -120,6 +120,19 @@ pub trait ConnectionStore: Send + Sync {
     /// Removes a retired connection's record (never a connection in service). Its tokens must
     /// be gone already. Removing one that is not there is not an error.
     async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError>;
+
+    /// The ids of the connections in service that invite `role`, in id order. On DynamoDB from
+    /// invitation items written in the same transaction as the connection, never a listing of
+    /// every connection; the embedded store (one machine's connections) reads its own table.
+    async fn invited_connections(&self, role: &Role) -> Result<Vec<ConnectionId>, StoreError>;
+
+    /// Whether [`Self::invited_connections`] covers every connection in service: false on a
+    /// table whose connections predate that index, until [`Self::index_invitations`] has run.
+    async fn invitations_indexed(&self) -> Result<bool, StoreError>;
+
+    /// Indexes the invitations of every connection in service, then records that it did.
+    /// Idempotent, and safe beside concurrent changes. Returns how many it indexed.
+    async fn index_invitations(&self) -> Result<u64, StoreError>;
 }
 
 /// A connection taken out of service, and since when.

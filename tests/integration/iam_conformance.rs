@@ -390,6 +390,21 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     .unwrap();
     assert_eq!(report.refreshed, 1, "{report:?}");
     assert_eq!(report.unconfirmed_revoked, 1, "{report:?}");
+    // The run indexed the invitations (the table had no marker yet); a caller's connections
+    // now come from that index.
+    assert!(report.connections_indexed >= 1, "{report:?}");
+    let bot = event_text("me-connections.json", None).replace(
+        "\"cognito:groups\": \"[keyport-admins bots]\"",
+        "\"cognito:groups\": \"[bots]\"",
+    );
+    assert!(bot.contains("[bots]"), "a bot's event: {bot}");
+    let mine = expect_status(&token, t, &bot, 200).await;
+    assert!(
+        mine["connections"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "{mine}"
+    );
 
     // Back to the connections function: the audit trail, then deletes (one with a token).
     expect_status(

@@ -11,6 +11,7 @@ mod fixtures;
 mod http_jwks;
 mod iam_conformance;
 mod insider_rules;
+mod invitations;
 mod kms_calls;
 mod lambda_events;
 mod local_server;

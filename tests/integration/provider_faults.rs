@@ -958,6 +958,21 @@ impl ConnectionStore for FlakyStore {
     async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
         self.inner.purge_connection(id).await
     }
+
+    async fn invited_connections(
+        &self,
+        role: &keyport_shared::domain::Role,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        self.inner.invited_connections(role).await
+    }
+
+    async fn invitations_indexed(&self) -> Result<bool, StoreError> {
+        self.inner.invitations_indexed().await
+    }
+
+    async fn index_invitations(&self) -> Result<u64, StoreError> {
+        self.inner.index_invitations().await
+    }
 }
 
 #[async_trait]

@@ -6,12 +6,23 @@ use std::sync::Arc;
 use keyport_shared::adapters::outbound::{OutboundHttp, OutboundSettings};
 use keyport_shared::domain::{Principal, Role, Subject, UrlPolicy};
 use keyport_shared::oauth::{OAuthClient, OAuthSettings};
+use keyport_shared::ports::Store;
 use keyport_shared::service::{AuthorizationCompleted, Keyport, KeyportSettings, ServiceError};
 
 use crate::backends::Backend;
 use crate::oidc::CALLBACK_URL;
 
 pub fn keyport(backend: &Backend, configure: impl FnOnce(&mut KeyportSettings)) -> Keyport {
+    keyport_over(backend.store.clone(), backend, configure)
+}
+
+/// [`keyport`] over `store` instead of the back-end's own (e.g. a second process's client of
+/// the same table).
+pub fn keyport_over(
+    store: Arc<dyn Store>,
+    backend: &Backend,
+    configure: impl FnOnce(&mut KeyportSettings),
+) -> Keyport {
     let mut settings = KeyportSettings::new(UrlPolicy::LocalDevelopment);
     // Flows refresh right after authorizing; the on-demand limit has tests of its own.
     settings.on_demand_refresh_interval = std::time::Duration::ZERO;
@@ -26,7 +37,7 @@ pub fn keyport(backend: &Backend, configure: impl FnOnce(&mut KeyportSettings)) 
         },
     );
     Keyport::new(
-        backend.store.clone(),
+        store,
         backend.secrets.clone(),
         Arc::new(backend.cipher()),
         oauth,

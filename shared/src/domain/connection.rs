@@ -18,6 +18,11 @@ use super::scopes::{Scopes, ScopesInput};
 use super::secret::ClientSecret;
 use super::validation::{ValidationError, plain_text};
 
+/// How many roles one connection may invite. A change of invited roles is one DynamoDB
+/// transaction with the connection (an invitation item per role added or removed), and a
+/// transaction takes at most 100 items.
+pub const MAX_INVITED_ROLES: usize = 40;
+
 /// Parameters Keyport sets itself; a connection may not override them.
 const RESERVED_PARAMS: &[&str] = &[
     "client_id",
@@ -835,6 +840,12 @@ impl Fields {
                 Role::parse(role).map_err(|e| ValidationError::new("invited_roles", e.message))
             })
             .collect::<Result<BTreeSet<_>, _>>()?;
+        if invited_roles.len() > MAX_INVITED_ROLES {
+            return Err(ValidationError::new(
+                "invited_roles",
+                format!("at most {MAX_INVITED_ROLES} roles"),
+            ));
+        }
         let token_response_extras = token_response_extras(self.token_response_extras)?;
         let credential_present = match client_auth {
             ClientAuthMethod::PrivateKeyJwt => identity.private_key_set,
@@ -926,6 +937,16 @@ mod tests {
         assert!(connection.client_secret_set);
         assert_eq!(secrets.client_secret.unwrap().expose_secret(), "s3cret");
         assert_eq!(connection.version, 0);
+    }
+
+    #[test]
+    fn a_connection_invites_at_most_forty_roles() {
+        let roles =
+            |n: usize| serde_json::json!((0..n).map(|i| format!("role-{i}")).collect::<Vec<_>>());
+        assert!(create(with("invited_roles", roles(MAX_INVITED_ROLES))).is_ok());
+        let error = create(with("invited_roles", roles(MAX_INVITED_ROLES + 1))).unwrap_err();
+        assert_eq!(error.field, "invited_roles");
+        assert!(error.message.contains("at most 40"), "{}", error.message);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! administrator, who holds the shared tokens), and the state of the tokens it could read
 //! there. No secrets, no endpoints.
 
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use super::{Keyport, ServiceError};
-use crate::domain::{ConnectionId, GrantType, Owner, Principal, TokenStatus};
+use crate::domain::{Connection, ConnectionId, GrantType, Owner, Principal, TokenStatus};
 use crate::ports::{PageRequest, TokenKey};
 
 /// A connection the caller's roles are invited to, with its tokens' status.
@@ -31,42 +33,72 @@ impl Keyport {
         principal: &Principal,
     ) -> Result<Vec<UsableConnection>, ServiceError> {
         let mut usable = Vec::new();
-        // Administrators hold every connection's shared token, invited or not.
-        let admin = self.access.is_admin(principal);
-        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
-        loop {
-            let listed = self.store.list_connections(page.clone()).await?;
-            for connection in listed
-                .items
-                .into_iter()
-                .filter(|c| admin || c.is_invited(&principal.roles))
-            {
-                // Two point reads, whatever the number of other owners' tokens.
-                let status_of = |owner: Owner| {
-                    let key = TokenKey {
-                        connection_id: connection.id.clone(),
-                        owner,
-                    };
-                    async move {
-                        Ok::<_, ServiceError>(self.store.get_token(&key).await?.map(|t| t.status))
-                    }
+        for connection in self.connections_usable_by(principal).await? {
+            // Two point reads, whatever the number of other owners' tokens.
+            let status_of = |owner: Owner| {
+                let key = TokenKey {
+                    connection_id: connection.id.clone(),
+                    owner,
                 };
-                let shared_token = status_of(Owner::Shared).await?;
-                let user_token = status_of(Owner::User(principal.subject.clone())).await?;
-                usable.push(UsableConnection {
-                    shared_token,
-                    user_token,
-                    id: connection.id,
-                    name: connection.name.to_string(),
-                    description: connection.description,
-                    provider: connection.provider.as_str().to_owned(),
-                    grant_type: connection.grant_type,
-                });
-            }
-            match listed.next {
-                Some(cursor) => page.cursor = Some(cursor),
-                None => return Ok(usable),
+                async move { Ok::<_, ServiceError>(self.store.get_token(&key).await?.map(|t| t.status)) }
+            };
+            let shared_token = status_of(Owner::Shared).await?;
+            let user_token = status_of(Owner::User(principal.subject.clone())).await?;
+            usable.push(UsableConnection {
+                shared_token,
+                user_token,
+                id: connection.id,
+                name: connection.name.to_string(),
+                description: connection.description,
+                provider: connection.provider.as_str().to_owned(),
+                grant_type: connection.grant_type,
+            });
+        }
+        Ok(usable)
+    }
+
+    /// The connections `principal` may use, by name: every one for an administrator (who holds
+    /// every shared token); otherwise those its roles are invited to, found through the
+    /// invitation index rather than a listing of every connection.
+    async fn connections_usable_by(
+        &self,
+        principal: &Principal,
+    ) -> Result<Vec<Connection>, ServiceError> {
+        let admin = self.access.is_admin(principal);
+        if admin || !self.store.invitations_indexed().await? {
+            // Until a table's older connections are indexed (the refresher does it once), the
+            // listing is the only complete answer.
+            let mut found = Vec::new();
+            let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+            loop {
+                let listed = self.store.list_connections(page.clone()).await?;
+                found.extend(
+                    listed
+                        .items
+                        .into_iter()
+                        .filter(|c| admin || c.is_invited(&principal.roles)),
+                );
+                match listed.next {
+                    Some(cursor) => page.cursor = Some(cursor),
+                    None => return Ok(found),
+                }
             }
         }
+        let mut ids = BTreeSet::new();
+        for role in &principal.roles {
+            ids.extend(self.store.invited_connections(role).await?);
+        }
+        let mut found = Vec::new();
+        for id in ids {
+            // Re-checked on the connection itself: an invitation withdrawn between the two
+            // reads is withdrawn.
+            if let Some(connection) = self.store.get_connection(&id).await?
+                && connection.is_invited(&principal.roles)
+            {
+                found.push(connection);
+            }
+        }
+        found.sort_by_key(|c| c.name.uniqueness_key());
+        Ok(found)
     }
 }

@@ -32,6 +32,8 @@ pub struct RefreshReport {
     pub deleted_connection_tokens_revoked: u64,
     /// Deleted connections whose last trace (record and secrets) was removed.
     pub deleted_connections_purged: u64,
+    /// Connections written before the invitation index, indexed by this run (once per table).
+    pub connections_indexed: u64,
 }
 
 enum Outcome {
@@ -61,6 +63,9 @@ impl Keyport {
         // takes its whole timeout, then the write of its answer.
         let margin = self.oauth.http().timeout() + self.settings.grant_write_budget + SAFETY_MARGIN;
         let due_by = Utc::now();
+        if !self.store.invitations_indexed().await? {
+            report.connections_indexed = self.store.index_invitations().await?;
+        }
         report.unconfirmed_revoked = self.revoke_unconfirmed(due_by).await?;
         let sweep = deadline::within(deadline, self.sweep_deleted_connections()).await?;
         report.deleted_connection_tokens_revoked = sweep.tokens_revoked;
@@ -128,6 +133,7 @@ impl Keyport {
             unconfirmed_revoked = report.unconfirmed_revoked,
             deleted_connection_tokens_revoked = report.deleted_connection_tokens_revoked,
             deleted_connections_purged = report.deleted_connections_purged,
+            connections_indexed = report.connections_indexed,
             "refresher run finished"
         );
         Ok(report)

@@ -15,7 +15,8 @@ use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    AuditEvent, Connection, ConnectionId, Owner, PendingAuthorization, StateToken, StoredToken,
+    AuditEvent, Connection, ConnectionId, Owner, PendingAuthorization, Role, StateToken,
+    StoredToken,
 };
 use crate::ports::{Retired, StoreError, TokenKey};
 
@@ -53,6 +54,10 @@ const AWAITING_GRACE_SECONDS: i64 = 24 * 60 * 60;
 pub(crate) const TOKEN_SK_PREFIX: &str = "TOKEN#";
 
 const CONNECTION_PK_PREFIX: &str = "CONN#";
+const INVITED_PK_PREFIX: &str = "INVITED#";
+const META_PK: &str = "META";
+const INVITATIONS_SK: &str = "INVITATIONS";
+const INVITATION: &str = "invitation";
 const CONNECTION_SK: &str = "CONN";
 const NAME_PK_PREFIX: &str = "NAME#";
 const NAME_SK: &str = "NAME";
@@ -288,6 +293,36 @@ pub(crate) fn name_reservation_item(name_key: &str, id: &ConnectionId) -> Item {
     let mut item = name_reservation_key(name_key);
     item.insert(attr::CONNECTION_ID.to_owned(), string(id.as_str()));
     item
+}
+
+// ---- invitations ------------------------------------------------------------------------
+
+/// The partition listing the connections that invite one role: one small item per
+/// (role, connection), written in the connection's own transactions.
+pub(crate) fn invited_partition(role: &Role) -> String {
+    format!("{INVITED_PK_PREFIX}{}", role.as_str())
+}
+
+pub(crate) fn invitation_key(role: &Role, id: &ConnectionId) -> Item {
+    key(invited_partition(role), connection_partition(id))
+}
+
+pub(crate) fn invitation_item(role: &Role, id: &ConnectionId) -> Item {
+    let mut item = invitation_key(role, id);
+    item.insert(attr::CONNECTION_ID.to_owned(), string(id.as_str()));
+    item
+}
+
+/// The item saying every connection in service has its invitation items (tables whose
+/// connections predate them get it once the refresher has indexed them).
+pub(crate) fn invitations_marker_key() -> Item {
+    key(META_PK.to_owned(), INVITATIONS_SK)
+}
+
+/// The connection an invitation item points at.
+pub(crate) fn invited_connection(item: &Item) -> Result<ConnectionId, StoreError> {
+    ConnectionId::parse(&string_attr(item, attr::CONNECTION_ID, INVITATION)?)
+        .map_err(|_| StoreError::Corrupt(INVITATION, "a malformed connection id".into()))
 }
 
 // ---- tokens -----------------------------------------------------------------------------

@@ -5,8 +5,9 @@
 mod codec;
 pub mod table;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,15 +17,15 @@ use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Delete, KeysAndAttributes, Put, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, CancellationReason, ConditionCheck, Delete, KeysAndAttributes, Put,
+    ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use chrono::{DateTime, Utc};
 
 use self::codec::{Item, attr};
 use crate::adapters::records;
 use crate::domain::{
-    AuditEvent, Connection, ConnectionId, PendingAuthorization, StateToken, StoredToken,
+    AuditEvent, Connection, ConnectionId, PendingAuthorization, Role, StateToken, StoredToken,
 };
 use crate::ports::{
     AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, Retired,
@@ -43,6 +44,8 @@ const BATCH_ATTEMPTS: u32 = 8;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// Seen the invitations marker: it is never removed, so one sighting per process does.
+    invitations_indexed: Arc<AtomicBool>,
 }
 
 /// A condition expression with the names and values it uses. Attributes are always referred to
@@ -139,6 +142,7 @@ impl DynamoStore {
         Self {
             client,
             table: table.into(),
+            invitations_indexed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -191,6 +195,35 @@ impl DynamoStore {
         )
         .build()
         .map_err(unavailable)
+    }
+
+    /// The invitation items to delete and put when a connection's invited roles go from `old`
+    /// to `new` (unconditional: they follow the connection item, whose condition guards the
+    /// transaction).
+    fn invitation_changes(
+        &self,
+        id: &ConnectionId,
+        old: &BTreeSet<Role>,
+        new: &BTreeSet<Role>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut items = Vec::new();
+        for role in old.difference(new) {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(codec::invitation_key(role, id)))
+                .build()
+                .map_err(unavailable)?;
+            items.push(TransactWriteItem::builder().delete(delete).build());
+        }
+        for role in new.difference(old) {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(codec::invitation_item(role, id)))
+                .build()
+                .map_err(unavailable)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        Ok(items)
     }
 
     /// Runs a transaction. When conditions failed, hands back DynamoDB's reason for each item,
@@ -374,7 +407,7 @@ fn unavailable(err: impl std::error::Error + 'static) -> StoreError {
 impl ConnectionStore for DynamoStore {
     async fn create_connection(&self, connection: &Connection) -> Result<Connection, StoreError> {
         let name_key = connection.name.uniqueness_key();
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder()
                 .put(self.put(codec::connection_item(connection, 1)?, Condition::absent())?)
                 .build(),
@@ -385,6 +418,11 @@ impl ConnectionStore for DynamoStore {
                 )?)
                 .build(),
         ];
+        items.extend(self.invitation_changes(
+            &connection.id,
+            &BTreeSet::new(),
+            &connection.invited_roles,
+        )?);
         match self.transact(items).await? {
             Ok(()) => Ok(Connection {
                 version: 1,
@@ -427,6 +465,7 @@ impl ConnectionStore for DynamoStore {
         let current = self.connection_at(&connection.id, expected).await?;
         let old_name_key = codec::stored_name_key(&current)?;
         let new_name_key = connection.name.uniqueness_key();
+        let old_roles = codec::connection_from_item(&current)?.invited_roles;
 
         let mut items = vec![
             TransactWriteItem::builder()
@@ -448,6 +487,12 @@ impl ConnectionStore for DynamoStore {
             items.push(TransactWriteItem::builder().delete(release).build());
             items.push(TransactWriteItem::builder().put(take).build());
         }
+        // After the name reservation's two items, whose positions the failure reasons name.
+        items.extend(self.invitation_changes(
+            &connection.id,
+            &old_roles,
+            &connection.invited_roles,
+        )?);
         let Err(reasons) = self.transact(items).await? else {
             return Ok(Connection {
                 version: next,
@@ -482,10 +527,12 @@ impl ConnectionStore for DynamoStore {
             codec::name_reservation_key(&name_key),
             Condition::reservation_free_or_held_by(id),
         )?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().put(retire).build(),
             TransactWriteItem::builder().delete(release).build(),
         ];
+        let roles = codec::connection_from_item(&current)?.invited_roles;
+        items.extend(self.invitation_changes(id, &roles, &BTreeSet::new())?);
         let Err(reasons) = self.transact(items).await? else {
             return Ok(());
         };
@@ -496,6 +543,91 @@ impl ConnectionStore for DynamoStore {
             }
             None => foreign_reservation(),
         })
+    }
+
+    async fn invited_connections(&self, role: &Role) -> Result<Vec<ConnectionId>, StoreError> {
+        let mut ids = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .set_expression_attribute_names(Some(names(&[attr::PK])))
+                .expression_attribute_values(":pk", codec::string(codec::invited_partition(role)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items() {
+                ids.push(codec::invited_connection(item)?);
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(ids),
+            }
+        }
+    }
+
+    async fn invitations_indexed(&self) -> Result<bool, StoreError> {
+        // Once true it stays true: every later connection write keeps the index in step.
+        if self.invitations_indexed.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let indexed = self.get(codec::invitations_marker_key()).await?.is_some();
+        self.invitations_indexed.store(indexed, Ordering::Relaxed);
+        Ok(indexed)
+    }
+
+    async fn index_invitations(&self) -> Result<u64, StoreError> {
+        let mut indexed = 0;
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let listed = self.list_connections(page.clone()).await?;
+            for connection in &listed.items {
+                if connection.invited_roles.is_empty() {
+                    continue;
+                }
+                // Only while the connection is still what was read: a change racing this
+                // writes its own invitation items, and a stale copy must not undo them.
+                let mut items = vec![
+                    TransactWriteItem::builder()
+                        .condition_check(
+                            guarded!(
+                                ConditionCheck::builder()
+                                    .table_name(&self.table)
+                                    .set_key(Some(codec::connection_key(&connection.id))),
+                                Condition::at_version(connection.version)
+                            )
+                            .build()
+                            .map_err(unavailable)?,
+                        )
+                        .build(),
+                ];
+                items.extend(self.invitation_changes(
+                    &connection.id,
+                    &BTreeSet::new(),
+                    &connection.invited_roles,
+                )?);
+                // A connection that changed meanwhile indexed itself.
+                self.transact(items).await?.ok();
+                indexed += 1;
+            }
+            match listed.next {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(codec::invitations_marker_key()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        self.invitations_indexed.store(true, Ordering::Relaxed);
+        Ok(indexed)
     }
 
     async fn retired_connections(&self, limit: u32) -> Result<Vec<Retired>, StoreError> {

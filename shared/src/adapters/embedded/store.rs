@@ -14,7 +14,7 @@ use crate::adapters::records::{
     pending_from_doc, pending_to_doc, token_key_from_due_index,
 };
 use crate::domain::{
-    AuditEvent, Connection, ConnectionId, PendingAuthorization, StateToken, StoredToken,
+    AuditEvent, Connection, ConnectionId, PendingAuthorization, Role, StateToken, StoredToken,
 };
 use crate::ports::{
     AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, Retired,
@@ -294,6 +294,42 @@ impl ConnectionStore for EmbeddedStore {
                 Ok(())
             })
             .await
+    }
+
+    async fn invited_connections(&self, role: &Role) -> Result<Vec<ConnectionId>, StoreError> {
+        let role = role.as_str().to_owned();
+        let ids = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT DISTINCT c.id FROM connections c, json_each(c.doc, '$.invited_roles') r
+                         WHERE r.value = ?1 ORDER BY c.id",
+                    )
+                    .map_err(sql_error)?;
+                let ids = statement
+                    .query_map([&role], |row| row.get::<_, String>(0))
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(ids)
+            })
+            .await?;
+        ids.into_iter()
+            .map(|id| {
+                ConnectionId::parse(&id)
+                    .map_err(|_| StoreError::Corrupt("connection", "a malformed id".into()))
+            })
+            .collect()
+    }
+
+    /// The embedded store reads invitations from its connections themselves: nothing to index.
+    async fn invitations_indexed(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn index_invitations(&self) -> Result<u64, StoreError> {
+        Ok(0)
     }
 
     async fn retired_connections(&self, limit: u32) -> Result<Vec<Retired>, StoreError> {
