@@ -1,17 +1,25 @@
 //! The cipher that writes and reads the sealed format (see [`super::format`]).
 //!
-//! Why Keyport's own envelope over aws-lc-rs AES-256-GCM, and not the AWS Encryption SDK's
-//! hierarchical keyring (crate `aws-esdk`), which solves the same problem (fewer KMS calls by
-//! reusing key material): the keyring derives data keys from a branch key that lives in a
-//! separate DynamoDB key store, which is one more table to provision, grant and back up, and
-//! its cold start calls that store and KMS (to unwrap the branch key) before the first seal, so
-//! a cold read costs more requests than Keyport's one Decrypt. The SDK is generated from the
-//! Dafny specification and brings its own dependency tree (the Dafny runtime, the DynamoDB and
-//! KMS clients it wraps), while each Lambda bootstrap has an 8 MB budget that the build is
-//! already at. And its message format carries more than a token item needs (algorithm suites,
-//! a key commitment, signed headers). What Keyport needs is small: a data key per purpose
-//! reused for a bounded time and count, its KMS context naming purpose and epoch (so the IAM
-//! condition on `keyport:purpose` holds), and the item binding in the associated data.
+//! Why Keyport's own envelope over aws-lc-rs AES-256-GCM rather than the AWS Encryption SDK
+//! for Rust (crate `aws-esdk`) and its hierarchical keyring, which also cuts KMS calls by
+//! reusing key material:
+//!
+//! - The keyring keeps its branch keys in a DynamoDB key store: a second table to provision,
+//!   grant, back up and never delete (without it nothing decrypts).
+//! - A cold process first reads the active branch key from that table and asks KMS to decrypt
+//!   it, so a cold token read is two DynamoDB requests and one KMS request, where Keyport's is
+//!   one of each (README benchmark row 3).
+//! - Its KMS calls carry the branch key's own encryption context, not `keyport:purpose`, so
+//!   the IAM conditions in `infra/template.yaml` would have to be rewritten around it.
+//! - The crate is Dafny-generated code with its own runtime (`dafny-runtime`, plus `dashmap`,
+//!   `pem`, `rand`, `cpu-time`), and every function's bootstrap has an 8 MB budget (README
+//!   benchmark row 5) that the build already fills; its size was not measured here.
+//! - Its message format (algorithm suites, key commitment, signed headers) would be a third
+//!   format beside versions 1 and 2, which must stay readable anyway.
+//!
+//! What Keyport needs is small: one data key per purpose reused for a bounded time and count,
+//! its KMS context naming only purpose and epoch (so the IAM condition on `keyport:purpose`
+//! holds), and the item binding in the associated data.
 
 use std::sync::Arc;
 use std::time::Instant;
