@@ -87,8 +87,8 @@ impl SealingKeys {
         slots.entry(purpose.to_owned()).or_default().clone()
     }
 
-    /// The key to seal one value of `item`'s purpose with, counted as used. `Some` in the
-    /// second place when the key is new (the caller may want to remember it for reading).
+    /// The key to seal one value of `item`'s purpose with, counted as used; `true` beside it
+    /// when the key is new, for the caller to remember it for reading.
     pub(crate) async fn take(
         &self,
         item: &KeyContext,
