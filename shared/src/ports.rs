@@ -230,10 +230,16 @@ pub trait AuditLog: Send + Sync {
 pub trait Store: ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog {}
 impl<T: ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog> Store for T {}
 
-/// The context a data key is bound to: what the data key protects (purpose, connection, owner).
-/// KMS enforces it as the encryption context; the local provider as AEAD associated data.
+/// What a sealed value is bound to: its purpose and the item it belongs to (connection and
+/// owner, or secret name). The envelope binds all of it as AEAD associated data. The data key
+/// under it is bound, as its KMS encryption context (or the local wrap's associated data), to
+/// [`KeyContext::data_key`]: the purpose and the key's epoch, since one data key seals many
+/// items. (Values sealed in format version 1 have their data key bound to this whole context.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct KeyContext(BTreeMap<String, String>);
+
+const PURPOSE: &str = "keyport:purpose";
+const EPOCH: &str = "keyport:epoch";
 
 impl KeyContext {
     pub fn token(key: &TokenKey) -> Self {
@@ -254,6 +260,18 @@ impl KeyContext {
     /// What a readiness check seals to see the key service answer; the result is discarded.
     pub fn readiness_probe() -> Self {
         Self::from_pairs([("keyport:purpose", "readiness_probe")])
+    }
+
+    /// What the value is for (`token`, `client_secret`, `readiness_probe`): what the IAM
+    /// policies condition KMS use on.
+    pub fn purpose(&self) -> &str {
+        self.0.get(PURPOSE).map_or("", String::as_str)
+    }
+
+    /// The context of a data key that seals many values of this one's purpose: the purpose
+    /// and the opaque `epoch` naming the key, and nothing of the item.
+    pub fn data_key(&self, epoch: &str) -> Self {
+        Self::from_pairs([(PURPOSE, self.purpose()), (EPOCH, epoch)])
     }
 
     fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
@@ -412,5 +430,25 @@ mod tests {
             key.connection_id.as_str()
         );
         assert_eq!(context.as_map()["keyport:owner"], "shared");
+    }
+
+    #[test]
+    fn a_data_key_context_keeps_the_purpose_and_drops_the_item() {
+        let key = TokenKey {
+            connection_id: ConnectionId::generate(),
+            owner: Owner::Shared,
+        };
+        let data_key = KeyContext::token(&key).data_key("e1");
+        assert_eq!(
+            data_key.as_map(),
+            &BTreeMap::from([
+                ("keyport:epoch".to_owned(), "e1".to_owned()),
+                ("keyport:purpose".to_owned(), "token".to_owned()),
+            ])
+        );
+        assert_eq!(
+            KeyContext::secret("n").data_key("e1").purpose(),
+            "client_secret"
+        );
     }
 }

@@ -21,6 +21,7 @@ mod oauth_flows;
 mod openapi;
 mod provider_faults;
 mod readme;
+mod secrets_manager_calls;
 mod template_routes;
 mod token_health;
 

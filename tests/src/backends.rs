@@ -32,6 +32,8 @@ pub struct Backend {
     pub kms_requests: Option<RequestCounter>,
     /// DynamoDB requests sent by `store` (AWS only).
     pub dynamodb_requests: Option<RequestCounter>,
+    /// Secrets Manager requests sent by `secrets` (AWS only).
+    pub secrets_requests: Option<RequestCounter>,
     /// How a separate `keyport serve` process reaches these same back-ends: its flags and
     /// environment variables.
     pub process_args: Vec<String>,
@@ -264,6 +266,7 @@ pub async fn embedded() -> Backend {
         raw: Raw::Embedded(db),
         kms_requests: None,
         dynamodb_requests: None,
+        secrets_requests: None,
         process_args: vec!["--data-dir".into(), data_dir],
         process_env: Vec::new(),
         data_dir: dir,
@@ -304,9 +307,14 @@ pub async fn aws() -> Backend {
     let keys: Arc<dyn DataKeyProvider> = Arc::new(KmsDataKeys::new(kms, key_id.clone()));
 
     let secret_prefix = format!("keyport-test/{unique}/");
+    let secrets_requests = RequestCounter::new();
+    let secrets_manager = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&sdk)
+            .interceptor(secrets_requests.clone())
+            .build(),
+    );
     let secrets =
-        SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk), &secret_prefix)
-            .with_immediate_deletion();
+        SecretsManagerStore::new(secrets_manager, &secret_prefix).with_immediate_deletion();
     let data_dir = tempfile::tempdir().expect("temporary folder");
     let process_args = [
         "--data-dir",
@@ -342,6 +350,7 @@ pub async fn aws() -> Backend {
         },
         kms_requests: Some(kms_requests),
         dynamodb_requests: Some(dynamodb_requests),
+        secrets_requests: Some(secrets_requests),
         process_args,
         process_env,
         data_dir,

@@ -54,6 +54,8 @@ pub enum Answer {
     Close,
     /// 400 `{"error": "invalid_grant"}`.
     InvalidGrant,
+    /// 400 `{"error": "invalid_client"}`: the client secret is not (or no longer) accepted.
+    InvalidClient,
     /// Hands control to the test first (see [`FaultyProvider::paused`]) and gives the inner
     /// answer once the test resumes it.
     AfterTest(Box<Answer>),
@@ -292,6 +294,15 @@ async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 400,
                 &[],
                 "{\"error\":\"invalid_grant\",\"error_description\":\"the refresh token is not valid\"}",
+            )
+            .await;
+        }
+        Answer::InvalidClient => {
+            respond(
+                &mut stream,
+                400,
+                &[],
+                "{\"error\":\"invalid_client\",\"error_description\":\"client authentication failed\"}",
             )
             .await;
         }

@@ -1,11 +1,16 @@
-//! Envelope encryption: every sealed value has its own data key, wrapped by the master key
-//! (KMS or the local key file) and bound to what it protects.
+//! Envelope encryption: values are sealed under data keys wrapped by the master key (KMS or
+//! the local key file). A process reuses one data key per purpose for a bounded time and count;
+//! each value is bound to what it protects by the AEAD's associated data.
 
 mod envelope;
+mod format;
 mod key_cache;
+mod sealing_key;
 
-pub use envelope::{CryptoError, EnvelopeCipher, FORMAT_VERSION};
+pub use envelope::{CryptoError, EnvelopeCipher};
+pub use format::FORMAT_VERSION;
 pub use key_cache::KeyCacheLimits;
+pub use sealing_key::SealingLimits;
 
 /// Fills `buf` from the operating system's CSPRNG.
 pub fn random_bytes<const N: usize>() -> [u8; N] {

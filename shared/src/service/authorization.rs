@@ -176,7 +176,7 @@ impl Keyport {
             }
         };
         let credentials = self.credentials(&connection).await?;
-        let grant = self
+        let exchanged = self
             .oauth
             .exchange_code(
                 &connection,
@@ -184,7 +184,8 @@ impl Keyport {
                 &code,
                 pending.pkce_verifier.take(),
             )
-            .await?;
+            .await;
+        let grant = self.check_client(&connection, exchanged)?;
         if let Some(nonce) = &pending.nonce {
             check_nonce(&grant, nonce)?;
         }

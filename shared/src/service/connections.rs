@@ -166,6 +166,7 @@ impl Keyport {
                 .await
                 .map(|_| ())
         };
+        let outcome = self.check_client(&connection, outcome);
         Ok(match outcome {
             Ok(()) => ConnectionCheck {
                 ok: true,

@@ -6,6 +6,7 @@ mod audit;
 mod authorization;
 mod backoff;
 mod connections;
+mod credential_cache;
 pub mod deadline;
 mod deletion;
 mod error;
@@ -25,6 +26,7 @@ pub use authorization::{
 };
 pub use backoff::Backoff;
 pub use connections::ConnectionCheck;
+pub use credential_cache::CredentialCacheLimits;
 pub use deletion::{Deletion, DeletionSweep};
 pub use error::ServiceError;
 pub use health::{AdministeredConnection, HEALTH_TOKEN_LIMIT};
@@ -37,7 +39,7 @@ use crate::catalog::Catalog;
 use crate::crypto::EnvelopeCipher;
 use crate::domain::Connection;
 use crate::domain::{Role, UrlPolicy};
-use crate::oauth::{ClientCredentials, OAuthClient};
+use crate::oauth::{ClientCredentials, OAuthClient, OAuthError};
 use crate::ports::{SecretRef, SecretStore, Store};
 
 /// Installation settings the use cases need.
@@ -72,6 +74,9 @@ pub struct KeyportSettings {
     pub redirect_allow_list: BTreeSet<String>,
     pub allow_password_grant: bool,
     pub backoff: Backoff,
+    /// How long, and for how many connections, a process keeps client credentials it read
+    /// from the secret store.
+    pub credential_cache: CredentialCacheLimits,
 }
 
 impl KeyportSettings {
@@ -90,6 +95,7 @@ impl KeyportSettings {
             redirect_allow_list: BTreeSet::new(),
             allow_password_grant: false,
             backoff: Backoff::default(),
+            credential_cache: CredentialCacheLimits::default(),
         }
     }
 }
@@ -116,6 +122,7 @@ pub struct Keyport {
     pub instance_id: String,
     refresh_turns: tokens::RefreshTurns,
     readiness: readiness::ReadinessProbe,
+    credential_cache: credential_cache::CredentialCache,
 }
 
 impl Keyport {
@@ -136,6 +143,7 @@ impl Keyport {
             access: AccessRules {
                 admin_roles: settings.admin_roles.clone(),
             },
+            credential_cache: credential_cache::CredentialCache::new(settings.credential_cache),
             settings,
             instance_id,
             refresh_turns: tokens::RefreshTurns::default(),
@@ -143,8 +151,35 @@ impl Keyport {
         }
     }
 
-    /// The secrets a request to this connection's provider may need.
+    /// The secrets a request to this connection's provider may need: from the credential
+    /// cache when this process read them for this version of the connection lately.
     async fn credentials(
+        &self,
+        connection: &Connection,
+    ) -> Result<Arc<ClientCredentials>, ServiceError> {
+        if let Some(credentials) = self.credential_cache.get(connection) {
+            return Ok(credentials);
+        }
+        let credentials = Arc::new(self.read_credentials(connection).await?);
+        self.credential_cache
+            .insert(connection, credentials.clone());
+        Ok(credentials)
+    }
+
+    /// Passes a provider's answer through; an `invalid_client` drops the connection's cached
+    /// credentials, so a secret rotated meanwhile is read again by the next request.
+    fn check_client<T>(
+        &self,
+        connection: &Connection,
+        answer: Result<T, OAuthError>,
+    ) -> Result<T, OAuthError> {
+        if let Err(OAuthError::InvalidClient { .. }) = &answer {
+            self.credential_cache.forget(&connection.id);
+        }
+        answer
+    }
+
+    async fn read_credentials(
         &self,
         connection: &Connection,
     ) -> Result<ClientCredentials, ServiceError> {

@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::Keyport;
-use crate::ports::{KeyContext, PageRequest};
+use crate::ports::PageRequest;
 
 /// How long a check's result is served again.
 const FRESH_FOR: Duration = Duration::from_secs(5);
@@ -48,11 +48,7 @@ impl Keyport {
                 false
             }
         };
-        let keys = match self
-            .cipher
-            .seal(&KeyContext::readiness_probe(), b"ready")
-            .await
-        {
+        let keys = match self.cipher.check_key_service().await {
             Ok(_) => true,
             Err(error) => {
                 tracing::warn!(%error, "readiness: the key service does not answer");
@@ -76,7 +72,7 @@ mod tests {
     use super::*;
     use crate::crypto::{EnvelopeCipher, KeyCacheLimits};
     use crate::domain::UrlPolicy;
-    use crate::ports::{DataKey, DataKeyProvider, KeyError};
+    use crate::ports::{DataKey, DataKeyProvider, KeyContext, KeyError};
     use crate::service::{KeyportSettings, keyport_for_tests};
 
     /// A key service that can be taken down, counting the data keys asked of it.

@@ -276,7 +276,8 @@ impl Keyport {
         }
         let outcome = async {
             let secrets = self.cipher.open_token(&key, &token.sealed).await?;
-            Ok::<bool, ServiceError>(self.oauth.revoke(connection, credentials, &secrets).await?)
+            let revoked = self.oauth.revoke(connection, credentials, &secrets).await;
+            Ok::<bool, ServiceError>(self.check_client(connection, revoked)?)
         }
         .await;
         match outcome {
@@ -528,6 +529,7 @@ impl Keyport {
                     description: Some("no refresh token was issued for this grant".into()),
                 })
             };
+            let result = self.check_client(connection, result);
             match result {
                 Err(error) if error.is_transient() => {
                     match self.settings.backoff.delay(attempt, error.retry_after()) {
@@ -578,10 +580,12 @@ impl Keyport {
         actor: &str,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
         let credentials = self.credentials(connection).await?;
-        let grant = self
-            .oauth
-            .request_unattended(connection, &credentials)
-            .await?;
+        let grant = self.check_client(
+            connection,
+            self.oauth
+                .request_unattended(connection, &credentials)
+                .await,
+        )?;
         let saved = self
             .write_grant(connection, key, grant, None, Utc::now())
             .await?;

@@ -1,6 +1,7 @@
 //! Data keys from AWS KMS: `GenerateDataKey` and `Decrypt` under one customer-managed key, with
-//! the encryption context naming what the data key protects. KMS refuses to decrypt under any
-//! other context, and CloudTrail records the context with every call.
+//! the encryption context the envelope gives: a data key's purpose and epoch (or, for values
+//! sealed in format version 1, the item itself). KMS refuses to decrypt under any other
+//! context, and CloudTrail records the context with every call.
 
 use async_trait::async_trait;
 use aws_sdk_kms::Client;

@@ -1,5 +1,6 @@
-//! Client secrets in the embedded database, each sealed with its own data key from the local
-//! master key and bound to its name.
+//! Client secrets in the embedded database, sealed by the envelope cipher (under the process's
+//! client-secret data key from the local master key) and bound to their name by the
+//! associated data.
 
 use std::sync::Arc;
 
