@@ -163,13 +163,92 @@ pub trait TokenStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<StoredToken>, StoreError>;
 
-    /// Tokens whose `refresh_due_at` is at or before `due_by`, soonest first, through an index
-    /// (never a scan of the table).
+    /// How many shards the due index is split into, so a scheduler can list each on its own:
+    /// shards `0..due_shards()`, every one of which must be visited to see every due token. A
+    /// back-end may count shards that only drain (DynamoDB's legacy partition, the last one).
+    fn due_shards(&self) -> u32;
+
+    /// Tokens of one due shard whose `refresh_due_at` is at or before `due_by`, soonest first,
+    /// through an index (never a scan of the table). A shard past [`Self::due_shards`] holds
+    /// nothing, so a caller with a stale count sees an empty page rather than an error.
+    async fn due_tokens_in_shard(
+        &self,
+        shard: u32,
+        due_by: DateTime<Utc>,
+        page: PageRequest,
+    ) -> Result<Page<TokenKey>, StoreError>;
+
+    /// Every shard's due tokens (see [`Self::due_tokens_in_shard`]), shard after shard, soonest
+    /// first within each; a page may span shards. The walk starts at a shard picked from
+    /// `due_by`, so a run cut short by its deadline does not always leave the same shards last.
     async fn due_tokens(
         &self,
         due_by: DateTime<Utc>,
         page: PageRequest,
-    ) -> Result<Page<TokenKey>, StoreError>;
+    ) -> Result<Page<TokenKey>, StoreError> {
+        walk_due_shards(self, due_by, page).await
+    }
+}
+
+/// Where a walk over the due shards stands: the shard it started at, how many shards it has
+/// finished, and the cursor within the current one.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DueWalk {
+    start: u32,
+    done: u32,
+    within: Option<String>,
+}
+
+async fn walk_due_shards<S: TokenStore + ?Sized>(
+    store: &S,
+    due_by: DateTime<Utc>,
+    page: PageRequest,
+) -> Result<Page<TokenKey>, StoreError> {
+    use crate::adapters::records::{decode_cursor, encode_cursor};
+    let shards = store.due_shards().max(1);
+    let mut walk = match &page.cursor {
+        Some(cursor) => {
+            let walk: DueWalk = decode_cursor(cursor)?;
+            if walk.start >= shards || walk.done >= shards {
+                return Err(StoreError::BadCursor);
+            }
+            walk
+        }
+        None => DueWalk {
+            // The microseconds of a run's `now` are as good as random, and unlike a counter
+            // they need no state; a fixed `due_by` always starts at the same shard.
+            start: u32::try_from(due_by.timestamp_micros().rem_euclid(i64::from(shards)))
+                .unwrap_or(0),
+            done: 0,
+            within: None,
+        },
+    };
+    let limit = page.effective_limit();
+    let mut items = Vec::new();
+    while walk.done < shards {
+        let shard = (walk.start + walk.done) % shards;
+        let request = PageRequest {
+            limit: limit - items.len() as u32,
+            cursor: walk.within.take(),
+        };
+        let found = store.due_tokens_in_shard(shard, due_by, request).await?;
+        items.extend(found.items);
+        match found.next {
+            Some(next) => {
+                walk.within = Some(next);
+                return Ok(Page {
+                    items,
+                    next: Some(encode_cursor(&walk)),
+                });
+            }
+            None => walk.done += 1,
+        }
+        if items.len() as u32 >= limit {
+            break;
+        }
+    }
+    let next = (walk.done < shards).then(|| encode_cursor(&walk));
+    Ok(Page { items, next })
 }
 
 #[async_trait]
