@@ -459,6 +459,127 @@ pub trait SecretStore: Send + Sync {
 mod tests {
     use super::*;
 
+    /// Due shards held in memory, each already in order; nothing else of the port is used.
+    struct Shards(Vec<Vec<TokenKey>>);
+
+    #[async_trait]
+    impl TokenStore for Shards {
+        async fn get_token(&self, _: &TokenKey) -> Result<Option<StoredToken>, StoreError> {
+            unimplemented!()
+        }
+        async fn get_connection_and_token(
+            &self,
+            _: &TokenKey,
+        ) -> Result<(Option<Arc<Connection>>, Option<StoredToken>), StoreError> {
+            unimplemented!()
+        }
+        async fn put_token(&self, _: &StoredToken, _: Expect) -> Result<StoredToken, StoreError> {
+            unimplemented!()
+        }
+        async fn delete_token(&self, _: &TokenKey, _: u64) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        async fn list_tokens(&self, _: &ConnectionId) -> Result<Vec<StoredToken>, StoreError> {
+            unimplemented!()
+        }
+        async fn first_tokens(
+            &self,
+            _: &ConnectionId,
+            _: u32,
+        ) -> Result<Vec<StoredToken>, StoreError> {
+            unimplemented!()
+        }
+        fn due_shards(&self) -> u32 {
+            self.0.len() as u32
+        }
+        async fn due_tokens_in_shard(
+            &self,
+            shard: u32,
+            _: DateTime<Utc>,
+            page: PageRequest,
+        ) -> Result<Page<TokenKey>, StoreError> {
+            let keys = self.0.get(shard as usize).cloned().unwrap_or_default();
+            let from: usize = match &page.cursor {
+                Some(cursor) => cursor.parse().map_err(|_| StoreError::BadCursor)?,
+                None => 0,
+            };
+            let to = (from + page.effective_limit() as usize).min(keys.len());
+            Ok(Page {
+                items: keys[from..to].to_vec(),
+                next: (to < keys.len()).then(|| to.to_string()),
+            })
+        }
+    }
+
+    fn keys(n: usize) -> Vec<TokenKey> {
+        (0..n)
+            .map(|_| TokenKey {
+                connection_id: ConnectionId::generate(),
+                owner: Owner::Shared,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_due_walk_visits_every_shard_once_from_a_start_picked_by_the_time() {
+        let shards = vec![keys(3), Vec::new(), keys(1), keys(4), Vec::new()];
+        let store = Shards(shards.clone());
+        let walk = |due_by: DateTime<Utc>, limit: u32| {
+            let store = &store;
+            async move {
+                let mut seen = Vec::new();
+                let mut pages = 0;
+                let mut request = PageRequest::first(limit);
+                loop {
+                    let page = store.due_tokens(due_by, request.clone()).await.unwrap();
+                    assert!(page.items.len() <= limit as usize);
+                    pages += 1;
+                    seen.extend(page.items);
+                    match page.next {
+                        Some(cursor) => request.cursor = Some(cursor),
+                        None => return (seen, pages),
+                    }
+                }
+            }
+        };
+        let base = DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap();
+        for offset in 0..5 {
+            let due_by = base + chrono::Duration::microseconds(offset);
+            let start = (1_700_000_000_000_000 + offset) as usize % 5;
+            let expected: Vec<TokenKey> = (0..5)
+                .flat_map(|step| shards[(start + step) % 5].clone())
+                .collect();
+            for limit in [1, 2, 3, 8, 100] {
+                let (seen, pages) = walk(due_by, limit).await;
+                assert_eq!(seen, expected, "start {start}, limit {limit}");
+                // Pages fill across shards: never more than one short page past the full ones.
+                assert!(pages <= 8 / limit as usize + 2, "{pages} pages of {limit}");
+            }
+        }
+
+        // Issued by a walk over five shards that started at shard 3: no walk over one shard.
+        let first = store
+            .due_tokens(
+                base + chrono::Duration::microseconds(3),
+                PageRequest::first(1),
+            )
+            .await
+            .unwrap();
+        let cursor = first.next.expect("more to come");
+        let smaller = Shards(vec![keys(1)]);
+        let err = smaller
+            .due_tokens(
+                base,
+                PageRequest {
+                    limit: 1,
+                    cursor: Some(cursor),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::BadCursor), "{err:?}");
+    }
+
     #[test]
     fn key_context_encoding_is_unambiguous() {
         let a = KeyContext::from_pairs([("ab", "c")]);
