@@ -228,7 +228,7 @@ async fn walk_due_shards<S: TokenStore + ?Sized>(
     while walk.done < shards {
         let shard = (walk.start + walk.done) % shards;
         let request = PageRequest {
-            limit: limit - items.len() as u32,
+            limit: limit.saturating_sub(items.len() as u32),
             cursor: walk.within.take(),
         };
         let found = store.due_tokens_in_shard(shard, due_by, request).await?;
