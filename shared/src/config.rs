@@ -11,7 +11,7 @@ use url::Url;
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 
 use crate::adapters::aws::{CallRecorder, KmsDataKeys, SecretsManagerStore};
-use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::dynamodb::{DEFAULT_DUE_SHARDS, DynamoStore};
 use crate::adapters::embedded::{EmbeddedDb, EmbeddedSecretStore, EmbeddedStore, LocalMasterKey};
 use crate::adapters::outbound::{OutboundHttp, OutboundSettings};
 use crate::crypto::{EnvelopeCipher, KeyCacheLimits};
@@ -81,6 +81,10 @@ pub struct AwsSettings {
         default_value = "keyport/"
     )]
     pub secret_prefix: String,
+    /// How many partitions the DynamoDB due index spreads its entries over: more than a
+    /// refresh rate's index writes need at ~1,000 writes/s each. It may grow, never shrink.
+    #[arg(long = "due-shards", env = "KEYPORT_DUE_SHARDS", default_value_t = DEFAULT_DUE_SHARDS, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub due_shards: u32,
 }
 
 impl AwsSettings {
@@ -173,10 +177,10 @@ pub fn aws_backends_with(
         key_id,
     ));
     Ok(Backends {
-        store: Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::from_conf(dynamodb.build()),
-            table,
-        )),
+        store: Arc::new(
+            DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb.build()), table)
+                .with_due_shards(settings.due_shards),
+        ),
         secrets: Arc::new(
             SecretsManagerStore::new(
                 aws_sdk_secretsmanager::Client::from_conf(secrets.build()),

@@ -176,13 +176,92 @@ pub trait TokenStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<StoredToken>, StoreError>;
 
-    /// Tokens whose `refresh_due_at` is at or before `due_by`, soonest first, through an index
-    /// (never a scan of the table).
+    /// How many shards the due index is split into, so a scheduler can list each on its own:
+    /// shards `0..due_shards()`, every one of which must be visited to see every due token. A
+    /// back-end may count shards that only drain (DynamoDB's legacy partition, the last one).
+    fn due_shards(&self) -> u32;
+
+    /// Tokens of one due shard whose `refresh_due_at` is at or before `due_by`, soonest first,
+    /// through an index (never a scan of the table). A shard past [`Self::due_shards`] holds
+    /// nothing, so a caller with a stale count sees an empty page rather than an error.
+    async fn due_tokens_in_shard(
+        &self,
+        shard: u32,
+        due_by: DateTime<Utc>,
+        page: PageRequest,
+    ) -> Result<Page<TokenKey>, StoreError>;
+
+    /// Every shard's due tokens (see [`Self::due_tokens_in_shard`]), shard after shard, soonest
+    /// first within each; a page may span shards. The walk starts at a shard picked from
+    /// `due_by`, so a run cut short by its deadline does not always leave the same shards last.
     async fn due_tokens(
         &self,
         due_by: DateTime<Utc>,
         page: PageRequest,
-    ) -> Result<Page<TokenKey>, StoreError>;
+    ) -> Result<Page<TokenKey>, StoreError> {
+        walk_due_shards(self, due_by, page).await
+    }
+}
+
+/// Where a walk over the due shards stands: the shard it started at, how many shards it has
+/// finished, and the cursor within the current one.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DueWalk {
+    start: u32,
+    done: u32,
+    within: Option<String>,
+}
+
+async fn walk_due_shards<S: TokenStore + ?Sized>(
+    store: &S,
+    due_by: DateTime<Utc>,
+    page: PageRequest,
+) -> Result<Page<TokenKey>, StoreError> {
+    use crate::adapters::records::{decode_cursor, encode_cursor};
+    let shards = store.due_shards().max(1);
+    let mut walk = match &page.cursor {
+        Some(cursor) => {
+            let walk: DueWalk = decode_cursor(cursor)?;
+            if walk.start >= shards || walk.done >= shards {
+                return Err(StoreError::BadCursor);
+            }
+            walk
+        }
+        None => DueWalk {
+            // The microseconds of a run's `now` are as good as random, and unlike a counter
+            // they need no state; a fixed `due_by` always starts at the same shard.
+            start: u32::try_from(due_by.timestamp_micros().rem_euclid(i64::from(shards)))
+                .unwrap_or(0),
+            done: 0,
+            within: None,
+        },
+    };
+    let limit = page.effective_limit();
+    let mut items = Vec::new();
+    while walk.done < shards {
+        let shard = (walk.start + walk.done) % shards;
+        let request = PageRequest {
+            limit: limit.saturating_sub(items.len() as u32),
+            cursor: walk.within.take(),
+        };
+        let found = store.due_tokens_in_shard(shard, due_by, request).await?;
+        items.extend(found.items);
+        match found.next {
+            Some(next) => {
+                walk.within = Some(next);
+                return Ok(Page {
+                    items,
+                    next: Some(encode_cursor(&walk)),
+                });
+            }
+            None => walk.done += 1,
+        }
+        if items.len() as u32 >= limit {
+            break;
+        }
+    }
+    let next = (walk.done < shards).then(|| encode_cursor(&walk));
+    Ok(Page { items, next })
 }
 
 #[async_trait]
@@ -410,6 +489,127 @@ pub trait SecretStore: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Due shards held in memory, each already in order; nothing else of the port is used.
+    struct Shards(Vec<Vec<TokenKey>>);
+
+    #[async_trait]
+    impl TokenStore for Shards {
+        async fn get_token(&self, _: &TokenKey) -> Result<Option<StoredToken>, StoreError> {
+            unimplemented!()
+        }
+        async fn get_connection_and_token(
+            &self,
+            _: &TokenKey,
+        ) -> Result<(Option<Arc<Connection>>, Option<StoredToken>), StoreError> {
+            unimplemented!()
+        }
+        async fn put_token(&self, _: &StoredToken, _: Expect) -> Result<StoredToken, StoreError> {
+            unimplemented!()
+        }
+        async fn delete_token(&self, _: &TokenKey, _: u64) -> Result<(), StoreError> {
+            unimplemented!()
+        }
+        async fn list_tokens(&self, _: &ConnectionId) -> Result<Vec<StoredToken>, StoreError> {
+            unimplemented!()
+        }
+        async fn first_tokens(
+            &self,
+            _: &ConnectionId,
+            _: u32,
+        ) -> Result<Vec<StoredToken>, StoreError> {
+            unimplemented!()
+        }
+        fn due_shards(&self) -> u32 {
+            self.0.len() as u32
+        }
+        async fn due_tokens_in_shard(
+            &self,
+            shard: u32,
+            _: DateTime<Utc>,
+            page: PageRequest,
+        ) -> Result<Page<TokenKey>, StoreError> {
+            let keys = self.0.get(shard as usize).cloned().unwrap_or_default();
+            let from: usize = match &page.cursor {
+                Some(cursor) => cursor.parse().map_err(|_| StoreError::BadCursor)?,
+                None => 0,
+            };
+            let to = (from + page.effective_limit() as usize).min(keys.len());
+            Ok(Page {
+                items: keys[from..to].to_vec(),
+                next: (to < keys.len()).then(|| to.to_string()),
+            })
+        }
+    }
+
+    fn keys(n: usize) -> Vec<TokenKey> {
+        (0..n)
+            .map(|_| TokenKey {
+                connection_id: ConnectionId::generate(),
+                owner: Owner::Shared,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_due_walk_visits_every_shard_once_from_a_start_picked_by_the_time() {
+        let shards = vec![keys(3), Vec::new(), keys(1), keys(4), Vec::new()];
+        let store = Shards(shards.clone());
+        let walk = |due_by: DateTime<Utc>, limit: u32| {
+            let store = &store;
+            async move {
+                let mut seen = Vec::new();
+                let mut pages = 0;
+                let mut request = PageRequest::first(limit);
+                loop {
+                    let page = store.due_tokens(due_by, request.clone()).await.unwrap();
+                    assert!(page.items.len() <= limit as usize);
+                    pages += 1;
+                    seen.extend(page.items);
+                    match page.next {
+                        Some(cursor) => request.cursor = Some(cursor),
+                        None => return (seen, pages),
+                    }
+                }
+            }
+        };
+        let base = DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap();
+        for offset in 0..5 {
+            let due_by = base + chrono::Duration::microseconds(offset);
+            let start = (1_700_000_000_000_000 + offset) as usize % 5;
+            let expected: Vec<TokenKey> = (0..5)
+                .flat_map(|step| shards[(start + step) % 5].clone())
+                .collect();
+            for limit in [1, 2, 3, 8, 100] {
+                let (seen, pages) = walk(due_by, limit).await;
+                assert_eq!(seen, expected, "start {start}, limit {limit}");
+                // Pages fill across shards: never more than one short page past the full ones.
+                assert!(pages <= 8 / limit as usize + 2, "{pages} pages of {limit}");
+            }
+        }
+
+        // Issued by a walk over five shards that started at shard 3: no walk over one shard.
+        let first = store
+            .due_tokens(
+                base + chrono::Duration::microseconds(3),
+                PageRequest::first(1),
+            )
+            .await
+            .unwrap();
+        let cursor = first.next.expect("more to come");
+        let smaller = Shards(vec![keys(1)]);
+        let err = smaller
+            .due_tokens(
+                base,
+                PageRequest {
+                    limit: 1,
+                    cursor: Some(cursor),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::BadCursor), "{err:?}");
+    }
 
     #[test]
     fn key_context_encoding_is_unambiguous() {

@@ -1,6 +1,6 @@
 //! The store, data-key and secret ports' contract, written once and run on both back-ends.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{Duration, Utc};
 use keyport_shared::domain::{
@@ -22,7 +22,7 @@ crate::on_both_backends!(
     a_retired_connection_is_out_of_sight_until_purged,
     token_writes_are_guarded_by_version,
     tokens_list_per_connection,
-    due_tokens_come_soonest_first_across_pages,
+    due_tokens_come_from_every_shard_soonest_first_within_each,
     pending_authorizations_work_once,
     expired_pending_authorizations_are_absent,
     secrets_round_trip,
@@ -334,23 +334,22 @@ async fn tokens_list_per_connection(backend: Backend) {
     assert_eq!(listed, owners.into_iter().collect());
 }
 
-async fn due_tokens_come_soonest_first_across_pages(backend: Backend) {
+async fn due_tokens_come_from_every_shard_soonest_first_within_each(backend: Backend) {
     let store = &backend.store;
     let now = Utc::now();
-    let mut expected = Vec::new();
-    // Written out of order, so the order read back comes from the index.
-    for minutes in [3, 0, 6, 1, 5, 2, 4] {
+    let mut due_at = HashMap::new();
+    // Written out of order, so the order read back comes from the index; more tokens than the
+    // AWS back-end has shards, so some shard holds several and pages within it.
+    for n in 0..40i64 {
+        let minutes = (n * 17) % 40;
         let key = key(user(&format!("user-{minutes}")));
+        let at = now - Duration::minutes(minutes);
         store
-            .put_token(
-                &token(&key, Some(now - Duration::minutes(minutes))),
-                Expect::Absent,
-            )
+            .put_token(&token(&key, Some(at)), Expect::Absent)
             .await
             .unwrap();
-        expected.push((minutes, key));
+        due_at.insert(key, at);
     }
-    expected.sort_by_key(|(minutes, _)| -minutes);
     let later = key(Owner::Shared);
     store
         .put_token(
@@ -380,9 +379,54 @@ async fn due_tokens_come_soonest_first_across_pages(backend: Backend) {
         .await
         .unwrap();
 
+    // Shard by shard, one token a page: each shard soonest first, together every due token.
+    let shards = store.due_shards();
+    assert!(shards >= 1);
+    let mut shard_of = HashMap::new();
+    let mut fullest = 0;
+    for shard in 0..shards {
+        let mut listed: Vec<TokenKey> = Vec::new();
+        let mut request = PageRequest::first(1);
+        loop {
+            let page = store
+                .due_tokens_in_shard(shard, now, request.clone())
+                .await
+                .unwrap();
+            assert!(page.items.len() <= 1);
+            listed.extend(page.items);
+            match page.next {
+                Some(cursor) => request.cursor = Some(cursor),
+                None => break,
+            }
+            assert!(listed.len() <= due_at.len(), "the pages never end");
+        }
+        let times: Vec<_> = listed.iter().map(|key| due_at[key]).collect();
+        assert!(times.is_sorted(), "shard {shard} lists soonest first");
+        fullest = fullest.max(listed.len());
+        for key in listed {
+            assert!(
+                shard_of.insert(key, shard).is_none(),
+                "a token in two shards"
+            );
+        }
+    }
+    assert!(fullest >= 2, "some shard paged over several tokens");
+    assert_eq!(
+        shard_of.keys().collect::<HashSet<_>>(),
+        due_at.keys().collect::<HashSet<_>>(),
+        "every due token, and only those, in some shard"
+    );
+    let past_the_end = store
+        .due_tokens_in_shard(shards, now, PageRequest::first(10))
+        .await
+        .unwrap();
+    assert!(past_the_end.items.is_empty() && past_the_end.next.is_none());
+
+    // All shards at once, in pages that span shards: each token once, each shard's tokens
+    // together and in that shard's order.
     let mut seen = Vec::new();
     let mut request = PageRequest::first(3);
-    for _ in 0..10 {
+    for _ in 0..100 {
         let page = store.due_tokens(now, request.clone()).await.unwrap();
         assert!(page.items.len() <= 3);
         seen.extend(page.items);
@@ -391,8 +435,34 @@ async fn due_tokens_come_soonest_first_across_pages(backend: Backend) {
             None => break,
         }
     }
-    let expected: Vec<TokenKey> = expected.into_iter().map(|(_, key)| key).collect();
-    assert_eq!(seen, expected);
+    assert_eq!(seen.len(), due_at.len());
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>(),
+        due_at.keys().collect::<HashSet<_>>()
+    );
+    let mut runs: Vec<u32> = seen.iter().map(|key| shard_of[key]).collect();
+    runs.dedup();
+    assert_eq!(
+        runs.len(),
+        runs.iter().collect::<BTreeSet<_>>().len(),
+        "a shard's tokens come together"
+    );
+    for pair in seen.windows(2) {
+        if shard_of[&pair[0]] == shard_of[&pair[1]] {
+            assert!(due_at[&pair[0]] <= due_at[&pair[1]]);
+        }
+    }
+    let foreign = store
+        .due_tokens(
+            now,
+            PageRequest {
+                limit: 3,
+                cursor: Some("bm90IGEgY3Vyc29y".into()),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(foreign, StoreError::BadCursor), "{foreign:?}");
 }
 
 fn pending(owner: Owner, expires_in: Duration) -> PendingAuthorization {

@@ -1018,6 +1018,19 @@ impl TokenStore for FlakyStore {
         self.inner.first_tokens(connection_id, limit).await
     }
 
+    fn due_shards(&self) -> u32 {
+        self.inner.due_shards()
+    }
+
+    async fn due_tokens_in_shard(
+        &self,
+        shard: u32,
+        due_by: DateTime<Utc>,
+        page: PageRequest,
+    ) -> Result<Page<TokenKey>, StoreError> {
+        self.inner.due_tokens_in_shard(shard, due_by, page).await
+    }
+
     async fn due_tokens(
         &self,
         due_by: DateTime<Utc>,

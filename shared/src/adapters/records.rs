@@ -34,6 +34,19 @@ pub fn due_index_key(due_at: DateTime<Utc>, key: &TokenKey) -> String {
     )
 }
 
+/// The due shard of a token among `shards`: the first eight bytes of the SHA-256 of its key,
+/// modulo the count. A published hash, unlike std's, never changes with the Rust version, so an
+/// entry stays in the shard its readers look in across upgrades.
+pub fn due_shard_of(key: &TokenKey, shards: u32) -> u32 {
+    let input = format!("{}#{}", key.connection_id, key.owner.storage_key());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, input.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest.as_ref()[..8]);
+    let shards = u64::from(shards.max(1));
+    // The remainder is below `shards`, itself a u32.
+    (u64::from_be_bytes(first) % shards) as u32
+}
+
 /// The exclusive upper bound of due-index keys at or before `due_by`: `$` sorts after `#`.
 pub fn due_index_bound(due_by: DateTime<Utc>) -> String {
     format!("{}$", sortable_time(due_by))

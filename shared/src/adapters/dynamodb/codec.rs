@@ -32,16 +32,44 @@ pub(crate) mod attr {
     pub const NAME_KEY: &str = "name_key";
     pub const GSI1PK: &str = "gsi1pk";
     pub const GSI1SK: &str = "gsi1sk";
+    pub const DUE_SHARD: &str = "due_shard";
+    pub const DUE_AT: &str = "due_at";
     pub const SEALED: &str = "sealed";
     pub const CONNECTION_ID: &str = "connection_id";
     pub const EXPIRES_AT: &str = "expires_at";
     pub const TTL: &str = "ttl";
 }
 
-/// The one secondary index: connections by name, tokens by refresh time.
-pub(crate) const GSI1: &str = "gsi1";
+/// The two key attributes of a secondary index, and its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Index {
+    pub name: &'static str,
+    pub hash: &'static str,
+    pub range: &'static str,
+}
+
+/// Connections by name, retired connections and held grants by time. It projects `doc` and
+/// `version`, so every write of an item in it writes the index too: token items, written on
+/// every lease and refresh, are kept out of it.
+pub(crate) const GSI1: Index = Index {
+    name: "gsi1",
+    hash: attr::GSI1PK,
+    range: attr::GSI1SK,
+};
+/// Tokens by refresh time, spread over shards so no one index partition takes every refresh's
+/// writes. KEYS_ONLY: DynamoDB writes it only when `due_shard` or `due_at` change, that is when
+/// the due time does, never for a lease or a document update.
+pub(crate) const DUE: Index = Index {
+    name: "due",
+    hash: attr::DUE_SHARD,
+    range: attr::DUE_AT,
+};
+/// How many due shards a store writes when not told otherwise: see the README's Configuration.
+pub const DEFAULT_DUE_SHARDS: u32 = 16;
 pub(crate) const CONNECTIONS_PARTITION: &str = "CONNECTIONS";
-pub(crate) const DUE_PARTITION: &str = "DUE";
+/// The `gsi1` partition tokens were due in before the due index: items written then are still
+/// there until their next write, which moves them to the due index.
+pub(crate) const LEGACY_DUE_PARTITION: &str = "DUE";
 /// The index partition of connections taken out of service whose tokens are still being
 /// revoked, by the time they were retired: out of the connection listing, found by the sweep.
 pub(crate) const RETIRED_PARTITION: &str = "RETIRED";
@@ -321,17 +349,29 @@ pub(crate) fn invitations_marker_key() -> Item {
 
 /// The connection an invitation item points at.
 pub(crate) fn invited_connection(item: &Item) -> Result<ConnectionId, StoreError> {
-    ConnectionId::parse(&string_attr(item, attr::CONNECTION_ID, INVITATION)?)
+    ConnectionId::parse(string_attr(item, attr::CONNECTION_ID, INVITATION)?)
         .map_err(|_| StoreError::Corrupt(INVITATION, "a malformed connection id".into()))
 }
 
 // ---- tokens -----------------------------------------------------------------------------
 
 pub(crate) use crate::adapters::records::{
-    due_index_bound as due_bound, due_index_key as due_sort_key,
+    due_index_bound as due_bound, due_index_key as due_sort_key, due_shard_of,
 };
 
-pub(crate) fn token_item(token: &StoredToken, version: u64) -> Result<Item, StoreError> {
+/// The due index partition of shard `shard`.
+pub(crate) fn due_shard_partition(shard: u32) -> String {
+    format!("{LEGACY_DUE_PARTITION}#{shard:02}")
+}
+
+/// The token's item, its due-index keys in the shard its key hashes to among `due_shards`. Both
+/// keys derive from the token's key and due time alone, so a write that keeps the due time
+/// keeps them byte for byte, and DynamoDB leaves the index alone.
+pub(crate) fn token_item(
+    token: &StoredToken,
+    version: u64,
+    due_shards: u32,
+) -> Result<Item, StoreError> {
     let key = TokenKey {
         connection_id: token.connection_id.clone(),
         owner: token.owner.clone(),
@@ -345,10 +385,16 @@ pub(crate) fn token_item(token: &StoredToken, version: u64) -> Result<Item, Stor
         ),
         (attr::VERSION.to_owned(), number(version)),
     ]);
-    // Without a due time the item carries no index keys and so drops out of the due index.
+    // Without a due time the item carries no index keys and so drops out of the due index. It
+    // never carries gsi1's keys: the whole item is put, so one written before the due index
+    // leaves the legacy partition at its next write.
     if let Some(due_at) = token.refresh_due_at {
-        item.insert(attr::GSI1PK.to_owned(), string(DUE_PARTITION));
-        item.insert(attr::GSI1SK.to_owned(), string(due_sort_key(due_at, &key)));
+        let shard = due_shard_of(&key, due_shards);
+        item.insert(
+            attr::DUE_SHARD.to_owned(),
+            string(due_shard_partition(shard)),
+        );
+        item.insert(attr::DUE_AT.to_owned(), string(due_sort_key(due_at, &key)));
     }
     Ok(item)
 }
@@ -458,12 +504,14 @@ pub(crate) fn pending_from_item(item: &Item) -> Result<PendingAuthorization, Sto
 
 // ---- page cursors -----------------------------------------------------------------------
 
-/// Every key attribute of an item in the index: what a page of an index query resumes after.
-const INDEX_PAGE_KEY: [&str; 4] = [attr::PK, attr::SK, attr::GSI1PK, attr::GSI1SK];
+/// Every key attribute of an item in `index`: what a page of an index query resumes after.
+fn index_page_attributes(index: Index) -> [&'static str; 4] {
+    [attr::PK, attr::SK, index.hash, index.range]
+}
 
-/// The key to resume an index query after `item`.
-pub(crate) fn index_page_key(item: &Item) -> Item {
-    INDEX_PAGE_KEY
+/// The key to resume a query of `index` after `item`.
+pub(crate) fn index_page_key(item: &Item, index: Index) -> Item {
+    index_page_attributes(index)
         .iter()
         .filter_map(|name| Some(((*name).to_owned(), item.get(*name)?.clone())))
         .collect()
@@ -482,17 +530,20 @@ pub(crate) fn encode_cursor(page_key: &Item) -> Result<String, StoreError> {
     Ok(URL_SAFE_NO_PAD.encode(json))
 }
 
-/// Reads back a cursor issued for the index partition `partition`. Anything else is refused
-/// here, so a forged or foreign cursor is the caller's error rather than a failed query.
-pub(crate) fn decode_cursor(cursor: &str, partition: &str) -> Result<Item, StoreError> {
+/// Reads back a cursor issued for the partition `partition` of `index`. Anything else is
+/// refused here, so a forged or foreign cursor is the caller's error rather than a failed query.
+pub(crate) fn decode_cursor(
+    cursor: &str,
+    index: Index,
+    partition: &str,
+) -> Result<Item, StoreError> {
     let refuse = || StoreError::BadCursor;
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| refuse())?;
     let strings: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
-    let complete = strings.len() == INDEX_PAGE_KEY.len()
-        && INDEX_PAGE_KEY
-            .iter()
-            .all(|name| strings.contains_key(*name));
-    if !complete || strings.get(attr::GSI1PK).map(String::as_str) != Some(partition) {
+    let expected = index_page_attributes(index);
+    let complete =
+        strings.len() == expected.len() && expected.iter().all(|name| strings.contains_key(*name));
+    if !complete || strings.get(index.hash).map(String::as_str) != Some(partition) {
         return Err(refuse());
     }
     Ok(strings
@@ -502,8 +553,8 @@ pub(crate) fn decode_cursor(cursor: &str, partition: &str) -> Result<Item, Store
 }
 
 /// The index sort key a decoded cursor resumes after.
-pub(crate) fn cursor_sort_key(page_key: &Item) -> Option<&str> {
-    match page_key.get(attr::GSI1SK) {
+pub(crate) fn cursor_sort_key(page_key: &Item, index: Index) -> Option<&str> {
+    match page_key.get(index.range) {
         Some(AttributeValue::S(value)) => Some(value),
         _ => None,
     }
@@ -614,8 +665,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_anything_else() {
-        let mut item = token_item(&token(Owner::Shared, Some(Utc::now())), 1).unwrap();
-        let page_key = index_page_key(&item);
+        let stored = token(Owner::Shared, Some(Utc::now()));
+        let mut item = token_item(&stored, 1, 16).unwrap();
+        let shard = due_shard_partition(due_shard_of(&key_of(&stored), 16));
+        let page_key = index_page_key(&item, DUE);
         assert_eq!(page_key.len(), 4);
         let cursor = encode_cursor(&page_key).unwrap();
         assert!(
@@ -623,53 +676,148 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
-        assert_eq!(decode_cursor(&cursor, DUE_PARTITION).unwrap(), page_key);
+        assert_eq!(decode_cursor(&cursor, DUE, &shard).unwrap(), page_key);
         assert_eq!(
-            cursor_sort_key(&page_key),
-            item.get(attr::GSI1SK)
+            cursor_sort_key(&page_key, DUE),
+            item.get(attr::DUE_AT)
                 .and_then(|v| v.as_s().ok())
                 .map(String::as_str)
         );
 
-        let foreign = decode_cursor(&cursor, CONNECTIONS_PARTITION).unwrap_err();
-        assert!(matches!(foreign, StoreError::BadCursor));
+        // Another shard's cursor, or another index's, resumes nothing here.
+        let other_shard = due_shard_partition((due_shard_of(&key_of(&stored), 16) + 1) % 16);
+        for (index, partition) in [
+            (DUE, other_shard.as_str()),
+            (GSI1, LEGACY_DUE_PARTITION),
+            (GSI1, shard.as_str()),
+        ] {
+            let foreign = decode_cursor(&cursor, index, partition).unwrap_err();
+            assert!(matches!(foreign, StoreError::BadCursor));
+        }
         for bad in ["", "!!!", "e30", &URL_SAFE_NO_PAD.encode(r#"{"pk":"x"}"#)] {
             assert!(matches!(
-                decode_cursor(bad, DUE_PARTITION),
+                decode_cursor(bad, DUE, &shard),
                 Err(StoreError::BadCursor)
             ));
         }
 
-        item.insert(attr::GSI1SK.to_owned(), number(1));
-        assert!(encode_cursor(&index_page_key(&item)).is_err());
+        item.insert(attr::DUE_AT.to_owned(), number(1));
+        assert!(encode_cursor(&index_page_key(&item, DUE)).is_err());
     }
 
     #[test]
     fn token_keys_parse_from_the_item_key_even_with_separators_in_the_subject() {
         let stored = token(user("alice#1@example.com"), Some(Utc::now()));
-        let item = token_item(&stored, 1).unwrap();
+        let item = token_item(&stored, 1, 16).unwrap();
         assert_eq!(token_key_from_item(&item).unwrap(), key_of(&stored));
     }
 
     #[test]
     fn tokens_round_trip_and_enter_the_due_index_only_when_due() {
         let due = token(Owner::Shared, Some(Utc::now()));
-        let item = token_item(&due, 7).unwrap();
-        assert_eq!(item[attr::GSI1PK], string(DUE_PARTITION));
+        let item = token_item(&due, 7, 16).unwrap();
+        let shard = due_shard_of(&key_of(&due), 16);
+        assert_eq!(item[attr::DUE_SHARD], string(format!("DUE#{shard:02}")));
+        assert_eq!(
+            item[attr::DUE_AT],
+            string(due_sort_key(due.refresh_due_at.unwrap(), &key_of(&due)))
+        );
+        assert!(!item.contains_key(attr::GSI1PK) && !item.contains_key(attr::GSI1SK));
         assert!(!item[attr::DOC].as_s().unwrap().contains("sealed"));
         let back = token_from_item(&item).unwrap();
         assert_eq!(back, StoredToken { version: 7, ..due });
 
         let idle = token(user("bob"), None);
-        let item = token_item(&idle, 1).unwrap();
-        assert!(!item.contains_key(attr::GSI1PK) && !item.contains_key(attr::GSI1SK));
+        let item = token_item(&idle, 1, 16).unwrap();
+        for name in [attr::DUE_SHARD, attr::DUE_AT, attr::GSI1PK, attr::GSI1SK] {
+            assert!(!item.contains_key(name), "{name}");
+        }
         assert_eq!(token_from_item(&item).unwrap().sealed, vec![9, 8, 7]);
+    }
+
+    #[test]
+    fn a_lease_or_a_document_update_leaves_the_due_keys_as_they_were() {
+        let due_keys =
+            |item: &Item| [attr::DUE_SHARD, attr::DUE_AT].map(|name| item.get(name).cloned());
+        let before = token(user("carol"), Some(Utc::now() + Duration::minutes(10)));
+        let first = token_item(&before, 1, 16).unwrap();
+        let mut leased = before.clone();
+        leased.lease = Some(crate::domain::Lease {
+            holder: "refresher-1".into(),
+            expires_at: Utc::now() + Duration::seconds(30),
+        });
+        leased.last_error = Some(crate::domain::TokenFailure {
+            code: "temporarily_unavailable".into(),
+            message: "the provider was slow".into(),
+            at: Utc::now(),
+        });
+        leased.scope = Some("read write".into());
+        leased.updated_at = Utc::now() + Duration::seconds(1);
+        leased.sealed = vec![1, 2, 3, 4];
+        let second = token_item(&leased, 2, 16).unwrap();
+        assert_ne!(first[attr::DOC], second[attr::DOC]);
+        assert_eq!(due_keys(&first), due_keys(&second));
+        assert!(due_keys(&first).iter().all(Option::is_some));
+
+        let mut moved = leased;
+        moved.refresh_due_at = Some(Utc::now() + Duration::minutes(50));
+        let third = token_item(&moved, 3, 16).unwrap();
+        assert_eq!(first[attr::DUE_SHARD], third[attr::DUE_SHARD]);
+        assert_ne!(first[attr::DUE_AT], third[attr::DUE_AT]);
+    }
+
+    #[test]
+    fn a_token_keys_shard_is_pinned() {
+        // Entries already stored sit in the shard this computes: it must never change.
+        let key = TokenKey {
+            connection_id: ConnectionId::parse("con_0123456789abcdef0123456789abcdef").unwrap(),
+            owner: user("alice@example.com"),
+        };
+        assert_eq!(
+            [1, 2, 7, 16, 32, 256].map(|shards| due_shard_of(&key, shards)),
+            PINNED_SHARDS
+        );
+        let shared = TokenKey {
+            owner: Owner::Shared,
+            ..key
+        };
+        assert_eq!(due_shard_of(&shared, 16), PINNED_SHARED_SHARD);
+        assert_eq!(due_shard_partition(7), "DUE#07");
+        assert_eq!(due_shard_partition(123), "DUE#123");
+    }
+
+    /// SHA-256 of `con_0123456789abcdef0123456789abcdef#user:alice@example.com`, first eight
+    /// bytes big-endian, modulo each count (checked with Python's hashlib).
+    const PINNED_SHARDS: [u32; 6] = [0, 0, 2, 4, 20, 52];
+    const PINNED_SHARED_SHARD: u32 = 7;
+
+    #[test]
+    fn token_keys_spread_evenly_over_the_shards() {
+        const SHARDS: u32 = 16;
+        const KEYS: usize = 100_000;
+        let mut counts = [0usize; SHARDS as usize];
+        for n in 0..KEYS {
+            let owner = if n % 10 == 0 {
+                Owner::Shared
+            } else {
+                user(&format!("user-{n}@example.com"))
+            };
+            let key = TokenKey {
+                connection_id: ConnectionId::generate(),
+                owner,
+            };
+            counts[due_shard_of(&key, SHARDS) as usize] += 1;
+        }
+        let mean = KEYS as f64 / f64::from(SHARDS);
+        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(*max as f64 <= 1.1 * mean, "{counts:?}");
+        assert!(*min as f64 >= 0.9 * mean, "{counts:?}");
     }
 
     #[test]
     fn a_token_document_moved_to_another_key_is_refused() {
         let alice = token(user("alice"), None);
-        let mut item = token_item(&alice, 1).unwrap();
+        let mut item = token_item(&alice, 1, 16).unwrap();
         let bob = TokenKey {
             connection_id: alice.connection_id.clone(),
             owner: user("bob"),

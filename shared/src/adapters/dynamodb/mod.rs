@@ -1,5 +1,6 @@
 //! The DynamoDB back-end of the connection, token and pending-authorization stores: one table,
-//! one index, every update guarded by a condition on the `version` attribute. `codec` lays out
+//! two indexes (`gsi1` for listings, the sharded `due` for refreshes), every update guarded by
+//! a condition on the `version` attribute. `codec` lays out
 //! the items; `table` creates the table they live in.
 
 mod codec;
@@ -32,6 +33,7 @@ use crate::ports::{
     StoreError, TokenKey, TokenStore,
 };
 
+pub use self::codec::DEFAULT_DUE_SHARDS;
 pub use self::table::create_table;
 
 /// DynamoDB's code for a transaction item whose condition did not hold.
@@ -46,6 +48,10 @@ pub struct DynamoStore {
     table: String,
     /// Seen the invitations marker: it is never removed, so one sighting per process does.
     invitations_indexed: Arc<AtomicBool>,
+    /// How many shards token writes spread the due index over. It may grow (readers then look
+    /// in every shard entries can be in) but must never shrink while entries exist: those in
+    /// the shards dropped would be found by no reader until their token is written again.
+    due_shards: u32,
 }
 
 /// A condition expression with the names and values it uses. Attributes are always referred to
@@ -143,7 +149,14 @@ impl DynamoStore {
             client,
             table: table.into(),
             invitations_indexed: Arc::new(AtomicBool::new(false)),
+            due_shards: codec::DEFAULT_DUE_SHARDS,
         }
+    }
+
+    /// The same store spreading the due index over `due_shards` shards (at least 1).
+    pub fn with_due_shards(mut self, due_shards: u32) -> Self {
+        self.due_shards = due_shards.max(1);
+        self
     }
 
     /// A strongly consistent read of one item.
@@ -273,10 +286,11 @@ impl DynamoStore {
         Ok(current)
     }
 
-    /// One page of an index partition (connections or due tokens) in sort-key order, only keys
-    /// strictly below `upper_bound` if one is given.
+    /// One page of a partition of `index` (connections, due tokens) in sort-key order, only
+    /// keys strictly below `upper_bound` if one is given.
     async fn index_page(
         &self,
+        index: codec::Index,
         partition: &str,
         upper_bound: Option<&str>,
         keys_only: bool,
@@ -285,12 +299,12 @@ impl DynamoStore {
         let start = page
             .cursor
             .as_deref()
-            .map(|cursor| codec::decode_cursor(cursor, partition))
+            .map(|cursor| codec::decode_cursor(cursor, index, partition))
             .transpose()?;
         // A cursor at or past the bound (issued for a later `due_by`) has nothing after it, and
         // DynamoDB would refuse it as outside the key condition.
         if let (Some(start), Some(bound)) = (&start, upper_bound)
-            && codec::cursor_sort_key(start).is_none_or(|sort_key| sort_key >= bound)
+            && codec::cursor_sort_key(start, index).is_none_or(|sort_key| sort_key >= bound)
         {
             return Ok(Page {
                 items: Vec::new(),
@@ -298,30 +312,31 @@ impl DynamoStore {
             });
         }
         let limit = page.effective_limit() as usize;
-        let (key_condition, mut attribute_names) = match upper_bound {
-            Some(_) => (
-                "#gsi1pk = :partition AND #gsi1sk < :bound",
-                names(&[attr::GSI1PK, attr::GSI1SK]),
-            ),
-            None => ("#gsi1pk = :partition", names(&[attr::GSI1PK])),
+        let key_condition = match upper_bound {
+            Some(_) => format!("#{} = :partition AND #{} < :bound", index.hash, index.range),
+            None => format!("#{} = :partition", index.hash),
         };
+        let mut attribute_names = names(&[index.hash]);
+        if upper_bound.is_some() {
+            attribute_names.extend(names(&[index.range]));
+        }
         let mut values = HashMap::from([(":partition".to_owned(), codec::string(partition))]);
         if let Some(bound) = upper_bound {
             values.insert(":bound".to_owned(), codec::string(bound));
         }
         let projection = keys_only.then(|| {
-            attribute_names.extend(names(&[attr::PK, attr::SK, attr::GSI1PK, attr::GSI1SK]));
-            "#pk, #sk, #gsi1pk, #gsi1sk"
+            attribute_names.extend(names(&[attr::PK, attr::SK, index.hash, index.range]));
+            format!("#pk, #sk, #{}, #{}", index.hash, index.range)
         });
         let output = self
             .client
             .query()
             .table_name(&self.table)
-            .index_name(codec::GSI1)
+            .index_name(index.name)
             .key_condition_expression(key_condition)
             .set_expression_attribute_names(Some(attribute_names))
             .set_expression_attribute_values(Some(values))
-            .set_projection_expression(projection.map(str::to_owned))
+            .set_projection_expression(projection)
             .scan_index_forward(true)
             .set_exclusive_start_key(start)
             // One more than asked for tells whether another page exists without a second query.
@@ -335,7 +350,7 @@ impl DynamoStore {
         // Resuming after the last item returned is exactly what LastEvaluatedKey means; building
         // the cursor from that item keeps every cursor complete and in one shape.
         let next = match items.last() {
-            Some(last) if more => Some(codec::encode_cursor(&codec::index_page_key(last))?),
+            Some(last) if more => Some(codec::encode_cursor(&codec::index_page_key(last, index))?),
             _ => None,
         };
         Ok(Page { items, next })
@@ -445,7 +460,13 @@ impl ConnectionStore for DynamoStore {
 
     async fn list_connections(&self, page: PageRequest) -> Result<Page<Connection>, StoreError> {
         let page = self
-            .index_page(codec::CONNECTIONS_PARTITION, None, false, &page)
+            .index_page(
+                codec::GSI1,
+                codec::CONNECTIONS_PARTITION,
+                None,
+                false,
+                &page,
+            )
             .await?;
         Ok(Page {
             items: page
@@ -632,6 +653,7 @@ impl ConnectionStore for DynamoStore {
 
     async fn retired_connections(&self, limit: u32) -> Result<Vec<Retired>, StoreError> {
         self.index_page(
+            codec::GSI1,
             codec::RETIRED_PARTITION,
             None,
             false,
@@ -747,8 +769,9 @@ impl TokenStore for DynamoStore {
                 codec::next_version(expected, codec::TOKEN)?,
             ),
         };
-        // The whole item every time, so the index keys come and go with `refresh_due_at`.
-        let item = codec::token_item(token, version)?;
+        // The whole item every time, so the due keys come and go with `refresh_due_at`, and an
+        // item written before the due index loses its legacy `gsi1` keys.
+        let item = codec::token_item(token, version, self.due_shards)?;
         let request = self
             .client
             .put_item()
@@ -824,14 +847,32 @@ impl TokenStore for DynamoStore {
             .collect()
     }
 
-    async fn due_tokens(
+    /// The configured shards, and one more: the legacy `gsi1` partition, which items written
+    /// before the due index stay in until their next write. Once it has emptied it costs one
+    /// empty query per walk.
+    fn due_shards(&self) -> u32 {
+        self.due_shards + 1
+    }
+
+    async fn due_tokens_in_shard(
         &self,
+        shard: u32,
         due_by: DateTime<Utc>,
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError> {
         let bound = codec::due_bound(due_by);
+        let (index, partition) = match shard.cmp(&self.due_shards) {
+            std::cmp::Ordering::Less => (codec::DUE, codec::due_shard_partition(shard)),
+            std::cmp::Ordering::Equal => (codec::GSI1, codec::LEGACY_DUE_PARTITION.to_owned()),
+            std::cmp::Ordering::Greater => {
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: None,
+                });
+            }
+        };
         let page = self
-            .index_page(codec::DUE_PARTITION, Some(&bound), true, &page)
+            .index_page(index, &partition, Some(&bound), true, &page)
             .await?;
         Ok(Page {
             items: page
@@ -900,6 +941,7 @@ impl PendingAuthorizationStore for DynamoStore {
         let bound = codec::awaiting_bound(now);
         let page = self
             .index_page(
+                codec::GSI1,
                 codec::AWAITING_PARTITION,
                 Some(&bound),
                 true,

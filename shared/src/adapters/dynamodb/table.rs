@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{
     Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 
-use super::codec::{GSI1, attr};
+use super::codec::{DUE, GSI1, attr};
 use super::unavailable;
 use crate::ports::StoreError;
 
@@ -19,8 +19,9 @@ const ACTIVE_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Creates the table `name`: key `pk`/`sk` (strings), on-demand billing, the index `gsi1` on
-/// `gsi1pk`/`gsi1sk` carrying `doc` and `version`, and TTL on `ttl`. Returns once the table and
-/// its index are ACTIVE and TTL is enabled. Fails if the table already exists.
+/// `gsi1pk`/`gsi1sk` carrying `doc` and `version`, the keys-only index `due` on
+/// `due_shard`/`due_at`, and TTL on `ttl`. Returns once the table and its indexes are ACTIVE
+/// and TTL is enabled. Fails if the table already exists.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
     let string_attribute = |attribute: &str| {
         AttributeDefinition::builder()
@@ -37,14 +38,25 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
             .map_err(unavailable)
     };
     let index = GlobalSecondaryIndex::builder()
-        .index_name(GSI1)
-        .key_schema(key(attr::GSI1PK, KeyType::Hash)?)
-        .key_schema(key(attr::GSI1SK, KeyType::Range)?)
+        .index_name(GSI1.name)
+        .key_schema(key(GSI1.hash, KeyType::Hash)?)
+        .key_schema(key(GSI1.range, KeyType::Range)?)
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::Include)
                 .non_key_attributes(attr::DOC)
                 .non_key_attributes(attr::VERSION)
+                .build(),
+        )
+        .build()
+        .map_err(unavailable)?;
+    let due = GlobalSecondaryIndex::builder()
+        .index_name(DUE.name)
+        .key_schema(key(DUE.hash, KeyType::Hash)?)
+        .key_schema(key(DUE.range, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
                 .build(),
         )
         .build()
@@ -56,10 +68,13 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         .attribute_definitions(string_attribute(attr::SK)?)
         .attribute_definitions(string_attribute(attr::GSI1PK)?)
         .attribute_definitions(string_attribute(attr::GSI1SK)?)
+        .attribute_definitions(string_attribute(attr::DUE_SHARD)?)
+        .attribute_definitions(string_attribute(attr::DUE_AT)?)
         .key_schema(key(attr::PK, KeyType::Hash)?)
         .key_schema(key(attr::SK, KeyType::Range)?)
         .billing_mode(BillingMode::PayPerRequest)
         .global_secondary_indexes(index)
+        .global_secondary_indexes(due)
         .send()
         .await
         .map_err(unavailable)?;

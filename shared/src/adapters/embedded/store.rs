@@ -536,11 +536,24 @@ impl TokenStore for EmbeddedStore {
         self.tokens_of(connection_id, Some(limit)).await
     }
 
-    async fn due_tokens(
+    /// One database, one writer: no partition to spread writes over.
+    fn due_shards(&self) -> u32 {
+        1
+    }
+
+    /// Through the partial index `tokens_due` on `due_key`.
+    async fn due_tokens_in_shard(
         &self,
+        shard: u32,
         due_by: DateTime<Utc>,
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError> {
+        if shard != 0 {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
         let after: String = match &page.cursor {
             Some(cursor) => decode_cursor(cursor)?,
             None => String::new(),
