@@ -23,20 +23,7 @@ fn dynamo(backend: &Backend) -> (&aws_sdk_dynamodb::Client, &str) {
 
 async fn raw_item(backend: &Backend, key: &TokenKey) -> Item {
     let (client, table) = dynamo(backend);
-    client
-        .get_item()
-        .table_name(table)
-        .key(
-            "pk",
-            AttributeValue::S(format!("CONN#{}", key.connection_id)),
-        )
-        .key("sk", AttributeValue::S(format!("TOKEN#{}", key.owner)))
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("GetItem")
-        .item
-        .expect("the token item")
+    keyport_tests::backends::dynamo_token_item(client, table, key).await
 }
 
 /// Every token of one shard due by `due_by`, across its pages.

@@ -72,20 +72,7 @@ impl Backend {
                 .expect("the token row exists")
             }
             Raw::Dynamo { client, table } => {
-                let item = client
-                    .get_item()
-                    .table_name(table)
-                    .key(
-                        "pk",
-                        AttributeValue::S(format!("CONN#{}", key.connection_id)),
-                    )
-                    .key("sk", AttributeValue::S(format!("TOKEN#{}", key.owner)))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .expect("GetItem")
-                    .item
-                    .expect("the token item exists");
+                let item = dynamo_token_item(client, table, key).await;
                 let mut bytes = Vec::new();
                 for (name, value) in item {
                     bytes.extend_from_slice(name.as_bytes());
@@ -355,4 +342,26 @@ pub async fn aws() -> Backend {
         process_env,
         data_dir,
     }
+}
+
+/// One token's DynamoDB item as stored, every attribute of it (a strongly consistent read).
+pub async fn dynamo_token_item(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &TokenKey,
+) -> std::collections::HashMap<String, AttributeValue> {
+    client
+        .get_item()
+        .table_name(table)
+        .key(
+            "pk",
+            AttributeValue::S(format!("CONN#{}", key.connection_id)),
+        )
+        .key("sk", AttributeValue::S(format!("TOKEN#{}", key.owner)))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .expect("the token item exists")
 }
