@@ -156,6 +156,22 @@ pub async fn aws_backends(settings: &AwsSettings) -> Result<Backends, String> {
     aws_backends_with(settings, &sdk, None)
 }
 
+/// The refresher's work queue at `queue_url` over `sdk` (with `recorder` attached when given).
+pub fn sqs_work_queue(
+    queue_url: &str,
+    sdk: &aws_config::SdkConfig,
+    recorder: Option<&CallRecorder>,
+) -> Arc<dyn crate::ports::WorkQueue> {
+    let mut sqs = aws_sdk_sqs::config::Builder::from(sdk);
+    if let Some(recorder) = recorder {
+        sqs.push_interceptor(SharedInterceptor::new(recorder.clone()));
+    }
+    Arc::new(crate::adapters::aws::SqsWorkQueue::new(
+        aws_sdk_sqs::Client::from_conf(sqs.build()),
+        queue_url,
+    ))
+}
+
 /// The AWS back-ends over `sdk`, each client with `recorder` attached when one is given: the
 /// production assembly, which tests observe instead of assembling their own.
 pub fn aws_backends_with(

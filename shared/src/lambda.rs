@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use clap::Parser;
 use lambda_http::{RequestExt, Service};
 use lambda_runtime::LambdaEvent;
@@ -27,7 +28,8 @@ use url::Url;
 
 use crate::config::{self, AwsSettings, CommonSettings};
 use crate::http::{self, ApiGatewayAuthorizer, Function};
-use crate::service::{Keyport, RefreshReport};
+use crate::ports::WorkQueue;
+use crate::service::{Keyport, RefreshReport, RefreshWork};
 
 pub type Error = lambda_runtime::Error;
 
@@ -38,9 +40,13 @@ struct LambdaSettings {
     common: CommonSettings,
     #[command(flatten)]
     aws: AwsSettings,
-    /// How many tokens the refresher refreshes at once.
+    /// How many tokens the refresher (or one worker) refreshes at once.
     #[arg(long, env = "KEYPORT_REFRESH_CONCURRENCY", default_value_t = 16)]
     refresh_concurrency: usize,
+    /// The queue the refresher hands the due shards to, one message each, for the refresh
+    /// workers; without it the refresher refreshes every shard itself.
+    #[arg(long, env = "KEYPORT_REFRESH_QUEUE_URL")]
+    refresh_queue_url: Option<String>,
 }
 
 /// A function's checked settings: read at init.
@@ -127,28 +133,111 @@ fn invocation_deadline(deadline_ms: Option<u64>) -> Option<tokio::time::Instant>
 pub async fn run_refresher() -> Result<(), Error> {
     let init = Arc::new(Init::read()?);
     let keyport = Arc::new(OnceCell::new());
+    let queue = Arc::new(OnceCell::new());
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| {
-            let (init, keyport) = (init.clone(), keyport.clone());
+            let (init, keyport, queue) = (init.clone(), keyport.clone(), queue.clone());
             async move {
                 let keyport = keyport.get_or_try_init(|| init.keyport()).await?;
-                handle_scheduled_event(keyport, event, init.settings.refresh_concurrency).await
+                let queue: &Option<Arc<dyn WorkQueue>> = queue
+                    .get_or_init(|| async {
+                        let url = init.settings.refresh_queue_url.as_deref()?;
+                        let sdk =
+                            aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                        Some(config::sqs_work_queue(url, &sdk, None))
+                    })
+                    .await;
+                handle_scheduled_event(
+                    keyport,
+                    event,
+                    init.settings.refresh_concurrency,
+                    queue.as_deref(),
+                )
+                .await
             }
         },
     ))
     .await
 }
 
-/// One scheduled run: refresh what is due and stop before the invocation's deadline.
+/// One scheduled run: the upkeep, then the due shards, handed to the workers through `queue`
+/// when there is one, or refreshed here; it stops before the invocation's deadline.
 pub async fn handle_scheduled_event(
     keyport: &Arc<Keyport>,
     event: LambdaEvent<EventBridgeEvent>,
     concurrency: usize,
+    queue: Option<&dyn WorkQueue>,
 ) -> Result<RefreshReport, Error> {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let remaining = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
     tracing::info!(detail_type = ?event.payload.detail_type, remaining_ms = remaining.as_millis() as u64, "scheduled refresh");
-    Ok(keyport
-        .refresh_due(tokio::time::Instant::now() + remaining, concurrency)
-        .await?)
+    let deadline = tokio::time::Instant::now() + remaining;
+    let Some(queue) = queue else {
+        return Ok(keyport.refresh_due(deadline, concurrency).await?);
+    };
+    let mut report = keyport.refresh_upkeep(deadline).await?;
+    let work: Vec<String> = keyport
+        .refresh_work()
+        .iter()
+        .map(|work| serde_json::to_string(work).expect("work serializes"))
+        .collect();
+    queue.send(&work).await?;
+    report.work_queued = work.len() as u64;
+    tracing::info!(target: "refresher", event = "refresh_work_queued", shards = work.len(), "due shards queued for the workers");
+    Ok(report)
+}
+
+/// Serves the refresh worker: SQS delivers the refresher's messages, one due shard each.
+pub async fn run_refresh_worker() -> Result<(), Error> {
+    let init = Arc::new(Init::read()?);
+    let keyport = Arc::new(OnceCell::new());
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: LambdaEvent<SqsEvent>| {
+            let (init, keyport) = (init.clone(), keyport.clone());
+            async move {
+                let keyport = keyport.get_or_try_init(|| init.keyport()).await?;
+                Ok::<_, Error>(
+                    handle_refresh_work(keyport, event, init.settings.refresh_concurrency).await,
+                )
+            }
+        },
+    ))
+    .await
+}
+
+/// Refreshes the shard each message names, before the invocation's deadline. A message that
+/// is not work, or whose shard could not be read, is reported failed (SQS delivers it again,
+/// then to the dead-letter queue); one stopped by the deadline is done: the next scheduled run
+/// queues its shard again, and the due index still holds what was left.
+pub async fn handle_refresh_work(
+    keyport: &Arc<Keyport>,
+    event: LambdaEvent<SqsEvent>,
+    concurrency: usize,
+) -> SqsBatchResponse {
+    let deadline = invocation_deadline(Some(event.context.deadline))
+        .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(60));
+    let mut failures = Vec::new();
+    for message in event.payload.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let work = message
+            .body
+            .as_deref()
+            .and_then(|body| serde_json::from_str::<RefreshWork>(body).ok());
+        let outcome = match work {
+            Some(work) => keyport
+                .refresh_shard(work.shard, deadline, concurrency)
+                .await
+                .map_err(|error| error.code()),
+            None => Err("not_refresh_work"),
+        };
+        if let Err(code) = outcome {
+            tracing::warn!(message_id = %id, code, "a refresh work message failed");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failures.push(failure);
+        }
+    }
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures;
+    response
 }

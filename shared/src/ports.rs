@@ -486,6 +486,20 @@ pub trait SecretStore: Send + Sync {
     async fn delete_secret(&self, secret: &SecretRef) -> Result<(), SecretError>;
 }
 
+/// Why work could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("the work queue is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where a fanned-out refresher run puts the work its workers take (SQS on AWS).
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Queues every message body; fails unless the queue accepted all of them.
+    async fn send(&self, bodies: &[String]) -> Result<(), QueueError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -385,6 +385,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         &refresher.keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(120))),
         4,
+        None,
     )
     .await
     .unwrap();
@@ -404,6 +405,95 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
             .as_array()
             .is_some_and(|c| !c.is_empty()),
         "{mine}"
+    );
+
+    // Fanned out: the refresher queues the due shards on SQS, the worker takes them from the
+    // queue as its event source would and refreshes the token made due again.
+    let mut due = backend
+        .store
+        .get_token(&key)
+        .await
+        .unwrap()
+        .expect("the token");
+    let now = chrono::Utc::now();
+    due.refresh_due_at = Some(now - chrono::Duration::seconds(1));
+    due.expires_at = Some(now + chrono::Duration::seconds(10));
+    let version = due.version;
+    backend
+        .store
+        .put_token(&due, Expect::Version(version))
+        .await
+        .unwrap();
+    let sqs = aws_sdk_sqs::Client::new(&Moto::get().sdk_config());
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("refresh-work-{}", uuid::Uuid::new_v4().simple()))
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("a queue URL");
+    let queue = config::sqs_work_queue(
+        &queue_url,
+        &Moto::get().sdk_config(),
+        Some(&refresher.recorder),
+    );
+    let report = keyport_shared::lambda::handle_scheduled_event(
+        &refresher.keyport,
+        scheduled_event(in_ms(chrono::Duration::seconds(120))),
+        4,
+        Some(queue.as_ref()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        report.work_queued,
+        u64::from(refresher.keyport.store.due_shards()),
+        "{report:?}"
+    );
+    assert_eq!(report.refreshed, 0, "{report:?}");
+    let mut records = Vec::new();
+    while records.len() < report.work_queued as usize {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        assert!(!received.messages().is_empty(), "the queued work is there");
+        for message in received.messages() {
+            records.push(json!({
+                "messageId": message.message_id(),
+                "body": message.body(),
+                "eventSource": "aws:sqs",
+            }));
+        }
+    }
+    let worker = deploy("RefreshWorkerFunction", &args);
+    let work: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_value(json!({ "Records": records })).expect("an SQS event");
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = in_ms(chrono::Duration::seconds(120));
+    let answer = keyport_shared::lambda::handle_refresh_work(
+        &worker.keyport,
+        lambda_runtime::LambdaEvent::new(work, context),
+        4,
+    )
+    .await;
+    assert!(
+        answer.batch_item_failures.is_empty(),
+        "every shard's work done"
+    );
+    let after = backend
+        .store
+        .get_token(&key)
+        .await
+        .unwrap()
+        .expect("the token");
+    assert!(
+        after.expires_at > due.expires_at,
+        "the worker refreshed the due token"
     );
 
     // Back to the connections function: the audit trail, then deletes (one with a token).
@@ -461,6 +551,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         &refresher.keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(120))),
         4,
+        None,
     )
     .await
     .unwrap();
@@ -478,13 +569,14 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         &callback_elsewhere,
         &token,
         &refresher,
+        &worker,
     ] {
         calls_by_function
             .entry(instance.resource)
             .or_default()
             .extend(instance.recorder.calls());
     }
-    assert_eq!(calls_by_function.len(), 5);
+    assert_eq!(calls_by_function.len(), 6);
     for (resource, calls) in &calls_by_function {
         let statements = policies
             .get(*resource)
@@ -582,6 +674,7 @@ impl Statement {
             },
             "kms" => resource == "KeyportKey.Arn",
             "secretsmanager" => resource.ends_with(":secret:${SecretPrefix}*"),
+            "sqs" => resource == "RefreshWorkQueue.Arn",
             other => panic!("a service this test does not know: {other}"),
         })
     }
@@ -657,7 +750,7 @@ fn template_policies() -> BTreeMap<String, Vec<Statement>> {
         }
         policies.insert(name.as_str().unwrap().to_owned(), statements);
     }
-    assert_eq!(policies.len(), 5, "five functions: {:?}", policies.keys());
+    assert_eq!(policies.len(), 6, "six functions: {:?}", policies.keys());
     policies
 }
 
@@ -730,6 +823,7 @@ fn function_timeouts_leave_room_for_a_provider_call_and_its_write() {
         "CallbackFunction",
         "TokenFunction",
         "RefresherFunction",
+        "RefreshWorkerFunction",
     ] {
         assert!(
             timeouts[function] > call,

@@ -528,6 +528,7 @@ async fn the_scheduled_event_refreshes_due_tokens_before_its_deadline() {
         &keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(60))),
         4,
+        None,
     )
     .await
     .unwrap();
@@ -551,6 +552,7 @@ async fn the_scheduled_event_refreshes_due_tokens_before_its_deadline() {
         &keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(60))),
         4,
+        None,
     )
     .await
     .unwrap();
@@ -594,6 +596,7 @@ async fn the_scheduled_event_refreshes_due_tokens_before_its_deadline() {
         &keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(-1))),
         4,
+        None,
     )
     .await
     .unwrap();

@@ -22,6 +22,7 @@ mod oauth_flows;
 mod openapi;
 mod provider_faults;
 mod readme;
+mod refresh_fanout;
 mod secrets_manager_calls;
 mod template_routes;
 mod token_health;

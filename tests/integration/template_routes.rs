@@ -74,8 +74,9 @@ fn each_functions_api_routes_are_its_described_operations() {
             function.name()
         );
     }
-    // The refresher answers its schedule, no route.
+    // The refresher answers its schedule and the refresh worker its queue: no route.
     assert_eq!(template.get("refresher"), Some(&Routes::new()));
-    assert_eq!(template.len(), Function::ALL.len() + 1);
+    assert_eq!(template.get("refresh-worker"), Some(&Routes::new()));
+    assert_eq!(template.len(), Function::ALL.len() + 2);
     assert_eq!(template_public, public);
 }

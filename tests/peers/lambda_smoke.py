@@ -4,7 +4,9 @@ flow on moto with a loopback provider (tests/peers/schemathesis/provider_stub.py
 
 connections are created, read, changed, tested and audited; a client_credentials token is read
 and refreshed; an authorization is started, called back and confirmed; the scheduled refresher
-refreshes a due token (report: refreshed 1); two connections are deleted with their tokens left
+refreshes a due token (report: refreshed 1); run as the scheduler of the workers it queues the
+due shards on SQS (moto) instead, and the refresh worker, handed those messages as an SQS
+event, refreshes the token made due again; two connections are deleted with their tokens left
 to the refresher (202), whose next run revokes them (report: deleted_connection_tokens_revoked
 2); the deleted connection's token is then a 404.
 
@@ -38,7 +40,12 @@ import yaml
 
 ROOT, WORK = sys.argv[1], sys.argv[2]
 PLACEHOLDER_ID = "con_0123456789abcdef0123456789abcdef"
-FUNCTIONS = ["connections", "authorize", "callback", "token", "refresher"]
+FUNCTIONS = ["connections", "authorize", "callback", "token", "refresher", "refresh-worker"]
+# Each running bootstrap: its name here, the function it is, and its own environment. The
+# refresher runs twice: on its own (it refreshes every shard itself), and as the scheduler of
+# the workers (it queues the due shards on SQS for the refresh worker).
+INSTANCES = {name: (name, {}) for name in FUNCTIONS}
+INSTANCES["scheduler"] = ("refresher", {"KEYPORT_REFRESH_QUEUE_URL": None})
 TABLE = "keyport-smoke"
 CALLBACK_URL = "https://keyport.example.com/oauth/callback"
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -241,15 +248,17 @@ try:
         time.sleep(0.1)
     stub = f"http://127.0.0.1:{open(stub_port_file).read().strip()}"
 
+    queue_url = boto3.client("sqs").create_queue(QueueName="keyport-smoke-work")["QueueUrl"]
+
     # Each function: its Runtime API, and its release bootstrap polling it.
     timeouts = template_timeouts()
     runtimes = {}
-    for function in FUNCTIONS:
-        runtimes[function] = RuntimeApi(timeouts[function])
+    for instance, (function, own_env) in INSTANCES.items():
+        runtimes[instance] = RuntimeApi(timeouts[function])
         env = {
             "PATH": os.environ["PATH"],
             **aws_env,
-            "AWS_LAMBDA_RUNTIME_API": runtimes[function].address,
+            "AWS_LAMBDA_RUNTIME_API": runtimes[instance].address,
             "AWS_LAMBDA_FUNCTION_NAME": f"keyport-smoke-{function}",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -264,7 +273,8 @@ try:
             "KEYPORT_DELETE_IN_LINE_TOKENS": "0",
             "RUST_LOG": "info",
         }
-        start([os.path.join(ROOT, "target/lambda", function, "bootstrap")], f"{function}.log", env=env)
+        env.update({name: value or queue_url for name, value in own_env.items()})
+        start([os.path.join(ROOT, "target/lambda", function, "bootstrap")], f"{instance}.log", env=env)
 
     # The connections function: providers, two connections on the stub, every route of its own.
     http("connections", "providers-list.json", 200)
@@ -310,16 +320,43 @@ try:
     # Time passes over the authorized token (the table is edited as an hour would): it is due.
     table = boto3.resource("dynamodb").Table(TABLE)
     item_key = {"pk": f"CONN#{interactive}", "sk": "TOKEN#shared"}
-    item = table.get_item(Key=item_key, ConsistentRead=True)["Item"]
-    doc = json.loads(item["doc"])
-    now = datetime.now(timezone.utc)
-    doc["expires_at"] = (now + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
-    doc["refresh_due_at"] = (now - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
-    item["doc"] = json.dumps(doc)
-    item["gsi1sk"] = (now - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + item["gsi1sk"][item["gsi1sk"].index("#"):]
-    table.put_item(Item=item)
+
+    def make_due():
+        """The token expiring in a minute and due a second ago, in its document and in its
+        due-index key (due time, then the token's key)."""
+        item = table.get_item(Key=item_key, ConsistentRead=True)["Item"]
+        doc = json.loads(item["doc"])
+        now = datetime.now(timezone.utc)
+        doc["expires_at"] = (now + timedelta(seconds=60)).isoformat().replace("+00:00", "Z")
+        doc["refresh_due_at"] = (now - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+        item["doc"] = json.dumps(doc)
+        item["due_at"] = (now - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + item["due_at"][item["due_at"].index("#"):]
+        table.put_item(Item=item)
+        return doc["expires_at"]
+
+    make_due()
     first = report()
     check("the refresher refreshed the due token", first.get("refreshed") == 1 and first.get("failed") == 0, first)
+
+    # Fanned out: the scheduler queues the due shards, the worker refreshes what they hold.
+    was_expiring = make_due()
+    scheduled = invoke("scheduler", event("refresher-scheduled.json"))
+    print(f"      scheduler report: {json.dumps(scheduled)}")
+    check("the scheduler queued every due shard and refreshed nothing itself",
+          scheduled.get("work_queued", 0) > 1 and scheduled.get("refreshed") == 0, scheduled)
+    sqs = boto3.client("sqs")
+    records = []
+    while len(records) < scheduled.get("work_queued", 0):
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not received:
+            break
+        records.extend(received)
+    sample = event("refresh-work.json")["Records"][0]
+    work = {"Records": [dict(sample, messageId=m["MessageId"], body=m["Body"], receiptHandle=m["ReceiptHandle"]) for m in records]}
+    worked = invoke("refresh-worker", work)
+    check("the worker did every shard's work", len(records) == scheduled.get("work_queued") and worked.get("batchItemFailures") == [], worked)
+    refreshed = json.loads(table.get_item(Key=item_key, ConsistentRead=True)["Item"]["doc"])
+    check("the worker refreshed the due token", refreshed["expires_at"] > was_expiring, refreshed["expires_at"])
 
     # Deletes: each connection holds a token; both are left to the refresher.
     for connection_id in (machine, interactive):
@@ -337,7 +374,7 @@ try:
     # No function logged a secret or a token it handled.
     secrets_seen = ["smoke-secret", token["access_token"], completion.group(1)]
     leaked = [
-        name for name in FUNCTIONS
+        name for name in INSTANCES
         if any(secret in open(os.path.join(WORK, f"{name}.log"), encoding="utf-8", errors="replace").read()
                for secret in secrets_seen)
     ]

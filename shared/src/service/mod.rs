@@ -32,7 +32,7 @@ pub use error::ServiceError;
 pub use health::{AdministeredConnection, HEALTH_TOKEN_LIMIT};
 pub use me::UsableConnection;
 pub use readiness::Readiness;
-pub use refresher::RefreshReport;
+pub use refresher::{RefreshReport, RefreshWork};
 pub use tokens::TokenView;
 
 use crate::catalog::Catalog;

@@ -34,6 +34,8 @@ pub struct RefreshReport {
     pub deleted_connections_purged: u64,
     /// Connections written before the invitation index, indexed by this run (once per table).
     pub connections_indexed: u64,
+    /// Due shards handed to the refresh workers (a fanned-out run refreshes nothing itself).
+    pub work_queued: u64,
 }
 
 enum Outcome {
@@ -49,13 +51,69 @@ const SAFETY_MARGIN: Duration = Duration::from_secs(1);
 const PAGE_SIZE: u32 = 100;
 
 impl Keyport {
-    /// Refreshes due tokens until none are left or `deadline` (minus a margin) comes near.
+    /// One run on one machine (the local server's loop, or a refresher without workers): the
+    /// upkeep, then every due shard, until none is left or `deadline` (minus a margin) nears.
     pub async fn refresh_due(
         self: &Arc<Self>,
         deadline: tokio::time::Instant,
         concurrency: usize,
     ) -> Result<RefreshReport, ServiceError> {
+        let mut report = self.refresh_upkeep(deadline).await?;
+        self.refresh_scope(DueScope::All, deadline, concurrency, &mut report)
+            .await?;
+        log_run(&report);
+        Ok(report)
+    }
+
+    /// A worker's share of a fanned-out run: the due tokens of one shard.
+    pub async fn refresh_shard(
+        self: &Arc<Self>,
+        shard: u32,
+        deadline: tokio::time::Instant,
+        concurrency: usize,
+    ) -> Result<RefreshReport, ServiceError> {
         let mut report = RefreshReport::default();
+        self.refresh_scope(DueScope::Shard(shard), deadline, concurrency, &mut report)
+            .await?;
+        log_run(&report);
+        Ok(report)
+    }
+
+    /// The work a fanned-out run hands to workers: one item per due shard. Each item says
+    /// only where to look; the due index says what is due when the worker looks, so an item
+    /// delivered twice or late costs a query, never a second refresh (the lease sees to that).
+    pub fn refresh_work(&self) -> Vec<RefreshWork> {
+        (0..self.store.due_shards())
+            .map(|shard| RefreshWork { shard })
+            .collect()
+    }
+
+    /// What every run does before refreshing: indexing a table's older invitations (once),
+    /// revoking grants whose confirmation never came, ending deleted connections' tokens.
+    pub async fn refresh_upkeep(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<RefreshReport, ServiceError> {
+        let mut report = RefreshReport::default();
+        if !self.store.invitations_indexed().await? {
+            report.connections_indexed = self.store.index_invitations().await?;
+        }
+        report.unconfirmed_revoked = self.revoke_unconfirmed(Utc::now()).await?;
+        let sweep = deadline::within(deadline, self.sweep_deleted_connections()).await?;
+        report.deleted_connection_tokens_revoked = sweep.tokens_revoked;
+        report.deleted_connections_purged = sweep.purged;
+        report.stopped_early |= sweep.unfinished;
+        Ok(report)
+    }
+
+    /// Refreshes the due tokens of `scope`, adding to `report`.
+    async fn refresh_scope(
+        self: &Arc<Self>,
+        scope: DueScope,
+        deadline: tokio::time::Instant,
+        concurrency: usize,
+        report: &mut RefreshReport,
+    ) -> Result<(), ServiceError> {
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut running: JoinSet<Outcome> = JoinSet::new();
         let mut connections: HashMap<ConnectionId, Option<Arc<Connection>>> = HashMap::new();
@@ -63,17 +121,16 @@ impl Keyport {
         // takes its whole timeout, then the write of its answer.
         let margin = self.oauth.http().timeout() + self.settings.grant_write_budget + SAFETY_MARGIN;
         let due_by = Utc::now();
-        if !self.store.invitations_indexed().await? {
-            report.connections_indexed = self.store.index_invitations().await?;
-        }
-        report.unconfirmed_revoked = self.revoke_unconfirmed(due_by).await?;
-        let sweep = deadline::within(deadline, self.sweep_deleted_connections()).await?;
-        report.deleted_connection_tokens_revoked = sweep.tokens_revoked;
-        report.deleted_connections_purged = sweep.purged;
-        report.stopped_early |= sweep.unfinished;
         let mut page = PageRequest::first(PAGE_SIZE);
         'pages: loop {
-            let listed = self.store.due_tokens(due_by, page.clone()).await?;
+            let listed = match scope {
+                DueScope::All => self.store.due_tokens(due_by, page.clone()).await?,
+                DueScope::Shard(shard) => {
+                    self.store
+                        .due_tokens_in_shard(shard, due_by, page.clone())
+                        .await?
+                }
+            };
             for key in listed.items {
                 let connection = match connections.get(&key.connection_id) {
                     Some(known) => known.clone(),
@@ -111,7 +168,7 @@ impl Keyport {
                     outcome
                 });
                 while let Some(done) = running.try_join_next() {
-                    tally(&mut report, done);
+                    tally(report, done);
                 }
             }
             match listed.next {
@@ -120,23 +177,9 @@ impl Keyport {
             }
         }
         while let Some(done) = running.join_next().await {
-            tally(&mut report, done);
+            tally(report, done);
         }
-        tracing::info!(
-            target: "refresher",
-            event = "refresher_run",
-            refreshed = report.refreshed,
-            failed = report.failed,
-            needs_reauthorization = report.needs_reauthorization,
-            skipped = report.skipped,
-            stopped_early = report.stopped_early,
-            unconfirmed_revoked = report.unconfirmed_revoked,
-            deleted_connection_tokens_revoked = report.deleted_connection_tokens_revoked,
-            deleted_connections_purged = report.deleted_connections_purged,
-            connections_indexed = report.connections_indexed,
-            "refresher run finished"
-        );
-        Ok(report)
+        Ok(())
     }
 
     /// Revokes every grant a callback obtained whose confirmation never came: the grant was
@@ -238,6 +281,38 @@ impl Keyport {
             }
         }
     }
+}
+
+/// Which due tokens a run takes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DueScope {
+    All,
+    Shard(u32),
+}
+
+/// One item of a fanned-out run (a queue message): refresh what is due in this shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshWork {
+    pub shard: u32,
+}
+
+fn log_run(report: &RefreshReport) {
+    tracing::info!(
+        target: "refresher",
+        event = "refresher_run",
+        refreshed = report.refreshed,
+        failed = report.failed,
+        needs_reauthorization = report.needs_reauthorization,
+        skipped = report.skipped,
+        stopped_early = report.stopped_early,
+        unconfirmed_revoked = report.unconfirmed_revoked,
+        deleted_connection_tokens_revoked = report.deleted_connection_tokens_revoked,
+        deleted_connections_purged = report.deleted_connections_purged,
+        connections_indexed = report.connections_indexed,
+        work_queued = report.work_queued,
+        "refresher run finished"
+    );
 }
 
 fn tally(report: &mut RefreshReport, done: Result<Outcome, tokio::task::JoinError>) {

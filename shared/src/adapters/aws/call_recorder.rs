@@ -117,6 +117,13 @@ fn describe(
         call.index = input.index_name().map(str::to_owned);
     } else if let Some(input) = input.downcast_ref::<dynamodb::scan::ScanInput>() {
         call.index = input.index_name().map(str::to_owned);
+    } else if input
+        .downcast_ref::<aws_sdk_sqs::operation::send_message_batch::SendMessageBatchInput>()
+        .is_some()
+    {
+        // "The permissions for SendMessageBatch are the same as for SendMessage" (SQS API
+        // reference): there is no action of its own.
+        call.actions = vec!["sqs:SendMessage".into()];
     } else if let Some(input) = input.downcast_ref::<kms::decrypt::DecryptInput>() {
         call.encryption_context = sorted(input.encryption_context());
     } else if let Some(input) = input.downcast_ref::<kms::generate_data_key::GenerateDataKeyInput>()

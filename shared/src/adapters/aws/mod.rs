@@ -1,12 +1,14 @@
-//! The AWS back-ends: KMS data keys and Secrets Manager client secrets (DynamoDB storage lives
+//! The AWS back-ends: KMS data keys, Secrets Manager client secrets and the SQS work queue (DynamoDB storage lives
 //! in `adapters::dynamodb`), plus what every AWS client here shares.
 
 mod call_recorder;
 mod kms;
 mod request_counter;
 mod secrets_manager;
+mod sqs;
 
 pub use call_recorder::{AwsCall, CallRecorder};
 pub use kms::KmsDataKeys;
 pub use request_counter::RequestCounter;
 pub use secrets_manager::SecretsManagerStore;
+pub use sqs::SqsWorkQueue;

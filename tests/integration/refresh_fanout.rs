@@ -1,0 +1,154 @@
+//! The fanned-out refresher, through its real event types on both back-ends: a scheduled run
+//! with a work queue refreshes nothing itself and queues one message per due shard; the
+//! worker, handed those messages as the SQS event SQS would deliver (`events/refresh-work.json`),
+//! refreshes every due token exactly once, and reports a message that is not work as failed
+//! (and only that one). A message delivered twice costs no second refresh.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use keyport_shared::domain::{ConnectionId, Owner};
+use keyport_shared::ports::{Expect, QueueError, TokenKey, WorkQueue};
+use keyport_shared::service::{Keyport, OwnerRequest};
+use keyport_tests::backends::Backend;
+use keyport_tests::keyport::{admin, bot, keyport};
+use keyport_tests::oidc::{CLIENT_SECRET, OidcPeer, PeerOptions};
+use serde_json::{Value, json};
+
+use crate::lambda_events::{event_json, in_ms, scheduled_event};
+
+/// A queue that keeps what it is sent.
+#[derive(Default)]
+struct KeptQueue(Mutex<Vec<String>>);
+
+#[async_trait]
+impl WorkQueue for KeptQueue {
+    async fn send(&self, bodies: &[String]) -> Result<(), QueueError> {
+        self.0.lock().unwrap().extend_from_slice(bodies);
+        Ok(())
+    }
+}
+
+/// The SQS event delivering `bodies`, one record each, shaped as the sample event.
+fn sqs_event(bodies: &[String]) -> lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent> {
+    let sample = event_json("refresh-work.json", None);
+    let template = sample["Records"][0].clone();
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(index, body)| {
+            let mut record = template.clone();
+            record["messageId"] = json!(format!("message-{index}"));
+            record["body"] = json!(body);
+            record
+        })
+        .collect();
+    let payload: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_value(json!({ "Records": records })).expect("an SQS event");
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = in_ms(chrono::Duration::seconds(120));
+    lambda_runtime::LambdaEvent::new(payload, context)
+}
+
+async fn due_tokens(keyport: &Keyport, peer: &OidcPeer, count: usize) -> Vec<TokenKey> {
+    let mut keys = Vec::new();
+    for index in 0..count {
+        let input = serde_json::from_value(json!({
+            "name": format!("fanout-{index}"), "provider": "custom", "issuer": peer.issuer,
+            "client_id": "keyport-basic", "client_secret": CLIENT_SECRET,
+            "grant_type": "client_credentials", "scopes": "api:read", "invited_roles": ["bots"]
+        }))
+        .unwrap();
+        let id = keyport.create_connection(&admin(), input).await.unwrap().id;
+        keyport
+            .access_token(&bot(), &id, OwnerRequest::Shared, None)
+            .await
+            .unwrap();
+        let key = TokenKey {
+            connection_id: ConnectionId::parse(id.as_str()).unwrap(),
+            owner: Owner::Shared,
+        };
+        let mut token = keyport.store.get_token(&key).await.unwrap().unwrap();
+        let version = token.version;
+        token.refresh_due_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+        keyport
+            .store
+            .put_token(&token, Expect::Version(version))
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    keys
+}
+
+fn token_requests(peer: &OidcPeer) -> usize {
+    peer.requests()
+        .iter()
+        .filter(|r| r["path"] == "/token" && r["grant_type"] == "client_credentials")
+        .count()
+}
+
+async fn the_refresher_fans_due_shards_out_to_workers(backend: Backend) {
+    let keyport = Arc::new(keyport(&backend, |_| {}));
+    let peer = OidcPeer::start(PeerOptions {
+        access_token_ttl: Some(60),
+        ..PeerOptions::default()
+    });
+    let keys = due_tokens(&keyport, &peer, 6).await;
+    let asked_before = token_requests(&peer);
+
+    let queue = KeptQueue::default();
+    let report = keyport_shared::lambda::handle_scheduled_event(
+        &keyport,
+        scheduled_event(in_ms(chrono::Duration::seconds(60))),
+        4,
+        Some(&queue),
+    )
+    .await
+    .unwrap();
+    let shards = keyport.store.due_shards();
+    assert_eq!(report.work_queued, u64::from(shards), "{report:?}");
+    assert_eq!(
+        report.refreshed, 0,
+        "the scheduler refreshes nothing itself"
+    );
+    assert_eq!(token_requests(&peer), asked_before);
+    let mut bodies = queue.0.lock().unwrap().clone();
+    let queued: Vec<u32> = bodies
+        .iter()
+        .map(|body| {
+            serde_json::from_str::<Value>(body).unwrap()["shard"]
+                .as_u64()
+                .unwrap() as u32
+        })
+        .collect();
+    assert_eq!(queued, (0..shards).collect::<Vec<_>>());
+
+    // Every shard's message, one of them twice (SQS delivers at least once), and one that is
+    // not work at all.
+    bodies.push(bodies[0].clone());
+    bodies.push("{\"shard\": \"all\"}".to_owned());
+    let answer = keyport_shared::lambda::handle_refresh_work(&keyport, sqs_event(&bodies), 4).await;
+    let failed: Vec<&str> = answer
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, [format!("message-{}", bodies.len() - 1)]);
+    assert_eq!(
+        token_requests(&peer) - asked_before,
+        keys.len(),
+        "each due token refreshed exactly once"
+    );
+    for key in &keys {
+        let token = keyport.store.get_token(key).await.unwrap().unwrap();
+        assert!(
+            token
+                .refresh_due_at
+                .is_some_and(|due| due > chrono::Utc::now()),
+            "{key:?} is no longer due"
+        );
+    }
+}
+
+crate::on_both_backends!(the_refresher_fans_due_shards_out_to_workers);
