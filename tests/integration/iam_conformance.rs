@@ -13,7 +13,7 @@ use std::sync::Arc;
 use clap::Parser;
 use keyport_shared::adapters::aws::{AwsCall, CallRecorder};
 use keyport_shared::config::{self, AwsSettings, CommonSettings};
-use keyport_shared::domain::{ConnectionId, Owner};
+use keyport_shared::domain::{ConnectionId, Owner, StoredToken};
 use keyport_shared::http::Function;
 use keyport_shared::ports::{Expect, TokenKey};
 use keyport_shared::service::Keyport;
@@ -78,6 +78,26 @@ fn deploy(resource: &'static str, aws_args: &[String]) -> DeployedFunction {
         keyport: Arc::new(keyport),
         recorder,
     }
+}
+
+/// The token `key` edited as an hour would: expiring in ten seconds, due a second ago.
+async fn make_due(backend: &keyport_tests::backends::Backend, key: &TokenKey) -> StoredToken {
+    let mut due = backend
+        .store
+        .get_token(key)
+        .await
+        .unwrap()
+        .expect("the token");
+    let now = chrono::Utc::now();
+    due.refresh_due_at = Some(now - chrono::Duration::seconds(1));
+    due.expires_at = Some(now + chrono::Duration::seconds(10));
+    let version = due.version;
+    backend
+        .store
+        .put_token(&due, Expect::Version(version))
+        .await
+        .unwrap();
+    due
 }
 
 /// `file`'s event for connection `id` (if any) with `body` as its JSON body.
@@ -366,21 +386,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         connection_id: ConnectionId::parse(&interactive).unwrap(),
         owner: Owner::Shared,
     };
-    let mut due = backend
-        .store
-        .get_token(&key)
-        .await
-        .unwrap()
-        .expect("the token");
-    let now = chrono::Utc::now();
-    due.refresh_due_at = Some(now - chrono::Duration::seconds(1));
-    due.expires_at = Some(now + chrono::Duration::seconds(10));
-    let version = due.version;
-    backend
-        .store
-        .put_token(&due, Expect::Version(version))
-        .await
-        .unwrap();
+    make_due(&backend, &key).await;
     let report = keyport_shared::lambda::handle_scheduled_event(
         &refresher.keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(120))),
@@ -409,21 +415,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
 
     // Fanned out: the refresher queues the due shards on SQS, the worker takes them from the
     // queue as its event source would and refreshes the token made due again.
-    let mut due = backend
-        .store
-        .get_token(&key)
-        .await
-        .unwrap()
-        .expect("the token");
-    let now = chrono::Utc::now();
-    due.refresh_due_at = Some(now - chrono::Duration::seconds(1));
-    due.expires_at = Some(now + chrono::Duration::seconds(10));
-    let version = due.version;
-    backend
-        .store
-        .put_token(&due, Expect::Version(version))
-        .await
-        .unwrap();
+    let due = make_due(&backend, &key).await;
     let sqs = aws_sdk_sqs::Client::new(&Moto::get().sdk_config());
     let queue_url = sqs
         .create_queue()
