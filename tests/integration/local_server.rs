@@ -132,21 +132,30 @@ async fn dev_token_never_makes_a_key_of_its_own() {
     server.server.stop().await;
 }
 
+/// `GET path` on the local server with no bearer token: the status and the JSON body.
+async fn get_without_a_token(
+    server: &keyport_tests::server::TestServer,
+    path: &str,
+) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(server.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
 /// `GET /health` answers without a token, and says nothing but that the server is up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_answers_without_a_token_and_tells_nothing_else() {
     let backend = keyport_tests::backends::embedded().await;
     let server = keyport_tests::server::TestServer::start(&backend, &[]).await;
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(server.url("/health"))
-        .send()
-        .await
-        .expect("GET /health");
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
+    let (status, body) = get_without_a_token(&server, "/health").await;
+    assert_eq!(status, 200);
     assert_eq!(body, serde_json::json!({"status": "ok"}));
     server.server.stop().await;
 }
@@ -155,16 +164,8 @@ async fn health_answers_without_a_token_and_tells_nothing_else() {
 /// data key (on moto: DynamoDB and KMS), and says which, nothing more.
 async fn ready_checks_the_store_and_the_keys(backend: keyport_tests::backends::Backend) {
     let server = keyport_tests::server::TestServer::start(&backend, &[]).await;
-    let response = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(server.url("/ready"))
-        .send()
-        .await
-        .expect("GET /ready");
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
+    let (status, body) = get_without_a_token(&server, "/ready").await;
+    assert_eq!(status, 200);
     assert_eq!(
         body,
         serde_json::json!({"status": "ready", "checks": {"store": "ok", "keys": "ok"}})
