@@ -183,7 +183,7 @@ pub async fn handle_scheduled_event(
         .collect();
     queue.send(&work).await?;
     report.work_queued = work.len() as u64;
-    tracing::info!(target: "refresher", event = "refresh_work_queued", shards = work.len(), "due shards queued for the workers");
+    report.log();
     Ok(report)
 }
 

@@ -61,7 +61,7 @@ impl Keyport {
         let mut report = self.refresh_upkeep(deadline).await?;
         self.refresh_scope(DueScope::All, deadline, concurrency, &mut report)
             .await?;
-        log_run(&report);
+        report.log();
         Ok(report)
     }
 
@@ -75,7 +75,7 @@ impl Keyport {
         let mut report = RefreshReport::default();
         self.refresh_scope(DueScope::Shard(shard), deadline, concurrency, &mut report)
             .await?;
-        log_run(&report);
+        report.log();
         Ok(report)
     }
 
@@ -297,22 +297,25 @@ pub struct RefreshWork {
     pub shard: u32,
 }
 
-fn log_run(report: &RefreshReport) {
-    tracing::info!(
-        target: "refresher",
-        event = "refresher_run",
-        refreshed = report.refreshed,
-        failed = report.failed,
-        needs_reauthorization = report.needs_reauthorization,
-        skipped = report.skipped,
-        stopped_early = report.stopped_early,
-        unconfirmed_revoked = report.unconfirmed_revoked,
-        deleted_connection_tokens_revoked = report.deleted_connection_tokens_revoked,
-        deleted_connections_purged = report.deleted_connections_purged,
-        connections_indexed = report.connections_indexed,
-        work_queued = report.work_queued,
-        "refresher run finished"
-    );
+impl RefreshReport {
+    /// The run's one line (target `refresher`), whichever way the run went.
+    pub fn log(&self) {
+        tracing::info!(
+            target: "refresher",
+            event = "refresher_run",
+            refreshed = self.refreshed,
+            failed = self.failed,
+            needs_reauthorization = self.needs_reauthorization,
+            skipped = self.skipped,
+            stopped_early = self.stopped_early,
+            unconfirmed_revoked = self.unconfirmed_revoked,
+            deleted_connection_tokens_revoked = self.deleted_connection_tokens_revoked,
+            deleted_connections_purged = self.deleted_connections_purged,
+            connections_indexed = self.connections_indexed,
+            work_queued = self.work_queued,
+            "refresher run finished"
+        );
+    }
 }
 
 fn tally(report: &mut RefreshReport, done: Result<Outcome, tokio::task::JoinError>) {
