@@ -8,4 +8,5 @@ pub mod read;
 pub mod refresher;
 pub mod remote_calls;
 pub mod report;
+pub mod scale;
 pub mod startup;

@@ -4,7 +4,7 @@
 //! `keyport-bench [read] [http] [calls] [refresher] [startup]` runs only the named sections
 //! (all of them without arguments); every figure is a median over repeated runs.
 
-use keyport_bench::{common, http_load, read, refresher, remote_calls, report, startup};
+use keyport_bench::{common, http_load, read, refresher, remote_calls, report, scale, startup};
 use serde_json::{Value, json};
 
 #[tokio::main]
@@ -32,6 +32,10 @@ async fn main() {
     if runs("refresher") {
         println!("4. the refresher ...");
         out.insert("refresher".into(), refresher::measure().await);
+    }
+    if runs("scale") {
+        println!("6. scale: the fanned-out refresher on moto ...");
+        out.insert("scale".into(), scale::measure().await);
     }
     // Item 5 (start-up and bootstrap sizes) is measured by `startup.rs`.
     let startup = if runs("startup") {
