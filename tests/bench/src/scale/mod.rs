@@ -9,6 +9,7 @@
 pub mod cost;
 pub mod fleet;
 pub mod provider;
+pub mod table;
 pub mod traffic;
 
 use std::collections::HashMap;
