@@ -1,8 +1,10 @@
 //! Runs the benchmarks (issue 7), writes `target/bench/report.json` and `target/bench/report.md`
 //! and prints the table. `scripts/bench` builds it in release mode and runs it.
 //!
-//! `keyport-bench [read] [http] [calls] [refresher] [startup]` runs only the named sections
-//! (all of them without arguments); every figure is a median over repeated runs.
+//! `keyport-bench [read] [http] [calls] [refresher] [startup] [scale]` runs only the named sections
+//! (all of them without arguments); every figure is a median over repeated runs, except the
+//! scale section's, each from one long run. `keyport-bench render` writes the table of the last
+//! report again.
 
 use keyport_bench::{common, http_load, read, refresher, remote_calls, report, scale, startup};
 use serde_json::{Value, json};
@@ -13,6 +15,17 @@ async fn main() {
     // in target/bench/bench.log.
     keyport_shared::config::init_logging();
     let wanted: Vec<String> = std::env::args().skip(1).collect();
+    let dir = common::workspace_root().join("target/bench");
+    // `keyport-bench render`: the table of the last run's report, written again (the figures
+    // stay those of that one run).
+    if wanted == ["render"] {
+        let text = std::fs::read_to_string(dir.join("report.json")).expect("a report to render");
+        let report: Value = serde_json::from_str(&text).expect("a JSON report");
+        let table = table_of(&report);
+        std::fs::write(dir.join("report.md"), &table).expect("write report.md");
+        print!("{table}");
+        return;
+    }
     let runs = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
 
     let mut out = serde_json::Map::new();
@@ -49,9 +62,24 @@ async fn main() {
         machine.insert("load_average_at_end".into(), json!(common::load_average()));
     }
     let report = Value::Object(out);
+    std::fs::create_dir_all(&dir).expect("create target/bench");
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&json!(report)).expect("a JSON report") + "\n",
+    )
+    .expect("write report.json");
+    let table = table_of(&report);
+    std::fs::write(dir.join("report.md"), &table).expect("write report.md");
+    println!();
+    print!("{table}");
+    println!("\nReport: {}", dir.join("report.json").display());
+}
 
-    let mut rows = report::rows(&report);
-    rows.extend(startup::table_rows(&startup));
+/// The table of a report, with the lines that say how and where it was measured.
+fn table_of(report: &Value) -> String {
+    let mut rows = report::rows(report);
+    rows.extend(startup::table_rows(&report["startup"]));
+    rows.extend(scale::table::rows(&report["scale"]));
     let machine = &report["machine"];
     let mut table = report::markdown(&rows);
     table.push_str(&format!(
@@ -80,15 +108,5 @@ async fn main() {
         machine["date"].as_str().unwrap_or("?"),
     ));
 
-    let dir = common::workspace_root().join("target/bench");
-    std::fs::create_dir_all(&dir).expect("create target/bench");
-    std::fs::write(
-        dir.join("report.json"),
-        serde_json::to_string_pretty(&json!(report)).expect("a JSON report") + "\n",
-    )
-    .expect("write report.json");
-    std::fs::write(dir.join("report.md"), &table).expect("write report.md");
-    println!();
-    print!("{table}");
-    println!("\nReport: {}", dir.join("report.json").display());
+    table
 }

@@ -199,6 +199,7 @@ pub async fn seed(
     ids: &[ConnectionId],
     grants: Vec<u32>,
     due: impl Fn(u32) -> DateTime<Utc> + Send + Sync + 'static,
+    late: Arc<AtomicU64>,
 ) {
     let lead = chrono::Duration::from_std(keyport.settings.refresh_lead).expect("a lead");
     let grants = Arc::new(grants);
@@ -207,12 +208,13 @@ pub async fn seed(
     let ids = Arc::new(ids.to_vec());
     let mut writers = tokio::task::JoinSet::new();
     for _ in 0..16 {
-        let (keyport, grants, next, due, ids) = (
+        let (keyport, grants, next, due, ids, late) = (
             keyport.clone(),
             grants.clone(),
             next.clone(),
             due.clone(),
             ids.clone(),
+            late.clone(),
         );
         writers.spawn(async move {
             loop {
@@ -236,6 +238,9 @@ pub async fn seed(
                     .expect("it seals");
                 let now = Utc::now();
                 let due_at = due(grant);
+                if due_at < now {
+                    late.fetch_add(1, Ordering::Relaxed);
+                }
                 let record = StoredToken {
                     connection_id: key.connection_id.clone(),
                     owner: key.owner.clone(),

@@ -143,28 +143,18 @@ async fn run(moto: &Moto, plan: RunPlan) -> Value {
     } else {
         None
     };
-    let seeding = Traffic::new(provider.refreshes.clone(), None);
-    let seeder = installation.process(Some(&seeding), 0, plan.shape);
+    let traffic = Traffic::new(provider.refreshes.clone(), answerer);
+    let seeder = installation.process(Some(&traffic), traffic::SEEDER, plan.shape);
     let ids = fleet::connections(&seeder, &provider, CONNECTIONS).await;
-    let start = Utc::now() + chrono::Duration::seconds(5);
+    // The fleet runs from the start while the tokens are written: the seeder writes them in due
+    // order, several times faster than they come due, so each is stored before its due time
+    // (`seeded_after_due` counts any that were not).
+    let start = Utc::now() + chrono::Duration::seconds(10);
     let spread_ms = plan.spread.as_millis() as i64;
     let n = i64::from(plan.tokens);
-    let seeded = Instant::now();
-    let grants: Vec<u32> = (0..plan.tokens).collect();
-    fleet::seed(&seeder, &ids, grants, move |grant| {
-        start + chrono::Duration::milliseconds(spread_ms * i64::from(grant) / n)
-    })
-    .await;
-    let seed_seconds = seeded.elapsed().as_secs_f64();
     let lead = chrono::Duration::from_std(seeder.settings.refresh_lead).expect("a lead");
-    let expiry = |grant: u32| {
-        start + chrono::Duration::milliseconds(spread_ms * i64::from(grant) / n) + lead
-    };
-
-    // The fleet's traffic alone, with what the seeding wrote known to it (so an index entry's
-    // move is told from its creation).
-    let traffic = Traffic::new(provider.refreshes.clone(), answerer);
-    traffic.adopt_items(&seeding);
+    let due = move |grant: u32| start + chrono::Duration::milliseconds(spread_ms * i64::from(grant) / n);
+    let expiry = move |grant: u32| due(grant) + lead;
     let stop = Arc::new(AtomicBool::new(false));
     let invocations = Arc::new(Invocations::default());
     let began = Instant::now();
@@ -177,8 +167,12 @@ async fn run(moto: &Moto, plan: RunPlan) -> Value {
         stop.clone(),
         invocations.clone(),
     ));
+    let grants: Vec<u32> = (0..plan.tokens).collect();
+    let late = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    fleet::seed(&seeder, &ids, grants, due, late.clone()).await;
+    let seed_seconds = began.elapsed().as_secs_f64();
     // Until the provider has refreshed every grant once, or the last token would have expired
-    // two schedule periods ago.
+    // a schedule period ago.
     let give_up = plan.spread + seeder.settings.refresh_lead + fleet::SCHEDULE;
     let mut progress = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -242,6 +236,7 @@ async fn run(moto: &Moto, plan: RunPlan) -> Value {
             "schedule_seconds": fleet::SCHEDULE.as_secs(),
         },
         "seed_seconds": round(seed_seconds, 1),
+        "seeded_after_due": late.load(Ordering::SeqCst),
         "run_seconds": round(run_seconds, 1),
         "refreshes": refreshes,
         "refreshes_per_second": round(refreshes as f64 / run_seconds, 1),
@@ -377,7 +372,7 @@ async fn worker_throughput(moto: &Moto) -> Value {
             .take(tokens as usize)
             .collect();
         let due: DateTime<Utc> = Utc::now() - chrono::Duration::seconds(1);
-        fleet::seed(&keyport, &ids, in_shard, move |_| due).await;
+        fleet::seed(&keyport, &ids, in_shard, move |_| due, Arc::default()).await;
         let counted = Traffic::new(provider.refreshes.clone(), None);
         let worker = installation.process(Some(&counted), 1, Shape::Sharded);
         let payload: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(json!({
