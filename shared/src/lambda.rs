@@ -28,7 +28,6 @@ use url::Url;
 
 use crate::config::{self, AwsSettings, CommonSettings};
 use crate::http::{self, ApiGatewayAuthorizer, Function};
-use crate::ports::WorkQueue;
 use crate::service::{Keyport, RefreshReport, RefreshWork};
 
 pub type Error = lambda_runtime::Error;
@@ -43,8 +42,9 @@ struct LambdaSettings {
     /// How many tokens the refresher (or one worker) refreshes at once.
     #[arg(long, env = "KEYPORT_REFRESH_CONCURRENCY", default_value_t = 16)]
     refresh_concurrency: usize,
-    /// The queue the refresher hands the due shards to, one message each, for the refresh
-    /// workers; without it the refresher refreshes every shard itself.
+    /// The refresh workers' queue: the refresher hands it the due shards and the deleted
+    /// connections, a connection delete its connection, a worker the rest of a deletion it
+    /// could not finish. Without it the refresher does all of that itself.
     #[arg(long, env = "KEYPORT_REFRESH_QUEUE_URL")]
     refresh_queue_url: Option<String>,
 }
@@ -75,12 +75,14 @@ impl Init {
 
     /// The clients and use cases: on the first event, once per process.
     async fn keyport(&self) -> Result<Arc<Keyport>, Error> {
-        let backends = config::aws_backends(&self.settings.aws).await?;
-        Ok(Arc::new(config::keyport(
-            backends,
-            &self.settings.common,
-            self.callback_url.clone(),
-        )?))
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let backends = config::aws_backends_with(&self.settings.aws, &sdk, None)?;
+        let mut keyport =
+            config::keyport(backends, &self.settings.common, self.callback_url.clone())?;
+        if let Some(url) = &self.settings.refresh_queue_url {
+            keyport = keyport.with_work_queue(config::sqs_work_queue(url, &sdk, None));
+        }
+        Ok(Arc::new(keyport))
     }
 }
 
@@ -133,53 +135,38 @@ fn invocation_deadline(deadline_ms: Option<u64>) -> Option<tokio::time::Instant>
 pub async fn run_refresher() -> Result<(), Error> {
     let init = Arc::new(Init::read()?);
     let keyport = Arc::new(OnceCell::new());
-    let queue = Arc::new(OnceCell::new());
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| {
-            let (init, keyport, queue) = (init.clone(), keyport.clone(), queue.clone());
+            let (init, keyport) = (init.clone(), keyport.clone());
             async move {
                 let keyport = keyport.get_or_try_init(|| init.keyport()).await?;
-                let queue: &Option<Arc<dyn WorkQueue>> = queue
-                    .get_or_init(|| async {
-                        let url = init.settings.refresh_queue_url.as_deref()?;
-                        let sdk =
-                            aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                        Some(config::sqs_work_queue(url, &sdk, None))
-                    })
-                    .await;
-                handle_scheduled_event(
-                    keyport,
-                    event,
-                    init.settings.refresh_concurrency,
-                    queue.as_deref(),
-                )
-                .await
+                handle_scheduled_event(keyport, event, init.settings.refresh_concurrency).await
             }
         },
     ))
     .await
 }
 
-/// One scheduled run: the upkeep, then the due shards, handed to the workers through `queue`
-/// when there is one, or refreshed here; it stops before the invocation's deadline.
+/// One scheduled run: the upkeep, then the due shards, handed to the workers through the
+/// Keyport's work queue when it has one, or refreshed here; it stops before the invocation's
+/// deadline.
 pub async fn handle_scheduled_event(
     keyport: &Arc<Keyport>,
     event: LambdaEvent<EventBridgeEvent>,
     concurrency: usize,
-    queue: Option<&dyn WorkQueue>,
 ) -> Result<RefreshReport, Error> {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let remaining = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
     tracing::info!(detail_type = ?event.payload.detail_type, remaining_ms = remaining.as_millis() as u64, "scheduled refresh");
     let deadline = tokio::time::Instant::now() + remaining;
-    let Some(queue) = queue else {
+    let Some(queue) = keyport.work_queue.clone() else {
         return Ok(keyport.refresh_due(deadline, concurrency).await?);
     };
     let mut report = keyport.refresh_upkeep(deadline).await?;
     let work: Vec<String> = keyport
         .refresh_work()
         .iter()
-        .map(|work| serde_json::to_string(work).expect("work serializes"))
+        .map(RefreshWork::body)
         .collect();
     queue.send(&work).await?;
     report.work_queued = work.len() as u64;
@@ -187,7 +174,8 @@ pub async fn handle_scheduled_event(
     Ok(report)
 }
 
-/// Serves the refresh worker: SQS delivers the refresher's messages, one due shard each.
+/// Serves the refresh worker: SQS delivers the queue's messages, one due shard or one deleted
+/// connection each.
 pub async fn run_refresh_worker() -> Result<(), Error> {
     let init = Arc::new(Init::read()?);
     let keyport = Arc::new(OnceCell::new());
@@ -205,10 +193,11 @@ pub async fn run_refresh_worker() -> Result<(), Error> {
     .await
 }
 
-/// Refreshes the shard each message names, before the invocation's deadline. A message that
-/// is not work, or whose shard could not be read, is reported failed (SQS delivers it again,
-/// then to the dead-letter queue); one stopped by the deadline is done: the next scheduled run
-/// queues its shard again, and the due index still holds what was left.
+/// Does the work each message names, before the invocation's deadline: refreshes a shard's due
+/// tokens, or ends a deleted connection's (queueing it again when the deadline leaves tokens).
+/// A message that is not work, or whose work failed, is reported failed (SQS delivers it
+/// again, then to the dead-letter queue); a shard stopped by the deadline is done: the next
+/// scheduled run queues it again, and the due index still holds what was left.
 pub async fn handle_refresh_work(
     keyport: &Arc<Keyport>,
     event: LambdaEvent<SqsEvent>,
@@ -219,15 +208,21 @@ pub async fn handle_refresh_work(
     let mut failures = Vec::new();
     for message in event.payload.records {
         let id = message.message_id.clone().unwrap_or_default();
-        let work = message
-            .body
-            .as_deref()
-            .and_then(|body| serde_json::from_str::<RefreshWork>(body).ok());
+        let work = message.body.as_deref().and_then(RefreshWork::parse);
         let outcome = match work {
-            Some(work) => keyport
-                .refresh_shard(work.shard, deadline, concurrency)
+            Some(RefreshWork::Shard(shard)) => keyport
+                .refresh_shard(shard, deadline, concurrency)
                 .await
+                .map(drop)
                 .map_err(|error| error.code()),
+            Some(RefreshWork::DeletedConnection(id)) => {
+                crate::service::deadline::within(deadline, keyport.end_deleted_connection(&id))
+                    .await
+                    .map(|work| {
+                        tracing::info!(target: "refresher", event = "deletion_work", connection_id = %id, tokens_revoked = work.tokens_revoked, purged = work.purged, continued = work.continued, "deleted connection worked on");
+                    })
+                    .map_err(|error| error.code())
+            }
             None => Err("not_refresh_work"),
         };
         if let Err(code) = outcome {

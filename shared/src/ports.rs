@@ -117,6 +117,10 @@ pub trait ConnectionStore: Send + Sync {
     /// `limit`.
     async fn retired_connections(&self, limit: u32) -> Result<Vec<Retired>, StoreError>;
 
+    /// The connection `id` if it is out of service and not purged yet; `None` for one in
+    /// service or gone, so work queued for a deleted connection can never touch a live one.
+    async fn retired_connection(&self, id: &ConnectionId) -> Result<Option<Retired>, StoreError>;
+
     /// Removes a retired connection's record (never a connection in service). Its tokens must
     /// be gone already. Removing one that is not there is not an error.
     async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError>;
@@ -493,7 +497,8 @@ pub enum QueueError {
     Unavailable(String),
 }
 
-/// Where a fanned-out refresher run puts the work its workers take (SQS on AWS).
+/// Where the work the refresh workers take is put (SQS on AWS): due shards from the
+/// scheduled run, deleted connections from a delete, the scheduled run or a worker.
 #[async_trait]
 pub trait WorkQueue: Send + Sync {
     /// Queues every message body; fails unless the queue accepted all of them.

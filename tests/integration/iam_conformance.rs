@@ -2,8 +2,8 @@
 //! assembled as its Lambda is (the production assembly, `config::aws_backends_with`, its own
 //! process-wide clients and caches) with a recorder on every AWS client; their handlers run
 //! over the sample events and the flows that reach them (a connection created, authorized at a
-//! loopback authorization server, read, refreshed, refreshed by the scheduler, disconnected,
-//! deleted), all on moto. Then every recorded operation is held against that function's policy
+//! loopback authorization server, read, refreshed, refreshed by the scheduler and by a worker,
+//! disconnected, deleted and ended by the workers), all on moto. Then every recorded operation is held against that function's policy
 //! in `infra/template.yaml` (actions, resources, conditions), and every action the policy allows
 //! must be used by some recorded call: least privilege, both ways.
 
@@ -47,7 +47,13 @@ fn flag<'a>(args: &'a [String], name: &str) -> &'a str {
     &args[at + 1]
 }
 
-fn deploy(resource: &'static str, aws_args: &[String]) -> DeployedFunction {
+/// `resource` assembled as its Lambda is, with the work queue at `queue_url` when its
+/// template gives it `KEYPORT_REFRESH_QUEUE_URL`.
+fn deploy(
+    resource: &'static str,
+    aws_args: &[String],
+    queue_url: Option<&str>,
+) -> DeployedFunction {
     let settings = FunctionSettings::parse_from(
         [
             "keyport",
@@ -67,12 +73,19 @@ fn deploy(resource: &'static str, aws_args: &[String]) -> DeployedFunction {
     let backends =
         config::aws_backends_with(&settings.aws, &Moto::get().sdk_config(), Some(&recorder))
             .expect("the AWS back-ends");
-    let keyport = config::keyport(
+    let mut keyport = config::keyport(
         backends,
         &settings.common,
         CALLBACK_URL.parse().expect("a URL"),
     )
     .expect("the use cases");
+    if let Some(url) = queue_url {
+        keyport = keyport.with_work_queue(config::sqs_work_queue(
+            url,
+            &Moto::get().sdk_config(),
+            Some(&recorder),
+        ));
+    }
     DeployedFunction {
         resource,
         keyport: Arc::new(keyport),
@@ -137,6 +150,47 @@ async fn expect_status(
     }
 }
 
+/// `count` messages taken from the queue at `queue_url`, as records of the SQS event the
+/// worker's event source would deliver.
+async fn received(sqs: &aws_sdk_sqs::Client, queue_url: &str, count: usize) -> Vec<Value> {
+    let mut records = Vec::new();
+    while records.len() < count {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        assert!(!received.messages().is_empty(), "the queued work is there");
+        for message in received.messages() {
+            records.push(json!({
+                "messageId": message.message_id(),
+                "body": message.body(),
+                "eventSource": "aws:sqs",
+            }));
+        }
+    }
+    assert_eq!(records.len(), count, "{records:?}");
+    records
+}
+
+/// The worker's answer to `records` with `time` before its deadline: whether all succeeded.
+async fn hand_to(worker: &DeployedFunction, records: Vec<Value>, time: chrono::Duration) -> bool {
+    let work: aws_lambda_events::sqs::SqsEvent =
+        serde_json::from_value(json!({ "Records": records })).expect("an SQS event");
+    let mut context = lambda_runtime::Context::default();
+    context.deadline = in_ms(time);
+    keyport_shared::lambda::handle_refresh_work(
+        &worker.keyport,
+        lambda_runtime::LambdaEvent::new(work, context),
+        4,
+    )
+    .await
+    .batch_item_failures
+    .is_empty()
+}
+
 /// An authorization of `id` started through the authorize function, consented at the peer
 /// and handed to the callback function: the completion value the callback answers with.
 async fn held_completion(
@@ -169,20 +223,34 @@ async fn held_completion(
 async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_more() {
     let backend = backends::aws().await;
     let args = backend.process_args.clone();
-    let mut connections = deploy("ConnectionsFunction", &args);
-    // A delete ends one token itself and leaves the rest to the refresher, which purges the
-    // connection right after: both halves of a delete too large for one request run.
-    Arc::get_mut(&mut connections.keyport)
-        .expect("not shared yet")
-        .settings
-        .delete_in_line_tokens = 1;
-    let authorize = deploy("AuthorizeFunction", &args);
-    let callback = deploy("CallbackFunction", &args);
+    let sqs = aws_sdk_sqs::Client::new(&Moto::get().sdk_config());
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(format!("refresh-work-{}", uuid::Uuid::new_v4().simple()))
+        // As the template's: a message received stays taken for the rest of the test.
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+            "720",
+        )
+        .send()
+        .await
+        .expect("CreateQueue")
+        .queue_url
+        .expect("a queue URL");
+    let queue = Some(queue_url.as_str());
+    let connections = deploy("ConnectionsFunction", &args, queue);
+    let authorize = deploy("AuthorizeFunction", &args, None);
+    let callback = deploy("CallbackFunction", &args, None);
     // Lambda may confirm on another instance than the one the browser reached: a cold one.
-    let callback_elsewhere = deploy("CallbackFunction", &args);
-    let token = deploy("TokenFunction", &args);
-    let mut refresher = deploy("RefresherFunction", &args);
-    Arc::get_mut(&mut refresher.keyport)
+    let callback_elsewhere = deploy("CallbackFunction", &args, None);
+    let token = deploy("TokenFunction", &args, None);
+    // A refresher without workers first (it refreshes itself), then as the template deploys
+    // it, the workers' scheduler.
+    let refresher_alone = deploy("RefresherFunction", &args, None);
+    let refresher = deploy("RefresherFunction", &args, queue);
+    let mut worker = deploy("RefreshWorkerFunction", &args, queue);
+    // A deleted connection is purged as soon as its tokens are gone.
+    Arc::get_mut(&mut worker.keyport)
         .expect("not shared yet")
         .settings
         .retired_grace = std::time::Duration::ZERO;
@@ -360,6 +428,39 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
+    // Moving a connection elsewhere ends its tokens in the request (the grant obtained again
+    // is opened to be revoked where it was issued): the connections function's token reads.
+    expect_status(
+        &token,
+        t,
+        &event_text("token-get.json", Some(&machine)),
+        200,
+    )
+    .await;
+    expect_status(
+        &connections,
+        c,
+        &event_with_body(
+            "connections-update.json",
+            Some(&machine),
+            json!({ "client_id": "keyport-moved", "client_secret": CLIENT_SECRET }),
+        ),
+        200,
+    )
+    .await;
+    let machine_key = TokenKey {
+        connection_id: ConnectionId::parse(&machine).unwrap(),
+        owner: Owner::Shared,
+    };
+    assert!(
+        backend
+            .store
+            .get_token(&machine_key)
+            .await
+            .unwrap()
+            .is_none(),
+        "the move ended the token"
+    );
 
     // An authorization whose grant the callback holds, never confirmed, past its expiry: the
     // scheduled run revokes it.
@@ -388,10 +489,9 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     };
     make_due(&backend, &key).await;
     let report = keyport_shared::lambda::handle_scheduled_event(
-        &refresher.keyport,
+        &refresher_alone.keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(120))),
         4,
-        None,
     )
     .await
     .unwrap();
@@ -416,25 +516,10 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     // Fanned out: the refresher queues the due shards on SQS, the worker takes them from the
     // queue as its event source would and refreshes the token made due again.
     let due = make_due(&backend, &key).await;
-    let sqs = aws_sdk_sqs::Client::new(&Moto::get().sdk_config());
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(format!("refresh-work-{}", uuid::Uuid::new_v4().simple()))
-        .send()
-        .await
-        .expect("CreateQueue")
-        .queue_url
-        .expect("a queue URL");
-    let queue = config::sqs_work_queue(
-        &queue_url,
-        &Moto::get().sdk_config(),
-        Some(&refresher.recorder),
-    );
     let report = keyport_shared::lambda::handle_scheduled_event(
         &refresher.keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(120))),
         4,
-        Some(queue.as_ref()),
     )
     .await
     .unwrap();
@@ -444,37 +529,9 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         "{report:?}"
     );
     assert_eq!(report.refreshed, 0, "{report:?}");
-    let mut records = Vec::new();
-    while records.len() < report.work_queued as usize {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .expect("ReceiveMessage");
-        assert!(!received.messages().is_empty(), "the queued work is there");
-        for message in received.messages() {
-            records.push(json!({
-                "messageId": message.message_id(),
-                "body": message.body(),
-                "eventSource": "aws:sqs",
-            }));
-        }
-    }
-    let worker = deploy("RefreshWorkerFunction", &args);
-    let work: aws_lambda_events::sqs::SqsEvent =
-        serde_json::from_value(json!({ "Records": records })).expect("an SQS event");
-    let mut context = lambda_runtime::Context::default();
-    context.deadline = in_ms(chrono::Duration::seconds(120));
-    let answer = keyport_shared::lambda::handle_refresh_work(
-        &worker.keyport,
-        lambda_runtime::LambdaEvent::new(work, context),
-        4,
-    )
-    .await;
+    let work = received(&sqs, &queue_url, report.work_queued as usize).await;
     assert!(
-        answer.batch_item_failures.is_empty(),
+        hand_to(&worker, work, chrono::Duration::seconds(120)).await,
         "every shard's work done"
     );
     let after = backend
@@ -496,7 +553,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
-    // A second token beside the shared one, so the delete cannot end them all itself.
+    // A second token beside the shared one: the workers end both.
     let mut second = backend
         .store
         .get_token(&key)
@@ -523,32 +580,52 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         .put_token(&second, Expect::Absent)
         .await
         .unwrap();
-    let deleting = expect_status(
-        &connections,
-        c,
-        &event_text("connections-delete.json", Some(&interactive)),
-        202,
-    )
-    .await;
-    assert_eq!(deleting["tokens_revoked"], 1, "{deleting}");
-    expect_status(
-        &connections,
-        c,
-        &event_text("connections-delete.json", Some(&acme)),
-        204,
-    )
-    .await;
-    // The refresher ends the deleted connections' tokens and purges them.
+    // Each delete queues its connection for the workers and answers at once.
+    for id in [&interactive, &acme] {
+        let deleting = expect_status(
+            &connections,
+            c,
+            &event_text("connections-delete.json", Some(id)),
+            202,
+        )
+        .await;
+        assert_eq!(deleting["status"], "queued", "{deleting}");
+    }
+    // The scheduler queues them again (and the due shards); it ends none itself.
     let report = keyport_shared::lambda::handle_scheduled_event(
         &refresher.keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(120))),
         4,
-        None,
     )
     .await
     .unwrap();
-    assert_eq!(report.deleted_connection_tokens_revoked, 1, "{report:?}");
-    assert_eq!(report.deleted_connections_purged, 2, "{report:?}");
+    assert_eq!(report.deletions_queued, 2, "{report:?}");
+    assert_eq!(report.deleted_connection_tokens_revoked, 0, "{report:?}");
+    // Every message to a worker left no time for a revocation: the token-less connection is
+    // purged, the other queued again once per message naming it (two: the delete's and the
+    // scheduler's).
+    let work = received(&sqs, &queue_url, report.work_queued as usize + 4).await;
+    assert!(hand_to(&worker, work, chrono::Duration::seconds(1)).await);
+    assert!(
+        backend.store.get_token(&key).await.unwrap().is_some(),
+        "no time to end a token"
+    );
+    // The continuations, with time: the first ends both tokens and purges, the second finds
+    // nothing left.
+    let continued = received(&sqs, &queue_url, 2).await;
+    assert!(hand_to(&worker, continued, chrono::Duration::seconds(120)).await);
+    for gone in [&key, &second_key] {
+        assert!(backend.store.get_token(gone).await.unwrap().is_none());
+    }
+    assert!(
+        backend
+            .store
+            .retired_connections(10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "both deleted connections purged"
+    );
 
     let policies = template_policies();
     let prefix = flag(&args, "--secret-prefix");
@@ -560,6 +637,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         &callback,
         &callback_elsewhere,
         &token,
+        &refresher_alone,
         &refresher,
         &worker,
     ] {

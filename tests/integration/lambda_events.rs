@@ -528,7 +528,6 @@ async fn the_scheduled_event_refreshes_due_tokens_before_its_deadline() {
         &keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(60))),
         4,
-        None,
     )
     .await
     .unwrap();
@@ -552,7 +551,6 @@ async fn the_scheduled_event_refreshes_due_tokens_before_its_deadline() {
         &keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(60))),
         4,
-        None,
     )
     .await
     .unwrap();
@@ -596,7 +594,6 @@ async fn the_scheduled_event_refreshes_due_tokens_before_its_deadline() {
         &keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(-1))),
         4,
-        None,
     )
     .await
     .unwrap();

@@ -955,6 +955,10 @@ impl ConnectionStore for FlakyStore {
         self.inner.retired_connections(limit).await
     }
 
+    async fn retired_connection(&self, id: &ConnectionId) -> Result<Option<Retired>, StoreError> {
+        self.inner.retired_connection(id).await
+    }
+
     async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
         self.inner.purge_connection(id).await
     }

@@ -19,7 +19,14 @@ use crate::lambda_events::{event_json, in_ms, scheduled_event};
 
 /// A queue that keeps what it is sent.
 #[derive(Default)]
-struct KeptQueue(Mutex<Vec<String>>);
+pub(crate) struct KeptQueue(Mutex<Vec<String>>);
+
+impl KeptQueue {
+    /// Everything sent so far, taken out of the queue.
+    pub(crate) fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
 
 #[async_trait]
 impl WorkQueue for KeptQueue {
@@ -31,7 +38,17 @@ impl WorkQueue for KeptQueue {
 
 /// The SQS event delivering `bodies`, one record each, shaped as the sample event.
 fn sqs_event(bodies: &[String]) -> lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent> {
-    let sample = event_json("refresh-work.json", None);
+    sqs_event_from("refresh-work.json", bodies, chrono::Duration::seconds(120))
+}
+
+/// The SQS event delivering `bodies`, one record each, shaped as the `sample` event, with
+/// `time` left before its deadline.
+pub(crate) fn sqs_event_from(
+    sample: &str,
+    bodies: &[String],
+    time: chrono::Duration,
+) -> lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent> {
+    let sample = event_json(sample, None);
     let template = sample["Records"][0].clone();
     let records: Vec<Value> = bodies
         .iter()
@@ -46,7 +63,7 @@ fn sqs_event(bodies: &[String]) -> lambda_runtime::LambdaEvent<aws_lambda_events
     let payload: aws_lambda_events::sqs::SqsEvent =
         serde_json::from_value(json!({ "Records": records })).expect("an SQS event");
     let mut context = lambda_runtime::Context::default();
-    context.deadline = in_ms(chrono::Duration::seconds(120));
+    context.deadline = in_ms(time);
     lambda_runtime::LambdaEvent::new(payload, context)
 }
 
@@ -89,7 +106,8 @@ fn token_requests(peer: &OidcPeer) -> usize {
 }
 
 async fn the_refresher_fans_due_shards_out_to_workers(backend: Backend) {
-    let keyport = Arc::new(keyport(&backend, |_| {}));
+    let queue = Arc::new(KeptQueue::default());
+    let keyport = Arc::new(keyport(&backend, |_| {}).with_work_queue(queue.clone()));
     let peer = OidcPeer::start(PeerOptions {
         access_token_ttl: Some(60),
         ..PeerOptions::default()
@@ -97,12 +115,10 @@ async fn the_refresher_fans_due_shards_out_to_workers(backend: Backend) {
     let keys = due_tokens(&keyport, &peer, 6).await;
     let asked_before = token_requests(&peer);
 
-    let queue = KeptQueue::default();
     let report = keyport_shared::lambda::handle_scheduled_event(
         &keyport,
         scheduled_event(in_ms(chrono::Duration::seconds(60))),
         4,
-        Some(&queue),
     )
     .await
     .unwrap();
@@ -113,7 +129,8 @@ async fn the_refresher_fans_due_shards_out_to_workers(backend: Backend) {
         "the scheduler refreshes nothing itself"
     );
     assert_eq!(token_requests(&peer), asked_before);
-    let mut bodies = queue.0.lock().unwrap().clone();
+    assert_eq!(report.deletions_queued, 0, "nothing deleted: {report:?}");
+    let mut bodies = queue.take();
     let queued: Vec<u32> = bodies
         .iter()
         .map(|body| {

@@ -128,7 +128,8 @@ impl Client {
         self.answer(request).await
     }
 
-    /// Deletes a connection: its tokens are revoked, in this request or by the refresher.
+    /// Deletes a connection: its tokens are revoked, in this request or by the refresher, or
+    /// all of them by the refresh workers.
     pub async fn delete_connection(&self, id: &str) -> Result<Deletion, ClientError> {
         let path = format!("/connections/{}", segment(id));
         let response = self.send(self.request(Method::DELETE, &path, &[])).await?;
@@ -136,9 +137,14 @@ impl Client {
             return Ok(Deletion::Complete);
         }
         let continuing: wire::DeletionContinuing = self.parse(response).await?;
-        Ok(Deletion::Continuing {
-            tokens_revoked: continuing.tokens_revoked,
-            message: continuing.message,
+        Ok(match continuing.tokens_revoked {
+            Some(tokens_revoked) if continuing.status != "queued" => Deletion::Continuing {
+                tokens_revoked,
+                message: continuing.message,
+            },
+            _ => Deletion::Queued {
+                message: continuing.message,
+            },
         })
     }
 

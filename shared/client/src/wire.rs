@@ -102,11 +102,16 @@ pub enum Deletion {
         tokens_revoked: u64,
         message: String,
     },
+    /// Out of service, revoking none itself: the refresh workers revoke every token (202,
+    /// on AWS).
+    Queued { message: String },
 }
 
 #[derive(Deserialize)]
 pub(crate) struct DeletionContinuing {
-    pub tokens_revoked: u64,
+    pub status: String,
+    /// Absent when the deletion was queued.
+    pub tokens_revoked: Option<u64>,
     pub message: String,
 }
 

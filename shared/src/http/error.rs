@@ -85,9 +85,9 @@ impl ApiError {
             ApiError::Service(
                 ServiceError::Store(StoreError::Corrupt(..)) | ServiceError::Crypto(_),
             ) => "stored data could not be read; an operator has been told".into(),
-            ApiError::Service(ServiceError::Store(_) | ServiceError::Secrets(_)) => {
-                "storage is unavailable; try again shortly".into()
-            }
+            ApiError::Service(
+                ServiceError::Store(_) | ServiceError::Secrets(_) | ServiceError::Queue(_),
+            ) => "storage is unavailable; try again shortly".into(),
             ApiError::Service(error) => error.to_string(),
         }
     }
@@ -115,7 +115,9 @@ impl ApiError {
                 Some(e.retry_after().map(|d| d.as_secs().max(1)).unwrap_or(5))
             }
             ApiError::Service(
-                ServiceError::Store(StoreError::Unavailable(_)) | ServiceError::Secrets(_),
+                ServiceError::Store(StoreError::Unavailable(_))
+                | ServiceError::Secrets(_)
+                | ServiceError::Queue(_),
             ) => Some(2),
             _ => None,
         }
@@ -141,9 +143,9 @@ fn service_status(error: &ServiceError) -> StatusCode {
             e if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_GATEWAY,
         },
-        ServiceError::Store(StoreError::Unavailable(_)) | ServiceError::Secrets(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        ServiceError::Store(StoreError::Unavailable(_))
+        | ServiceError::Secrets(_)
+        | ServiceError::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServiceError::Store(_) | ServiceError::Crypto(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -4,7 +4,7 @@
 use crate::crypto::CryptoError;
 use crate::domain::ValidationError;
 use crate::oauth::OAuthError;
-use crate::ports::{SecretError, StoreError};
+use crate::ports::{QueueError, SecretError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -49,6 +49,8 @@ pub enum ServiceError {
     Secrets(#[from] SecretError),
     #[error("decryption failed: {0}")]
     Crypto(#[from] CryptoError),
+    #[error("{0}")]
+    Queue(#[from] QueueError),
 }
 
 impl From<StoreError> for ServiceError {
@@ -87,6 +89,7 @@ impl ServiceError {
             ServiceError::Store(_) => "storage_unavailable",
             ServiceError::Secrets(_) => "secret_store_unavailable",
             ServiceError::Crypto(_) => "decryption_failed",
+            ServiceError::Queue(_) => "work_queue_unavailable",
         }
     }
 }

@@ -15,6 +15,7 @@ mod me;
 mod readiness;
 mod refresher;
 mod tokens;
+mod work;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -27,20 +28,21 @@ pub use authorization::{
 pub use backoff::Backoff;
 pub use connections::ConnectionCheck;
 pub use credential_cache::CredentialCacheLimits;
-pub use deletion::{Deletion, DeletionSweep};
+pub use deletion::{Deletion, DeletionSweep, DeletionWork};
 pub use error::ServiceError;
 pub use health::{AdministeredConnection, HEALTH_TOKEN_LIMIT};
 pub use me::UsableConnection;
 pub use readiness::Readiness;
-pub use refresher::{RefreshReport, RefreshWork};
+pub use refresher::RefreshReport;
 pub use tokens::TokenView;
+pub use work::RefreshWork;
 
 use crate::catalog::Catalog;
 use crate::crypto::EnvelopeCipher;
 use crate::domain::Connection;
 use crate::domain::{Role, UrlPolicy};
 use crate::oauth::{ClientCredentials, OAuthClient, OAuthError};
-use crate::ports::{SecretRef, SecretStore, Store};
+use crate::ports::{SecretRef, SecretStore, Store, WorkQueue};
 
 /// Installation settings the use cases need.
 #[derive(Debug, Clone)]
@@ -64,8 +66,8 @@ pub struct KeyportSettings {
     /// make Keyport ask the provider for a token at most once per this interval while the
     /// token is still valid.
     pub on_demand_refresh_interval: Duration,
-    /// How many tokens a connection delete revokes before it answers; the refresher revokes
-    /// the rest.
+    /// How many tokens a connection delete revokes before it answers, without a work queue;
+    /// the refresher revokes the rest. With one, a delete revokes none itself.
     pub delete_in_line_tokens: u32,
     /// How long a deleted connection's record outlives its last token: longer than any
     /// request that loaded the connection before the delete may still take to write one.
@@ -120,6 +122,10 @@ pub struct Keyport {
     pub access: AccessRules,
     /// Names this process as a lease holder.
     pub instance_id: String,
+    /// The refresh workers' queue, where there are workers (AWS): bulk work such as ending a
+    /// deleted connection's tokens goes there instead of running in a request or in the
+    /// scheduled run. Without one, this process does that work itself.
+    pub work_queue: Option<Arc<dyn WorkQueue>>,
     refresh_turns: tokens::RefreshTurns,
     readiness: readiness::ReadinessProbe,
     credential_cache: credential_cache::CredentialCache,
@@ -146,9 +152,16 @@ impl Keyport {
             credential_cache: credential_cache::CredentialCache::new(settings.credential_cache),
             settings,
             instance_id,
+            work_queue: None,
             refresh_turns: tokens::RefreshTurns::default(),
             readiness: readiness::ReadinessProbe::default(),
         }
+    }
+
+    /// This Keyport handing bulk work to the workers through `queue`.
+    pub fn with_work_queue(mut self, queue: Arc<dyn WorkQueue>) -> Self {
+        self.work_queue = Some(queue);
+        self
     }
 
     /// The secrets a request to this connection's provider may need: from the credential

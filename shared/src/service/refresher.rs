@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::tokens::Freshness;
-use super::{Keyport, ServiceError, deadline};
+use super::{Keyport, RefreshWork, ServiceError, deadline};
 use crate::domain::{AuditAction, Connection, ConnectionId, REFRESHER_ACTOR};
 use crate::ports::{PageRequest, TokenKey};
 
@@ -30,6 +30,9 @@ pub struct RefreshReport {
     pub unconfirmed_revoked: u64,
     /// Tokens of deleted connections revoked at their provider and deleted.
     pub deleted_connection_tokens_revoked: u64,
+    /// Deleted connections handed to the refresh workers to end (a run with a work queue
+    /// ends none itself).
+    pub deletions_queued: u64,
     /// Deleted connections whose last trace (record and secrets) was removed.
     pub deleted_connections_purged: u64,
     /// Connections written before the invitation index, indexed by this run (once per table).
@@ -84,12 +87,13 @@ impl Keyport {
     /// delivered twice or late costs a query, never a second refresh (the lease sees to that).
     pub fn refresh_work(&self) -> Vec<RefreshWork> {
         (0..self.store.due_shards())
-            .map(|shard| RefreshWork { shard })
+            .map(RefreshWork::Shard)
             .collect()
     }
 
     /// What every run does before refreshing: indexing a table's older invitations (once),
-    /// revoking grants whose confirmation never came, ending deleted connections' tokens.
+    /// revoking grants whose confirmation never came, ending deleted connections' tokens (or,
+    /// with a work queue, handing each deleted connection to the workers).
     pub async fn refresh_upkeep(
         &self,
         deadline: tokio::time::Instant,
@@ -99,6 +103,10 @@ impl Keyport {
             report.connections_indexed = self.store.index_invitations().await?;
         }
         report.unconfirmed_revoked = self.revoke_unconfirmed(Utc::now()).await?;
+        if let Some(queue) = &self.work_queue {
+            report.deletions_queued = self.queue_retired_connections(queue.as_ref()).await?;
+            return Ok(report);
+        }
         let sweep = deadline::within(deadline, self.sweep_deleted_connections()).await?;
         report.deleted_connection_tokens_revoked = sweep.tokens_revoked;
         report.deleted_connections_purged = sweep.purged;
@@ -290,13 +298,6 @@ enum DueScope {
     Shard(u32),
 }
 
-/// One item of a fanned-out run (a queue message): refresh what is due in this shard.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RefreshWork {
-    pub shard: u32,
-}
-
 impl RefreshReport {
     /// The run's one line (target `refresher`), whichever way the run went.
     pub fn log(&self) {
@@ -310,6 +311,7 @@ impl RefreshReport {
             stopped_early = self.stopped_early,
             unconfirmed_revoked = self.unconfirmed_revoked,
             deleted_connection_tokens_revoked = self.deleted_connection_tokens_revoked,
+            deletions_queued = self.deletions_queued,
             deleted_connections_purged = self.deleted_connections_purged,
             connections_indexed = self.connections_indexed,
             work_queued = self.work_queued,

@@ -211,13 +211,16 @@ pub async fn delete(args: &DeleteArgs) -> Result<(), String> {
                 "id": found.id, "status": "deleting",
                 "tokens_revoked": tokens_revoked, "message": message,
             }),
+            Deletion::Queued { message } => json!({
+                "id": found.id, "status": "queued", "message": message,
+            }),
         };
         print_json(&answer);
         return Ok(());
     }
     match deletion {
         Deletion::Complete => say!("deleted connection {}", found.name),
-        Deletion::Continuing { message, .. } => {
+        Deletion::Continuing { message, .. } | Deletion::Queued { message } => {
             say!("deleting connection {}: {message}", found.name)
         }
     }

@@ -666,6 +666,14 @@ impl ConnectionStore for DynamoStore {
         .collect()
     }
 
+    async fn retired_connection(&self, id: &ConnectionId) -> Result<Option<Retired>, StoreError> {
+        self.get(codec::connection_key(id))
+            .await?
+            .filter(codec::is_retired)
+            .map(|item| codec::retired_from_item(&item))
+            .transpose()
+    }
+
     async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
         let request = self
             .client

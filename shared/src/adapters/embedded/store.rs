@@ -333,16 +333,51 @@ impl ConnectionStore for EmbeddedStore {
     }
 
     async fn retired_connections(&self, limit: u32) -> Result<Vec<Retired>, StoreError> {
+        self.retired_where(
+            "SELECT doc, version, retired_at FROM retired_connections ORDER BY retired_at, id LIMIT ?1",
+            rusqlite::types::Value::Integer(i64::from(limit)),
+        )
+        .await
+    }
+
+    async fn retired_connection(&self, id: &ConnectionId) -> Result<Option<Retired>, StoreError> {
+        Ok(self
+            .retired_where(
+                "SELECT doc, version, retired_at FROM retired_connections WHERE id = ?1",
+                rusqlite::types::Value::Text(id.to_string()),
+            )
+            .await?
+            .pop())
+    }
+
+    async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.db
+            .run(move |db| {
+                if connection_version(db, &id)?.is_some() {
+                    return Err(StoreError::Conflict("connection"));
+                }
+                db.execute_cached("DELETE FROM retired_connections WHERE id = ?1", [&id])
+                    .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl EmbeddedStore {
+    /// The retired connections `sql` selects (doc, version, retired_at) with `parameter`.
+    async fn retired_where(
+        &self,
+        sql: &'static str,
+        parameter: rusqlite::types::Value,
+    ) -> Result<Vec<Retired>, StoreError> {
         let rows = self
             .db
             .run(move |db| {
-                let mut statement = db
-                    .prepare_cached(
-                        "SELECT doc, version, retired_at FROM retired_connections ORDER BY retired_at, id LIMIT ?1",
-                    )
-                    .map_err(sql_error)?;
+                let mut statement = db.prepare_cached(sql).map_err(sql_error)?;
                 let rows = statement
-                    .query_map([limit], |row| {
+                    .query_map([parameter], |row| {
                         Ok((
                             row.get::<_, String>(0)?,
                             row.get::<_, i64>(1)?,
@@ -367,20 +402,6 @@ impl ConnectionStore for EmbeddedStore {
                 })
             })
             .collect()
-    }
-
-    async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError> {
-        let id = id.to_string();
-        self.db
-            .run(move |db| {
-                if connection_version(db, &id)?.is_some() {
-                    return Err(StoreError::Conflict("connection"));
-                }
-                db.execute_cached("DELETE FROM retired_connections WHERE id = ?1", [&id])
-                    .map_err(sql_error)?;
-                Ok(())
-            })
-            .await
     }
 }
 

@@ -239,7 +239,7 @@ struct DeleteQuery {
     security(("bearer" = [])),
     params(ConnectionPath, DeleteQuery),
     responses(
-        (status = 202, description = "Deleted: the connection is gone for every caller, but it had more tokens than one request revokes. The refresher revokes and deletes the rest.", body = DeletionInProgress),
+        (status = 202, description = "Deleted: the connection is gone for every caller, and its tokens are revoked and deleted in the background. On AWS (with refresh workers) every delete answers this at once, status `queued`, without `tokens_revoked`: the workers revoke and delete every token. On one machine a connection with more tokens than one request revokes answers status `deleting` with the `tokens_revoked` it did; the refresher revokes and deletes the rest.", body = DeletionInProgress),
         (status = 204, description = "Deleted, with every token it had revoked at the provider and deleted."),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
@@ -265,15 +265,26 @@ async fn delete_connection(
             Json(DeletionInProgress {
                 id: id.to_string(),
                 status: DeletionStatus::Deleting,
-                tokens_revoked,
+                tokens_revoked: Some(tokens_revoked),
                 message: "The connection is deleted. Its remaining tokens are being revoked at the provider and deleted in the background.",
+            }),
+        )
+            .into_response(),
+        Deletion::Queued => (
+            StatusCode::ACCEPTED,
+            Json(DeletionInProgress {
+                id: id.to_string(),
+                status: DeletionStatus::Queued,
+                tokens_revoked: None,
+                message: "The connection is deleted. Its tokens are queued to be revoked at the provider and deleted in the background.",
             }),
         )
             .into_response(),
     })
 }
 
-/// The answer to a delete of a connection with more tokens than one request revokes.
+/// The answer to a delete whose tokens are ended in the background: all of them (queued), or
+/// those one request could not (deleting).
 #[derive(Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[cfg_attr(feature = "openapi", schema(example = json!({
@@ -286,17 +297,21 @@ struct DeletionInProgress {
     /// The deleted connection.
     id: String,
     status: DeletionStatus,
-    /// Tokens this request revoked at the provider and deleted.
-    tokens_revoked: u64,
+    /// Tokens this request revoked at the provider and deleted; absent when the deletion was
+    /// queued, which revokes none in the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_revoked: Option<u64>,
     message: &'static str,
 }
 
-/// A deleted connection whose tokens are still being ended.
+/// A deleted connection whose tokens are still being ended: by this request and then the
+/// refresher (`deleting`), or all of them by the refresh workers (`queued`).
 #[derive(Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 enum DeletionStatus {
     Deleting,
+    Queued,
 }
 
 /// Check the client's credentials at the provider without storing anything (administrators).
