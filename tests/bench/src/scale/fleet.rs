@@ -85,6 +85,20 @@ impl Installation {
     /// process `id`. The old shape seals every value with a data key of its own and reads the
     /// client secret for every refresh, as Keyport did before the change.
     pub fn process(&self, traffic: Option<&Arc<Traffic>>, id: usize, shape: Shape) -> Arc<Keyport> {
+        Arc::new(self.keyport(traffic, id, shape))
+    }
+
+    /// A process that hands work to the refresh workers through this installation's queue, as
+    /// the template's refresher and workers do.
+    fn queueing_process(&self, traffic: &Arc<Traffic>, id: usize, shape: Shape) -> Arc<Keyport> {
+        let queue = SqsWorkQueue::new(self.sqs(Some(traffic), id), &self.queue_url);
+        Arc::new(
+            self.keyport(Some(traffic), id, shape)
+                .with_work_queue(Arc::new(queue)),
+        )
+    }
+
+    fn keyport(&self, traffic: Option<&Arc<Traffic>>, id: usize, shape: Shape) -> Keyport {
         let mut dynamodb = aws_sdk_dynamodb::config::Builder::from(&self.sdk);
         let mut kms = aws_sdk_kms::config::Builder::from(&self.sdk);
         let mut secrets = aws_sdk_secretsmanager::config::Builder::from(&self.sdk);
@@ -140,13 +154,13 @@ impl Installation {
                 allow_password_grant: false,
             },
         );
-        Arc::new(Keyport::new(
+        Keyport::new(
             backends.store,
             backends.secrets,
             backends.cipher,
             oauth,
             settings,
-        ))
+        )
     }
 
     fn sqs(&self, traffic: Option<&Arc<Traffic>>, id: usize) -> aws_sdk_sqs::Client {
@@ -308,9 +322,7 @@ pub async fn run_fleet(
             invocations.clone(),
         );
         tasks.spawn(async move {
-            let keyport = installation.process(Some(&traffic), 1, shape);
-            let queue =
-                SqsWorkQueue::new(installation.sqs(Some(&traffic), 1), &installation.queue_url);
+            let keyport = installation.queueing_process(&traffic, 1, shape);
             let mut schedule = tokio::time::interval(SCHEDULE);
             while !stop.load(Ordering::SeqCst) {
                 tokio::select! {
@@ -330,13 +342,9 @@ pub async fn run_fleet(
                     lambda_context(Duration::from_secs(300)),
                 );
                 invocations.scheduler.fetch_add(1, Ordering::Relaxed);
-                if let Err(error) = keyport_shared::lambda::handle_scheduled_event(
-                    &keyport,
-                    event,
-                    concurrency,
-                    Some(&queue),
-                )
-                .await
+                if let Err(error) =
+                    keyport_shared::lambda::handle_scheduled_event(&keyport, event, concurrency)
+                        .await
                 {
                     tracing::warn!(%error, "a simulated scheduler run failed");
                 }
@@ -352,7 +360,7 @@ pub async fn run_fleet(
         );
         tasks.spawn(async move {
             let id = 2 + worker;
-            let keyport = installation.process(Some(&traffic), id, shape);
+            let keyport = installation.queueing_process(&traffic, id, shape);
             let sqs = installation.sqs(Some(&traffic), id);
             while !stop.load(Ordering::SeqCst) {
                 let received = match sqs

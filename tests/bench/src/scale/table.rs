@@ -38,9 +38,14 @@ fn throttled(run: &Value) -> u64 {
 }
 
 fn safe(run: &Value) -> bool {
-    ["refreshed_after_expiry", "never_refreshed", "grants_lost", "refresh_tokens_presented_twice"]
-        .iter()
-        .all(|field| run[*field].as_u64() == Some(0))
+    [
+        "refreshed_after_expiry",
+        "never_refreshed",
+        "grants_lost",
+        "refresh_tokens_presented_twice",
+    ]
+    .iter()
+    .all(|field| run[*field].as_u64() == Some(0))
 }
 
 pub fn rows(scale: &Value) -> Vec<[String; 4]> {
@@ -66,7 +71,13 @@ pub fn rows(scale: &Value) -> Vec<[String; 4]> {
             verdict(share * shards <= 1.2)
         ),
     ]);
-    for (name, run) in [("sharded", main), ("old shape (modelled index, per-value keys, no secret cache)", &runs["old_shape"])] {
+    for (name, run) in [
+        ("sharded", main),
+        (
+            "old shape (modelled index, per-value keys, no secret cache)",
+            &runs["old_shape"],
+        ),
+    ] {
         if !run.is_object() {
             continue;
         }
@@ -140,9 +151,15 @@ pub fn rows(scale: &Value) -> Vec<[String; 4]> {
     }
     for (label, key) in [
         ("6e. sharded, no limits", "sharded"),
-        ("6f. sharded, AWS's limits enforced", "sharded_at_aws_limits"),
+        (
+            "6f. sharded, AWS's limits enforced",
+            "sharded_at_aws_limits",
+        ),
         ("6g. old shape, no limits", "old_shape"),
-        ("6h. old shape, AWS's limits enforced", "old_shape_at_aws_limits"),
+        (
+            "6h. old shape, AWS's limits enforced",
+            "old_shape_at_aws_limits",
+        ),
     ] {
         let run = &runs[key];
         if !run.is_object() {
