@@ -99,7 +99,7 @@ impl Keyport {
         .await;
         if let Some(queue) = &self.work_queue {
             // Not a failure of the delete, which is done: the next scheduled run queues every
-            // deleted connection with tokens left.
+            // deleted connection not yet purged.
             if let Err(error) = queue_deletions(queue.as_ref(), std::slice::from_ref(id)).await {
                 tracing::warn!(connection_id = %id, %error, "queueing a deleted connection for the workers failed; the next scheduled run queues it");
             }
