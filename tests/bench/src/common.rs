@@ -138,3 +138,44 @@ pub fn thousands(n: u64) -> String {
     }
     out
 }
+
+/// Stores a valid user token holding `secrets`, due at `due_at` and expiring at `expires_at`,
+/// sealed with the Keyport's own cipher and written through the store port directly (as a
+/// benchmark's starting data, not through a flow).
+pub async fn store_due_token(
+    keyport: &Keyport,
+    key: &keyport_shared::ports::TokenKey,
+    secrets: &keyport_shared::domain::TokenSecrets,
+    due_at: chrono::DateTime<chrono::Utc>,
+    expires_at: chrono::DateTime<chrono::Utc>,
+) {
+    let sealed = keyport
+        .cipher
+        .seal_token(key, secrets)
+        .await
+        .expect("the token seals");
+    let now = chrono::Utc::now();
+    let record = keyport_shared::domain::StoredToken {
+        connection_id: key.connection_id.clone(),
+        owner: key.owner.clone(),
+        status: keyport_shared::domain::TokenStatus::Valid,
+        token_type: "Bearer".into(),
+        scope: Some("api:read".into()),
+        expires_at: Some(expires_at),
+        refresh_due_at: Some(due_at),
+        has_refresh_token: secrets.refresh_token.is_some(),
+        last_error: None,
+        lease: None,
+        issued_for: None,
+        provider_asked_at: None,
+        created_at: now,
+        updated_at: now,
+        sealed,
+        version: 0,
+    };
+    keyport
+        .store
+        .put_token(&record, keyport_shared::ports::Expect::Absent)
+        .await
+        .expect("the token is stored");
+}

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use chrono::Utc;
 use keyport_shared::adapters::outbound::{OutboundHttp, OutboundSettings};
-use keyport_shared::domain::{
-    ConnectionId, Owner, StoredToken, Subject, TokenSecrets, TokenStatus, UrlPolicy,
-};
-use keyport_shared::ports::{Expect, TokenKey};
+use keyport_shared::domain::{ConnectionId, Owner, Subject, TokenSecrets, UrlPolicy};
+use keyport_shared::ports::TokenKey;
 use keyport_shared::service::Keyport;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -72,34 +70,14 @@ async fn seed(keyport: &Keyport, ids: &[ConnectionId], n: usize) {
             id_token: None,
             extra: serde_json::Map::new(),
         };
-        let sealed = keyport
-            .cipher
-            .seal_token(&key, &secrets)
-            .await
-            .expect("the token seals");
-        let record = StoredToken {
-            connection_id: key.connection_id.clone(),
-            owner: key.owner.clone(),
-            status: TokenStatus::Valid,
-            token_type: "Bearer".into(),
-            scope: Some("api:read".into()),
-            expires_at: Some(now + chrono::Duration::minutes(2)),
-            refresh_due_at: Some(now - chrono::Duration::minutes(3)),
-            has_refresh_token: true,
-            last_error: None,
-            lease: None,
-            issued_for: None,
-            provider_asked_at: None,
-            created_at: now,
-            updated_at: now,
-            sealed,
-            version: 0,
-        };
-        keyport
-            .store
-            .put_token(&record, Expect::Absent)
-            .await
-            .expect("the token is stored");
+        common::store_due_token(
+            keyport,
+            &key,
+            &secrets,
+            now - chrono::Duration::minutes(3),
+            now + chrono::Duration::minutes(2),
+        )
+        .await;
     }
 }
 

@@ -17,11 +17,9 @@ use keyport_shared::adapters::dynamodb::{DynamoStore, create_table};
 use keyport_shared::adapters::outbound::{OutboundHttp, OutboundSettings};
 use keyport_shared::config::Backends;
 use keyport_shared::crypto::{EnvelopeCipher, KeyCacheLimits, SealingLimits};
-use keyport_shared::domain::{
-    ConnectionId, Owner, StoredToken, Subject, TokenSecrets, TokenStatus,
-};
+use keyport_shared::domain::{ConnectionId, Owner, Subject, TokenSecrets};
 use keyport_shared::oauth::{OAuthClient, OAuthSettings};
-use keyport_shared::ports::{Expect, TokenKey};
+use keyport_shared::ports::TokenKey;
 use keyport_shared::service::Keyport;
 use secrecy::SecretString;
 use serde_json::json;
@@ -245,39 +243,11 @@ pub async fn seed(
                     id_token: None,
                     extra: serde_json::Map::new(),
                 };
-                let sealed = keyport
-                    .cipher
-                    .seal_token(&key, &secrets)
-                    .await
-                    .expect("it seals");
-                let now = Utc::now();
                 let due_at = due(grant);
-                if due_at < now {
+                if due_at < Utc::now() {
                     late.fetch_add(1, Ordering::Relaxed);
                 }
-                let record = StoredToken {
-                    connection_id: key.connection_id.clone(),
-                    owner: key.owner.clone(),
-                    status: TokenStatus::Valid,
-                    token_type: "Bearer".into(),
-                    scope: Some("api:read".into()),
-                    expires_at: Some(due_at + lead),
-                    refresh_due_at: Some(due_at),
-                    has_refresh_token: true,
-                    last_error: None,
-                    lease: None,
-                    issued_for: None,
-                    provider_asked_at: None,
-                    created_at: now,
-                    updated_at: now,
-                    sealed,
-                    version: 0,
-                };
-                keyport
-                    .store
-                    .put_token(&record, Expect::Absent)
-                    .await
-                    .expect("the token is stored");
+                common::store_due_token(&keyport, &key, &secrets, due_at, due_at + lead).await;
             }
         });
     }
