@@ -295,6 +295,58 @@ pub trait PendingAuthorizationStore: Send + Sync {
     ) -> Result<Vec<PendingAuthorization>, StoreError>;
 }
 
+/// What the console keeps for a short while, each kind under keys of its own: signed-in
+/// sessions, sign-ins waiting for the identity provider, and sign-in tickets already used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleRecordKind {
+    Session,
+    SignIn,
+    UsedTicket,
+}
+
+impl ConsoleRecordKind {
+    /// Its name in storage keys.
+    pub fn storage_name(self) -> &'static str {
+        match self {
+            ConsoleRecordKind::Session => "SESSION",
+            ConsoleRecordKind::SignIn => "SIGNIN",
+            ConsoleRecordKind::UsedTicket => "TICKET",
+        }
+    }
+}
+
+/// The console's short-lived records. Keys are digests the caller computed (never a session
+/// cookie's value itself), documents are the caller's JSON; a record past `expires_at` counts
+/// as absent whether or not storage has removed it yet.
+#[async_trait]
+pub trait ConsoleStore: Send + Sync {
+    /// Stores a new record; `Ok(false)` when the key is already taken (so a ticket's use
+    /// recorded this way succeeds once).
+    async fn put_console_record(
+        &self,
+        kind: ConsoleRecordKind,
+        key: &str,
+        doc: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// The live record under `key`.
+    async fn get_console_record(
+        &self,
+        kind: ConsoleRecordKind,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Removes the record and returns it if it was live, in one atomic step: single use.
+    async fn take_console_record(
+        &self,
+        kind: ConsoleRecordKind,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError>;
+}
+
 /// The audit trail, kept per connection. Events outlive their connection: a deletion is
 /// itself an event someone will want to read later.
 #[async_trait]
@@ -310,8 +362,14 @@ pub trait AuditLog: Send + Sync {
 }
 
 /// Everything a Keyport instance stores.
-pub trait Store: ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog {}
-impl<T: ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog> Store for T {}
+pub trait Store:
+    ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog + ConsoleStore
+{
+}
+impl<T: ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog + ConsoleStore> Store
+    for T
+{
+}
 
 /// What a sealed value is bound to: its purpose and the item it belongs to (connection and
 /// owner, or secret name). The envelope binds all of it as AEAD associated data. The data key

@@ -20,8 +20,9 @@ use keyport_shared::domain::{
 use keyport_shared::http::{DevSigningKey, Function, LocalJwtVerifier};
 use keyport_shared::oauth::{OAuthClient, OAuthSettings};
 use keyport_shared::ports::{
-    AuditLog, ConnectionStore, DataKey, DataKeyProvider, Expect, KeyContext, KeyError, Page,
-    PageRequest, PendingAuthorizationStore, Retired, Store, StoreError, TokenKey, TokenStore,
+    AuditLog, ConnectionStore, ConsoleRecordKind, ConsoleStore, DataKey, DataKeyProvider, Expect,
+    KeyContext, KeyError, Page, PageRequest, PendingAuthorizationStore, Retired, Store, StoreError,
+    TokenKey, TokenStore,
 };
 use keyport_shared::service::{
     Backoff, Keyport, KeyportSettings, OwnerRequest, ServiceError, TokenView,
@@ -1083,6 +1084,39 @@ impl AuditLog for FlakyStore {
         page: PageRequest,
     ) -> Result<Page<AuditEvent>, StoreError> {
         self.inner.list_audit(connection_id, page).await
+    }
+}
+
+#[async_trait]
+impl ConsoleStore for FlakyStore {
+    async fn put_console_record(
+        &self,
+        kind: ConsoleRecordKind,
+        key: &str,
+        doc: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .put_console_record(kind, key, doc, expires_at)
+            .await
+    }
+
+    async fn get_console_record(
+        &self,
+        kind: ConsoleRecordKind,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.get_console_record(kind, key, now).await
+    }
+
+    async fn take_console_record(
+        &self,
+        kind: ConsoleRecordKind,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.take_console_record(kind, key, now).await
     }
 }
 

@@ -411,6 +411,18 @@ impl Authenticator for LocalJwtVerifier {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| "the Authorization header must be \"Bearer <token>\"".to_owned())?;
+        let claims = self.verify_claims(token).await?;
+        principal_from_claims(&claims, &self.roles_claim)
+    }
+}
+
+impl LocalJwtVerifier {
+    /// The claims of `token` once its signature, issuer, audience and times verify (the
+    /// console verifies its sign-in tickets and ID tokens this way too).
+    pub async fn verify_claims(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
         let (key, algorithm) = self.decoding_key(token).await?;
         let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
             token,
@@ -430,7 +442,12 @@ impl Authenticator for LocalJwtVerifier {
             }
             .to_owned()
         })?;
-        principal_from_claims(&data.claims, &self.roles_claim)
+        Ok(data.claims)
+    }
+
+    /// The claim roles are read from.
+    pub fn roles_claim(&self) -> &str {
+        &self.roles_claim
     }
 }
 
@@ -494,6 +511,37 @@ impl DevSigningKey {
         )
     }
 
+    /// A one-time console sign-in link's ticket for `subject` with `roles`: a token for the
+    /// console's own audience (never accepted as a bearer token, whose audience differs) with a
+    /// unique id the console records when it is used.
+    pub fn mint_sign_in_ticket(
+        &self,
+        subject: &str,
+        roles: &[String],
+        issuer: &str,
+        roles_claim: &str,
+    ) -> Result<String, String> {
+        let now = Utc::now().timestamp();
+        let mut claims = self.claims_at(
+            now,
+            subject,
+            roles,
+            crate::http::console::TICKET_LIFETIME,
+            issuer,
+            crate::http::console::TICKET_AUDIENCE,
+            roles_claim,
+        );
+        let jti: [u8; 16] = crate::crypto::random_bytes();
+        claims.insert(
+            "jti".into(),
+            jti.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into(),
+        );
+        self.sign(&claims)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn mint_at(
         &self,
@@ -505,6 +553,21 @@ impl DevSigningKey {
         audience: &str,
         roles_claim: &str,
     ) -> Result<String, String> {
+        let claims = self.claims_at(now, subject, roles, lifetime, issuer, audience, roles_claim);
+        self.sign(&claims)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn claims_at(
+        &self,
+        now: i64,
+        subject: &str,
+        roles: &[String],
+        lifetime: Duration,
+        issuer: &str,
+        audience: &str,
+        roles_claim: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let mut claims = serde_json::Map::new();
         claims.insert("iss".into(), issuer.into());
         claims.insert("aud".into(), audience.into());
@@ -519,9 +582,13 @@ impl DevSigningKey {
                 .collect::<Vec<_>>()
                 .into(),
         );
+        claims
+    }
+
+    fn sign(&self, claims: &serde_json::Map<String, serde_json::Value>) -> Result<String, String> {
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
-            &claims,
+            claims,
             &EncodingKey::from_secret(&self.secret[..]),
         )
         .map_err(|e| format!("cannot sign the token: {e}"))

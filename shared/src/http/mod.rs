@@ -1,6 +1,7 @@
 //! Keyport's HTTP API, shared by every Lambda function and the local server: each function's
 //! routes, the error shape, extractors, and who the caller is.
 
+pub mod console;
 mod error;
 // `pub(crate)` for the fuzzing wrappers in lib.rs.
 pub(crate) mod extract;
@@ -64,6 +65,16 @@ pub fn router(
         .fold(routes::Routes::new(), |routes, function| {
             routes.merge(function.routes())
         });
+    router_of(routes, keyport, authenticator)
+}
+
+/// The router of `routes`, authenticating every request with `authenticator`: Keyport's error
+/// shape for unknown routes and methods, and its body limit.
+fn router_of(
+    routes: routes::Routes,
+    keyport: Arc<Keyport>,
+    authenticator: Arc<dyn Authenticator>,
+) -> Router {
     routes::into_router(routes)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)

@@ -4,6 +4,7 @@
 //! the items; `table` creates the table they live in.
 
 mod codec;
+mod console;
 pub mod table;
 
 use std::collections::{BTreeSet, HashMap};

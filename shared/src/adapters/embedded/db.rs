@@ -56,6 +56,14 @@ CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     sealed BLOB NOT NULL
 ) STRICT;
+-- The console's sessions, sign-ins in progress and used sign-in tickets (see ConsoleStore).
+CREATE TABLE IF NOT EXISTS console_records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, key)
+) STRICT;
 ";
 
 /// How many connections serve point reads. WAL lets readers run beside the writer and each

@@ -1,6 +1,7 @@
 //! The embedded back-end: one SQLite database file (WAL) and a local master key file, for
 //! running Keyport on one machine with nothing else to install.
 
+mod console;
 mod db;
 mod key_file;
 mod master_key;

@@ -23,7 +23,7 @@ use crate::ports::{
 
 #[derive(Clone)]
 pub struct EmbeddedStore {
-    db: EmbeddedDb,
+    pub(super) db: EmbeddedDb,
     parsed: Arc<ParsedConnections>,
 }
 

@@ -21,6 +21,13 @@ pub(super) fn routes() -> Routes {
     ]
 }
 
+/// The completion alone: the console confirms an authorization as the signed-in person.
+pub(super) fn console_routes() -> Routes {
+    table![
+        post "/oauth/complete" => confirm_authorization,
+    ]
+}
+
 /// Where the provider sends the browser back, with a code and state or an error.
 ///
 /// Exchanges the code, then holds the grant until the principal who started the authorization

@@ -70,6 +70,17 @@ impl Function {
     }
 }
 
+/// The API routes the console's pages call (under `/console/api`, as the signed-in person):
+/// all of the connections and authorize functions', the completion of an authorization, and
+/// the token routes that answer without a token. The console shows a token's status, never
+/// the token: reading one, or a refresh (which answers with it), is not among them.
+pub fn console_routes() -> Routes {
+    connections::routes()
+        .merge(authorize::routes())
+        .merge(callback::console_routes())
+        .merge(token::console_routes())
+}
+
 /// The axum router of `routes`.
 pub fn into_router(routes: Routes) -> Router<Arc<Keyport>> {
     #[cfg(feature = "openapi")]

@@ -28,6 +28,14 @@ pub(super) fn routes() -> Routes {
     ]
 }
 
+/// The token routes that answer without a token, for the console.
+pub(super) fn console_routes() -> Routes {
+    table![
+        delete "/connections/{id}/token" => disconnect,
+        get "/me/connections" => my_connections,
+    ]
+}
+
 #[derive(Deserialize)]
 #[cfg_attr(
     feature = "openapi",
