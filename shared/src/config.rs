@@ -222,6 +222,58 @@ pub fn embedded_backends(data_dir: &Path) -> Result<Backends, String> {
     })
 }
 
+/// How the console signs people in through the installation's identity provider (OpenID
+/// Connect). Without an issuer the console has no such sign-in (on one machine, people use the
+/// one-time links the server prints).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConsoleSignInSettings {
+    /// The identity provider's issuer URL (its OpenID configuration is read from there).
+    #[arg(long, env = "KEYPORT_CONSOLE_OIDC_ISSUER")]
+    pub console_oidc_issuer: Option<String>,
+    /// The console's client id at the identity provider.
+    #[arg(long, env = "KEYPORT_CONSOLE_OIDC_CLIENT_ID")]
+    pub console_oidc_client_id: Option<String>,
+    /// The console's client secret at the identity provider.
+    #[arg(long, env = "KEYPORT_CONSOLE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub console_oidc_client_secret: Option<secrecy::SecretString>,
+}
+
+impl ConsoleSignInSettings {
+    /// The identity provider's sign-in for the console at `origin`, if an issuer is set.
+    pub fn oidc(
+        &self,
+        keyport: &Keyport,
+        common: &CommonSettings,
+        origin: &Url,
+    ) -> Result<Option<crate::http::console::OidcSignIn>, String> {
+        let Some(issuer) = &self.console_oidc_issuer else {
+            return Ok(None);
+        };
+        let (Some(client_id), Some(client_secret)) = (
+            &self.console_oidc_client_id,
+            &self.console_oidc_client_secret,
+        ) else {
+            return Err(
+                "KEYPORT_CONSOLE_OIDC_ISSUER needs KEYPORT_CONSOLE_OIDC_CLIENT_ID and KEYPORT_CONSOLE_OIDC_CLIENT_SECRET"
+                    .into(),
+            );
+        };
+        let redirect_uri = origin
+            .join("/console/signin/callback")
+            .map_err(|e| format!("the console's sign-in callback: {e}"))?;
+        Ok(Some(crate::http::console::OidcSignIn::new(
+            crate::http::console::OidcSignInSettings {
+                issuer: issuer.clone(),
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
+                roles_claim: common.roles_claim.clone(),
+            },
+            keyport.oauth.http().clone(),
+            redirect_uri,
+        )))
+    }
+}
+
 /// Assembles the use cases over `backends`.
 pub fn keyport(
     backends: Backends,

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use axum::Router;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use keyport_shared::config::{self, AwsSettings, CommonSettings};
+use keyport_shared::config::{self, AwsSettings, CommonSettings, ConsoleSignInSettings};
 use keyport_shared::domain::EndpointUrl;
+use keyport_shared::http::console::{self, Console, SignInMethods};
 use keyport_shared::http::{self, Authenticator, DevSigningKey, Function, LocalJwtVerifier};
 use keyport_shared::service::Keyport;
 use tokio::net::TcpListener;
@@ -40,6 +41,7 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Print a bearer token the local server accepts, signed with the development key.
     DevToken(DevTokenArgs),
+    DevLogin(DevLoginArgs),
     /// Create the DynamoDB table with Keyport's schema (for emulators and tests; on AWS the SAM
     /// template creates it).
     CreateTable(CreateTableArgs),
@@ -142,7 +144,63 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub common: CommonSettings,
     #[command(flatten)]
+    pub console: ConsoleSignInSettings,
+    #[command(flatten)]
     pub aws: AwsSettings,
+}
+
+/// Print a one-time link that signs whoever opens it in to the local server's console as
+/// `--sub` with `--roles` (a development sign-in: on AWS people sign in through the identity
+/// provider).
+#[derive(Args, Debug, Clone)]
+pub struct DevLoginArgs {
+    /// The subject (who signs in).
+    #[arg(long)]
+    pub sub: String,
+    /// The roles (comma-separated), e.g. keyport-admins or sales.
+    #[arg(long, value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// The server whose console the link opens.
+    #[arg(long, env = "KEYPORT_SERVER", default_value = cli::DEFAULT_SERVER)]
+    pub server: String,
+    /// The data directory of that server (its signing key signs the link).
+    #[arg(long, env = "KEYPORT_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+    /// The claim the server reads roles from.
+    #[arg(long, env = "KEYPORT_ROLES_CLAIM", default_value = "cognito:groups")]
+    pub roles_claim: String,
+}
+
+/// The link that signs `subject` in to the console at `base` once.
+fn sign_in_link(
+    key: &DevSigningKey,
+    base: &str,
+    subject: &str,
+    roles: &[String],
+    issuer: &str,
+    roles_claim: &str,
+) -> Result<String, String> {
+    let ticket = key.mint_sign_in_ticket(subject, roles, issuer, roles_claim)?;
+    Ok(format!(
+        "{}/console/signin/ticket?ticket={ticket}",
+        base.trim_end_matches('/')
+    ))
+}
+
+pub fn print_dev_login(args: &DevLoginArgs) -> Result<(), String> {
+    let key = DevSigningKey::load(&dev_key_path(&args.data_dir))?;
+    let link = sign_in_link(
+        &key,
+        &args.server,
+        &args.sub,
+        &args.roles,
+        &args.jwt.jwt_issuer,
+        &args.roles_claim,
+    )?;
+    println!("{link}");
+    Ok(())
 }
 
 #[derive(Args, Debug, Clone)]
@@ -168,6 +226,9 @@ pub struct DevTokenArgs {
 
 /// Where the local server listens unless told otherwise (and where its clients look).
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Whom the link printed at start-up signs in (as an administrator).
+const OPERATOR: &str = "operator";
 
 /// Where the local server keeps its data unless told otherwise.
 const DEFAULT_DATA_DIR: &str = ".keyport";
@@ -209,6 +270,10 @@ pub fn print_dev_token(args: &DevTokenArgs) -> Result<(), String> {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub keyport: Arc<Keyport>,
+    /// A one-time link that signs the operator in to the console as an administrator (with
+    /// the development signing key only: an installation verifying tokens against a JWKS signs
+    /// people in through its identity provider).
+    pub sign_in_link: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     refresher: JoinHandle<()>,
@@ -264,7 +329,18 @@ pub async fn start_with_backends(
             .parse()
             .map_err(|e| format!("callback URL: {e}"))?,
     };
-    let keyport = Arc::new(config::keyport(backends, &args.common, callback_url)?);
+    let keyport = Arc::new(config::keyport(
+        backends,
+        &args.common,
+        callback_url.clone(),
+    )?);
+    let mut sign_in = SignInMethods {
+        oidc: args
+            .console
+            .oidc(&keyport, &args.common, &callback_url)?,
+        ..SignInMethods::default()
+    };
+    let mut sign_in_link_for_operator = None;
     let authenticator: Arc<dyn Authenticator> = match &args.jwt.jwks_url {
         Some(url) => {
             let url = EndpointUrl::parse("jwks_url", url, args.common.url_policy())
@@ -282,6 +358,20 @@ pub async fn start_with_backends(
         }
         None => {
             let key = DevSigningKey::load_or_create(&dev_key_path(&args.data_dir))?;
+            sign_in.tickets = Some(LocalJwtVerifier::development(
+                &key,
+                &args.jwt.jwt_issuer,
+                console::TICKET_AUDIENCE,
+                &args.common.roles_claim,
+            ));
+            sign_in_link_for_operator = Some(sign_in_link(
+                &key,
+                &format!("http://{addr}"),
+                OPERATOR,
+                &args.common.admin_roles,
+                &args.jwt.jwt_issuer,
+                &args.common.roles_claim,
+            )?);
             Arc::new(LocalJwtVerifier::development(
                 &key,
                 &args.jwt.jwt_issuer,
@@ -290,10 +380,12 @@ pub async fn start_with_backends(
             ))
         }
     };
+    let console = Arc::new(Console::new(keyport.clone(), &callback_url, sign_in));
     let app = app(
         keyport.clone(),
         http::router(keyport.clone(), authenticator, &Function::ALL),
-    );
+    )
+    .merge(console::router(console));
     let (stop, stopped) = oneshot::channel::<()>();
     let limits = server::Limits {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
@@ -313,6 +405,7 @@ pub async fn start_with_backends(
     Ok(RunningServer {
         addr,
         keyport,
+        sign_in_link: sign_in_link_for_operator,
         stop: Some(stop),
         server,
         refresher,
@@ -339,6 +432,7 @@ async fn refresh_periodically(keyport: Arc<Keyport>, interval: Duration, concurr
 pub async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Some(Command::DevToken(args)) => print_dev_token(&args),
+        Some(Command::DevLogin(args)) => print_dev_login(&args),
         Some(Command::CreateTable(args)) => create_table(&args).await,
         Some(Command::Openapi(args)) => write_openapi(&args),
         Some(Command::Connections(args)) => cli::connections(args).await,
@@ -373,6 +467,10 @@ pub async fn serve_until_stopped(args: ServeArgs) -> Result<(), String> {
         eprintln!(
             "Local development mode: providers over plain http and on loopback are allowed. Never in production."
         );
+    }
+    if let Some(link) = &server.sign_in_link {
+        eprintln!("Open the console (this link signs you in once, as an administrator):");
+        eprintln!("    {link}");
     }
     let [be_admin, then] = start_up_hint(&data_dir, server.addr);
     eprintln!("Be an administrator:  {be_admin}");

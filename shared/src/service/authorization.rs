@@ -297,6 +297,15 @@ impl Keyport {
     }
 
     fn check_redirect(&self, value: &str) -> Result<String, ServiceError> {
+        // Keyport's own console (at the callback's origin) is always a place to go back to.
+        let own_origin = self.oauth.callback_url().origin();
+        if let Ok(url) = Url::parse(value)
+            && url.origin() == own_origin
+            && url.path().starts_with("/console/")
+            && url.username().is_empty()
+        {
+            return Ok(url.into());
+        }
         redirect_target(
             value,
             self.settings.url_policy,
