@@ -234,7 +234,11 @@ pub struct ConsoleSignInSettings {
     #[arg(long, env = "KEYPORT_CONSOLE_OIDC_CLIENT_ID")]
     pub console_oidc_client_id: Option<String>,
     /// The console's client secret at the identity provider.
-    #[arg(long, env = "KEYPORT_CONSOLE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "KEYPORT_CONSOLE_OIDC_CLIENT_SECRET",
+        hide_env_values = true
+    )]
     pub console_oidc_client_secret: Option<secrecy::SecretString>,
 }
 

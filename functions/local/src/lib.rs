@@ -335,9 +335,7 @@ pub async fn start_with_backends(
         callback_url.clone(),
     )?);
     let mut sign_in = SignInMethods {
-        oidc: args
-            .console
-            .oidc(&keyport, &args.common, &callback_url)?,
+        oidc: args.console.oidc(&keyport, &args.common, &callback_url)?,
         ..SignInMethods::default()
     };
     let mut sign_in_link_for_operator = None;
