@@ -47,6 +47,7 @@ async fn session(State(console): State<Arc<Console>>, headers: HeaderMap) -> Res
         "oidc": console.sign_in.oidc.is_some(),
         "links": console.sign_in.tickets.is_some(),
     });
+    let callback_url = console.keyport.oauth.callback_url().as_str();
     match console.sessions.find(&headers).await {
         Ok(Some(record)) => {
             let administrator = record
@@ -61,6 +62,7 @@ async fn session(State(console): State<Arc<Console>>, headers: HeaderMap) -> Res
                 "csrf_token": record.csrf_token,
                 "via": record.via,
                 "expires_at": record.expires_at,
+                "callback_url": callback_url,
                 "sign_in": how,
             }))
             .into_response()

@@ -1,1 +1,606 @@
+// The Keyport console's pages. Plain ES module, no build step, no third-party code.
+//
+// Everything a person sees is built with DOM calls (never from HTML strings), so no value from
+// the API is ever interpreted as markup. The session cookie is HttpOnly: this script never
+// sees it; it holds only the CSRF token the session answer hands it, in memory, and sends it
+// with every change. No token of any provider ever reaches this page.
 
+const API = "/console/api";
+let session = null;
+
+// ---- DOM helpers --------------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else if (name === "text") element.textContent = value;
+    else element.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+function show(title, ...content) {
+  document.title = `${title} · Keyport`;
+  const main = document.getElementById("main");
+  main.replaceChildren(h("h1", { text: title }), ...content);
+  main.focus();
+}
+
+function when(value) {
+  if (!value) return "—";
+  const date = new Date(value);
+  return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+// Status in colour and in words.
+const STATUS_WORDS = {
+  valid: "Valid",
+  expiring_soon: "Expiring soon",
+  expired: "Expired",
+  refresh_failing: "Refresh failing",
+  refresh_failed: "Refresh failing",
+  needs_reauthorization: "Needs re-authorization",
+  not_authorized: "Not authorized",
+  active: "Active",
+  disabled: "Disabled",
+};
+
+function badge(status) {
+  const key = status || "not_authorized";
+  return h("span", { class: `badge status-${key}`, text: STATUS_WORDS[key] || key });
+}
+
+// ---- the API ------------------------------------------------------------------------------
+
+async function api(method, path, body) {
+  const headers = { accept: "application/json" };
+  if (method !== "GET") headers["x-keyport-csrf"] = session ? session.csrf_token : "";
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(API + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+    cache: "no-store",
+  });
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (response.status === 401 && path !== "/session") {
+    await boot();
+  }
+  return { ok: response.ok, status: response.status, data };
+}
+
+function problem(result) {
+  const message = result.data && result.data.message ? result.data.message : `The request failed (${result.status}).`;
+  return h("p", { class: "problem", role: "alert", text: message });
+}
+
+// ---- navigation ---------------------------------------------------------------------------
+
+function go(path) {
+  history.pushState({}, "", path);
+  route();
+}
+
+function link(path, text, attrs = {}) {
+  return h("a", {
+    href: path,
+    ...attrs,
+    onclick: (event) => {
+      if (event.metaKey || event.ctrlKey || event.shiftKey) return;
+      event.preventDefault();
+      go(path);
+    },
+  }, text);
+}
+
+window.addEventListener("popstate", () => route());
+
+function chrome() {
+  const nav = document.getElementById("nav");
+  const who = document.getElementById("who");
+  if (!session || !session.signed_in) {
+    nav.replaceChildren();
+    who.replaceChildren();
+    return;
+  }
+  nav.replaceChildren(
+    session.administrator ? link("/console/connections", "Connections") : null,
+    link("/console/me", "My connections"),
+  );
+  who.replaceChildren(
+    h("span", { class: "subject" }, "Signed in as ", h("strong", { text: session.subject }),
+      session.administrator ? " (administrator)" : ""),
+    h("button", { type: "button", class: "secondary", onclick: signOut }, "Sign out"),
+  );
+}
+
+async function signOut() {
+  await api("POST", "/signout");
+  session = null;
+  history.replaceState({}, "", "/console/");
+  await boot();
+}
+
+async function boot() {
+  const result = await api("GET", "/session");
+  session = result.ok ? result.data : { signed_in: false, sign_in: {} };
+  chrome();
+  route();
+}
+
+function route() {
+  if (!session || !session.signed_in) return signInScreen();
+  const path = location.pathname.replace(/\/+$/, "");
+  const parts = path.split("/").filter(Boolean); // ["console", ...]
+  if (parts[1] === "complete") return completeScreen();
+  if (parts[1] === "me") return myConnections();
+  if (parts[1] === "connections" && session.administrator) {
+    if (parts[2] === "new") return wizard();
+    if (parts[2]) return connectionPage(decodeURIComponent(parts[2]));
+    return connectionsList();
+  }
+  if (parts[1] === "connections" && !session.administrator) return notAllowed();
+  return session.administrator ? connectionsList() : myConnections();
+}
+
+function signInScreen() {
+  const how = (session && session.sign_in) || {};
+  show(
+    "Sign in to Keyport",
+    how.oidc
+      ? h("p", {}, h("a", { class: "button", href: "/console/signin" }, "Sign in with your identity provider"))
+      : null,
+    how.links
+      ? h("p", {}, "Open the sign-in link the ", h("code", { text: "keyport" }),
+        " server printed when it started, or print one with ",
+        h("code", { text: "keyport dev-login --sub <you> --roles <roles>" }), ".")
+      : null,
+  );
+}
+
+function notAllowed() {
+  show("Not available", h("p", { text: "Managing connections needs the manage-connections permission, which your roles do not hold." }),
+    h("p", {}, link("/console/me", "Go to my connections")));
+}
+
+// ---- connections list (administrators) ----------------------------------------------------
+
+async function connectionsList() {
+  show("Connections", h("p", { text: "Loading…" }));
+  const result = await api("GET", "/connections?limit=1000");
+  if (!result.ok) return show("Connections", problem(result));
+  const connections = result.data.connections || [];
+  const create = link("/console/connections/new", "Create a connection", { class: "button" });
+  if (connections.length === 0) {
+    return show("Connections", h("div", { class: "empty" },
+      h("p", { text: "No connections yet — create one." }), create));
+  }
+  const search = h("input", { type: "search", id: "search", placeholder: "Name or provider" });
+  const filter = h("select", { id: "status-filter" },
+    h("option", { value: "" }, "Any status"),
+    ...["valid", "expiring_soon", "refresh_failing", "needs_reauthorization", "not_authorized", "expired"]
+      .map((s) => h("option", { value: s }, STATUS_WORDS[s])));
+  const body = h("tbody");
+  const rows = connections.map((c) => {
+    const health = c.token_health || { shared: {}, user_tokens: {} };
+    const users = health.user_tokens || {};
+    const row = h("tr", {},
+      h("th", { scope: "row" }, link(`/console/connections/${encodeURIComponent(c.id)}`, c.name)),
+      h("td", { text: c.provider }),
+      h("td", { text: c.grant_type }),
+      h("td", {}, badge(health.shared.status), h("div", { class: "muted", text: health.shared.expires_at ? `until ${when(health.shared.expires_at)}` : "" })),
+      h("td", { text: `${users.total || 0} (${users.needs_attention || 0} need attention)` }),
+      h("td", { text: (c.invited_roles || []).join(", ") || "—" }),
+      h("td", { text: when(health.last_refresh_at) }),
+      h("td", { text: health.last_error ? health.last_error.message : "—" }),
+    );
+    row.dataset.search = `${c.name} ${c.provider}`.toLowerCase();
+    row.dataset.status = health.shared.status || "not_authorized";
+    return row;
+  });
+  body.append(...rows);
+  const apply = () => {
+    const text = search.value.trim().toLowerCase();
+    for (const row of rows) {
+      row.hidden = (text && !row.dataset.search.includes(text)) || (filter.value && row.dataset.status !== filter.value);
+    }
+  };
+  search.addEventListener("input", apply);
+  filter.addEventListener("change", apply);
+  show("Connections",
+    h("div", { class: "toolbar" },
+      h("label", { for: "search" }, "Search"), search,
+      h("label", { for: "status-filter" }, "Shared token"), filter,
+      create),
+    h("table", {},
+      h("caption", { class: "visually-hidden", text: "Connections and their token health" }),
+      h("thead", {}, h("tr", {}, ...["Name", "Provider", "Grant type", "Shared token", "User tokens", "Invited roles", "Last refresh", "Last error"].map((t) => h("th", { scope: "col", text: t })))),
+      body));
+}
+
+// ---- forms --------------------------------------------------------------------------------
+
+// A labelled field with its own error line, which the API's `field` fills.
+function field(name, label, input, hint) {
+  input.id = `field-${name}`;
+  input.name = name;
+  const error = h("p", { class: "field-error", id: `error-${name}`, role: "alert" });
+  const hintId = hint ? `hint-${name}` : null;
+  if (hintId) input.setAttribute("aria-describedby", `${hintId} error-${name}`);
+  else input.setAttribute("aria-describedby", `error-${name}`);
+  return h("div", { class: "field", "data-field": name },
+    h("label", { for: input.id, text: label }), input,
+    hint ? h("p", { class: "hint", id: hintId, text: hint }) : null,
+    error);
+}
+
+function clearErrors(form) {
+  for (const element of form.querySelectorAll(".field-error")) element.textContent = "";
+  for (const element of form.querySelectorAll("[aria-invalid]")) element.removeAttribute("aria-invalid");
+  const general = form.querySelector(".form-error");
+  if (general) general.replaceChildren();
+}
+
+// Shows the API's error next to its field, or at the form's top when it names none.
+function showError(form, result) {
+  const data = result.data || {};
+  const name = data.field ? String(data.field).split(/[.[]/)[0] : null;
+  const error = name ? form.querySelector(`#error-${CSS.escape(name)}`) : null;
+  if (error) {
+    error.textContent = data.message || "Not valid.";
+    const input = form.querySelector(`#field-${CSS.escape(name)}`);
+    if (input) {
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
+  } else {
+    form.querySelector(".form-error").replaceChildren(problem(result));
+  }
+}
+
+function pairs(text) {
+  const out = {};
+  for (const line of text.split("\n")) {
+    const trimmed = line.trim();
+    if (!trimmed) continue;
+    const at = trimmed.indexOf("=");
+    if (at > 0) out[trimmed.slice(0, at).trim()] = trimmed.slice(at + 1).trim();
+    else out[trimmed] = "";
+  }
+  return out;
+}
+
+function pairsText(object) {
+  return Object.entries(object || {}).map(([k, v]) => `${k}=${v}`).join("\n");
+}
+
+const GRANT_WORDS = {
+  authorization_code: "Authorization code",
+  authorization_code_pkce: "Authorization code with PKCE",
+  client_credentials: "Client credentials",
+  password: "Resource-owner password",
+};
+
+// ---- create a connection: the four steps --------------------------------------------------
+
+async function wizard() {
+  const providers = await api("GET", "/providers");
+  if (!providers.ok) return show("Create a connection", problem(providers));
+  const catalog = providers.data.providers || [];
+  const state = { step: 1, provider: null, connection: null };
+  const steps = ["Provider", "Authentication", "Test and authorize", "Invite roles"];
+  const progress = () => h("ol", { class: "steps", "aria-label": "Steps" },
+    ...steps.map((name, i) => h("li", { class: i + 1 === state.step ? "current" : i + 1 < state.step ? "done" : "", "aria-current": i + 1 === state.step ? "step" : null, text: name })));
+
+  const providerSelect = h("select", {},
+    ...catalog.map((p) => h("option", { value: p.key }, p.display_name)),
+    h("option", { value: "custom" }, "Custom (any OAuth 2.0 provider)"));
+  const name = h("input", { type: "text", required: true, autocomplete: "off" });
+  const description = h("input", { type: "text", autocomplete: "off" });
+  const callback = h("input", { type: "text", readonly: true, value: session.callback_url });
+  const copy = h("button", { type: "button", class: "secondary", onclick: async () => {
+    try {
+      await navigator.clipboard.writeText(session.callback_url);
+      copy.textContent = "Copied";
+    } catch {
+      callback.select();
+      copy.textContent = "Select and copy";
+    }
+  } }, "Copy");
+
+  function stepOne() {
+    const form = h("form", { novalidate: true, onsubmit: (e) => {
+      e.preventDefault();
+      clearErrors(form);
+      if (!name.value.trim()) {
+        form.querySelector("#error-name").textContent = "A connection needs a name.";
+        name.setAttribute("aria-invalid", "true");
+        name.focus();
+        return;
+      }
+      state.provider = catalog.find((p) => p.key === providerSelect.value) || null;
+      state.step = 2;
+      render();
+    } },
+    h("div", { class: "form-error" }),
+    field("provider", "Provider", providerSelect),
+    field("name", "Name", name, "Unique among connections; bots ask for the token by it."),
+    field("description", "Description", description),
+    h("div", { class: "field" },
+      h("label", { for: "callback-url", text: "Callback URL to register at the provider" }),
+      h("div", { class: "inline" }, Object.assign(callback, { id: "callback-url" }), copy)),
+    h("div", { class: "actions" }, h("button", { type: "submit" }, "Next: authentication")));
+    return form;
+  }
+
+  function stepTwo() {
+    const p = state.provider;
+    const grants = p && p.grant_types && p.grant_types.length ? p.grant_types : Object.keys(GRANT_WORDS);
+    const grant = h("select", {}, ...grants.map((g) => h("option", { value: g }, GRANT_WORDS[g] || g)));
+    const clientId = h("input", { type: "text", autocomplete: "off", required: true });
+    const secret = h("input", { type: "password", autocomplete: "new-password" });
+    const scopes = h("input", { type: "text", autocomplete: "off", value: p ? (p.default_scopes || []).join(",") : "" });
+    const audience = h("input", { type: "text", autocomplete: "off" });
+    const resource = h("input", { type: "text", autocomplete: "off" });
+    const extra = h("textarea", { rows: "3" });
+    const placeholderInputs = (p && p.placeholders ? p.placeholders : []).map((ph) => ({
+      name: ph.name,
+      input: ph.allowed_values && ph.allowed_values.length
+        ? h("select", {}, ...ph.allowed_values.map((v) => h("option", { value: v }, v)))
+        : h("input", { type: "text", autocomplete: "off", placeholder: ph.example || "" }),
+      description: ph.description,
+    }));
+    const urls = p ? [] : [
+      ["issuer", "Issuer (its endpoints are discovered)"],
+      ["authorization_url", "Authorization URL"],
+      ["token_url", "Token URL"],
+      ["revocation_url", "Revocation URL"],
+    ].map(([key, label]) => ({ key, label, input: h("input", { type: "url", autocomplete: "off" }) }));
+    const form = h("form", { novalidate: true, onsubmit: async (e) => {
+      e.preventDefault();
+      clearErrors(form);
+      const body = {
+        name: name.value.trim(),
+        description: description.value.trim(),
+        provider: p ? p.key : "custom",
+        grant_type: grant.value,
+        client_id: clientId.value.trim(),
+        scopes: scopes.value,
+      };
+      if (secret.value) body.client_secret = secret.value;
+      if (audience.value.trim()) body.audience = audience.value.trim();
+      if (resource.value.trim()) body.resource = resource.value.trim();
+      const params = pairs(extra.value);
+      if (Object.keys(params).length) body.authorization_params = params;
+      if (placeholderInputs.length) {
+        body.provider_params = Object.fromEntries(placeholderInputs.map((x) => [x.name, x.input.value.trim()]));
+      }
+      for (const u of urls) if (u.input.value.trim()) body[u.key] = u.input.value.trim();
+      const submit = form.querySelector("button[type=submit]");
+      submit.disabled = true;
+      const result = await api("POST", "/connections", body);
+      submit.disabled = false;
+      // The secret leaves the page either way: it is never shown again.
+      secret.value = "";
+      if (!result.ok) return showError(form, result);
+      state.connection = result.data;
+      state.step = 3;
+      render();
+    } },
+    h("div", { class: "form-error" }),
+    field("grant_type", "Grant type", grant),
+    field("client_id", "Client id", clientId),
+    field("client_secret", "Client secret", secret, "Write-only: Keyport stores it encrypted and never shows it again."),
+    ...placeholderInputs.map((x) => field(`provider_params`, `${x.name}`, x.input, x.description)),
+    ...urls.map((u) => field(u.key, u.label, u.input)),
+    field("scopes", "Scopes", scopes, "Comma-separated."),
+    field("audience", "Audience", audience),
+    field("resource", "Resource", resource),
+    field("authorization_params", "Extra authorization parameters", extra, "One name=value per line."),
+    h("div", { class: "actions" },
+      h("button", { type: "button", class: "secondary", onclick: () => { state.step = 1; render(); } }, "Back"),
+      h("button", { type: "submit" }, "Create the connection")));
+    return form;
+  }
+
+  function stepThree() {
+    const c = state.connection;
+    const outcome = h("div", { id: "test-outcome", "aria-live": "polite" });
+    const test = h("button", { type: "button", class: "secondary", onclick: async () => {
+      outcome.replaceChildren(h("p", { text: "Testing…" }));
+      const result = await api("POST", `/connections/${encodeURIComponent(c.id)}/test`);
+      if (!result.ok) return outcome.replaceChildren(problem(result));
+      outcome.replaceChildren(h("p", { class: result.data.ok ? "success" : "problem", role: result.data.ok ? "status" : "alert" },
+        result.data.ok ? "Test passed: " : "Test failed: ", result.data.message));
+    } }, "Test the connection");
+    const interactive = c.grant_type === "authorization_code" || c.grant_type === "authorization_code_pkce";
+    const save = h("button", { type: "button", onclick: () => authorize(c.id, "shared", `/console/connections/${encodeURIComponent(c.id)}?step=invite`, outcome) },
+      interactive ? "Save login credentials" : "Get the token now");
+    if (!interactive) {
+      save.onclick = null;
+      save.addEventListener("click", async () => {
+        const result = await api("POST", `/connections/${encodeURIComponent(c.id)}/token/refresh?owner=shared`);
+        outcome.replaceChildren(result.ok ? h("p", { class: "success", role: "status", text: `Token obtained, valid until ${when(result.data.expires_at)}.` }) : problem(result));
+      });
+    }
+    return h("div", {},
+      h("p", {}, "Connection ", h("strong", { text: c.name }), " is created."),
+      h("div", { class: "actions" }, test, save,
+        h("button", { type: "button", class: "secondary", onclick: () => { state.step = 4; render(); } }, "Next: invite roles")),
+      outcome);
+  }
+
+  function render() {
+    const content = state.step === 1 ? stepOne() : state.step === 2 ? stepTwo() : state.step === 3 ? stepThree()
+      : inviteForm(state.connection, () => go(`/console/connections/${encodeURIComponent(state.connection.id)}`));
+    show("Create a connection", progress(), content);
+  }
+  render();
+}
+
+// Invites roles to `connection`; `done` runs once saved.
+function inviteForm(connection, done) {
+  const roles = h("input", { type: "text", autocomplete: "off", value: (connection.invited_roles || []).join(", ") });
+  const form = h("form", { novalidate: true, onsubmit: async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    const invited = roles.value.split(",").map((r) => r.trim()).filter(Boolean);
+    const result = await api("PATCH", `/connections/${encodeURIComponent(connection.id)}`, { invited_roles: invited, version: connection.version });
+    if (!result.ok) return showError(form, result);
+    Object.assign(connection, result.data);
+    done(result.data);
+  } },
+  h("div", { class: "form-error" }),
+  field("invited_roles", "Invited roles", roles, "Comma-separated. People and bots with one of these roles may use the connection."),
+  h("div", { class: "actions" }, h("button", { type: "submit" }, "Save the invited roles")));
+  return form;
+}
+
+// Starts an authorization and sends the browser to the provider's consent page; the provider
+// sends it back through Keyport's callback to /console/complete, which confirms it as the
+// signed-in person.
+async function authorize(id, owner, then, outcome) {
+  const back = new URL("/console/complete", location.origin);
+  back.searchParams.set("then", then);
+  const result = await api("POST", `/connections/${encodeURIComponent(id)}/authorize`, { owner, redirect_after: back.toString() });
+  if (!result.ok) return outcome.replaceChildren(problem(result));
+  location.assign(result.data.authorization_url);
+}
+
+// ---- a connection's page ------------------------------------------------------------------
+
+async function connectionPage(id) {
+  const result = await api("GET", `/connections/${encodeURIComponent(id)}`);
+  if (!result.ok) return show("Connection", problem(result), h("p", {}, link("/console/connections", "Back to connections")));
+  const c = result.data;
+  const health = c.token_health || { shared: {}, user_tokens: {} };
+  const outcome = h("div", { id: "token-outcome", "aria-live": "polite" });
+  const params = new URLSearchParams(location.search);
+  const interactive = c.grant_type === "authorization_code" || c.grant_type === "authorization_code_pkce";
+  const here = `/console/connections/${encodeURIComponent(c.id)}`;
+  const tokenActions = h("div", { class: "actions" },
+    h("button", { type: "button", class: "secondary", onclick: async () => {
+      const r = await api("POST", `/connections/${encodeURIComponent(c.id)}/token/refresh?owner=shared`);
+      if (!r.ok) return outcome.replaceChildren(problem(r));
+      connectionPage(c.id);
+    } }, interactive ? "Refresh now" : "Reset the token"),
+    interactive ? h("button", { type: "button", onclick: () => authorize(c.id, "shared", here, outcome) }, health.shared.status === "not_authorized" ? "Save login credentials" : "Authorize again") : null,
+    health.shared.status !== "not_authorized" ? h("button", { type: "button", class: "danger", onclick: async () => {
+      if (!confirm(`Disconnect the shared token of ${c.name}? Keyport revokes it at the provider.`)) return;
+      const r = await api("DELETE", `/connections/${encodeURIComponent(c.id)}/token?owner=shared`);
+      if (!r.ok) return outcome.replaceChildren(problem(r));
+      connectionPage(c.id);
+    } }, "Disconnect") : null);
+  const users = health.user_tokens || {};
+  const audit = h("div", { id: "audit" });
+  show(c.name,
+    params.get("connected") ? h("p", { class: "success", role: "status", text: "Connected: Keyport holds the token." }) : null,
+    h("p", { class: "muted", text: c.description || "" }),
+    h("section", { "aria-labelledby": "shared-heading" },
+      h("h2", { id: "shared-heading", text: "Shared token" }),
+      h("p", {}, badge(health.shared.status), health.shared.expires_at ? ` valid until ${when(health.shared.expires_at)}` : ""),
+      health.shared.last_error ? h("p", { class: "problem", text: `Last error: ${health.shared.last_error.message}` }) : null,
+      tokenActions, outcome),
+    h("section", { "aria-labelledby": "users-heading" },
+      h("h2", { id: "users-heading", text: "User tokens" }),
+      h("p", { text: `${users.total || 0} user tokens; ${users.needs_attention || 0} need attention.` })),
+    h("section", { "aria-labelledby": "invite-heading" },
+      h("h2", { id: "invite-heading", text: "Invited roles" }),
+      inviteForm(c, () => connectionPage(c.id))),
+    h("section", { "aria-labelledby": "details-heading" },
+      h("h2", { id: "details-heading", text: "Details" }),
+      h("dl", { class: "details" },
+        ...[["Provider", c.provider], ["Grant type", GRANT_WORDS[c.grant_type] || c.grant_type], ["Client id", c.client_id],
+          ["Client secret", c.client_secret_set ? "Set (never shown)" : "Not set"], ["Scopes", (c.scopes || []).join(", ")],
+          ["Status", STATUS_WORDS[c.status] || c.status], ["Version", c.version]]
+          .flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v === undefined || v === null ? "—" : String(v) })]))),
+    h("section", { "aria-labelledby": "audit-heading" },
+      h("h2", { id: "audit-heading", text: "Audit trail" }), audit),
+    h("section", { "aria-labelledby": "delete-heading" },
+      h("h2", { id: "delete-heading", text: "Delete" }),
+      h("button", { type: "button", class: "danger", onclick: async () => {
+        const typed = prompt(`Deleting ${c.name} revokes its shared token and all ${users.total || 0} user tokens at the provider. Type the connection's name to delete it.`);
+        if (typed !== c.name) return;
+        const r = await api("DELETE", `/connections/${encodeURIComponent(c.id)}?version=${c.version}`);
+        if (!r.ok) return outcome.replaceChildren(problem(r));
+        go("/console/connections");
+      } }, "Delete this connection")),
+    h("p", {}, link("/console/connections", "Back to connections")));
+  loadAudit(c.id, audit, null);
+}
+
+async function loadAudit(id, container, cursor) {
+  const query = cursor ? `?limit=20&cursor=${encodeURIComponent(cursor)}` : "?limit=20";
+  const result = await api("GET", `/connections/${encodeURIComponent(id)}/audit${query}`);
+  if (!result.ok) return container.replaceChildren(problem(result));
+  const events = result.data.events || [];
+  const list = events.length
+    ? h("table", {}, h("thead", {}, h("tr", {}, ...["When", "What", "Who", "Token"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, ...events.map((e) => h("tr", {}, h("td", { text: when(e.at) }), h("td", { text: e.action }), h("td", { text: e.actor }), h("td", { text: e.owner || "—" })))))
+    : h("p", { text: "No events yet." });
+  container.replaceChildren(list,
+    result.data.next_cursor ? h("button", { type: "button", class: "secondary", onclick: () => loadAudit(id, container, result.data.next_cursor) }, "Older events") : null);
+}
+
+// ---- my connections -----------------------------------------------------------------------
+
+async function myConnections() {
+  const result = await api("GET", "/me/connections");
+  if (!result.ok) return show("My connections", problem(result));
+  const connections = result.data.connections || result.data || [];
+  if (!connections.length) {
+    return show("My connections", h("div", { class: "empty" }, h("p", { text: "No connection is shared with your roles yet." })));
+  }
+  const outcome = h("div", { "aria-live": "polite" });
+  show("My connections", outcome, h("ul", { class: "cards" }, ...connections.map((c) => {
+    const status = c.user_token || "not_authorized";
+    const interactive = c.grant_type === "authorization_code" || c.grant_type === "authorization_code_pkce";
+    return h("li", { class: "card" },
+      h("h2", { text: c.name }),
+      h("p", { class: "muted", text: c.description || c.provider }),
+      h("p", {}, "Your token: ", badge(status)),
+      h("div", { class: "actions" },
+        interactive ? h("button", { type: "button", onclick: () => authorize(c.id, "user", "/console/me", outcome) }, status === "not_authorized" ? `Connect ${c.name}` : `Reconnect ${c.name}`) : null,
+        status !== "not_authorized" ? h("button", { type: "button", class: "danger", onclick: async () => {
+          const r = await api("DELETE", `/connections/${encodeURIComponent(c.id)}/token?owner=user`);
+          if (!r.ok) return outcome.replaceChildren(problem(r));
+          myConnections();
+        } }, `Disconnect ${c.name}`) : null));
+  })));
+}
+
+// ---- back from a provider's consent -------------------------------------------------------
+
+async function completeScreen() {
+  const params = new URLSearchParams(location.search);
+  const completion = params.get("keyport_completion");
+  const then = params.get("then") || "/console/";
+  const safeThen = then.startsWith("/console/") ? then : "/console/";
+  // The completion value is single use: take it out of the address bar and history at once.
+  history.replaceState({}, "", "/console/complete");
+  if (!completion) {
+    return show("Authorization not completed", h("p", { class: "problem", role: "alert", text: params.get("error_description") || "The provider did not complete the authorization." }),
+      h("p", {}, link(safeThen, "Back")));
+  }
+  show("Completing the authorization", h("p", { text: "Confirming as you…" }));
+  const result = await api("POST", "/oauth/complete", { completion });
+  if (!result.ok) {
+    return show("Authorization not completed", problem(result), h("p", {}, link(safeThen, "Back")));
+  }
+  const separator = safeThen.includes("?") ? "&" : "?";
+  go(`${safeThen}${separator}connected=1`);
+}
+
+boot();
