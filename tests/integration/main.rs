@@ -5,6 +5,7 @@ mod access_control;
 mod authorization_binding;
 mod bad_input;
 mod conformance;
+mod console;
 mod deletion_queue;
 mod due_index;
 mod encryption_at_rest;

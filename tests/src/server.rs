@@ -94,6 +94,17 @@ impl TestServer {
             .expect("a token")
     }
 
+    /// A one-time console sign-in link for `subject` with `roles` (what `keyport dev-login`
+    /// prints).
+    pub fn sign_in_link(&self, subject: &str, roles: &[&str]) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let ticket = self
+            .dev_key
+            .mint_sign_in_ticket(subject, &roles, ISSUER, ROLES_CLAIM)
+            .expect("a ticket");
+        self.url(&format!("/console/signin/ticket?ticket={ticket}"))
+    }
+
     /// A token that expired an hour ago (beyond any leeway).
     pub fn expired_token(&self, subject: &str, roles: &[&str]) -> String {
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();

@@ -26,6 +26,7 @@ use crate::http::identity::principal_from_claims;
 use crate::ports::ConsoleRecordKind;
 use crate::service::Keyport;
 
+pub use assets::CONTENT_SECURITY_POLICY;
 pub use oidc::{OidcSignIn, OidcSignInSettings};
 pub use session::{CSRF_HEADER, SessionAuthenticator, SessionCookie, SessionRecord, Sessions};
 
