@@ -6,6 +6,7 @@ mod authorization_binding;
 mod bad_input;
 mod conformance;
 mod console;
+mod console_browser;
 mod deletion_queue;
 mod due_index;
 mod encryption_at_rest;

@@ -256,7 +256,9 @@ function clearErrors(form) {
 // Shows the API's error next to its field, or at the form's top when it names none.
 function showError(form, result) {
   const data = result.data || {};
-  const name = data.field ? String(data.field).split(/[.[]/)[0] : null;
+  const full = data.field ? String(data.field) : null;
+  const candidates = full ? [full, full.split(/[.[]/)[0]] : [];
+  const name = candidates.find((n) => form.querySelector(`#error-${CSS.escape(n)}`)) || null;
   const error = name ? form.querySelector(`#error-${CSS.escape(name)}`) : null;
   if (error) {
     error.textContent = data.message || "Not valid.";
@@ -403,7 +405,7 @@ async function wizard() {
     field("grant_type", "Grant type", grant),
     field("client_id", "Client id", clientId),
     field("client_secret", "Client secret", secret, "Write-only: Keyport stores it encrypted and never shows it again."),
-    ...placeholderInputs.map((x) => field(`provider_params`, `${x.name}`, x.input, x.description)),
+    ...placeholderInputs.map((x) => field(`provider_params.${x.name}`, x.name, x.input, x.description)),
     ...urls.map((u) => field(u.key, u.label, u.input)),
     field("scopes", "Scopes", scopes, "Comma-separated."),
     field("audience", "Audience", audience),

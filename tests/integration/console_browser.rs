@@ -1,0 +1,161 @@
+//! The console in a real browser: Debian's Chromium, headless, driven by playwright-core
+//! (tests/peers/chromium/console.mjs, one scenario per test) against the local server and the
+//! oidc-provider peer. Each scenario also checks every screen it visits with axe-core (no
+//! serious or critical finding), for Content-Security-Policy violations and script errors, and
+//! that no response to the browser holds a token. What the browser did is then checked here,
+//! through the API, as a bot or the people themselves would see it.
+
+use std::process::Command;
+
+use keyport_tests::backends;
+use keyport_tests::http_client::Http;
+use keyport_tests::oidc::{CLIENT_SECRET, OidcPeer, PeerOptions};
+use keyport_tests::server::TestServer;
+use keyport_tests::workspace_root;
+use serde_json::{Value, json};
+
+const ROLE: &str = "sales";
+
+/// Runs `scenario` in Chromium with `settings`; its findings, or the test fails with its reason.
+fn run_scenario(scenario: &str, server: &TestServer, settings: &[(&str, String)]) -> Value {
+    let driver = workspace_root().join("tests/peers/chromium");
+    assert!(
+        driver.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed in {}: run scripts/install-test-peers (the README's test command does)",
+        driver.display()
+    );
+    let mut command = Command::new("node");
+    command
+        .arg(driver.join("console.mjs"))
+        .arg(scenario)
+        .current_dir(&driver)
+        .env("KEYPORT_URL", &server.base);
+    for (name, value) in settings {
+        command.env(name, value);
+    }
+    let output = command.output().expect("node runs the browser driver");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the {scenario} scenario failed: {stderr}"
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|_| panic!("the {scenario} scenario said {stdout:?}"))
+}
+
+async fn start() -> (TestServer, OidcPeer) {
+    let server = TestServer::start(&backends::embedded().await, &[]).await;
+    let peer = OidcPeer::start(PeerOptions {
+        redirect_uri: Some(server.callback_url()),
+        ..PeerOptions::default()
+    });
+    (server, peer)
+}
+
+/// A user-token connection to the peer inviting `ROLE`, made through the API.
+async fn connection(server: &TestServer, peer: &OidcPeer, name: &str) -> String {
+    let http = Http::new(&server.base);
+    let admin = server.token("admin", &["keyport-admins"]);
+    let reply = http
+        .post(
+            "/connections",
+            Some(&admin),
+            json!({
+                "name": name, "provider": "custom", "grant_type": "authorization_code_pkce",
+                "client_id": "keyport-pkce", "client_secret": CLIENT_SECRET,
+                "issuer": peer.issuer, "scopes": "openid,offline_access,api:read",
+                "invited_roles": [ROLE],
+            }),
+        )
+        .await;
+    reply.expect_json(201, "creating the connection")["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_creates_authorizes_and_invites_then_a_bot_reads_the_token() {
+    let (server, peer) = start().await;
+    let name = "Sales CRM";
+    let found = run_scenario(
+        "admin-creates-a-connection",
+        &server,
+        &[
+            ("ADMIN_LINK", server.sign_in_link("ada", &["keyport-admins"])),
+            ("CONNECTION_NAME", name.to_owned()),
+            ("CLIENT_ID", "keyport-pkce".to_owned()),
+            ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+            ("OIDC_ISSUER", peer.issuer.clone()),
+            ("ROLE", ROLE.to_owned()),
+        ],
+    );
+    assert!(found["screens"].as_array().unwrap().len() >= 5, "{found}");
+    let id = found["connection_id"].as_str().expect("the connection's id");
+    // A bot with the invited role reads the shared token the browser authorized.
+    let bot = server.token("sales-bot", &[ROLE]);
+    let token = Http::new(&server.base)
+        .get(&format!("/connections/{id}/token"), Some(&bot))
+        .await
+        .expect_json(200, "the bot's token read");
+    assert!(token["access_token"].as_str().is_some_and(|t| !t.is_empty()));
+    assert_eq!(token["owner"], "shared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invited_person_connects_their_own_token() {
+    let (server, peer) = start().await;
+    let name = "Sales mailbox";
+    let id = connection(&server, &peer, name).await;
+    run_scenario(
+        "user-connects",
+        &server,
+        &[
+            ("USER_LINK", server.sign_in_link("bea", &[ROLE])),
+            ("CONNECTION_NAME", name.to_owned()),
+        ],
+    );
+    let bea = server.token("bea", &[ROLE]);
+    let token = Http::new(&server.base)
+        .get(&format!("/connections/{id}/token?owner=user"), Some(&bea))
+        .await
+        .expect_json(200, "Bea's own token");
+    assert_eq!(token["owner"], "user:bea");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_without_the_role_sees_no_connection_and_no_admin_screen() {
+    let (server, peer) = start().await;
+    connection(&server, &peer, "Finance ledger").await;
+    run_scenario(
+        "no-role",
+        &server,
+        &[("USER_LINK", server.sign_in_link("eve", &["strangers"]))],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_consent_link_leaves_every_slot_empty() {
+    let (server, peer) = start().await;
+    let name = "Shared drive";
+    let id = connection(&server, &peer, name).await;
+    run_scenario(
+        "phishing",
+        &server,
+        &[
+            ("ATTACKER_LINK", server.sign_in_link("mallory", &[ROLE])),
+            ("VICTIM_LINK", server.sign_in_link("alice", &[ROLE])),
+            ("CONNECTION_ID", id.clone()),
+            ("CONNECTION_NAME", name.to_owned()),
+        ],
+    );
+    let http = Http::new(&server.base);
+    for who in ["mallory", "alice"] {
+        let token = server.token(who, &[ROLE]);
+        let reply = http
+            .get(&format!("/connections/{id}/token?owner=user"), Some(&token))
+            .await;
+        assert_ne!(reply.status, 200, "{who}'s slot holds a token");
+    }
+}

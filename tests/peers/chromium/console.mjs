@@ -1,0 +1,256 @@
+// Drives Debian's Chromium (headless, through playwright-core) through the Keyport console for
+// the integration tests (tests/integration/console_browser.rs starts Keyport and the OAuth peer
+// and runs one scenario per test): `node console.mjs <scenario>`, settings in the environment.
+//
+// Every scenario also checks, on every screen it visits: no Content-Security-Policy violation,
+// no serious or critical axe-core finding, and — where a secret was typed — that it appears in
+// no page's HTML, no response to the browser, and no browser storage. It exits non-zero with
+// the reason on stderr when anything fails, and prints one JSON line of findings on success.
+
+import { readFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+
+const BASE = env('KEYPORT_URL');
+const SCREENSHOTS = process.env.KEYPORT_SCREENSHOTS || null;
+const TIMEOUT = 30_000;
+
+function fail(message) {
+  throw new Error(message);
+}
+
+async function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    // Playwright gives every launch an empty profile of its own (the --user-data-dir).
+    args: [
+      '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
+// A browser context for one person, with the checks every screen gets.
+async function person(browser, label) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const seen = { violations: [], responses: [], errors: [] };
+  page.on('console', (message) => {
+    const text = message.text();
+    if (/Content Security Policy/i.test(text)) seen.violations.push(text);
+    if (message.type() === 'error' && !/status of 4\d\d/.test(text)) seen.errors.push(text);
+  });
+  page.on('pageerror', (error) => seen.errors.push(String(error)));
+  page.on('response', async (response) => {
+    if (!response.url().startsWith(BASE)) return;
+    try {
+      seen.responses.push(await response.text());
+    } catch {
+      // Redirects have no body.
+    }
+  });
+  return { context, page, seen, label };
+}
+
+// The checks of one screen: accessibility, CSP, script errors; a screenshot when asked.
+async function checkScreen(who, name) {
+  const { page, seen } = who;
+  await page.waitForLoadState('networkidle');
+  await page.evaluate(AXE_SOURCE);
+  const results = await page.evaluate(() => globalThis.axe.run(document, { resultTypes: ['violations'] }));
+  const serious = results.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  if (serious.length) {
+    fail(`${name}: accessibility: ${serious.map((v) => `${v.id} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`).join('; ')}`);
+  }
+  if (seen.violations.length) fail(`${name}: Content-Security-Policy violations: ${seen.violations.join(' | ')}`);
+  if (seen.errors.length) fail(`${name}: script errors: ${seen.errors.join(' | ')}`);
+  if (SCREENSHOTS) {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await page.screenshot({ path: `${SCREENSHOTS}/${name}.png`, fullPage: true });
+  }
+  checked.push(name);
+}
+
+// `secret` must be nowhere the browser keeps or was sent: page HTML, responses, storage.
+async function assertNoSecret(who, secret, where) {
+  const { page, context, seen } = who;
+  const html = await page.content();
+  if (html.includes(secret)) fail(`${where}: the secret is in the page's HTML`);
+  if (seen.responses.some((body) => body.includes(secret))) fail(`${where}: the secret was in a response to the browser`);
+  const storage = await page.evaluate(() => JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage } }));
+  if (storage.includes(secret)) fail(`${where}: the secret is in browser storage`);
+  const cookies = JSON.stringify(await context.cookies());
+  if (cookies.includes(secret)) fail(`${where}: the secret is in a cookie`);
+}
+
+// No page may ever hold a token of a provider: nothing token-shaped in any response body.
+function assertNoTokens(who) {
+  for (const body of who.seen.responses) {
+    if (/"(access_token|refresh_token|id_token)"\s*:/.test(body)) fail(`${who.label}: a response to the browser held a token`);
+  }
+}
+
+const checked = [];
+
+async function signIn(who, link) {
+  await who.page.goto(link);
+  await who.page.getByText('Signed in as').waitFor();
+}
+
+// ---- scenarios ----------------------------------------------------------------------------
+
+const scenarios = {
+  // An administrator creates a connection in the four steps, saves its login credentials
+  // through the provider in the same browser, and invites a role.
+  async 'admin-creates-a-connection'(browser) {
+    const admin = await person(browser, 'admin');
+    const { page } = admin;
+    const secret = env('CLIENT_SECRET');
+    await signIn(admin, env('ADMIN_LINK'));
+    await page.getByText('No connections yet — create one.').waitFor();
+    await checkScreen(admin, 'connections-empty');
+    await page.getByRole('link', { name: 'Create a connection' }).click();
+    // Step 1.
+    await page.getByLabel('Provider').selectOption('custom');
+    await page.getByLabel('Name', { exact: true }).fill(env('CONNECTION_NAME'));
+    await page.getByLabel('Description').fill('The CRM the sales bots read');
+    const callback = await page.getByLabel('Callback URL to register at the provider').inputValue();
+    if (callback !== `${BASE}/oauth/callback`) fail(`the callback URL shown is ${callback}`);
+    await checkScreen(admin, 'create-step-1');
+    await page.getByRole('button', { name: 'Next: authentication' }).click();
+    // Step 2: first a mistake the API refuses, shown beside its field.
+    await page.getByLabel('Grant type').selectOption('authorization_code_pkce');
+    await page.getByLabel('Client id').fill(env('CLIENT_ID'));
+    await page.getByLabel('Client secret').fill(secret);
+    await page.getByLabel('Issuer (its endpoints are discovered)').fill('ftp://not-an-issuer');
+    await page.getByLabel('Scopes').fill('openid,offline_access,api:read');
+    await page.getByRole('button', { name: 'Create the connection' }).click();
+    const fieldError = page.locator('#error-issuer');
+    await fieldError.waitFor({ state: 'visible' });
+    if (!(await fieldError.textContent()).trim()) fail('the issuer error is empty');
+    if ((await page.getByLabel('Client secret').inputValue()) !== '') fail('the secret stayed in the form');
+    await checkScreen(admin, 'create-step-2-error');
+    await page.getByLabel('Issuer (its endpoints are discovered)').fill(env('OIDC_ISSUER'));
+    await page.getByLabel('Client secret').fill(secret);
+    await page.getByRole('button', { name: 'Create the connection' }).click();
+    // Step 3.
+    await page.getByRole('button', { name: 'Test the connection' }).click();
+    await page.getByText(/Test (passed|failed)/).waitFor();
+    await checkScreen(admin, 'create-step-3');
+    await assertNoSecret(admin, secret, 'step 3');
+    await page.getByRole('button', { name: 'Save login credentials' }).click();
+    // Through the provider's consent (the peer logs its user in and consents), Keyport's
+    // callback and the console's completion, back on the connection's page.
+    await page.getByText('Connected: Keyport holds the token.').waitFor();
+    await page.locator('.badge', { hasText: 'Valid' }).first().waitFor();
+    // Step 4: invite the role.
+    await page.getByLabel('Invited roles').fill(env('ROLE'));
+    await page.getByRole('button', { name: 'Save the invited roles' }).click();
+    await page.waitForLoadState('networkidle');
+    await page.getByLabel('Invited roles').waitFor();
+    if ((await page.getByLabel('Invited roles').inputValue()) !== env('ROLE')) fail('the invited role was not kept');
+    await checkScreen(admin, 'connection-page');
+    await assertNoSecret(admin, secret, 'connection page');
+    await page.getByRole('link', { name: 'Connections' }).first().click();
+    await page.getByRole('link', { name: env('CONNECTION_NAME') }).waitFor();
+    await checkScreen(admin, 'connections-list');
+    await assertNoSecret(admin, secret, 'connections list');
+    assertNoTokens(admin);
+    const id = new URL(await page.getByRole('link', { name: env('CONNECTION_NAME') }).evaluate((a) => a.href)).pathname.split('/').pop();
+    return { connection_id: id };
+  },
+
+  // A person whose role is invited connects their own token from My connections.
+  async 'user-connects'(browser) {
+    const user = await person(browser, 'user');
+    const { page } = user;
+    await signIn(user, env('USER_LINK'));
+    const name = env('CONNECTION_NAME');
+    await page.getByRole('heading', { name: 'My connections' }).waitFor();
+    if (await page.getByRole('link', { name: 'Connections', exact: true }).count()) fail('a person without the permission sees the admin screens');
+    await checkScreen(user, 'my-connections');
+    await page.getByRole('button', { name: `Connect ${name}` }).click();
+    await page.getByRole('heading', { name: 'My connections' }).waitFor();
+    await page.getByRole('button', { name: `Disconnect ${name}` }).waitFor();
+    const card = page.locator('.card', { hasText: name });
+    await card.locator('.badge', { hasText: 'Valid' }).waitFor();
+    await checkScreen(user, 'my-connections-connected');
+    assertNoTokens(user);
+    return {};
+  },
+
+  // A person without an invited role sees no connection, and no admin screen.
+  async 'no-role'(browser) {
+    const user = await person(browser, 'outsider');
+    const { page } = user;
+    await signIn(user, env('USER_LINK'));
+    await page.getByText('No connection is shared with your roles yet.').waitFor();
+    if (await page.getByRole('link', { name: 'Connections', exact: true }).count()) fail('the admin navigation is shown');
+    await checkScreen(user, 'my-connections-empty');
+    await page.goto(`${BASE}/console/connections`);
+    await page.getByRole('heading', { name: 'Not available' }).waitFor();
+    await checkScreen(user, 'not-available');
+    return {};
+  },
+
+  // The phishing sequence: the attacker starts an authorization of their own slot and sends
+  // the provider link to the victim, who consents in their own signed-in browser. The
+  // completion is confirmed as the victim, not the attacker: refused, and no slot is filled.
+  async phishing(browser) {
+    const attacker = await person(browser, 'attacker');
+    await signIn(attacker, env('ATTACKER_LINK'));
+    const id = env('CONNECTION_ID');
+    const started = await attacker.page.evaluate(async ({ id }) => {
+      const session = await (await fetch('/console/api/session')).json();
+      const back = new URL('/console/complete', location.origin);
+      back.searchParams.set('then', '/console/me');
+      const answer = await fetch(`/console/api/connections/${id}/authorize`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-keyport-csrf': session.csrf_token },
+        body: JSON.stringify({ owner: 'user', redirect_after: back.toString() }),
+      });
+      return { status: answer.status, body: await answer.json() };
+    }, { id });
+    if (started.status !== 200) fail(`the attacker's authorization did not start: ${JSON.stringify(started.body)}`);
+    const victim = await person(browser, 'victim');
+    await signIn(victim, env('VICTIM_LINK'));
+    await victim.page.goto(started.body.authorization_url);
+    await victim.page.getByRole('heading', { name: 'Authorization not completed' }).waitFor();
+    await checkScreen(victim, 'phishing-refused');
+    await victim.page.goto(`${BASE}/console/me`);
+    const card = victim.page.locator('.card', { hasText: env('CONNECTION_NAME') });
+    await card.locator('.badge', { hasText: 'Not authorized' }).waitFor();
+    await attacker.page.goto(`${BASE}/console/me`);
+    const attackerCard = attacker.page.locator('.card', { hasText: env('CONNECTION_NAME') });
+    await attackerCard.locator('.badge', { hasText: 'Not authorized' }).waitFor();
+    return {};
+  },
+};
+
+const name = process.argv[2];
+const scenario = scenarios[name];
+if (!scenario) {
+  console.error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
+  process.exit(2);
+}
+const browser = await launch();
+try {
+  const found = await scenario(browser);
+  console.log(JSON.stringify({ scenario: name, screens: checked, ...found }));
+} catch (error) {
+  console.error(`${name}: ${error.message}`);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
