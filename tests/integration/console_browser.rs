@@ -44,13 +44,16 @@ fn run_scenario(scenario: &str, server: &TestServer, settings: &[(&str, String)]
         .unwrap_or_else(|_| panic!("the {scenario} scenario said {stdout:?}"))
 }
 
-async fn start() -> (TestServer, OidcPeer) {
-    let server = TestServer::start(&backends::embedded().await, &[]).await;
+/// The server (over a back-end that must outlive it: its folder holds the database), and the
+/// OAuth peer that knows the server's callback.
+async fn start() -> (TestServer, OidcPeer, backends::Backend) {
+    let backend = backends::embedded().await;
+    let server = TestServer::start(&backend, &[]).await;
     let peer = OidcPeer::start(PeerOptions {
         redirect_uri: Some(server.callback_url()),
         ..PeerOptions::default()
     });
-    (server, peer)
+    (server, peer, backend)
 }
 
 /// A user-token connection to the peer inviting `ROLE`, made through the API.
@@ -77,7 +80,7 @@ async fn connection(server: &TestServer, peer: &OidcPeer, name: &str) -> String 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_administrator_creates_authorizes_and_invites_then_a_bot_reads_the_token() {
-    let (server, peer) = start().await;
+    let (server, peer, _backend) = start().await;
     let name = "Sales CRM";
     let found = run_scenario(
         "admin-creates-a-connection",
@@ -105,7 +108,7 @@ async fn an_administrator_creates_authorizes_and_invites_then_a_bot_reads_the_to
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invited_person_connects_their_own_token() {
-    let (server, peer) = start().await;
+    let (server, peer, _backend) = start().await;
     let name = "Sales mailbox";
     let id = connection(&server, &peer, name).await;
     run_scenario(
@@ -126,7 +129,7 @@ async fn an_invited_person_connects_their_own_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_without_the_role_sees_no_connection_and_no_admin_screen() {
-    let (server, peer) = start().await;
+    let (server, peer, _backend) = start().await;
     connection(&server, &peer, "Finance ledger").await;
     run_scenario(
         "no-role",
@@ -137,7 +140,7 @@ async fn a_person_without_the_role_sees_no_connection_and_no_admin_screen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_consent_link_leaves_every_slot_empty() {
-    let (server, peer) = start().await;
+    let (server, peer, _backend) = start().await;
     let name = "Shared drive";
     let id = connection(&server, &peer, name).await;
     run_scenario(

@@ -54,6 +54,7 @@ async function person(browser, label) {
   page.on('pageerror', (error) => seen.errors.push(String(error)));
   page.on('response', async (response) => {
     if (!response.url().startsWith(BASE)) return;
+    answered.push(`${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
     try {
       seen.responses.push(await response.text());
     } catch {
@@ -102,6 +103,8 @@ function assertNoTokens(who) {
 }
 
 const checked = [];
+// Every answer Keyport gave the browser, for the failure report.
+const answered = [];
 
 async function signIn(who, link) {
   await who.page.goto(link);
@@ -122,7 +125,7 @@ const scenarios = {
     await checkScreen(admin, 'connections-empty');
     await page.getByRole('link', { name: 'Create a connection' }).click();
     // Step 1.
-    await page.getByLabel('Provider').selectOption('custom');
+    await page.getByLabel('Provider', { exact: true }).selectOption('custom');
     await page.getByLabel('Name', { exact: true }).fill(env('CONNECTION_NAME'));
     await page.getByLabel('Description').fill('The CRM the sales bots read');
     const callback = await page.getByLabel('Callback URL to register at the provider').inputValue();
@@ -249,7 +252,10 @@ try {
   const found = await scenario(browser);
   console.log(JSON.stringify({ scenario: name, screens: checked, ...found }));
 } catch (error) {
-  console.error(`${name}: ${error.message}`);
+  // Where it stopped: the screen's address and text, to read in the test's failure.
+  const pages = browser.contexts().flatMap((c) => c.pages());
+  const where = await Promise.all(pages.map(async (p) => `${p.url()}: ${(await p.locator('body').innerText().catch(() => '')).slice(0, 400)}`));
+  console.error(`${name}: ${error.message.split('\n')[0]}\n${where.join('\n')}\nanswers: ${answered.slice(-12).join(', ')}`);
   process.exitCode = 1;
 } finally {
   await browser.close();

@@ -28,7 +28,7 @@ function h(tag, attrs = {}, ...children) {
 function show(title, ...content) {
   document.title = `${title} · Keyport`;
   const main = document.getElementById("main");
-  main.replaceChildren(h("h1", { text: title }), ...content);
+  main.replaceChildren(h("h1", { text: title }), ...content.filter((c) => c !== null && c !== undefined && c !== false));
   main.focus();
 }
 
