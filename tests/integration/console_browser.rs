@@ -86,7 +86,10 @@ async fn an_administrator_creates_authorizes_and_invites_then_a_bot_reads_the_to
         "admin-creates-a-connection",
         &server,
         &[
-            ("ADMIN_LINK", server.sign_in_link("ada", &["keyport-admins"])),
+            (
+                "ADMIN_LINK",
+                server.sign_in_link("ada", &["keyport-admins"]),
+            ),
             ("CONNECTION_NAME", name.to_owned()),
             ("CLIENT_ID", "keyport-pkce".to_owned()),
             ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
@@ -95,14 +98,20 @@ async fn an_administrator_creates_authorizes_and_invites_then_a_bot_reads_the_to
         ],
     );
     assert!(found["screens"].as_array().unwrap().len() >= 5, "{found}");
-    let id = found["connection_id"].as_str().expect("the connection's id");
+    let id = found["connection_id"]
+        .as_str()
+        .expect("the connection's id");
     // A bot with the invited role reads the shared token the browser authorized.
     let bot = server.token("sales-bot", &[ROLE]);
     let token = Http::new(&server.base)
         .get(&format!("/connections/{id}/token"), Some(&bot))
         .await
         .expect_json(200, "the bot's token read");
-    assert!(token["access_token"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(
+        token["access_token"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
     assert_eq!(token["owner"], "shared");
 }
 

@@ -300,7 +300,8 @@ const GRANT_WORDS = {
 async function wizard() {
   const providers = await api("GET", "/providers");
   if (!providers.ok) return show("Create a connection", problem(providers));
-  const catalog = providers.data.providers || [];
+  // `custom` takes every field from the connection: the form asks for its URLs.
+  const catalog = (providers.data.providers || []).filter((p) => p.key !== "custom");
   const state = { step: 1, provider: null, connection: null };
   const steps = ["Provider", "Authentication", "Test and authorize", "Invite roles"];
   const progress = () => h("ol", { class: "steps", "aria-label": "Steps" },
@@ -519,7 +520,7 @@ async function connectionPage(id) {
       h("h2", { id: "users-heading", text: "User tokens" }),
       h("p", { text: `${users.total || 0} user tokens; ${users.needs_attention || 0} need attention.` })),
     h("section", { "aria-labelledby": "invite-heading" },
-      h("h2", { id: "invite-heading", text: "Invited roles" }),
+      h("h2", { id: "invite-heading", text: "Invitations" }),
       inviteForm(c, () => connectionPage(c.id))),
     h("section", { "aria-labelledby": "details-heading" },
       h("h2", { id: "details-heading", text: "Details" }),
