@@ -25,10 +25,15 @@ function h(tag, attrs = {}, ...children) {
   return element;
 }
 
+// Replaces `element`'s children with those given, leaving out the absent (null) ones.
+function fill(element, ...children) {
+  element.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
+}
+
 function show(title, ...content) {
   document.title = `${title} · Keyport`;
   const main = document.getElementById("main");
-  main.replaceChildren(h("h1", { text: title }), ...content.filter((c) => c !== null && c !== undefined && c !== false));
+  fill(main, h("h1", { text: title }), ...content);
   main.focus();
 }
 
@@ -111,15 +116,15 @@ function chrome() {
   const nav = document.getElementById("nav");
   const who = document.getElementById("who");
   if (!session || !session.signed_in) {
-    nav.replaceChildren();
-    who.replaceChildren();
+    fill(nav);
+    fill(who);
     return;
   }
-  nav.replaceChildren(
+  fill(nav,
     session.administrator ? link("/console/connections", "Connections") : null,
     link("/console/me", "My connections"),
   );
-  who.replaceChildren(
+  fill(who,
     h("span", { class: "subject" }, "Signed in as ", h("strong", { text: session.subject }),
       session.administrator ? " (administrator)" : ""),
     h("button", { type: "button", class: "secondary", onclick: signOut }, "Sign out"),
@@ -250,7 +255,7 @@ function clearErrors(form) {
   for (const element of form.querySelectorAll(".field-error")) element.textContent = "";
   for (const element of form.querySelectorAll("[aria-invalid]")) element.removeAttribute("aria-invalid");
   const general = form.querySelector(".form-error");
-  if (general) general.replaceChildren();
+  if (general) fill(general);
 }
 
 // Shows the API's error next to its field, or at the form's top when it names none.
@@ -268,7 +273,7 @@ function showError(form, result) {
       input.focus();
     }
   } else {
-    form.querySelector(".form-error").replaceChildren(problem(result));
+    fill(form.querySelector(".form-error"), problem(result));
   }
 }
 
@@ -422,10 +427,10 @@ async function wizard() {
     const c = state.connection;
     const outcome = h("div", { id: "test-outcome", "aria-live": "polite" });
     const test = h("button", { type: "button", class: "secondary", onclick: async () => {
-      outcome.replaceChildren(h("p", { text: "Testing…" }));
+      fill(outcome, h("p", { text: "Testing…" }));
       const result = await api("POST", `/connections/${encodeURIComponent(c.id)}/test`);
-      if (!result.ok) return outcome.replaceChildren(problem(result));
-      outcome.replaceChildren(h("p", { class: result.data.ok ? "success" : "problem", role: result.data.ok ? "status" : "alert" },
+      if (!result.ok) return fill(outcome, problem(result));
+      fill(outcome, h("p", { class: result.data.ok ? "success" : "problem", role: result.data.ok ? "status" : "alert" },
         result.data.ok ? "Test passed: " : "Test failed: ", result.data.message));
     } }, "Test the connection");
     const interactive = c.grant_type === "authorization_code" || c.grant_type === "authorization_code_pkce";
@@ -435,7 +440,7 @@ async function wizard() {
       save.onclick = null;
       save.addEventListener("click", async () => {
         const result = await api("POST", `/connections/${encodeURIComponent(c.id)}/token/refresh?owner=shared`);
-        outcome.replaceChildren(result.ok ? h("p", { class: "success", role: "status", text: `Token obtained, valid until ${when(result.data.expires_at)}.` }) : problem(result));
+        fill(outcome, result.ok ? h("p", { class: "success", role: "status", text: `Token obtained, valid until ${when(result.data.expires_at)}.` }) : problem(result));
       });
     }
     return h("div", {},
@@ -478,7 +483,7 @@ async function authorize(id, owner, then, outcome) {
   const back = new URL("/console/complete", location.origin);
   back.searchParams.set("then", then);
   const result = await api("POST", `/connections/${encodeURIComponent(id)}/authorize`, { owner, redirect_after: back.toString() });
-  if (!result.ok) return outcome.replaceChildren(problem(result));
+  if (!result.ok) return fill(outcome, problem(result));
   location.assign(result.data.authorization_url);
 }
 
@@ -496,14 +501,14 @@ async function connectionPage(id) {
   const tokenActions = h("div", { class: "actions" },
     h("button", { type: "button", class: "secondary", onclick: async () => {
       const r = await api("POST", `/connections/${encodeURIComponent(c.id)}/token/refresh?owner=shared`);
-      if (!r.ok) return outcome.replaceChildren(problem(r));
+      if (!r.ok) return fill(outcome, problem(r));
       connectionPage(c.id);
     } }, interactive ? "Refresh now" : "Reset the token"),
     interactive ? h("button", { type: "button", onclick: () => authorize(c.id, "shared", here, outcome) }, health.shared.status === "not_authorized" ? "Save login credentials" : "Authorize again") : null,
     health.shared.status !== "not_authorized" ? h("button", { type: "button", class: "danger", onclick: async () => {
       if (!confirm(`Disconnect the shared token of ${c.name}? Keyport revokes it at the provider.`)) return;
       const r = await api("DELETE", `/connections/${encodeURIComponent(c.id)}/token?owner=shared`);
-      if (!r.ok) return outcome.replaceChildren(problem(r));
+      if (!r.ok) return fill(outcome, problem(r));
       connectionPage(c.id);
     } }, "Disconnect") : null);
   const users = health.user_tokens || {};
@@ -537,7 +542,7 @@ async function connectionPage(id) {
         const typed = prompt(`Deleting ${c.name} revokes its shared token and all ${users.total || 0} user tokens at the provider. Type the connection's name to delete it.`);
         if (typed !== c.name) return;
         const r = await api("DELETE", `/connections/${encodeURIComponent(c.id)}?version=${c.version}`);
-        if (!r.ok) return outcome.replaceChildren(problem(r));
+        if (!r.ok) return fill(outcome, problem(r));
         go("/console/connections");
       } }, "Delete this connection")),
     h("p", {}, link("/console/connections", "Back to connections")));
@@ -547,13 +552,13 @@ async function connectionPage(id) {
 async function loadAudit(id, container, cursor) {
   const query = cursor ? `?limit=20&cursor=${encodeURIComponent(cursor)}` : "?limit=20";
   const result = await api("GET", `/connections/${encodeURIComponent(id)}/audit${query}`);
-  if (!result.ok) return container.replaceChildren(problem(result));
+  if (!result.ok) return fill(container, problem(result));
   const events = result.data.events || [];
   const list = events.length
     ? h("table", {}, h("thead", {}, h("tr", {}, ...["When", "What", "Who", "Token"].map((t) => h("th", { scope: "col", text: t })))),
       h("tbody", {}, ...events.map((e) => h("tr", {}, h("td", { text: when(e.at) }), h("td", { text: e.action }), h("td", { text: e.actor }), h("td", { text: e.owner || "—" })))))
     : h("p", { text: "No events yet." });
-  container.replaceChildren(list,
+  fill(container, list,
     result.data.next_cursor ? h("button", { type: "button", class: "secondary", onclick: () => loadAudit(id, container, result.data.next_cursor) }, "Older events") : null);
 }
 
@@ -578,7 +583,7 @@ async function myConnections() {
         interactive ? h("button", { type: "button", onclick: () => authorize(c.id, "user", "/console/me", outcome) }, status === "not_authorized" ? `Connect ${c.name}` : `Reconnect ${c.name}`) : null,
         status !== "not_authorized" ? h("button", { type: "button", class: "danger", onclick: async () => {
           const r = await api("DELETE", `/connections/${encodeURIComponent(c.id)}/token?owner=user`);
-          if (!r.ok) return outcome.replaceChildren(problem(r));
+          if (!r.ok) return fill(outcome, problem(r));
           myConnections();
         } }, `Disconnect ${c.name}`) : null));
   })));
