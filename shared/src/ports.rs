@@ -185,13 +185,13 @@ pub trait TokenStore: Send + Sync {
     /// back-end may count shards that only drain (DynamoDB's legacy partition, the last one).
     fn due_shards(&self) -> u32;
 
-    /// Tokens of one due shard whose `refresh_due_at` is at or before `due_by`, soonest first,
+    /// Tokens of one due shard whose `refresh_due_at` falls in `window`, soonest first,
     /// through an index (never a scan of the table). A shard past [`Self::due_shards`] holds
     /// nothing, so a caller with a stale count sees an empty page rather than an error.
     async fn due_tokens_in_shard(
         &self,
         shard: u32,
-        due_by: DateTime<Utc>,
+        window: DueWindow,
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError>;
 
@@ -204,6 +204,21 @@ pub trait TokenStore: Send + Sync {
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError> {
         walk_due_shards(self, due_by, page).await
+    }
+}
+
+/// The due times a listing of the due index covers: after `after` (when given), at or before
+/// `by`. Disjoint windows of one shard let several workers share its work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DueWindow {
+    pub after: Option<DateTime<Utc>>,
+    pub by: DateTime<Utc>,
+}
+
+impl DueWindow {
+    /// Everything due at or before `by`.
+    pub fn until(by: DateTime<Utc>) -> Self {
+        Self { after: None, by }
     }
 }
 
@@ -248,7 +263,9 @@ async fn walk_due_shards<S: TokenStore + ?Sized>(
             limit: limit.saturating_sub(items.len() as u32),
             cursor: walk.within.take(),
         };
-        let found = store.due_tokens_in_shard(shard, due_by, request).await?;
+        let found = store
+            .due_tokens_in_shard(shard, DueWindow::until(due_by), request)
+            .await?;
         items.extend(found.items);
         match found.next {
             Some(next) => {
@@ -603,7 +620,7 @@ mod tests {
         async fn due_tokens_in_shard(
             &self,
             shard: u32,
-            _: DateTime<Utc>,
+            _: DueWindow,
             page: PageRequest,
         ) -> Result<Page<TokenKey>, StoreError> {
             let keys = self.0.get(shard as usize).cloned().unwrap_or_default();

@@ -8,7 +8,7 @@ use keyport_shared::domain::{
     PendingAuthorization, PkceVerifier, StateToken, Subject, TokenStatus,
 };
 use keyport_shared::ports::{
-    Expect, KeyContext, KeyError, PageRequest, SecretRef, StoreError, TokenKey,
+    DueWindow, Expect, KeyContext, KeyError, PageRequest, SecretRef, StoreError, TokenKey,
 };
 use keyport_tests::backends::Backend;
 
@@ -389,7 +389,7 @@ async fn due_tokens_come_from_every_shard_soonest_first_within_each(backend: Bac
         let mut request = PageRequest::first(1);
         loop {
             let page = store
-                .due_tokens_in_shard(shard, now, request.clone())
+                .due_tokens_in_shard(shard, DueWindow::until(now), request.clone())
                 .await
                 .unwrap();
             assert!(page.items.len() <= 1);
@@ -417,7 +417,7 @@ async fn due_tokens_come_from_every_shard_soonest_first_within_each(backend: Bac
         "every due token, and only those, in some shard"
     );
     let past_the_end = store
-        .due_tokens_in_shard(shards, now, PageRequest::first(10))
+        .due_tokens_in_shard(shards, DueWindow::until(now), PageRequest::first(10))
         .await
         .unwrap();
     assert!(past_the_end.items.is_empty() && past_the_end.next.is_none());

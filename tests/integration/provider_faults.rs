@@ -1030,10 +1030,10 @@ impl TokenStore for FlakyStore {
     async fn due_tokens_in_shard(
         &self,
         shard: u32,
-        due_by: DateTime<Utc>,
+        window: keyport_shared::ports::DueWindow,
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError> {
-        self.inner.due_tokens_in_shard(shard, due_by, page).await
+        self.inner.due_tokens_in_shard(shard, window, page).await
     }
 
     async fn due_tokens(

@@ -30,8 +30,8 @@ use crate::domain::{
     AuditEvent, Connection, ConnectionId, PendingAuthorization, Role, StateToken, StoredToken,
 };
 use crate::ports::{
-    AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, Retired,
-    StoreError, TokenKey, TokenStore,
+    AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
+    Retired, StoreError, TokenKey, TokenStore,
 };
 
 pub use self::codec::DEFAULT_DUE_SHARDS;
@@ -288,12 +288,13 @@ impl DynamoStore {
     }
 
     /// One page of a partition of `index` (connections, due tokens) in sort-key order, only
-    /// keys strictly below `upper_bound` if one is given.
+    /// keys strictly below `upper_bound` if one is given, and strictly above `lower_bound` if
+    /// one is given as well (neither bound is ever a key itself).
     async fn index_page(
         &self,
         index: codec::Index,
         partition: &str,
-        upper_bound: Option<&str>,
+        (lower_bound, upper_bound): (Option<&str>, Option<&str>),
         keys_only: bool,
         page: &PageRequest,
     ) -> Result<Page<Item>, StoreError> {
@@ -313,9 +314,18 @@ impl DynamoStore {
             });
         }
         let limit = page.effective_limit() as usize;
-        let key_condition = match upper_bound {
-            Some(_) => format!("#{} = :partition AND #{} < :bound", index.hash, index.range),
-            None => format!("#{} = :partition", index.hash),
+        // DynamoDB takes one condition on the sort key; BETWEEN is inclusive, which changes
+        // nothing here since a bound is never a key.
+        let lower_bound = lower_bound.filter(|_| upper_bound.is_some());
+        let key_condition = match (lower_bound, upper_bound) {
+            (Some(_), Some(_)) => format!(
+                "#{} = :partition AND #{} BETWEEN :after AND :bound",
+                index.hash, index.range
+            ),
+            (None, Some(_)) => {
+                format!("#{} = :partition AND #{} < :bound", index.hash, index.range)
+            }
+            _ => format!("#{} = :partition", index.hash),
         };
         let mut attribute_names = names(&[index.hash]);
         if upper_bound.is_some() {
@@ -324,6 +334,9 @@ impl DynamoStore {
         let mut values = HashMap::from([(":partition".to_owned(), codec::string(partition))]);
         if let Some(bound) = upper_bound {
             values.insert(":bound".to_owned(), codec::string(bound));
+        }
+        if let Some(after) = lower_bound {
+            values.insert(":after".to_owned(), codec::string(after));
         }
         let projection = keys_only.then(|| {
             attribute_names.extend(names(&[attr::PK, attr::SK, index.hash, index.range]));
@@ -464,7 +477,7 @@ impl ConnectionStore for DynamoStore {
             .index_page(
                 codec::GSI1,
                 codec::CONNECTIONS_PARTITION,
-                None,
+                (None, None),
                 false,
                 &page,
             )
@@ -656,7 +669,7 @@ impl ConnectionStore for DynamoStore {
         self.index_page(
             codec::GSI1,
             codec::RETIRED_PARTITION,
-            None,
+            (None, None),
             false,
             &PageRequest::first(limit),
         )
@@ -866,10 +879,11 @@ impl TokenStore for DynamoStore {
     async fn due_tokens_in_shard(
         &self,
         shard: u32,
-        due_by: DateTime<Utc>,
+        window: DueWindow,
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError> {
-        let bound = codec::due_bound(due_by);
+        let bound = codec::due_bound(window.by);
+        let after = window.after.map(codec::due_bound);
         let (index, partition) = match shard.cmp(&self.due_shards) {
             std::cmp::Ordering::Less => (codec::DUE, codec::due_shard_partition(shard)),
             std::cmp::Ordering::Equal => (codec::GSI1, codec::LEGACY_DUE_PARTITION.to_owned()),
@@ -881,7 +895,13 @@ impl TokenStore for DynamoStore {
             }
         };
         let page = self
-            .index_page(index, &partition, Some(&bound), true, &page)
+            .index_page(
+                index,
+                &partition,
+                (after.as_deref(), Some(&bound)),
+                true,
+                &page,
+            )
             .await?;
         Ok(Page {
             items: page
@@ -952,7 +972,7 @@ impl PendingAuthorizationStore for DynamoStore {
             .index_page(
                 codec::GSI1,
                 codec::AWAITING_PARTITION,
-                Some(&bound),
+                (None, Some(&bound)),
                 true,
                 &PageRequest::first(limit),
             )

@@ -17,8 +17,8 @@ use crate::domain::{
     AuditEvent, Connection, ConnectionId, PendingAuthorization, Role, StateToken, StoredToken,
 };
 use crate::ports::{
-    AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, Retired,
-    StoreError, TokenKey, TokenStore,
+    AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
+    Retired, StoreError, TokenKey, TokenStore,
 };
 
 #[derive(Clone)]
@@ -566,7 +566,7 @@ impl TokenStore for EmbeddedStore {
     async fn due_tokens_in_shard(
         &self,
         shard: u32,
-        due_by: DateTime<Utc>,
+        window: DueWindow,
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError> {
         if shard != 0 {
@@ -575,11 +575,16 @@ impl TokenStore for EmbeddedStore {
                 next: None,
             });
         }
-        let after: String = match &page.cursor {
+        let resume: String = match &page.cursor {
             Some(cursor) => decode_cursor(cursor)?,
             None => String::new(),
         };
-        let bound = due_index_bound(due_by);
+        // Past both the cursor and the window's start (a bound is never a key itself).
+        let after = window
+            .after
+            .map(due_index_bound)
+            .map_or(resume.clone(), |start| start.max(resume));
+        let bound = due_index_bound(window.by);
         let limit = page.effective_limit();
         let keys = self
             .db
