@@ -42,7 +42,7 @@ async fn connection_with_tokens(
             "/connections",
             Some(&admin),
             json!({
-                "name": "People's tokens", "provider": "custom", "issuer": peer.issuer,
+                "name": "People tokens", "provider": "custom", "issuer": peer.issuer,
                 "client_id": "keyport-basic", "client_secret": CLIENT_SECRET,
                 "grant_type": "client_credentials", "scopes": "api:read",
                 "invited_roles": ["bots"],
