@@ -328,7 +328,7 @@ try {
   // Where it stopped: the screen's address and text, to read in the test's failure.
   const pages = browser.contexts().flatMap((c) => c.pages());
   const where = await Promise.all(pages.map(async (p) => `${p.url()}: ${(await p.locator('body').innerText().catch(() => '')).slice(0, 400)}`));
-  console.error(`${name}: ${error.message.split('\n')[0]}\n${where.join('\n')}\nanswers: ${answered.slice(-12).join(', ')}`);
+  console.error(`${name}: ${error.message.split('\n').slice(0, 12).join('\n')}\n${where.join('\n')}\nanswers: ${answered.slice(-12).join(', ')}`);
   process.exitCode = 1;
 } finally {
   await browser.close();

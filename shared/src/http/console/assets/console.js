@@ -591,7 +591,7 @@ async function loadUserTokens(c, container, cursor) {
     result.data.next_cursor ? h("button", { type: "button", class: "secondary", onclick: () => loadUserTokens(c, container, result.data.next_cursor) }, "More people") : null);
 }
 
-// Where a connection sends its credentials: changing one of these needs the client secret again
+// Where a connection sends its credentials: changing one of these needs the secret again
 // (DESIGN.md's insider rules), and ends the connection's stored tokens.
 const DESTINATION_FIELDS = ["provider_params", "issuer", "authorization_url", "token_url", "revocation_url", "client_id"];
 
@@ -602,7 +602,14 @@ function editForm(c) {
   const description = text(c.description);
   const scopes = text((c.scopes || []).join(","));
   const clientId = text(c.client_id);
-  const secret = h("input", { type: "password", autocomplete: "new-password" });
+  // The credential the client authenticates with: a private key for private_key_jwt (its
+  // change needs the key again), else the client secret.
+  const credential = c.client_auth === "private_key_jwt"
+    ? { name: "private_key", label: "Private key (PEM)", words: "private key", set: c.private_key_set }
+    : { name: "client_secret", label: "Client secret", words: "client secret", set: c.client_secret_set };
+  const secret = credential.name === "private_key"
+    ? h("textarea", { rows: "4", autocomplete: "off", spellcheck: "false" })
+    : h("input", { type: "password", autocomplete: "new-password" });
   const urls = [
     ["issuer", "Issuer"],
     ["authorization_url", "Authorization URL"],
@@ -610,9 +617,9 @@ function editForm(c) {
     ["revocation_url", "Revocation URL"],
   ].map(([key, label]) => ({ key, label, input: h("input", { type: "url", autocomplete: "off", value: c[key] || "" }) }));
   const params = Object.entries(c.provider_params || {}).map(([name, value]) => ({ name, input: text(value) }));
-  const secretHint = c.client_secret_set
-    ? "A client secret is set (never shown). Leave this blank to keep it; type one to replace it."
-    : "No client secret is set.";
+  const secretHint = credential.set
+    ? `A ${credential.words} is set (never shown). Leave this blank to keep it; type one to replace it.`
+    : `No ${credential.words} is set.`;
   // Says, while the form is filled in, whether saving needs the secret again.
   const needs = h("p", { class: "hint", id: "needs-secret", "aria-live": "polite" });
   const labels = { provider_params: "provider parameters", issuer: "issuer", authorization_url: "authorization URL", token_url: "token URL", revocation_url: "revocation URL", client_id: "client id" };
@@ -631,18 +638,18 @@ function editForm(c) {
   function update() {
     const moved = DESTINATION_FIELDS.filter((key) => key in changes());
     needs.textContent = moved.length
-      ? `Changing the ${moved.map((key) => labels[key]).join(", ")} moves where Keyport sends this connection's credentials: type the client secret again to save. Its stored tokens are then revoked and must be authorized again.`
+      ? `Changing the ${moved.map((key) => labels[key]).join(", ")} moves where Keyport sends this connection's credentials: type the ${credential.words} again to save. Its stored tokens are then revoked and must be authorized again.`
       : "";
   }
   // Beside the secret: what it is needed for now, then the API's error, if any.
-  const secretField = field("client_secret", "Client secret", secret, secretHint);
+  const secretField = field(credential.name, credential.label, secret, secretHint);
   secretField.insertBefore(needs, secretField.querySelector(".field-error"));
-  secret.setAttribute("aria-describedby", "hint-client_secret needs-secret error-client_secret");
+  secret.setAttribute("aria-describedby", `hint-${credential.name} needs-secret error-${credential.name}`);
   const form = h("form", { novalidate: true, oninput: update, onsubmit: async (e) => {
     e.preventDefault();
     clearErrors(form);
     const body = changes();
-    if (secret.value) body.client_secret = secret.value;
+    if (secret.value) body[credential.name] = secret.value;
     if (!Object.keys(body).length) {
       fill(form.querySelector(".form-error"), h("p", { class: "problem", role: "alert", text: "Nothing has changed." }));
       return;
@@ -661,12 +668,12 @@ function editForm(c) {
     connectionPage(c.id);
   } },
   h("div", { class: "form-error" }),
-  h("p", { class: "hint", text: "A change to the provider parameters, an endpoint, the issuer or the client id needs the client secret again." }),
+  h("p", { class: "hint", text: `A change to the provider parameters, an endpoint, the issuer or the client id needs the ${credential.words} again.` }),
   field("description", "Description", description),
   field("scopes", "Scopes", scopes, "Comma-separated."),
-  ...params.map((p) => field(`provider_params.${p.name}`, p.name, p.input, "Changing it needs the client secret again.")),
-  ...urls.map((u) => field(u.key, u.label, u.input, "Changing it needs the client secret again.")),
-  field("client_id", "Client id", clientId, "Changing it needs the client secret again."),
+  ...params.map((p) => field(`provider_params.${p.name}`, p.name, p.input, `Changing it needs the ${credential.words} again.`)),
+  ...urls.map((u) => field(u.key, u.label, u.input, `Changing it needs the ${credential.words} again.`)),
+  field("client_id", "Client id", clientId, `Changing it needs the ${credential.words} again.`),
   secretField,
   h("div", { class: "actions" }, h("button", { type: "submit" }, "Save changes")));
   return form;
