@@ -230,6 +230,27 @@ async fn an_administrator_lists_and_disconnects_peoples_tokens(backend: Backend)
     assert_eq!(revoked.len(), 1, "{audit}");
     assert_eq!(revoked[0]["owner"], "user:u2");
     assert_eq!(revoked[0]["actor"], "admin");
+    // A subject with characters a path must escape is named percent-encoded.
+    let odd = server.token("ops/a b", &["bots"]);
+    http.get(&format!("/connections/{id}/token?owner=user"), Some(&odd))
+        .await
+        .expect_json(200, "an oddly named person's own token");
+    let listed = http
+        .get(&list(""), Some(&admin))
+        .await
+        .expect_json(200, "odd");
+    assert_eq!(subjects(&listed), ["ops/a b", "u1", "u3"], "{listed}");
+    http.delete(
+        &format!("/connections/{id}/tokens/ops%2Fa%20b"),
+        Some(&admin),
+    )
+    .await
+    .expect_json(200, "ending the oddly named person's token");
+    let after = http
+        .get(&list(""), Some(&admin))
+        .await
+        .expect_json(200, "after");
+    assert_eq!(subjects(&after), ["u1", "u3"], "{after}");
     // Again: nothing left to end.
     http.delete(&format!("/connections/{id}/tokens/u2"), Some(&admin))
         .await
