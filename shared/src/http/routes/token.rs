@@ -1,5 +1,6 @@
-//! The token function: token reads with in-line refresh, forced refresh, disconnect, and the
-//! caller's usable connections.
+//! The token function: token reads with in-line refresh, forced refresh, disconnect, the
+//! caller's usable connections, and administrators' view of people's own tokens (their status,
+//! never the token) with a disconnect for each.
 
 use std::time::Duration;
 
