@@ -180,6 +180,14 @@ pub trait TokenStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<StoredToken>, StoreError>;
 
+    /// One page of a connection's user tokens (never the shared one), ordered by owner, for an
+    /// administrator's listing. The cursor names the last owner of the previous page.
+    async fn user_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<StoredToken>, StoreError>;
+
     /// How many shards the due index is split into, so a scheduler can list each on its own:
     /// shards `0..due_shards()`, every one of which must be visited to see every due token. A
     /// back-end may count shards that only drain (DynamoDB's legacy partition, the last one).
@@ -612,6 +620,13 @@ mod tests {
             _: &ConnectionId,
             _: u32,
         ) -> Result<Vec<StoredToken>, StoreError> {
+            unimplemented!()
+        }
+        async fn user_tokens(
+            &self,
+            _: &ConnectionId,
+            _: PageRequest,
+        ) -> Result<Page<StoredToken>, StoreError> {
             unimplemented!()
         }
         fn due_shards(&self) -> u32 {

@@ -1023,6 +1023,14 @@ impl TokenStore for FlakyStore {
         self.inner.first_tokens(connection_id, limit).await
     }
 
+    async fn user_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<StoredToken>, StoreError> {
+        self.inner.user_tokens(connection_id, page).await
+    }
+
     fn due_shards(&self) -> u32 {
         self.inner.due_shards()
     }

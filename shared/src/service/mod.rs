@@ -15,6 +15,7 @@ mod me;
 mod readiness;
 mod refresher;
 mod tokens;
+mod user_tokens;
 mod work;
 
 use std::collections::BTreeSet;
@@ -35,6 +36,7 @@ pub use me::UsableConnection;
 pub use readiness::Readiness;
 pub use refresher::RefreshReport;
 pub use tokens::TokenView;
+pub use user_tokens::UserTokenSummary;
 pub use work::{RefreshWork, ShardWindow, WINDOWED_SPAN, scheduled_work};
 
 use crate::catalog::Catalog;

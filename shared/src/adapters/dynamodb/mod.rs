@@ -869,6 +869,61 @@ impl TokenStore for DynamoStore {
             .collect()
     }
 
+    async fn user_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<StoredToken>, StoreError> {
+        let start = match &page.cursor {
+            Some(cursor) => Some(codec::token_key(&TokenKey {
+                connection_id: connection_id.clone(),
+                owner: records::user_token_after(cursor)?,
+            })),
+            None => None,
+        };
+        let limit = page.effective_limit() as usize;
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .set_expression_attribute_names(Some(names(&[attr::PK, attr::SK])))
+            .expression_attribute_values(
+                ":pk",
+                codec::string(codec::connection_partition(connection_id)),
+            )
+            .expression_attribute_values(
+                ":prefix",
+                codec::string(format!(
+                    "{}{}",
+                    codec::TOKEN_SK_PREFIX,
+                    records::USER_OWNER_PREFIX
+                )),
+            )
+            .set_exclusive_start_key(start)
+            // One more than asked for tells whether another page exists without a second query.
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut items = output.items.unwrap_or_default();
+        let more = items.len() > limit || output.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        items.truncate(limit);
+        let tokens: Vec<StoredToken> = items
+            .iter()
+            .map(codec::token_from_item)
+            .collect::<Result<_, _>>()?;
+        let next = match tokens.last() {
+            Some(last) if more => Some(records::user_token_cursor(&last.owner)),
+            _ => None,
+        };
+        Ok(Page {
+            items: tokens,
+            next,
+        })
+    }
+
     /// The configured shards, and one more: the legacy `gsi1` partition, which items written
     /// before the due index stay in until their next write. Once it has emptied it costs one
     /// empty query per walk.

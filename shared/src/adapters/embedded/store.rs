@@ -10,8 +10,9 @@ use rusqlite::{OptionalExtension, params};
 use super::db::{CachedStatements, EmbeddedDb, sql_error};
 use crate::adapters::parsed_connections::ParsedConnections;
 use crate::adapters::records::{
-    audit_sort_key, corrupt, decode_cursor, due_index_bound, due_index_key, encode_cursor,
-    pending_from_doc, pending_to_doc, token_key_from_due_index,
+    USER_OWNER_PREFIX, USER_OWNERS_END, audit_sort_key, corrupt, decode_cursor, due_index_bound,
+    due_index_key, encode_cursor, pending_from_doc, pending_to_doc, token_key_from_due_index,
+    user_token_after,
 };
 use crate::domain::{
     AuditEvent, Connection, ConnectionId, PendingAuthorization, Role, StateToken, StoredToken,
@@ -555,6 +556,52 @@ impl TokenStore for EmbeddedStore {
         limit: u32,
     ) -> Result<Vec<StoredToken>, StoreError> {
         self.tokens_of(connection_id, Some(limit)).await
+    }
+
+    async fn user_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<StoredToken>, StoreError> {
+        let after = match &page.cursor {
+            Some(cursor) => user_token_after(cursor)?.storage_key(),
+            None => USER_OWNER_PREFIX.to_owned(),
+        };
+        let limit = page.effective_limit();
+        let connection_id = connection_id.to_string();
+        let rows = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT doc, sealed, version FROM tokens
+                         WHERE connection_id = ?1 AND owner > ?2 AND owner < ?3
+                         ORDER BY owner LIMIT ?4",
+                    )
+                    .map_err(sql_error)?;
+                let rows = statement
+                    .query_map(
+                        params![connection_id, after, USER_OWNERS_END, limit + 1],
+                        |row| {
+                            Ok((
+                                row.get::<_, String>(0)?,
+                                row.get::<_, Vec<u8>>(1)?,
+                                row.get::<_, i64>(2)?,
+                            ))
+                        },
+                    )
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(rows)
+            })
+            .await?;
+        // The position is the owner's key: the cursor `user_token_after` reads.
+        page_of(rows, limit, |(doc, sealed, version)| {
+            let token = token_from_row(&doc, sealed, version)?;
+            let position = token.owner.storage_key();
+            Ok((token, position))
+        })
     }
 
     /// One database, one writer: no partition to spread writes over.
