@@ -12,7 +12,6 @@ use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiQuery, Caller, ConnectionPath};
 #[cfg(feature = "openapi")]
 use crate::http::openapi::{refusals::*, wire::ConnectionCreate};
-use crate::ports::PageRequest;
 use crate::service::{AdministeredConnection, ConnectionCheck, Deletion};
 
 pub(super) fn routes() -> Routes {
@@ -109,10 +108,7 @@ async fn list_connections(
     Caller(principal): Caller,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<ConnectionList>, ApiError> {
-    let page = PageRequest {
-        limit: query.limit.unwrap_or(100),
-        cursor: query.cursor,
-    };
+    let page = query.page();
     let listed = keyport.list_connections(&principal, page).await?;
     let listed = keyport.page_with_token_health(&principal, listed).await?;
     Ok(Json(ConnectionList {
@@ -155,10 +151,7 @@ async fn audit_trail(
     ConnectionPath(id): ConnectionPath,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<AuditList>, ApiError> {
-    let page = PageRequest {
-        limit: query.limit.unwrap_or(100),
-        cursor: query.cursor,
-    };
+    let page = query.page();
     let listed = keyport.audit_trail(&principal, &id, page).await?;
     Ok(Json(AuditList {
         events: listed.items,

@@ -134,6 +134,16 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
+impl ListQuery {
+    /// The page it asks for (100 items unless it says).
+    fn page(self) -> crate::ports::PageRequest {
+        crate::ports::PageRequest {
+            limit: self.limit.unwrap_or(100),
+            cursor: self.cursor,
+        }
+    }
+}
+
 /// Unknown routes answer in Keyport's error shape too.
 pub async fn not_found() -> impl IntoResponse {
     ApiError::BadRequest {

@@ -13,7 +13,6 @@ use crate::http::error::ApiError;
 use crate::http::extract::{ApiQuery, Caller, ConnectionPath, UserTokenPath};
 #[cfg(feature = "openapi")]
 use crate::http::openapi::refusals::*;
-use crate::ports::PageRequest;
 #[cfg(feature = "openapi")]
 use crate::service::OwnerRequest;
 use crate::service::{TokenView, UsableConnection, UserTokenSummary};
@@ -247,10 +246,7 @@ async fn list_user_tokens(
     ConnectionPath(id): ConnectionPath,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<UserTokenList>, ApiError> {
-    let page = PageRequest {
-        limit: query.limit.unwrap_or(100),
-        cursor: query.cursor,
-    };
+    let page = query.page();
     let listed = keyport.user_tokens(&principal, &id, page).await?;
     Ok(Json(UserTokenList {
         tokens: listed.items,
