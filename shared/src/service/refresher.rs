@@ -52,6 +52,9 @@ enum Outcome {
 /// the reads and writes around it.
 const SAFETY_MARGIN: Duration = Duration::from_secs(1);
 const PAGE_SIZE: u32 = 100;
+/// Due keys listed per query: the most a page holds (keys-only entries, some 150 bytes each),
+/// so a worker's window costs one query in the common case.
+const DUE_PAGE_SIZE: u32 = 1000;
 
 impl Keyport {
     /// One run on one machine (the local server's loop, or a refresher without workers): the
@@ -136,7 +139,7 @@ impl Keyport {
         // takes its whole timeout, then the write of its answer.
         let margin = self.oauth.http().timeout() + self.settings.grant_write_budget + SAFETY_MARGIN;
         let due_by = Utc::now();
-        let mut page = PageRequest::first(PAGE_SIZE);
+        let mut page = PageRequest::first(DUE_PAGE_SIZE);
         'pages: loop {
             let listed = match scope {
                 DueScope::All => self.store.due_tokens(due_by, page.clone()).await?,
