@@ -6,6 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::error::ApiError;
+use crate::domain::ConnectionId;
 use crate::service::AuthorizationAwaitingConfirmation;
 
 fn escape(text: &str) -> String {
@@ -91,6 +92,39 @@ pub fn awaiting_confirmation(done: &AuthorizationAwaitingConfirmation) -> Respon
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ),
         Some(completion),
+    )
+}
+
+/// The provider refused the authorization (most often: the person declined): back to the
+/// allowed page it was started from, to say so there. Nothing is held, so nothing to confirm.
+/// `None` when that page's address does not parse (the failure page is shown instead).
+pub fn declined(
+    target: &str,
+    connection_id: &ConnectionId,
+    error: &str,
+    description: Option<&str>,
+) -> Option<Response> {
+    let mut url = url::Url::parse(target).ok()?;
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("keyport_status", "denied")
+            .append_pair("connection_id", connection_id.as_str())
+            .append_pair("error", error);
+        if let Some(description) = description {
+            query.append_pair("error_description", description);
+        }
+    }
+    Some(
+        (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, url.to_string()),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+                (header::REFERRER_POLICY, "no-referrer".to_owned()),
+            ],
+        )
+            .into_response(),
     )
 }
 

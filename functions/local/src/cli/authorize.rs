@@ -131,6 +131,9 @@ async fn returned(
     State(listener): State<Arc<Listener>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    if query.get("keyport_status").map(String::as_str) == Some("denied") {
+        return declined(&listener, &query);
+    }
     let (Some(completion), Some(connection_id)) =
         (query.get("keyport_completion"), query.get("connection_id"))
     else {
@@ -170,6 +173,37 @@ async fn returned(
     };
     let _ = done.send(result);
     page
+}
+
+/// The browser is back from Keyport's callback because the provider refused (the person
+/// declined): nothing was stored, and the command ends saying so instead of waiting.
+fn declined(listener: &Listener, query: &HashMap<String, String>) -> Response {
+    if query.get("connection_id") != Some(&listener.connection_id) {
+        return notice(
+            StatusCode::BAD_REQUEST,
+            "Another connection",
+            "This authorization is for another connection; nothing changed.",
+        );
+    }
+    let Some(done) = listener.done.lock().expect("not poisoned").take() else {
+        return notice(
+            StatusCode::CONFLICT,
+            "Already done",
+            "This authorization was already confirmed or refused; see the terminal.",
+        );
+    };
+    let error = query.get("error").map(String::as_str).unwrap_or("refused");
+    let _ = done.send(Err(keyport_client::ClientError::Api {
+        status: 400,
+        code: "authorization_denied".to_owned(),
+        message: format!("the provider refused the authorization ({error}): nothing was stored"),
+        field: None,
+    }));
+    notice(
+        StatusCode::OK,
+        "Not connected",
+        "The authorization was declined at the provider, so nothing was stored. You can close this tab and go back to the terminal.",
+    )
 }
 
 /// Opens `url` with `$BROWSER` when it is set (the command, then the URL), as many command-line
