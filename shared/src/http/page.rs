@@ -146,6 +146,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_declined_authorization_goes_back_with_the_providers_refusal_and_nothing_to_confirm() {
+        let id = ConnectionId::generate();
+        let back = declined(
+            "http://127.0.0.1:8080/console/complete?then=%2Fconsole%2Fme",
+            &id,
+            "access_denied",
+            Some("The user said no"),
+        )
+        .expect("an address that parses");
+        assert_eq!(back.status(), StatusCode::SEE_OTHER);
+        assert_eq!(back.headers()[header::CACHE_CONTROL], "no-store");
+        let location = url::Url::parse(
+            back.headers()[header::LOCATION]
+                .to_str()
+                .expect("a header value"),
+        )
+        .expect("a URL");
+        assert_eq!(location.path(), "/console/complete");
+        let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+        assert_eq!(query["then"], "/console/me");
+        assert_eq!(query["keyport_status"], "denied");
+        assert_eq!(query["connection_id"], id.as_str());
+        assert_eq!(query["error"], "access_denied");
+        assert_eq!(query["error_description"], "The user said no");
+        assert!(!query.contains_key("keyport_completion"));
+        assert!(declined("not a URL", &id, "access_denied", None).is_none());
+    }
+
+    #[test]
     fn text_is_escaped() {
         assert_eq!(
             escape("<script>\"x\"&'"),

@@ -230,3 +230,68 @@ fn open_browser(url: &str) {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener() -> (
+        Arc<Listener>,
+        oneshot::Receiver<Result<Completed, keyport_client::ClientError>>,
+    ) {
+        let (done, outcome) = oneshot::channel();
+        let client = Client::new(
+            "http://127.0.0.1:9",
+            SecretString::from("unused".to_owned()),
+        )
+        .expect("a client");
+        let listener = Listener {
+            client: Arc::new(client),
+            connection_id: "con_1".to_owned(),
+            done: Mutex::new(Some(done)),
+        };
+        (Arc::new(listener), outcome)
+    }
+
+    fn query(pairs: &[(&str, &str)]) -> Query<HashMap<String, String>> {
+        Query(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_declined_authorization_ends_the_wait_with_the_providers_refusal() {
+        let (listener, mut outcome) = listener();
+        let page = returned(
+            State(listener),
+            query(&[
+                ("keyport_status", "denied"),
+                ("connection_id", "con_1"),
+                ("error", "access_denied"),
+            ]),
+        )
+        .await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let refused = outcome
+            .try_recv()
+            .expect("the command hears at once")
+            .expect_err("nothing was stored");
+        assert_eq!(refused.code(), Some("authorization_denied"));
+        assert!(refused.to_string().contains("access_denied"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_decline_for_another_connection_changes_nothing() {
+        let (listener, mut outcome) = listener();
+        let page = returned(
+            State(listener),
+            query(&[("keyport_status", "denied"), ("connection_id", "con_2")]),
+        )
+        .await;
+        assert_eq!(page.status(), StatusCode::BAD_REQUEST);
+        assert!(outcome.try_recv().is_err(), "the command still waits");
+    }
+}
