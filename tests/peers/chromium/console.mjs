@@ -2,6 +2,9 @@
 // the integration tests (tests/integration/console_browser.rs starts Keyport and the OAuth peer
 // and runs one scenario per test): `node console.mjs <scenario>`, settings in the environment.
 //
+// Wherever a scenario authorizes, the browser goes through the OAuth peer's own sign-in and
+// consent pages (the peer runs with CONSENT_PAGES=1) and clicks Allow or Deny.
+//
 // Every scenario also checks, on every screen it visits: no Content-Security-Policy violation,
 // no serious or critical axe-core finding, and — where a secret was typed — that it appears in
 // no page's HTML, no response to the browser, and no browser storage. It exits non-zero with
