@@ -15,9 +15,17 @@ use keyport_tests::workspace_root;
 use serde_json::{Value, json};
 
 const ROLE: &str = "sales";
+/// The peer's client every connection here uses.
+const CLIENT_ID: &str = "keyport-pkce";
 
 /// Runs `scenario` in Chromium with `settings`; its findings, or the test fails with its reason.
-fn run_scenario(scenario: &str, server: &TestServer, settings: &[(&str, String)]) -> Value {
+/// The browser meets the peer's sign-in and consent pages wherever it authorizes.
+fn run_scenario(
+    scenario: &str,
+    server: &TestServer,
+    peer: &OidcPeer,
+    settings: &[(&str, String)],
+) -> Value {
     let driver = workspace_root().join("tests/peers/chromium");
     assert!(
         driver.join("node_modules/playwright-core").exists(),
@@ -29,7 +37,9 @@ fn run_scenario(scenario: &str, server: &TestServer, settings: &[(&str, String)]
         .arg(driver.join("console.mjs"))
         .arg(scenario)
         .current_dir(&driver)
-        .env("KEYPORT_URL", &server.base);
+        .env("KEYPORT_URL", &server.base)
+        .env("OIDC_ISSUER", &peer.issuer)
+        .env("CLIENT_ID", CLIENT_ID);
     for (name, value) in settings {
         command.env(name, value);
     }
@@ -45,12 +55,13 @@ fn run_scenario(scenario: &str, server: &TestServer, settings: &[(&str, String)]
 }
 
 /// The server (over a back-end that must outlive it: its folder holds the database), and the
-/// OAuth peer that knows the server's callback.
+/// OAuth peer that knows the server's callback and shows its sign-in and consent pages.
 async fn start() -> (TestServer, OidcPeer, backends::Backend) {
     let backend = backends::embedded().await;
     let server = TestServer::start(&backend, &[]).await;
     let peer = OidcPeer::start(PeerOptions {
         redirect_uri: Some(server.callback_url()),
+        consent_pages: true,
         ..PeerOptions::default()
     });
     (server, peer, backend)
@@ -66,7 +77,7 @@ async fn connection(server: &TestServer, peer: &OidcPeer, name: &str) -> String 
             Some(&admin),
             json!({
                 "name": name, "provider": "custom", "grant_type": "authorization_code_pkce",
-                "client_id": "keyport-pkce", "client_secret": CLIENT_SECRET,
+                "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
                 "issuer": peer.issuer, "scopes": "openid,offline_access,api:read",
                 "invited_roles": [ROLE],
             }),
@@ -85,15 +96,14 @@ async fn an_administrator_creates_authorizes_and_invites_then_a_bot_reads_the_to
     let found = run_scenario(
         "admin-creates-a-connection",
         &server,
+        &peer,
         &[
             (
                 "ADMIN_LINK",
                 server.sign_in_link("ada", &["keyport-admins"]),
             ),
             ("CONNECTION_NAME", name.to_owned()),
-            ("CLIENT_ID", "keyport-pkce".to_owned()),
             ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
-            ("OIDC_ISSUER", peer.issuer.clone()),
             ("ROLE", ROLE.to_owned()),
         ],
     );
@@ -123,6 +133,7 @@ async fn an_invited_person_connects_their_own_token() {
     run_scenario(
         "user-connects",
         &server,
+        &peer,
         &[
             ("USER_LINK", server.sign_in_link("bea", &[ROLE])),
             ("CONNECTION_NAME", name.to_owned()),
@@ -137,12 +148,45 @@ async fn an_invited_person_connects_their_own_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_who_declines_at_the_provider_is_told_calmly_and_their_slot_stays_empty() {
+    let (server, peer, _backend) = start().await;
+    let name = "Sales calendar";
+    let id = connection(&server, &peer, name).await;
+    let found = run_scenario(
+        "user-declines",
+        &server,
+        &peer,
+        &[
+            ("USER_LINK", server.sign_in_link("bea", &[ROLE])),
+            ("CONNECTION_NAME", name.to_owned()),
+        ],
+    );
+    assert_eq!(
+        found["screens"],
+        json!(["authorization-declined"]),
+        "{found}"
+    );
+    let http = Http::new(&server.base);
+    let bea = server.token("bea", &[ROLE]);
+    http.get(&format!("/connections/{id}/token?owner=user"), Some(&bea))
+        .await
+        .expect_error_code(409, "not_authorized", "Bea's token after she declined");
+    // Nothing reached the provider's token endpoint: there was no code to exchange.
+    assert!(
+        peer.requests().is_empty(),
+        "the peer saw token requests: {:?}",
+        peer.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_without_the_role_sees_no_connection_and_no_admin_screen() {
     let (server, peer, _backend) = start().await;
     connection(&server, &peer, "Finance ledger").await;
     run_scenario(
         "no-role",
         &server,
+        &peer,
         &[("USER_LINK", server.sign_in_link("eve", &["strangers"]))],
     );
 }
@@ -155,6 +199,7 @@ async fn a_forwarded_consent_link_leaves_every_slot_empty() {
     run_scenario(
         "phishing",
         &server,
+        &peer,
         &[
             ("ATTACKER_LINK", server.sign_in_link("mallory", &[ROLE])),
             ("VICTIM_LINK", server.sign_in_link("alice", &[ROLE])),
@@ -182,6 +227,7 @@ async fn an_administrator_disconnects_a_persons_token_and_edits_the_connection()
     let found = run_scenario(
         "admin-manages-user-tokens-and-edits",
         &server,
+        &peer,
         &[
             (
                 "ADMIN_LINK",
@@ -220,7 +266,7 @@ async fn an_administrator_disconnects_a_persons_token_and_edits_the_connection()
     assert_eq!(connection["description"], description);
     assert_eq!(connection["token_url"], moved.as_str());
     assert_eq!(connection["client_secret_set"], true);
-    assert_eq!(connection["client_id"], "keyport-pkce");
+    assert_eq!(connection["client_id"], CLIENT_ID);
     // The audit trail names the administrator as the one who revoked Bea's token.
     let audit = http
         .get(&format!("/connections/{id}/audit"), Some(&admin))

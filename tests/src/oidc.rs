@@ -24,6 +24,9 @@ pub struct PeerOptions {
     /// A public JWKS for the `keyport-jwt` client (`private_key_jwt`).
     pub jwt_client_jwks: Option<String>,
     pub redirect_uri: Option<String>,
+    /// A person signs in and consents on the peer's pages (`CONSENT_PAGES=1`), in a browser;
+    /// off, the peer logs in and consents headlessly at once.
+    pub consent_pages: bool,
 }
 
 pub struct OidcPeer {
@@ -62,6 +65,9 @@ impl OidcPeer {
         }
         if let Some(jwks) = &options.jwt_client_jwks {
             command.env("JWT_CLIENT_JWKS", jwks);
+        }
+        if options.consent_pages {
+            command.env("CONSENT_PAGES", "1");
         }
         let mut child = command
             .spawn()

@@ -6,6 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::error::ApiError;
+use crate::domain::ConnectionId;
 use crate::service::AuthorizationAwaitingConfirmation;
 
 fn escape(text: &str) -> String {
@@ -94,6 +95,39 @@ pub fn awaiting_confirmation(done: &AuthorizationAwaitingConfirmation) -> Respon
     )
 }
 
+/// The provider refused the authorization (most often: the person declined): back to the
+/// allowed page it was started from, to say so there. Nothing is held, so nothing to confirm.
+/// `None` when that page's address does not parse (the failure page is shown instead).
+pub fn declined(
+    target: &str,
+    connection_id: &ConnectionId,
+    error: &str,
+    description: Option<&str>,
+) -> Option<Response> {
+    let mut url = url::Url::parse(target).ok()?;
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("keyport_status", "denied")
+            .append_pair("connection_id", connection_id.as_str())
+            .append_pair("error", error);
+        if let Some(description) = description {
+            query.append_pair("error_description", description);
+        }
+    }
+    Some(
+        (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, url.to_string()),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+                (header::REFERRER_POLICY, "no-referrer".to_owned()),
+            ],
+        )
+            .into_response(),
+    )
+}
+
 /// A page that tells a person one thing, with the same headers as the callback's (no-store,
 /// nothing loaded, no referrer): for Keyport's own clients' loopback pages too.
 pub fn notice(status: StatusCode, title: &str, body: &str) -> Response {
@@ -110,6 +144,35 @@ pub fn failed(error: &ApiError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_declined_authorization_goes_back_with_the_providers_refusal_and_nothing_to_confirm() {
+        let id = ConnectionId::generate();
+        let back = declined(
+            "http://127.0.0.1:8080/console/complete?then=%2Fconsole%2Fme",
+            &id,
+            "access_denied",
+            Some("The user said no"),
+        )
+        .expect("an address that parses");
+        assert_eq!(back.status(), StatusCode::SEE_OTHER);
+        assert_eq!(back.headers()[header::CACHE_CONTROL], "no-store");
+        let location = url::Url::parse(
+            back.headers()[header::LOCATION]
+                .to_str()
+                .expect("a header value"),
+        )
+        .expect("a URL");
+        assert_eq!(location.path(), "/console/complete");
+        let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+        assert_eq!(query["then"], "/console/me");
+        assert_eq!(query["keyport_status"], "denied");
+        assert_eq!(query["connection_id"], id.as_str());
+        assert_eq!(query["error"], "access_denied");
+        assert_eq!(query["error_description"], "The user said no");
+        assert!(!query.contains_key("keyport_completion"));
+        assert!(declined("not a URL", &id, "access_denied", None).is_none());
+    }
 
     #[test]
     fn text_is_escaped() {

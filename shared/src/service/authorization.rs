@@ -172,7 +172,12 @@ impl Keyport {
                     Some("authorization: the provider refused it"),
                 )
                 .await;
-                return Err(ServiceError::AuthorizationDenied { error, description });
+                return Err(ServiceError::AuthorizationDenied {
+                    error,
+                    description,
+                    connection_id: connection.id,
+                    redirect_after: pending.redirect_after,
+                });
             }
         };
         let credentials = self.credentials(&connection).await?;

@@ -2,7 +2,7 @@
 //! place; messages here are safe to show (they never carry a secret or a token).
 
 use crate::crypto::CryptoError;
-use crate::domain::ValidationError;
+use crate::domain::{ConnectionId, ValidationError};
 use crate::oauth::OAuthError;
 use crate::ports::{QueueError, SecretError, StoreError};
 
@@ -34,6 +34,10 @@ pub enum ServiceError {
     AuthorizationDenied {
         error: String,
         description: Option<String>,
+        connection_id: ConnectionId,
+        /// The allowed page the authorization was started from: the browser goes back there to
+        /// say so (nothing to confirm).
+        redirect_after: Option<String>,
     },
     #[error(
         "this connection is disabled: it hands out, refreshes and authorizes nothing until an administrator sets its status to active"

@@ -2,6 +2,9 @@
 // the integration tests (tests/integration/console_browser.rs starts Keyport and the OAuth peer
 // and runs one scenario per test): `node console.mjs <scenario>`, settings in the environment.
 //
+// Wherever a scenario authorizes, the browser goes through the OAuth peer's own sign-in and
+// consent pages (the peer runs with CONSENT_PAGES=1) and clicks Allow or Deny.
+//
 // Every scenario also checks, on every screen it visits: no Content-Security-Policy violation,
 // no serious or critical axe-core finding, and — where a secret was typed — that it appears in
 // no page's HTML, no response to the browser, and no browser storage. It exits non-zero with
@@ -66,6 +69,16 @@ async function person(browser, label) {
 
 // The checks of one screen: accessibility, CSP, script errors; a screenshot when asked.
 async function checkScreen(who, name) {
+  await inspect(who, name);
+  if (SCREENSHOTS) {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await who.page.screenshot({ path: `${SCREENSHOTS}/${name}.png`, fullPage: true });
+  }
+  checked.push(name);
+}
+
+// Accessibility, CSP and script errors of the screen shown (Keyport's, or the provider's).
+async function inspect(who, name) {
   const { page, seen } = who;
   await page.waitForLoadState('networkidle');
   await page.evaluate(AXE_SOURCE);
@@ -76,11 +89,6 @@ async function checkScreen(who, name) {
   }
   if (seen.violations.length) fail(`${name}: Content-Security-Policy violations: ${seen.violations.join(' | ')}`);
   if (seen.errors.length) fail(`${name}: script errors: ${seen.errors.join(' | ')}`);
-  if (SCREENSHOTS) {
-    mkdirSync(SCREENSHOTS, { recursive: true });
-    await page.screenshot({ path: `${SCREENSHOTS}/${name}.png`, fullPage: true });
-  }
-  checked.push(name);
 }
 
 // `secret` must be nowhere the browser keeps or was sent: page HTML, responses, storage.
@@ -110,6 +118,33 @@ async function signIn(who, link) {
   await who.page.goto(link);
   await who.page.getByText('Signed in as').waitFor();
 }
+
+// At the provider (the oidc-provider peer's pages), in the same browser page Keyport sent it
+// to: sign in as `login`, read the consent page (it must name the client and every scope
+// asked for), then click `decision` (Allow or Deny). The provider's pages get the same
+// accessibility, CSP and script checks, without counting as Keyport's screens.
+async function atProvider(who, { login, client, scopes, decision }) {
+  const { page } = who;
+  await page.waitForURL((url) => url.href.startsWith(`${env('OIDC_ISSUER')}/`));
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+  await inspect(who, 'the provider\'s sign-in page');
+  await page.getByLabel('Login').fill(login);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Authorize access' }).waitFor();
+  const named = (await page.locator('#client').textContent()).trim();
+  if (named !== client) fail(`the consent page names ${named}, not ${client}`);
+  const listed = await page.locator('#scopes li').allTextContents();
+  const missing = scopes.filter((scope) => !listed.includes(scope));
+  if (missing.length) fail(`the consent page does not list ${missing.join(', ')} (it lists ${listed.join(', ')})`);
+  await inspect(who, 'the provider\'s consent page');
+  await page.getByRole('button', { name: decision, exact: true }).click();
+  await page.waitForURL((url) => url.href.startsWith(`${BASE}/`));
+}
+
+// The connections ask for openid, offline_access and api:read; oidc-provider drops
+// offline_access from a request without prompt=consent (OpenID Connect Core §11), so its
+// consent page lists the other two.
+const SCOPES = ['openid', 'api:read'];
 
 // ---- scenarios ----------------------------------------------------------------------------
 
@@ -153,8 +188,9 @@ const scenarios = {
     await checkScreen(admin, 'create-step-3');
     await assertNoSecret(admin, secret, 'step 3');
     await page.getByRole('button', { name: 'Save login credentials' }).click();
-    // Through the provider's consent (the peer logs its user in and consents), Keyport's
-    // callback and the console's completion, back on the connection's page.
+    // Through the provider's sign-in and consent pages, Keyport's callback and the console's
+    // completion, back on the connection's page.
+    await atProvider(admin, { login: 'ada', client: env('CLIENT_ID'), scopes: SCOPES, decision: 'Allow' });
     await page.getByText('Connected: Keyport holds the token.').waitFor();
     await page.locator('.badge', { hasText: 'Valid' }).first().waitFor();
     // Step 4: invite the role.
@@ -184,11 +220,35 @@ const scenarios = {
     if (await page.getByRole('link', { name: 'Connections', exact: true }).count()) fail('a person without the permission sees the admin screens');
     await checkScreen(user, 'my-connections');
     await page.getByRole('button', { name: `Connect ${name}` }).click();
+    await atProvider(user, { login: 'bea', client: env('CLIENT_ID'), scopes: SCOPES, decision: 'Allow' });
     await page.getByRole('heading', { name: 'My connections' }).waitFor();
     await page.getByRole('button', { name: `Disconnect ${name}` }).waitFor();
     const card = page.locator('.card', { hasText: name });
     await card.locator('.badge', { hasText: 'Valid' }).waitFor();
     await checkScreen(user, 'my-connections-connected');
+    assertNoTokens(user);
+    return {};
+  },
+
+  // A person whose role is invited starts to connect, and declines at the provider's consent
+  // page: the console says so calmly, and their slot stays empty.
+  async 'user-declines'(browser) {
+    const user = await person(browser, 'user');
+    const { page } = user;
+    await signIn(user, env('USER_LINK'));
+    const name = env('CONNECTION_NAME');
+    await page.getByRole('button', { name: `Connect ${name}` }).click();
+    await atProvider(user, { login: 'bea', client: env('CLIENT_ID'), scopes: SCOPES, decision: 'Deny' });
+    await page.getByRole('heading', { name: 'Authorization declined' }).waitFor();
+    await page.getByText('You declined at the provider, so Keyport was given no access and nothing has changed.').waitFor();
+    if (await page.locator('.problem, [role=alert]').count()) fail('declining is shown as a problem');
+    if (new URL(page.url()).search) fail(`the address bar kept the callback's query: ${page.url()}`);
+    await checkScreen(user, 'authorization-declined');
+    await page.getByRole('link', { name: 'Back' }).click();
+    await page.getByRole('heading', { name: 'My connections' }).waitFor();
+    const card = page.locator('.card', { hasText: name });
+    await card.locator('.badge', { hasText: 'Not authorized' }).waitFor();
+    await page.getByRole('button', { name: `Connect ${name}` }).waitFor();
     assertNoTokens(user);
     return {};
   },
@@ -219,6 +279,7 @@ const scenarios = {
     const user = await person(browser, 'user');
     await signIn(user, env('USER_LINK'));
     await user.page.getByRole('button', { name: `Connect ${name}` }).click();
+    await atProvider(user, { login: subject, client: env('CLIENT_ID'), scopes: SCOPES, decision: 'Allow' });
     await user.page.getByRole('button', { name: `Disconnect ${name}` }).waitFor();
 
     const admin = await person(browser, 'admin');
@@ -302,6 +363,8 @@ const scenarios = {
     const victim = await person(browser, 'victim');
     await signIn(victim, env('VICTIM_LINK'));
     await victim.page.goto(started.body.authorization_url);
+    // The victim signs in at the provider and consents, as phished people do.
+    await atProvider(victim, { login: 'alice', client: env('CLIENT_ID'), scopes: SCOPES, decision: 'Allow' });
     await victim.page.getByRole('heading', { name: 'Authorization not completed' }).waitFor();
     await checkScreen(victim, 'phishing-refused');
     await victim.page.goto(`${BASE}/console/me`);

@@ -31,29 +31,33 @@ const requestLog = join(dir, 'requests.jsonl');
 const jwtKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
 const jwtPublic = { ...jwtKey.publicKey.export({ format: 'jwk' }), kid: 'selftest', alg: 'ES256', use: 'sig' };
 
-const child = spawn(process.execPath, [new URL('./server.mjs', import.meta.url).pathname], {
-  env: {
-    ...process.env,
-    PORT: '0',
-    REQUEST_LOG: requestLog,
-    ACCESS_TOKEN_TTL: String(ACCESS_TOKEN_TTL),
-    JWT_CLIENT_JWKS: JSON.stringify({ keys: [jwtPublic] }),
-  },
-  stdio: ['pipe', 'pipe', 'pipe'],
-});
-let stderr = '';
-child.stderr.on('data', (d) => { stderr += d; });
-const stdoutLines = [];
-const port = await new Promise((resolve, reject) => {
-  const timer = setTimeout(() => reject(new Error('server did not print READY within 15s')), 15000);
-  createInterface({ input: child.stdout }).on('line', (line) => {
-    stdoutLines.push(line);
-    const m = /^READY (\d+)$/.exec(line);
-    if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+// Starts server.mjs with `env` added; resolves once it printed READY.
+async function startPeer(env) {
+  const peer = spawn(process.execPath, [new URL('./server.mjs', import.meta.url).pathname], {
+    env: { ...process.env, PORT: '0', ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
-  child.on('exit', (code) => reject(new Error(`server exited early with ${code}\n${stderr}`)));
+  const started = { child: peer, stderr: '', stdoutLines: [] };
+  peer.stderr.on('data', (d) => { started.stderr += d; });
+  started.port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not print READY within 15s')), 15000);
+    createInterface({ input: peer.stdout }).on('line', (line) => {
+      started.stdoutLines.push(line);
+      const m = /^READY (\d+)$/.exec(line);
+      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+    peer.on('exit', (code) => reject(new Error(`server exited early with ${code}\n${started.stderr}`)));
+  });
+  return started;
+}
+
+const main = await startPeer({
+  REQUEST_LOG: requestLog,
+  ACCESS_TOKEN_TTL: String(ACCESS_TOKEN_TTL),
+  JWT_CLIENT_JWKS: JSON.stringify({ keys: [jwtPublic] }),
 });
-const issuer = `http://127.0.0.1:${port}`;
+const { child, stdoutLines } = main;
+const issuer = `http://127.0.0.1:${main.port}`;
 
 function stop() {
   child.stdin.end(); // closing stdin is how the harness stops the peer
@@ -284,14 +288,95 @@ async function run() {
   check('stdout still holds only the READY line', stdoutLines.length === 1, JSON.stringify(stdoutLines.slice(1)));
 }
 
+// With CONSENT_PAGES=1 a person signs in and consents on pages; walked here with forms posted
+// by hand, as a browser would.
+async function consentPagesRun() {
+  const peer = await startPeer({ CONSENT_PAGES: '1' });
+  const base = `http://127.0.0.1:${peer.port}`;
+  const jar = new CookieJar();
+  const go = async (url, init = {}) => {
+    const res = await fetch(new URL(url, base), { redirect: 'manual', ...init, headers: { cookie: jar.header(), ...init.headers } });
+    jar.store(res);
+    return res;
+  };
+  const post = (url, form) => go(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams(form),
+  });
+  // Follows redirects from `res` until a page (200/400) or the redirect_uri.
+  const follow = async (res) => {
+    for (let hop = 0; hop < 10; hop += 1) {
+      const location = res.headers.get('location');
+      if (![302, 303].includes(res.status) || !location) return { res, html: await res.text() };
+      const next = new URL(location, base);
+      if (next.href.startsWith(DEFAULT_REDIRECT_URI)) return { query: Object.fromEntries(next.searchParams) };
+      res = await go(next.href);
+    }
+    throw new Error('too many redirects');
+  };
+  const start = (params) => go(`/auth?${new URLSearchParams({
+    response_type: 'code', redirect_uri: DEFAULT_REDIRECT_URI, client_id: 'keyport-basic', ...params,
+  })}`);
+  try {
+    const signIn = await follow(await start({ scope: 'openid api:read', state: 'c1', login_hint: 'dora' }));
+    const loginAction = /<form method="post" action="(\/interaction\/[^/"]+\/login)"/.exec(signIn.html)?.[1];
+    check('consent pages: a sign-in page with a login form', signIn.res?.status === 200 && loginAction
+      && /<label for="login">Login<\/label>/.test(signIn.html) && /<button type="submit">Sign in<\/button>/.test(signIn.html), signIn.html);
+    check('consent pages: the login is prefilled from login_hint', signIn.html.includes('value="dora"'));
+    check('consent pages: no script, strict CSP, no-store', !/<script|<style| style=/i.test(signIn.html)
+      && /default-src 'none'/.test(signIn.res.headers.get('content-security-policy') ?? '') && signIn.res.headers.get('cache-control') === 'no-store');
+
+    const refused = await post(loginAction, { login: '<dora>' });
+    const refusedHtml = await refused.text();
+    check('consent pages: a malformed login is refused on the page', refused.status === 400 && refusedHtml.includes('aria-invalid="true"')
+      && refusedHtml.includes('&lt;dora&gt;') && !refusedHtml.includes('<dora>'));
+
+    const consent = await follow(await post(loginAction, { login: 'dora' }));
+    const confirmAction = /<form method="post" action="(\/interaction\/[^/"]+\/confirm)"/.exec(consent.html)?.[1];
+    check('consent pages: signing in leads to a consent page naming the client and the scopes', consent.res?.status === 200 && confirmAction
+      && /<strong id="client">keyport-basic<\/strong>/.test(consent.html) && consent.html.includes('<li>openid</li><li>api:read</li>')
+      && />Allow<\/button>/.test(consent.html) && />Deny<\/button>/.test(consent.html), consent.html);
+
+    const allowed = await follow(await post(confirmAction, {}));
+    check('consent pages: Allow sends the code to the redirect_uri', allowed.query?.code && allowed.query.state === 'c1' && allowed.query.iss === base,
+      JSON.stringify(allowed.query));
+    const exchanged = await fetch(`${base}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic('keyport-basic', CLIENT_SECRET) },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code: allowed.query.code, redirect_uri: DEFAULT_REDIRECT_URI }),
+    }).then((r) => r.json());
+    const claims = JSON.parse(Buffer.from(exchanged.id_token.split('.')[1], 'base64url'));
+    check('consent pages: the grant is the signed-in account\'s, with the scopes consented to',
+      claims.sub === 'dora' && exchanged.scope === 'openid api:read' && exchanged.refresh_token, JSON.stringify({ sub: claims.sub, scope: exchanged.scope }));
+
+    // The same session, more scopes: straight to the consent page, and Deny.
+    const more = await follow(await start({ scope: 'openid api:write', state: 'c2' }));
+    const abortAction = /<form method="post" action="(\/interaction\/[^/"]+\/abort)"/.exec(more.html)?.[1];
+    check('consent pages: a signed-in session asking for more sees only the consent page', more.res?.status === 200 && abortAction
+      && more.html.includes('<li>api:write</li>'), more.html);
+    const denied = await follow(await post(abortAction, {}));
+    check('consent pages: Deny sends access_denied to the redirect_uri', denied.query?.error === 'access_denied' && denied.query.state === 'c2'
+      && !denied.query.code, JSON.stringify(denied.query));
+  } catch (err) {
+    console.error(peer.stderr);
+    throw err;
+  } finally {
+    peer.child.stdin.end();
+  }
+  const headless = await fetch(`${issuer}/interaction/nothing`, { method: 'POST' });
+  check('headless (the default): POST to an interaction is 405', headless.status === 405);
+}
+
 let ok = false;
 try {
   await run();
+  await consentPagesRun();
   ok = true;
 } catch (err) {
   console.error(err.message);
   console.error('--- server stderr ---');
-  console.error(stderr);
+  console.error(main.stderr);
 } finally {
   stop();
   const exited = child.exitCode !== null || await Promise.race([

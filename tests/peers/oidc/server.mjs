@@ -192,9 +192,13 @@ if (requestLog) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Headless interaction: GET /interaction/:uid logs the account in (login_hint, else the current
-// session's account, else test-user), grants everything requested, and 303-redirects back to
-// the authorization endpoint, which then redirects to redirect_uri with code, state and iss.
+// Interactions. Headless (the default): GET /interaction/:uid logs the account in (login_hint,
+// else the current session's account, else test-user), grants everything requested, and
+// 303-redirects back to the authorization endpoint, which then redirects to redirect_uri with
+// code, state and iss. With CONSENT_PAGES=1 a person walks them instead, in a browser: a sign-in
+// page, then a consent page naming the client and the scopes, with Allow and Deny.
+
+const consentPages = process.env.CONSENT_PAGES === '1';
 
 function requestedClaims(claimsParam) {
   if (!claimsParam) return [];
@@ -206,42 +210,10 @@ function requestedClaims(claimsParam) {
   }
 }
 
-provider.use(async (ctx, next) => {
-  const match = /^\/interaction\/([^/]+)\/?$/.exec(ctx.path);
-  if (!match) return next();
-  ctx.set('cache-control', 'no-store');
-  if (ctx.method !== 'GET') {
-    ctx.status = 405;
-    ctx.body = { error: 'method_not_allowed' };
-    return undefined;
-  }
-  let details;
-  try {
-    details = await provider.interactionDetails(ctx.req, ctx.res);
-  } catch (err) {
-    ctx.status = err.statusCode ?? 400;
-    ctx.body = { error: err.error ?? 'invalid_request', error_description: err.error_description ?? 'interaction not found (missing or expired _interaction cookie)' };
-    return undefined;
-  }
-  if (details.uid !== match[1]) {
-    ctx.status = 400;
-    ctx.body = { error: 'invalid_request', error_description: 'interaction cookie does not match the URL' };
-    return undefined;
-  }
-
-  const { params, prompt, session } = details;
-  const accountId = params.login_hint || session?.accountId || DEFAULT_ACCOUNT;
-
-  // Switching accounts: oidc-provider would answer the resume with a logout form to POST.
-  // Headless instead: end the old session server-side and detach it from this interaction;
-  // the resume then starts a fresh session (its cookie replaces the old one).
-  if (session?.accountId && session.accountId !== accountId) {
-    const old = session.uid ? await provider.Session.findByUid(session.uid) : undefined;
-    if (old) await old.destroy();
-    details.session = undefined;
-    await details.save(details.exp - Math.floor(Date.now() / 1000));
-  }
-
+// The grant for everything the interaction asks for, the same whether consented headlessly or
+// by a click: every requested scope (offline_access included) and claim.
+async function grantEverythingRequested(details, accountId) {
+  const { params, prompt } = details;
   let grant;
   if (details.grantId) {
     grant = await provider.Grant.find(details.grantId);
@@ -257,8 +229,26 @@ provider.use(async (ctx, next) => {
   for (const [indicator, scopes] of Object.entries(missingResourceScopes ?? {})) {
     grant.addResourceScope(indicator, scopes.join(' '));
   }
-  const grantId = await grant.save();
+  return grant.save();
+}
 
+// Switching accounts: oidc-provider would answer the resume with a logout form to POST. Instead
+// end the old session server-side and detach it from this interaction; the resume then starts
+// a fresh session (its cookie replaces the old one).
+async function switchAccount(details, accountId) {
+  const { session } = details;
+  if (!session?.accountId || session.accountId === accountId) return;
+  const old = session.uid ? await provider.Session.findByUid(session.uid) : undefined;
+  if (old) await old.destroy();
+  details.session = undefined;
+  await details.save(details.exp - Math.floor(Date.now() / 1000));
+}
+
+async function headlessInteraction(ctx, details) {
+  const { params, prompt, session } = details;
+  const accountId = params.login_hint || session?.accountId || DEFAULT_ACCOUNT;
+  await switchAccount(details, accountId);
+  const grantId = await grantEverythingRequested(details, accountId);
   log(`interaction ${prompt.name}: client ${params.client_id} logged in as ${accountId}, granted "${params.scope ?? ''}"`);
   const returnTo = await provider.interactionResult(
     ctx.req,
@@ -268,7 +258,140 @@ provider.use(async (ctx, next) => {
   );
   ctx.status = 303;
   ctx.redirect(returnTo);
+}
+
+// ---- the pages (CONSENT_PAGES=1): plain HTML, no script, no style, every control labelled.
+
+const ACCOUNT_PATTERN = /^[A-Za-z0-9._@+-]{1,64}$/;
+
+const escapeHtml = (text) => String(text).replace(/[&<>"']/g, (c) => ({
+  '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;',
+}[c]));
+
+function sendPage(ctx, status, title, body) {
+  ctx.status = status;
+  ctx.type = 'html';
+  // Nothing is loaded and nothing runs; form-action is left open on purpose: the consent
+  // form's answer redirects on to the client's redirect_uri, on another origin.
+  ctx.set('content-security-policy', "default-src 'none'; base-uri 'none'; frame-ancestors 'none'");
+  ctx.set('referrer-policy', 'no-referrer');
+  ctx.body = `<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${escapeHtml(title)} · Test provider</title></head>
+<body>
+<header><p>Test provider (oidc-provider)</p></header>
+<main>
+<h1>${escapeHtml(title)}</h1>
+${body}
+</main>
+</body>
+</html>
+`;
+}
+
+function signInPage(ctx, details, { login, problem } = {}) {
+  const { uid, params, session } = details;
+  const value = login ?? params.login_hint ?? session?.accountId ?? DEFAULT_ACCOUNT;
+  sendPage(ctx, problem ? 400 : 200, 'Sign in', `<p>Sign in to continue to <strong>${escapeHtml(params.client_id)}</strong>. This test provider knows every login and asks for no password.</p>
+${problem ? `<p id="login-problem">${escapeHtml(problem)}</p>\n` : ''}<form method="post" action="/interaction/${escapeHtml(uid)}/login">
+<p><label for="login">Login</label>
+<input id="login" name="login" type="text" autocomplete="username" required value="${escapeHtml(value)}"${problem ? ' aria-invalid="true" aria-describedby="login-problem"' : ''}></p>
+<p><button type="submit">Sign in</button></p>
+</form>`);
+}
+
+function consentPage(ctx, details) {
+  const { uid, params, session } = details;
+  const scopes = [...new Set((params.scope ?? '').split(' ').filter(Boolean))];
+  const list = scopes.length
+    ? `<ul id="scopes">${scopes.map((s) => `<li>${escapeHtml(s)}</li>`).join('')}</ul>`
+    : '<p id="scopes">No scopes: only that you signed in.</p>';
+  sendPage(ctx, 200, 'Authorize access', `<p>Signed in as <strong>${escapeHtml(session?.accountId ?? '')}</strong>.</p>
+<p><strong id="client">${escapeHtml(params.client_id)}</strong> asks for access to your account with these scopes:</p>
+${list}
+<form method="post" action="/interaction/${escapeHtml(uid)}/confirm">
+<p><button type="submit">Allow</button></p>
+</form>
+<form method="post" action="/interaction/${escapeHtml(uid)}/abort">
+<p><button type="submit">Deny</button></p>
+</form>`);
+}
+
+// The posted form (application/x-www-form-urlencoded, small): oidc-provider parses only its
+// own endpoints' bodies.
+async function readForm(ctx) {
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += chunk.length;
+    if (size > 8192) return undefined;
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+async function interactionByPerson(ctx, details, action) {
+  const { params, prompt } = details;
+  if (ctx.method === 'GET' && !action) {
+    if (prompt.name === 'login') return signInPage(ctx, details);
+    if (prompt.name === 'consent') return consentPage(ctx, details);
+  }
+  if (ctx.method !== 'POST' || !action) {
+    ctx.status = 405;
+    ctx.body = { error: 'method_not_allowed' };
+    return undefined;
+  }
+  if (action === 'abort') {
+    log(`interaction ${prompt.name}: client ${params.client_id} denied`);
+    return provider.interactionFinished(ctx.req, ctx.res, {
+      error: 'access_denied',
+      error_description: 'The user declined the authorization.',
+    }, { mergeWithLastSubmission: false });
+  }
+  if (action === 'login' && prompt.name === 'login') {
+    const login = (await readForm(ctx))?.get('login')?.trim() ?? '';
+    if (!ACCOUNT_PATTERN.test(login)) {
+      return signInPage(ctx, details, { login, problem: 'A login is 1 to 64 letters, digits or . _ @ + -.' });
+    }
+    await switchAccount(details, login);
+    log(`interaction login: client ${params.client_id} signed in as ${login}`);
+    return provider.interactionFinished(ctx.req, ctx.res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
+  }
+  if (action === 'confirm' && prompt.name === 'consent' && details.session?.accountId) {
+    const grantId = await grantEverythingRequested(details, details.session.accountId);
+    log(`interaction consent: client ${params.client_id} granted "${params.scope ?? ''}" by ${details.session.accountId}`);
+    return provider.interactionFinished(ctx.req, ctx.res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  }
+  ctx.status = 400;
+  ctx.body = { error: 'invalid_request', error_description: `this interaction asks for ${prompt.name}, not ${action}` };
   return undefined;
+}
+
+provider.use(async (ctx, next) => {
+  const match = /^\/interaction\/([^/]+)(?:\/(login|confirm|abort))?\/?$/.exec(ctx.path);
+  if (!match) return next();
+  const [, uid, action] = match;
+  ctx.set('cache-control', 'no-store');
+  if (!consentPages && (ctx.method !== 'GET' || action)) {
+    ctx.status = ctx.method !== 'GET' ? 405 : 404;
+    ctx.body = { error: ctx.method !== 'GET' ? 'method_not_allowed' : 'not_found' };
+    return undefined;
+  }
+  let details;
+  try {
+    details = await provider.interactionDetails(ctx.req, ctx.res);
+  } catch (err) {
+    ctx.status = err.statusCode ?? 400;
+    ctx.body = { error: err.error ?? 'invalid_request', error_description: err.error_description ?? 'interaction not found (missing or expired _interaction cookie)' };
+    return undefined;
+  }
+  if (details.uid !== uid) {
+    ctx.status = 400;
+    ctx.body = { error: 'invalid_request', error_description: 'interaction cookie does not match the URL' };
+    return undefined;
+  }
+  if (consentPages) return interactionByPerson(ctx, details, action);
+  return headlessInteraction(ctx, details);
 });
 
 // oidc-provider validates static clients lazily; fail at startup instead of mid-test.

@@ -131,6 +131,9 @@ async fn returned(
     State(listener): State<Arc<Listener>>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    if query.get("keyport_status").map(String::as_str) == Some("denied") {
+        return declined(&listener, &query);
+    }
     let (Some(completion), Some(connection_id)) =
         (query.get("keyport_completion"), query.get("connection_id"))
     else {
@@ -172,6 +175,37 @@ async fn returned(
     page
 }
 
+/// The browser is back from Keyport's callback because the provider refused (the person
+/// declined): nothing was stored, and the command ends saying so instead of waiting.
+fn declined(listener: &Listener, query: &HashMap<String, String>) -> Response {
+    if query.get("connection_id") != Some(&listener.connection_id) {
+        return notice(
+            StatusCode::BAD_REQUEST,
+            "Another connection",
+            "This authorization is for another connection; nothing changed.",
+        );
+    }
+    let Some(done) = listener.done.lock().expect("not poisoned").take() else {
+        return notice(
+            StatusCode::CONFLICT,
+            "Already done",
+            "This authorization was already confirmed or refused; see the terminal.",
+        );
+    };
+    let error = query.get("error").map(String::as_str).unwrap_or("refused");
+    let _ = done.send(Err(keyport_client::ClientError::Api {
+        status: 400,
+        code: "authorization_denied".to_owned(),
+        message: format!("the provider refused the authorization ({error}): nothing was stored"),
+        field: None,
+    }));
+    notice(
+        StatusCode::OK,
+        "Not connected",
+        "The authorization was declined at the provider, so nothing was stored. You can close this tab and go back to the terminal.",
+    )
+}
+
 /// Opens `url` with `$BROWSER` when it is set (the command, then the URL), as many command-line
 /// tools do; otherwise the person opens the printed address.
 fn open_browser(url: &str) {
@@ -195,4 +229,69 @@ fn open_browser(url: &str) {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener() -> (
+        Arc<Listener>,
+        oneshot::Receiver<Result<Completed, keyport_client::ClientError>>,
+    ) {
+        let (done, outcome) = oneshot::channel();
+        let client = Client::new(
+            "http://127.0.0.1:9",
+            SecretString::from("unused".to_owned()),
+        )
+        .expect("a client");
+        let listener = Listener {
+            client: Arc::new(client),
+            connection_id: "con_1".to_owned(),
+            done: Mutex::new(Some(done)),
+        };
+        (Arc::new(listener), outcome)
+    }
+
+    fn query(pairs: &[(&str, &str)]) -> Query<HashMap<String, String>> {
+        Query(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_declined_authorization_ends_the_wait_with_the_providers_refusal() {
+        let (listener, mut outcome) = listener();
+        let page = returned(
+            State(listener),
+            query(&[
+                ("keyport_status", "denied"),
+                ("connection_id", "con_1"),
+                ("error", "access_denied"),
+            ]),
+        )
+        .await;
+        assert_eq!(page.status(), StatusCode::OK);
+        let refused = outcome
+            .try_recv()
+            .expect("the command hears at once")
+            .expect_err("nothing was stored");
+        assert_eq!(refused.code(), Some("authorization_denied"));
+        assert!(refused.to_string().contains("access_denied"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_decline_for_another_connection_changes_nothing() {
+        let (listener, mut outcome) = listener();
+        let page = returned(
+            State(listener),
+            query(&[("keyport_status", "denied"), ("connection_id", "con_2")]),
+        )
+        .await;
+        assert_eq!(page.status(), StatusCode::BAD_REQUEST);
+        assert!(outcome.try_recv().is_err(), "the command still waits");
+    }
 }

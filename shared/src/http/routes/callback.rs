@@ -12,7 +12,7 @@ use crate::http::extract::{ApiJson, Caller};
 #[cfg(feature = "openapi")]
 use crate::http::openapi::refusals::*;
 use crate::http::page;
-use crate::service::AuthorizationCompleted;
+use crate::service::{AuthorizationCompleted, ServiceError};
 
 pub(super) fn routes() -> Routes {
     table![
@@ -33,7 +33,8 @@ pub(super) fn console_routes() -> Routes {
 /// Exchanges the code, then holds the grant until the principal who started the authorization
 /// confirms it (POST /oauth/complete): answers a person with a short HTML page showing the
 /// completion value, or redirects to the redirect_after URL the authorization was started
-/// with. Needs no bearer token: the single-use state is the credential.
+/// with. When the provider refused (the person declined), that URL hears so too. Needs no
+/// bearer token: the single-use state is the credential.
 #[cfg_attr(feature = "openapi", utoipa::path(
     get, path = "/oauth/callback", operation_id = "completeAuthorization",
     params(
@@ -51,7 +52,20 @@ async fn complete_authorization(State(keyport): AppState, RawQuery(query): RawQu
         .await
     {
         Ok(done) => page::awaiting_confirmation(&done),
-        Err(error) => page::failed(&ApiError::from(error)),
+        Err(error) => {
+            if let ServiceError::AuthorizationDenied {
+                error: code,
+                description,
+                connection_id,
+                redirect_after: Some(target),
+            } = &error
+                && let Some(back) =
+                    page::declined(target, connection_id, code, description.as_deref())
+            {
+                return back;
+            }
+            page::failed(&ApiError::from(error))
+        }
     }
 }
 
@@ -69,8 +83,8 @@ mod pages {
         > {
             [
                 (200, page("Almost connected: the page shows the completion value to confirm with.")),
-                (303, redirect("Almost connected; on to redirect_after, with keyport_status=awaiting_confirmation, connection_id and keyport_completion added to its query.")),
-                (400, page("The state is missing, unknown, used or expired, the issuer does not match, or the provider refused.")),
+                (303, redirect("Almost connected; on to redirect_after, with keyport_status=awaiting_confirmation, connection_id and keyport_completion added to its query. Or the provider refused (the person declined): on to redirect_after with keyport_status=denied, connection_id, error and error_description (the provider's) added; nothing to confirm.")),
+                (400, page("The state is missing, unknown, used or expired, the issuer does not match, or the provider refused (an authorization started without redirect_after).")),
                 (404, page("The connection was deleted meanwhile.")),
                 (409, page("The provider refused the code (invalid_grant), or the connection is disabled.")),
                 (502, page("The provider refused the code exchange or answered nonsense.")),

@@ -728,8 +728,16 @@ async function completeScreen() {
   const safeThen = then.startsWith("/console/") ? then : "/console/";
   // The completion value is single use: take it out of the address bar and history at once.
   history.replaceState({}, "", "/console/complete");
+  // The person said no at the provider: nothing went wrong, and nothing changed.
+  if (params.get("keyport_status") === "denied" && params.get("error") === "access_denied") {
+    return show("Authorization declined",
+      h("p", { text: "You declined at the provider, so Keyport was given no access and nothing has changed." }),
+      h("p", { class: "muted", text: "You can start it again whenever you are ready." }),
+      h("p", {}, link(safeThen, "Back")));
+  }
   if (!completion) {
-    return show("Authorization not completed", h("p", { class: "problem", role: "alert", text: params.get("error_description") || "The provider did not complete the authorization." }),
+    const said = params.get("error_description") || params.get("error");
+    return show("Authorization not completed", h("p", { class: "problem", role: "alert", text: said ? `The provider did not grant access: ${said}` : "The provider did not complete the authorization." }),
       h("p", {}, link(safeThen, "Back")));
   }
   show("Completing the authorization", h("p", { text: "Confirming as you…" }));
