@@ -265,23 +265,25 @@ impl ConsoleSignInSettings {
         let Some(issuer) = &self.console_oidc_issuer else {
             return Ok(None);
         };
-        let client_secret: Arc<dyn InstallationSecret> =
-            match (stored, &self.console_oidc_client_secret) {
-                (Some(stored), None) => stored,
-                (None, Some(value)) => Arc::new(value.clone()),
-                (Some(_), Some(_)) => {
-                    return Err(
+        let client_secret: Arc<dyn InstallationSecret> = match (
+            stored,
+            &self.console_oidc_client_secret,
+        ) {
+            (Some(stored), None) => stored,
+            (None, Some(value)) => Arc::new(value.clone()),
+            (Some(_), Some(_)) => {
+                return Err(
                         "the console's client secret is given twice: set KEYPORT_CONSOLE_OIDC_CLIENT_SECRET or KEYPORT_CONSOLE_OIDC_CLIENT_SECRET_ARN, not both"
                             .into(),
                     );
-                }
-                (None, None) => {
-                    return Err(
+            }
+            (None, None) => {
+                return Err(
                         "KEYPORT_CONSOLE_OIDC_ISSUER needs KEYPORT_CONSOLE_OIDC_CLIENT_ID and KEYPORT_CONSOLE_OIDC_CLIENT_SECRET"
                             .into(),
                     );
-                }
-            };
+            }
+        };
         let Some(client_id) = &self.console_oidc_client_id else {
             return Err("KEYPORT_CONSOLE_OIDC_ISSUER needs KEYPORT_CONSOLE_OIDC_CLIENT_ID".into());
         };

@@ -176,7 +176,11 @@ pub async fn run_http_function(functions: &[Function]) -> Result<(), Error> {
             let authenticator = Arc::new(ApiGatewayAuthorizer {
                 roles_claim: init.settings.common.roles_claim.clone(),
             });
-            Ok(http::router(init.keyport().await?, authenticator, &functions))
+            Ok(http::router(
+                init.keyport().await?,
+                authenticator,
+                &functions,
+            ))
         }
     })
     .await
@@ -215,8 +219,7 @@ where
         move |request: lambda_http::Request| {
             let (init, build, router) = (init.clone(), build.clone(), router.clone());
             async move {
-                let router: &axum::Router =
-                    router.get_or_try_init(|| build(init.clone())).await?;
+                let router: &axum::Router = router.get_or_try_init(|| build(init.clone())).await?;
                 // No provider call may start that the invocation could not wait for.
                 let deadline = invocation_deadline(
                     request.lambda_context_ref().map(|context| context.deadline),

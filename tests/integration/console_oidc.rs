@@ -63,7 +63,9 @@ impl Console {
         );
         let router = console::router(console);
         let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("the console serves");
+            axum::serve(listener, router)
+                .await
+                .expect("the console serves");
         });
         Console { base, peer, server }
     }
@@ -186,7 +188,10 @@ impl Browser {
         assert_eq!(params["redirect_uri"], console.callback());
         assert_eq!(params["code_challenge_method"], "S256");
         assert_eq!(params["code_challenge"].len(), 43, "a SHA-256, base64url");
-        assert!(params["scope"].split(' ').any(|s| s == "openid"), "{params:?}");
+        assert!(
+            params["scope"].split(' ').any(|s| s == "openid"),
+            "{params:?}"
+        );
         assert!(params["state"].len() >= 32, "{params:?}");
         assert!(params["nonce"].len() >= 16, "{params:?}");
         // The state is bound to this browser by a cookie only the sign-in routes see.
@@ -225,11 +230,19 @@ async fn an_administrator_signs_in_and_a_replayed_callback_is_refused(backend: B
     let back: BTreeMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    assert_eq!(back["state"], params["state"], "the provider returns the state");
+    assert_eq!(
+        back["state"], params["state"],
+        "the provider returns the state"
+    );
     let callback = format!("{}?{query}", console.callback());
 
     let signed_in = browser.get(&callback).await;
-    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", signed_in.body);
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
     assert_eq!(signed_in.location.as_deref(), Some("/console/"));
     let session_cookie = signed_in.sets(SESSION_COOKIE).expect("a session cookie");
     assert!(
@@ -272,7 +285,9 @@ async fn an_administrator_signs_in_and_a_replayed_callback_is_refused(backend: B
         .assert_refused("a replayed callback");
     assert_eq!(replayer.session(&console).await["signed_in"], false);
     // …and by the browser that signed in, which keeps its one session.
-    browser.cookies.insert(BINDING_COOKIE.into(), params["state"].clone());
+    browser
+        .cookies
+        .insert(BINDING_COOKIE.into(), params["state"].clone());
     let again = browser.get(&callback).await;
     again.assert_refused("the same browser's replay");
     assert!(again.body.contains("already used"), "{}", again.body);
@@ -323,7 +338,10 @@ async fn callbacks_not_bound_to_this_sign_in_are_refused(backend: Backend) {
     let forged = "f".repeat(43);
     forger.cookies.insert(BINDING_COOKIE.into(), forged.clone());
     let refused = forger
-        .get(&format!("{}?code={code}&state={forged}", console.callback()))
+        .get(&format!(
+            "{}?code={code}&state={forged}",
+            console.callback()
+        ))
         .await;
     refused.assert_refused("a state nobody issued");
     for browser in [&mut elsewhere, &mut attacker, &mut forger] {
@@ -334,14 +352,21 @@ async fn callbacks_not_bound_to_this_sign_in_are_refused(backend: Backend) {
     // roles the provider gives them.
     assert_eq!(person.cookies[BINDING_COOKIE], params["state"]);
     let signed_in = person.get(&callback).await;
-    assert_eq!(signed_in.status, StatusCode::SEE_OTHER, "{}", signed_in.body);
+    assert_eq!(
+        signed_in.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_in.body
+    );
     let session = person.session(&console).await;
     assert_eq!(session["subject"], "bea", "{session}");
     assert_eq!(session["roles"], serde_json::json!(["sales"]));
     assert_eq!(session["administrator"], false);
     let listed = person.get(&console.url("/console/api/connections")).await;
     assert_eq!(listed.status, StatusCode::FORBIDDEN, "{}", listed.body);
-    let mine = person.get(&console.url("/console/api/me/connections")).await;
+    let mine = person
+        .get(&console.url("/console/api/me/connections"))
+        .await;
     assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
 }
 

@@ -20,8 +20,8 @@ use keyport_shared::http::Function;
 use keyport_shared::ports::{Expect, TokenKey};
 use keyport_shared::service::Keyport;
 use keyport_tests::backends;
-use keyport_tests::moto::Moto;
 use keyport_tests::console::{ClientSecretFrom, console_function, console_secret_on_moto};
+use keyport_tests::moto::Moto;
 use keyport_tests::oidc::{CALLBACK_URL, CLIENT_SECRET, OidcPeer, PeerOptions};
 use keyport_tests::workspace_root;
 use serde_json::{Value, json};
@@ -325,7 +325,11 @@ async fn console_call(
         &console_api_event(session, method, path, query, body),
     )
     .await;
-    assert_eq!(reply.status, status, "ConsoleFunction {method} {path}: {}", reply.body);
+    assert_eq!(
+        reply.status, status,
+        "ConsoleFunction {method} {path}: {}",
+        reply.body
+    );
     if reply.body.is_empty() {
         Value::Null
     } else {
@@ -758,7 +762,14 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     // own secret), then every route of its API as the signed-in administrator.
     let session = console_sign_in(&console_app, &peer).await;
     let ui = &console_app;
-    console_call(ui, &session, ("GET", "/console/api/connections", None), None, 200).await;
+    console_call(
+        ui,
+        &session,
+        ("GET", "/console/api/connections", None),
+        None,
+        200,
+    )
+    .await;
     let made = |name: &str, grant: &str, scopes: &str| {
         json!({
             "name": name, "provider": "custom", "issuer": peer.issuer,
@@ -858,7 +869,14 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
-    console_call(ui, &session, ("GET", "/console/api/me/connections", None), None, 200).await;
+    console_call(
+        ui,
+        &session,
+        ("GET", "/console/api/me/connections", None),
+        None,
+        200,
+    )
+    .await;
     console_call(
         ui,
         &session,
@@ -870,7 +888,11 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     console_call(
         ui,
         &session,
-        ("DELETE", &format!("{interactive_path}/token"), Some("owner=shared")),
+        (
+            "DELETE",
+            &format!("{interactive_path}/token"),
+            Some("owner=shared"),
+        ),
         None,
         200,
     )
@@ -878,7 +900,14 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     // A delete queues the connection for the workers, as the connections function's does.
     let deleting = console_call(ui, &session, ("DELETE", &machine_path, None), None, 202).await;
     assert_eq!(deleting["status"], "queued", "{deleting}");
-    console_call(ui, &session, ("POST", "/console/api/signout", None), None, 200).await;
+    console_call(
+        ui,
+        &session,
+        ("POST", "/console/api/signout", None),
+        None,
+        200,
+    )
+    .await;
     assert!(
         console
             .recorder

@@ -698,7 +698,10 @@ async fn every_console_event_reaches_the_console_function() {
     let signin = invoke_router(router.clone(), &event_text("console-signin.json", None)).await;
     assert_eq!(signin.status, 303, "{}", signin.body);
     let location = signin.header("location").to_owned();
-    assert!(location.starts_with(&format!("{}/auth?", peer.issuer)), "{location}");
+    assert!(
+        location.starts_with(&format!("{}/auth?", peer.issuer)),
+        "{location}"
+    );
     let params: std::collections::BTreeMap<String, String> = url::Url::parse(&location)
         .unwrap()
         .query_pairs()
@@ -708,7 +711,10 @@ async fn every_console_event_reaches_the_console_function() {
     assert_eq!(params["redirect_uri"], callback);
     // Over https the binding cookie is Secure.
     let binding = signin.header("set-cookie").to_owned();
-    assert!(binding.contains("Secure") && binding.contains("HttpOnly"), "{binding}");
+    assert!(
+        binding.contains("Secure") && binding.contains("HttpOnly"),
+        "{binding}"
+    );
 
     // The provider's answer, as the browser brings it back with its cookie: a session.
     let query = peer.authorize_headlessly_to(&location, &callback).await;

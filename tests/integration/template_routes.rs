@@ -106,6 +106,9 @@ fn each_functions_api_routes_are_its_described_operations() {
     let (console_public, api_public): (Routes, Routes) = template_public
         .into_iter()
         .partition(|(_, path)| path.starts_with("/console"));
-    assert_eq!(console_public, console, "no console route has the JWT authorizer");
+    assert_eq!(
+        console_public, console,
+        "no console route has the JWT authorizer"
+    );
     assert_eq!(api_public, public);
 }

@@ -158,7 +158,6 @@ impl OidcSignIn {
             verifier,
         })
     }
-
 }
 
 impl Discovered {
