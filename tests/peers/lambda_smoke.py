@@ -39,6 +39,8 @@ import boto3
 import yaml
 
 ROOT, WORK = sys.argv[1], sys.argv[2]
+# Where cargo left the bootstraps and the keyport binary.
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 PLACEHOLDER_ID = "con_0123456789abcdef0123456789abcdef"
 FUNCTIONS = ["connections", "authorize", "callback", "token", "refresher", "refresh-worker", "console"]
 # Each running bootstrap: its name here, the function it is, and its own environment. The
@@ -296,7 +298,7 @@ try:
     os.environ.update(aws_env)
     key_id = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
     subprocess.run(
-        [os.path.join(ROOT, "target/debug/keyport"), "create-table", "--table", TABLE],
+        [os.path.join(TARGET, "debug/keyport"), "create-table", "--table", TABLE],
         check=True,
         cwd=ROOT,
     )
@@ -357,7 +359,7 @@ try:
             "RUST_LOG": "info",
         }
         env.update({name: value or queue_url for name, value in own_env.items()})
-        start([os.path.join(ROOT, "target/lambda", function, "bootstrap")], f"{instance}.log", env=env)
+        start([os.path.join(TARGET, "lambda", function, "bootstrap")], f"{instance}.log", env=env)
 
     # The connections function: providers, two connections on the stub, every route of its own.
     http("connections", "providers-list.json", 200)
