@@ -739,3 +739,21 @@ async fn every_console_event_reaches_the_console_function() {
     assert_eq!(session.json()["subject"], "test-user");
     assert_eq!(session.json()["administrator"], true);
 }
+
+#[test]
+fn the_events_readme_lists_every_sample_event() {
+    let dir = workspace_root().join("events");
+    let readme = std::fs::read_to_string(dir.join("README.md")).expect("events/README.md");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("events/") {
+        let name = entry.expect("an entry").file_name().into_string().unwrap();
+        if name.ends_with(".json") {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "events/README.md does not list {name}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 22, "{seen} sample events");
+}

@@ -332,6 +332,8 @@ try:
         "KEYPORT_CONSOLE_OIDC_ISSUER": issuer,
         "KEYPORT_CONSOLE_OIDC_CLIENT_ID": CONSOLE_CLIENT_ID,
         "KEYPORT_CONSOLE_OIDC_CLIENT_SECRET_ARN": console_secret_arn,
+        # The claim the peer lists roles in (the API's roles claim, which the console reads).
+        "KEYPORT_ROLES_CLAIM": "roles",
         "KEYPORT_REFRESH_QUEUE_URL": None,
     })
 
@@ -487,7 +489,7 @@ try:
     session = json.loads(body) if status == 200 else {}
     check("the session is the identity provider's person with the ID token's roles",
           session.get("signed_in") is True and session.get("subject") == "test-user"
-          and session.get("administrator") is True and session.get("via") == "oidc", body[:300])
+          and session.get("roles") == ["bots", "keyport-admins"] and session.get("administrator") is True and session.get("via") == "oidc", body[:300])
     status, _, cookies, body = console_answer(
         with_cookies(event("console-signin.json"), binding, query=query, path="/console/signin/callback"))
     check("a replayed callback is refused and starts no session",
