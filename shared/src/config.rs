@@ -64,6 +64,11 @@ pub struct CommonSettings {
     /// the rest of a connection with more).
     #[arg(long, env = "KEYPORT_DELETE_IN_LINE_TOKENS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub delete_in_line_tokens: u32,
+    /// Into how many time windows a scheduled run with refresh workers splits each due shard's
+    /// last minute (plus one message for what came due before it), so several workers share a
+    /// busy shard.
+    #[arg(long, env = "KEYPORT_REFRESH_WINDOWS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub refresh_windows: u32,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -132,6 +137,7 @@ impl CommonSettings {
         settings.on_demand_refresh_interval =
             std::time::Duration::from_secs(self.on_demand_refresh_seconds);
         settings.delete_in_line_tokens = self.delete_in_line_tokens;
+        settings.refresh_windows = self.refresh_windows;
         if self.provider_timeout_seconds + self.grant_write_seconds >= self.lease_seconds {
             return Err(format!(
                 "KEYPORT_LEASE_SECONDS ({}) must exceed KEYPORT_PROVIDER_TIMEOUT_SECONDS ({}) plus KEYPORT_GRANT_WRITE_SECONDS ({}): a refresh needs both inside its lease",

@@ -277,7 +277,7 @@ pub async fn handle_scheduled_event(
     };
     let mut report = keyport.refresh_upkeep(deadline).await?;
     let work: Vec<String> = keyport
-        .refresh_work()
+        .refresh_work(chrono::Utc::now())
         .iter()
         .map(RefreshWork::body)
         .collect();
@@ -324,7 +324,12 @@ pub async fn handle_refresh_work(
         let work = message.body.as_deref().and_then(RefreshWork::parse);
         let outcome = match work {
             Some(RefreshWork::Shard(shard)) => keyport
-                .refresh_shard(shard, deadline, concurrency)
+                .refresh_shard(shard, None, deadline, concurrency)
+                .await
+                .map(drop)
+                .map_err(|error| error.code()),
+            Some(RefreshWork::Window(window)) => keyport
+                .refresh_shard(window.shard, Some(window.window()), deadline, concurrency)
                 .await
                 .map(drop)
                 .map_err(|error| error.code()),

@@ -180,18 +180,26 @@ pub trait TokenStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<StoredToken>, StoreError>;
 
+    /// One page of a connection's user tokens (never the shared one), ordered by owner, for an
+    /// administrator's listing. The cursor names the last owner of the previous page.
+    async fn user_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<StoredToken>, StoreError>;
+
     /// How many shards the due index is split into, so a scheduler can list each on its own:
     /// shards `0..due_shards()`, every one of which must be visited to see every due token. A
     /// back-end may count shards that only drain (DynamoDB's legacy partition, the last one).
     fn due_shards(&self) -> u32;
 
-    /// Tokens of one due shard whose `refresh_due_at` is at or before `due_by`, soonest first,
+    /// Tokens of one due shard whose `refresh_due_at` falls in `window`, soonest first,
     /// through an index (never a scan of the table). A shard past [`Self::due_shards`] holds
     /// nothing, so a caller with a stale count sees an empty page rather than an error.
     async fn due_tokens_in_shard(
         &self,
         shard: u32,
-        due_by: DateTime<Utc>,
+        window: DueWindow,
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError>;
 
@@ -204,6 +212,21 @@ pub trait TokenStore: Send + Sync {
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError> {
         walk_due_shards(self, due_by, page).await
+    }
+}
+
+/// The due times a listing of the due index covers: after `after` (when given), at or before
+/// `by`. Disjoint windows of one shard let several workers share its work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DueWindow {
+    pub after: Option<DateTime<Utc>>,
+    pub by: DateTime<Utc>,
+}
+
+impl DueWindow {
+    /// Everything due at or before `by`.
+    pub fn until(by: DateTime<Utc>) -> Self {
+        Self { after: None, by }
     }
 }
 
@@ -248,7 +271,9 @@ async fn walk_due_shards<S: TokenStore + ?Sized>(
             limit: limit.saturating_sub(items.len() as u32),
             cursor: walk.within.take(),
         };
-        let found = store.due_tokens_in_shard(shard, due_by, request).await?;
+        let found = store
+            .due_tokens_in_shard(shard, DueWindow::until(due_by), request)
+            .await?;
         items.extend(found.items);
         match found.next {
             Some(next) => {
@@ -612,13 +637,20 @@ mod tests {
         ) -> Result<Vec<StoredToken>, StoreError> {
             unimplemented!()
         }
+        async fn user_tokens(
+            &self,
+            _: &ConnectionId,
+            _: PageRequest,
+        ) -> Result<Page<StoredToken>, StoreError> {
+            unimplemented!()
+        }
         fn due_shards(&self) -> u32 {
             self.0.len() as u32
         }
         async fn due_tokens_in_shard(
             &self,
             shard: u32,
-            _: DateTime<Utc>,
+            _: DueWindow,
             page: PageRequest,
         ) -> Result<Page<TokenKey>, StoreError> {
             let keys = self.0.get(shard as usize).cloned().unwrap_or_default();

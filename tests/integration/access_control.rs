@@ -89,6 +89,8 @@ enum Prep {
     /// The caller's own token on the client-credentials connection exists, where the caller
     /// may have one, and so do the shared token and the first user's own.
     OwnToken,
+    /// The shared token and the first user's own on the client-credentials connection exist.
+    FirstUsersToken,
 }
 
 struct Row {
@@ -156,6 +158,10 @@ fn table() -> Vec<Row> {
         row("DELETE", "/connections/{cc}/token", None, Prep::SharedToken, authenticated(200, 403, 403, 403, 403)),
         row("DELETE", "/connections/{cc}/token?owner=user", None, Prep::OwnToken, authenticated(403, 200, 403, 403, 200)),
         row("GET", "/me/connections", None, Prep::Nothing, authenticated(200, 200, 200, 200, 200)),
+        // People's own tokens as administrators see them: nobody else lists or ends them, not
+        // even their holder through this route.
+        row("GET", "/connections/{cc}/tokens", None, Prep::FirstUsersToken, authenticated(200, 403, 403, 403, 403)),
+        row("DELETE", "/connections/{cc}/tokens/bot-1", None, Prep::FirstUsersToken, authenticated(200, 403, 403, 403, 403)),
     ]
 }
 
@@ -295,6 +301,22 @@ async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Back
                         .await
                         .expect_json(200, "preparing the shared token");
                 }
+                Prep::FirstUsersToken => {
+                    http.get(&format!("/connections/{cc}/token"), Some(&callers.admin))
+                        .await
+                        .expect_json(200, "preparing the shared token");
+                    let own = http
+                        .get(
+                            &format!("/connections/{cc}/token?owner=user"),
+                            Some(&callers.invited),
+                        )
+                        .await
+                        .expect_json(200, "preparing the first user's own token");
+                    first_users_token = own["access_token"]
+                        .as_str()
+                        .expect("an access token")
+                        .to_owned();
+                }
                 Prep::OwnToken => {
                     // The shared token and the first user's exist too, for the caller to (not)
                     // touch.
@@ -358,12 +380,45 @@ async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Back
                         "{what}: a refused disconnect still removed the shared token: {entry}"
                     );
                 }
+                if row.method == "DELETE" && row.path.contains("/tokens/") {
+                    let entry = listed_entry(&http, &callers.invited, &cc, &what).await;
+                    assert_eq!(
+                        entry["user_token"], "valid",
+                        "{what}: a refused disconnect still removed the first user's token: {entry}"
+                    );
+                }
                 continue;
             }
             if expected == 204 {
                 continue;
             }
             let json = reply.expect_json(expected, &what);
+            if row.path.contains("/tokens") {
+                // Statuses, never a token.
+                assert!(
+                    !reply.text.contains(&first_users_token)
+                        && !reply.text.contains("access_token"),
+                    "{what}: a token in {}",
+                    reply.text
+                );
+                let entry = listed_entry(&http, &callers.invited, &cc, &what).await;
+                if row.method == "DELETE" {
+                    assert_eq!(json["disconnected"], true, "{what}: {json}");
+                    assert!(
+                        entry["user_token"].is_null(),
+                        "{what}: still there: {entry}"
+                    );
+                } else {
+                    let listed = json["tokens"].as_array().expect("a list");
+                    assert!(
+                        listed.iter().any(|t| t["subject"] == INVITED_SUBJECT),
+                        "{what}: the first user's token is not listed: {json}"
+                    );
+                    assert_eq!(entry["user_token"], "valid", "{what}: {entry}");
+                }
+                assert_eq!(entry["shared_token"], "valid", "{what}: {entry}");
+                continue;
+            }
             if row.method == "DELETE" && row.path.contains("/token") {
                 assert_eq!(json["disconnected"], true, "{what}: {json}");
                 let entry = listed_entry(&http, &callers.invited, &cc, &what).await;
@@ -488,6 +543,12 @@ async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Back
     ] {
         assert!(has(action, actor), "no {action} by {actor} in {trail:#?}");
     }
+    assert!(
+        trail.iter().any(|event| event["action"] == "token_revoked"
+            && event["actor"] == "admin"
+            && event["owner"] == format!("user:{INVITED_SUBJECT}")),
+        "no revocation of the first user's token by the administrator in {trail:#?}"
+    );
     let text = serde_json::to_string(&trail).expect("JSON");
     assert!(!text.contains(CLIENT_SECRET), "a secret in the audit trail");
     assert!(

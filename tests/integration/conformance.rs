@@ -8,7 +8,7 @@ use keyport_shared::domain::{
     PendingAuthorization, PkceVerifier, StateToken, Subject, TokenStatus,
 };
 use keyport_shared::ports::{
-    Expect, KeyContext, KeyError, PageRequest, SecretRef, StoreError, TokenKey,
+    DueWindow, Expect, KeyContext, KeyError, PageRequest, SecretRef, StoreError, TokenKey,
 };
 use keyport_tests::backends::Backend;
 
@@ -22,6 +22,7 @@ crate::on_both_backends!(
     a_retired_connection_is_out_of_sight_until_purged,
     token_writes_are_guarded_by_version,
     tokens_list_per_connection,
+    user_tokens_page_by_owner_without_the_shared_one,
     due_tokens_come_from_every_shard_soonest_first_within_each,
     pending_authorizations_work_once,
     expired_pending_authorizations_are_absent,
@@ -334,6 +335,85 @@ async fn tokens_list_per_connection(backend: Backend) {
     assert_eq!(listed, owners.into_iter().collect());
 }
 
+async fn user_tokens_page_by_owner_without_the_shared_one(backend: Backend) {
+    let store = &backend.store;
+    let shared = key(Owner::Shared);
+    let id = shared.connection_id.clone();
+    for owner in [
+        Owner::Shared,
+        user("dave"),
+        user("alice"),
+        user("carol"),
+        user("bob"),
+    ] {
+        let key = TokenKey {
+            connection_id: id.clone(),
+            owner,
+        };
+        store
+            .put_token(&token(&key, None), Expect::Absent)
+            .await
+            .unwrap();
+    }
+    let elsewhere = key(user("aaron"));
+    store
+        .put_token(&token(&elsewhere, None), Expect::Absent)
+        .await
+        .unwrap();
+    let page = |limit: u32, cursor: Option<String>| {
+        let id = id.clone();
+        async move {
+            let page = store
+                .user_tokens(&id, PageRequest { limit, cursor })
+                .await
+                .unwrap();
+            let owners: Vec<String> = page.items.iter().map(|t| t.owner.to_string()).collect();
+            (owners, page.next)
+        }
+    };
+    // Pages that end exactly at the last token say there is no more.
+    let (first, next) = page(2, None).await;
+    assert_eq!(first, ["user:alice", "user:bob"]);
+    let (second, next) = page(2, Some(next.expect("a second page"))).await;
+    assert_eq!(second, ["user:carol", "user:dave"]);
+    assert_eq!(next, None);
+    let (all, next) = page(4, None).await;
+    assert_eq!(all.len(), 4);
+    assert_eq!(next, None);
+    let (three, next) = page(3, None).await;
+    assert_eq!(three, ["user:alice", "user:bob", "user:carol"]);
+    let (last, next) = page(3, next).await;
+    assert_eq!(last, ["user:dave"]);
+    assert_eq!(next, None);
+    let (roomy, next) = page(10, None).await;
+    assert_eq!(roomy.len(), 4);
+    assert_eq!(next, None);
+    // A connection without tokens has an empty page.
+    let empty = store
+        .user_tokens(&ConnectionId::generate(), PageRequest::first(10))
+        .await
+        .unwrap();
+    assert!(empty.items.is_empty() && empty.next.is_none());
+    // Cursors are the store's own, and never lead to the shared token.
+    let shared_cursor = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("\"shared\"")
+    };
+    for cursor in ["not-a-cursor".to_owned(), shared_cursor] {
+        let err = store
+            .user_tokens(
+                &id,
+                PageRequest {
+                    limit: 10,
+                    cursor: Some(cursor.clone()),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::BadCursor), "{cursor}: {err:?}");
+    }
+}
+
 async fn due_tokens_come_from_every_shard_soonest_first_within_each(backend: Backend) {
     let store = &backend.store;
     let now = Utc::now();
@@ -389,7 +469,7 @@ async fn due_tokens_come_from_every_shard_soonest_first_within_each(backend: Bac
         let mut request = PageRequest::first(1);
         loop {
             let page = store
-                .due_tokens_in_shard(shard, now, request.clone())
+                .due_tokens_in_shard(shard, DueWindow::until(now), request.clone())
                 .await
                 .unwrap();
             assert!(page.items.len() <= 1);
@@ -417,7 +497,7 @@ async fn due_tokens_come_from_every_shard_soonest_first_within_each(backend: Bac
         "every due token, and only those, in some shard"
     );
     let past_the_end = store
-        .due_tokens_in_shard(shards, now, PageRequest::first(10))
+        .due_tokens_in_shard(shards, DueWindow::until(now), PageRequest::first(10))
         .await
         .unwrap();
     assert!(past_the_end.items.is_empty() && past_the_end.next.is_none());

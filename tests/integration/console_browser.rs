@@ -171,3 +171,66 @@ async fn a_forwarded_consent_link_leaves_every_slot_empty() {
         assert_ne!(reply.status, 200, "{who}'s slot holds a token");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_disconnects_a_persons_token_and_edits_the_connection() {
+    let (server, peer, _backend) = start().await;
+    let name = "Sales inbox";
+    let id = connection(&server, &peer, name).await;
+    let description = "The inbox the sales team shares";
+    let moved = format!("{}/moved/token", peer.issuer.trim_end_matches('/'));
+    let found = run_scenario(
+        "admin-manages-user-tokens-and-edits",
+        &server,
+        &[
+            (
+                "ADMIN_LINK",
+                server.sign_in_link("ada", &["keyport-admins"]),
+            ),
+            ("USER_LINK", server.sign_in_link("bea", &[ROLE])),
+            ("USER_SUBJECT", "bea".to_owned()),
+            ("CONNECTION_ID", id.clone()),
+            ("CONNECTION_NAME", name.to_owned()),
+            ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+            ("NEW_DESCRIPTION", description.to_owned()),
+            ("NEW_TOKEN_URL", moved.clone()),
+        ],
+    );
+    assert_eq!(
+        found["screens"],
+        json!([
+            "connection-user-tokens",
+            "connection-edit-needs-secret",
+            "connection-edited"
+        ]),
+        "{found}"
+    );
+    let http = Http::new(&server.base);
+    // Bea's slot is empty: the administrator's disconnect ended her token.
+    let bea = server.token("bea", &[ROLE]);
+    http.get(&format!("/connections/{id}/token?owner=user"), Some(&bea))
+        .await
+        .expect_error_code(409, "not_authorized", "Bea's token after the disconnect");
+    // The edits the browser saved, and only those.
+    let admin = server.token("admin", &["keyport-admins"]);
+    let connection = http
+        .get(&format!("/connections/{id}"), Some(&admin))
+        .await
+        .expect_json(200, "the connection after the edits");
+    assert_eq!(connection["description"], description);
+    assert_eq!(connection["token_url"], moved.as_str());
+    assert_eq!(connection["client_secret_set"], true);
+    assert_eq!(connection["client_id"], "keyport-pkce");
+    // The audit trail names the administrator as the one who revoked Bea's token.
+    let audit = http
+        .get(&format!("/connections/{id}/audit"), Some(&admin))
+        .await
+        .expect_json(200, "the audit trail");
+    let revoked = audit["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .find(|e| e["action"] == "token_revoked" && e["owner"] == "user:bea")
+        .unwrap_or_else(|| panic!("no revocation of Bea's token in {audit}"));
+    assert_eq!(revoked["actor"], "ada", "{revoked}");
+}

@@ -7,7 +7,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 use keyport_shared::adapters::records::due_index_key;
 use keyport_shared::domain::{Lease, Owner};
-use keyport_shared::ports::{Expect, PageRequest, TokenKey};
+use keyport_shared::ports::{DueWindow, Expect, PageRequest, TokenKey};
+use keyport_shared::service::{RefreshWork, WINDOWED_SPAN, scheduled_work};
 use keyport_tests::backends::{self, Backend, Raw};
 
 use crate::fixtures::{key, token, user};
@@ -28,12 +29,17 @@ async fn raw_item(backend: &Backend, key: &TokenKey) -> Item {
 
 /// Every token of one shard due by `due_by`, across its pages.
 async fn shard_listing(backend: &Backend, shard: u32, due_by: DateTime<Utc>) -> Vec<TokenKey> {
+    window_listing(backend, shard, DueWindow::until(due_by)).await
+}
+
+/// Every token of one shard due in `window`, across its pages.
+async fn window_listing(backend: &Backend, shard: u32, window: DueWindow) -> Vec<TokenKey> {
     let mut listed = Vec::new();
     let mut request = PageRequest::first(2);
     loop {
         let page = backend
             .store
-            .due_tokens_in_shard(shard, due_by, request.clone())
+            .due_tokens_in_shard(shard, window, request.clone())
             .await
             .unwrap();
         listed.extend(page.items);
@@ -231,3 +237,70 @@ async fn only_a_change_of_due_time_changes_a_tokens_due_keys() {
     assert_eq!(due_keys(&raw_item(&backend, &key).await), (None, None));
     assert!(all_due(&backend, now + Duration::days(1)).await.is_empty());
 }
+
+/// A scheduled run's windows of one shard list each due token once, in the window of its due
+/// time, across pages: several workers share a shard without a token falling between them.
+async fn a_scheduled_runs_windows_list_each_due_token_once(backend: Backend) {
+    let now = Utc::now();
+    let mut due = Vec::new();
+    for (i, seconds_ago) in [600, 61, 59, 45, 44, 31, 16, 15, 2, 1]
+        .into_iter()
+        .enumerate()
+    {
+        let key = key(user(&format!("window-{i}@example.com")));
+        let at = now - Duration::seconds(seconds_ago);
+        backend
+            .store
+            .put_token(&token(&key, Some(at)), Expect::Absent)
+            .await
+            .unwrap();
+        due.push((key, at));
+    }
+    // Not yet due: no window lists it.
+    let later = key(user("later@example.com"));
+    backend
+        .store
+        .put_token(
+            &token(&later, Some(now + Duration::seconds(5))),
+            Expect::Absent,
+        )
+        .await
+        .unwrap();
+    let windows: Vec<_> = scheduled_work(backend.store.due_shards(), 4, now)
+        .into_iter()
+        .map(|work| match work {
+            RefreshWork::Window(window) => window,
+            other => panic!("a scheduled run queues windows, not {other:?}"),
+        })
+        .collect();
+    assert_eq!(windows.len(), backend.store.due_shards() as usize * 5);
+    let mut listed: Vec<(TokenKey, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for window in &windows {
+        for key in window_listing(&backend, window.shard, window.window()).await {
+            listed.push((
+                key,
+                window.due_after.unwrap_or(now - Duration::days(365)),
+                window.due_by,
+            ));
+        }
+    }
+    assert_eq!(listed.len(), due.len(), "each due token once: {listed:?}");
+    for (key, at) in &due {
+        let (_, after, by) = listed
+            .iter()
+            .find(|(listed, _, _)| listed == key)
+            .unwrap_or_else(|| panic!("{key:?} was in no window"));
+        assert!(*after < *at && *at <= *by, "{at} listed in ({after}, {by}]");
+    }
+    assert!(listed.iter().all(|(key, _, _)| *key != later));
+    assert_eq!(
+        windows
+            .iter()
+            .filter(|w| w.due_after.is_none())
+            .map(|w| w.due_by)
+            .max(),
+        Some(now - WINDOWED_SPAN)
+    );
+}
+
+crate::on_both_backends!(a_scheduled_runs_windows_list_each_due_token_once);

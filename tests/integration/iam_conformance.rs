@@ -559,6 +559,32 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
+    // A person's own token, listed for the administrator and ended by them.
+    expect_status(
+        &token,
+        t,
+        &event_with_query("token-get.json", Some(&machine), "owner=user"),
+        200,
+    )
+    .await;
+    let people = expect_status(
+        &token,
+        t,
+        &event_text("token-list-users.json", Some(&machine)),
+        200,
+    )
+    .await;
+    assert_eq!(
+        people["tokens"][0]["subject"], "admin@example.com",
+        "{people}"
+    );
+    let ended = event_text("token-delete-user.json", Some(&machine))
+        .replace("/tokens/bot-1", "/tokens/admin@example.com")
+        .replace(
+            "\"subject\": \"bot-1\"",
+            "\"subject\": \"admin@example.com\"",
+        );
+    expect_status(&token, t, &ended, 200).await;
     // Moving a connection elsewhere ends its tokens in the request (the grant obtained again
     // is opened to be revoked where it was issued): the connections function's token reads.
     expect_status(
@@ -656,7 +682,9 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     .unwrap();
     assert_eq!(
         report.work_queued,
-        u64::from(refresher.keyport.store.due_shards()),
+        u64::from(
+            refresher.keyport.store.due_shards() * (refresher.keyport.settings.refresh_windows + 1)
+        ),
         "{report:?}"
     );
     assert_eq!(report.refreshed, 0, "{report:?}");
@@ -892,6 +920,39 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
             "DELETE",
             &format!("{interactive_path}/token"),
             Some("owner=shared"),
+        ),
+        None,
+        200,
+    )
+    .await;
+    // A person's own token (read through the token function), listed and ended in the
+    // console by the administrator.
+    expect_status(
+        &token,
+        t,
+        &event_with_query("token-get.json", Some(&console_machine), "owner=user"),
+        200,
+    )
+    .await;
+    let people = console_call(
+        ui,
+        &session,
+        ("GET", &format!("{machine_path}/tokens"), None),
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(
+        people["tokens"][0]["subject"], "admin@example.com",
+        "{people}"
+    );
+    console_call(
+        ui,
+        &session,
+        (
+            "DELETE",
+            &format!("{machine_path}/tokens/admin@example.com"),
+            None,
         ),
         None,
         200,

@@ -13,6 +13,7 @@ use keyport_tests::backends;
 use keyport_tests::keyport::{admin, bot, keyport};
 use keyport_tests::oidc::{CLIENT_SECRET, OidcPeer, PeerOptions};
 use keyport_tests::workspace_root;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -326,6 +327,44 @@ async fn every_route_event_reaches_its_handler() {
     let key = TokenKey {
         connection_id: ConnectionId::parse(&machine).unwrap(),
         owner: Owner::Shared,
+    };
+    assert!(keyport.store.get_token(&key).await.unwrap().is_none());
+
+    // A person's own token, listed for the administrator (status, never the token), then ended.
+    let own = keyport
+        .access_token(
+            &bot(),
+            &ConnectionId::parse(&machine).unwrap(),
+            OwnerRequest::User,
+            None,
+        )
+        .await
+        .unwrap();
+    let people = invoke(
+        &keyport,
+        Function::Token,
+        &event_text("token-list-users.json", Some(&machine)),
+    )
+    .await;
+    assert_eq!(people.status, 200, "{}", people.body);
+    assert_eq!(
+        people.json()["tokens"][0]["subject"],
+        "bot-1",
+        "{}",
+        people.body
+    );
+    assert!(!people.body.contains(own.access_token.expose_secret()));
+    let ended = invoke(
+        &keyport,
+        Function::Token,
+        &event_text("token-delete-user.json", Some(&machine)),
+    )
+    .await;
+    assert_eq!(ended.status, 200, "{}", ended.body);
+    assert_eq!(ended.json()["disconnected"], true);
+    let key = TokenKey {
+        connection_id: ConnectionId::parse(&machine).unwrap(),
+        owner: Owner::User(bot().subject),
     };
     assert!(keyport.store.get_token(&key).await.unwrap().is_none());
 

@@ -1023,6 +1023,14 @@ impl TokenStore for FlakyStore {
         self.inner.first_tokens(connection_id, limit).await
     }
 
+    async fn user_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<StoredToken>, StoreError> {
+        self.inner.user_tokens(connection_id, page).await
+    }
+
     fn due_shards(&self) -> u32 {
         self.inner.due_shards()
     }
@@ -1030,10 +1038,10 @@ impl TokenStore for FlakyStore {
     async fn due_tokens_in_shard(
         &self,
         shard: u32,
-        due_by: DateTime<Utc>,
+        window: keyport_shared::ports::DueWindow,
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError> {
-        self.inner.due_tokens_in_shard(shard, due_by, page).await
+        self.inner.due_tokens_in_shard(shard, window, page).await
     }
 
     async fn due_tokens(

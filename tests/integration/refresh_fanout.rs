@@ -123,7 +123,12 @@ async fn the_refresher_fans_due_shards_out_to_workers(backend: Backend) {
     .await
     .unwrap();
     let shards = keyport.store.due_shards();
-    assert_eq!(report.work_queued, u64::from(shards), "{report:?}");
+    let windows = keyport.settings.refresh_windows;
+    assert_eq!(
+        report.work_queued,
+        u64::from(shards * (windows + 1)),
+        "each shard's backlog and windows: {report:?}"
+    );
     assert_eq!(
         report.refreshed, 0,
         "the scheduler refreshes nothing itself"
@@ -131,14 +136,15 @@ async fn the_refresher_fans_due_shards_out_to_workers(backend: Backend) {
     assert_eq!(token_requests(&peer), asked_before);
     assert_eq!(report.deletions_queued, 0, "nothing deleted: {report:?}");
     let mut bodies = queue.take();
-    let queued: Vec<u32> = bodies
+    let mut queued: Vec<u32> = bodies
         .iter()
         .map(|body| {
-            serde_json::from_str::<Value>(body).unwrap()["shard"]
+            serde_json::from_str::<Value>(body).unwrap()["window"]["shard"]
                 .as_u64()
                 .unwrap() as u32
         })
         .collect();
+    queued.dedup();
     assert_eq!(queued, (0..shards).collect::<Vec<_>>());
 
     // Every shard's message, one of them twice (SQS delivers at least once), and one that is

@@ -72,6 +72,26 @@ pub fn audit_sort_key(event: &AuditEvent) -> String {
     format!("{}#{}", sortable_time(event.at), event.id)
 }
 
+/// The prefix of every user token's owner key (`user:<subject>`); `USER_OWNERS_END` sorts
+/// after all of them (`;` follows `:`), and the shared token's `shared` before.
+pub const USER_OWNER_PREFIX: &str = "user:";
+pub const USER_OWNERS_END: &str = "user;";
+
+/// A page of user tokens resumes after the last owner it returned.
+pub fn user_token_cursor(last: &Owner) -> String {
+    encode_cursor(&last.storage_key())
+}
+
+/// The owner a user-token cursor resumes after; anything but a user's owner is refused, so a
+/// made-up cursor cannot reach the shared token.
+pub fn user_token_after(cursor: &str) -> Result<Owner, StoreError> {
+    let owner: String = decode_cursor(cursor)?;
+    match owner.parse::<Owner>() {
+        Ok(owner @ Owner::User(_)) => Ok(owner),
+        _ => Err(StoreError::BadCursor),
+    }
+}
+
 /// Opaque page cursors: base64url of a JSON value only the store that made it reads.
 pub fn encode_cursor<T: Serialize>(position: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(position).unwrap_or_default())

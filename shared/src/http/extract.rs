@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use super::identity::Authenticated;
-use crate::domain::{ConnectionId, Principal};
+use crate::domain::{ConnectionId, Principal, Subject, ValidationError};
 
 /// A JSON body: malformed JSON, unknown fields, a wrong content type or an oversized body are
 /// 4xx errors in Keyport's shape.
@@ -160,6 +160,60 @@ impl utoipa::IntoParams for ConnectionPath {
                 )))
                 .build(),
         ]
+    }
+}
+
+/// The `{id}` and `{subject}` of `/connections/{id}/tokens/{subject}`: one person's token.
+pub struct UserTokenPath {
+    pub id: ConnectionId,
+    pub subject: Subject,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for UserTokenPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((id, subject)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_request",
+                    "the path needs a connection id and a subject",
+                )
+            })?;
+        let id = ConnectionId::parse(&id)?;
+        // Named after the path's parameter, not the claim it comes from.
+        let subject =
+            Subject::parse(&subject).map_err(|e| ValidationError::new("subject", e.message))?;
+        Ok(UserTokenPath { id, subject })
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::IntoParams for UserTokenPath {
+    fn into_params(
+        parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut params = ConnectionPath::into_params(parameter_in);
+        params.push(
+            ParameterBuilder::new()
+                .name("subject")
+                .parameter_in(ParameterIn::Path)
+                .required(utoipa::openapi::Required::True)
+                .description(Some(
+                    "The person whose token it is: their subject (`sub`), percent-encoded.",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255)),
+                ))
+                .build(),
+        );
+        params
     }
 }
 

@@ -15,6 +15,7 @@ mod me;
 mod readiness;
 mod refresher;
 mod tokens;
+mod user_tokens;
 mod work;
 
 use std::collections::BTreeSet;
@@ -35,7 +36,8 @@ pub use me::UsableConnection;
 pub use readiness::Readiness;
 pub use refresher::RefreshReport;
 pub use tokens::TokenView;
-pub use work::RefreshWork;
+pub use user_tokens::UserTokenSummary;
+pub use work::{RefreshWork, ShardWindow, WINDOWED_SPAN, scheduled_work};
 
 use crate::catalog::Catalog;
 use crate::crypto::EnvelopeCipher;
@@ -56,6 +58,9 @@ pub struct KeyportSettings {
     pub default_min_valid: Duration,
     /// The refresher picks a token up this long before it expires.
     pub refresh_lead: Duration,
+    /// Into how many windows a scheduled run splits each due shard's last minute, so that
+    /// several workers share a busy shard.
+    pub refresh_windows: u32,
     /// How long one refresh may hold a token before another instance may take over.
     pub lease_duration: Duration,
     /// How long the write of a new grant is retried while the store is unavailable, and how
@@ -89,6 +94,7 @@ impl KeyportSettings {
             pending_lifetime: Duration::from_secs(10 * 60),
             default_min_valid: Duration::from_secs(60),
             refresh_lead: Duration::from_secs(5 * 60),
+            refresh_windows: 4,
             lease_duration: Duration::from_secs(30),
             grant_write_budget: Duration::from_secs(10),
             on_demand_refresh_interval: Duration::from_secs(30),

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use super::tokens::Freshness;
 use super::{Keyport, RefreshWork, ServiceError, deadline};
 use crate::domain::{AuditAction, Connection, ConnectionId, REFRESHER_ACTOR};
-use crate::ports::{PageRequest, TokenKey};
+use crate::ports::{DueWindow, PageRequest, TokenKey};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RefreshReport {
@@ -68,27 +68,34 @@ impl Keyport {
         Ok(report)
     }
 
-    /// A worker's share of a fanned-out run: the due tokens of one shard.
+    /// A worker's share of a fanned-out run: the due tokens of one shard, in `window` (or up to
+    /// now without one).
     pub async fn refresh_shard(
         self: &Arc<Self>,
         shard: u32,
+        window: Option<DueWindow>,
         deadline: tokio::time::Instant,
         concurrency: usize,
     ) -> Result<RefreshReport, ServiceError> {
         let mut report = RefreshReport::default();
-        self.refresh_scope(DueScope::Shard(shard), deadline, concurrency, &mut report)
-            .await?;
+        let window = window.unwrap_or_else(|| DueWindow::until(Utc::now()));
+        self.refresh_scope(
+            DueScope::Shard(shard, window),
+            deadline,
+            concurrency,
+            &mut report,
+        )
+        .await?;
         report.log();
         Ok(report)
     }
 
-    /// The work a fanned-out run hands to workers: one item per due shard. Each item says
-    /// only where to look; the due index says what is due when the worker looks, so an item
-    /// delivered twice or late costs a query, never a second refresh (the lease sees to that).
-    pub fn refresh_work(&self) -> Vec<RefreshWork> {
-        (0..self.store.due_shards())
-            .map(RefreshWork::Shard)
-            .collect()
+    /// The work a fanned-out run at `now` hands to workers: each due shard's backlog and the
+    /// windows of its last minute. Each item says only where to look; the due index says what
+    /// is due when the worker looks, so an item delivered twice or late costs a query, never a
+    /// second refresh (the lease sees to that).
+    pub fn refresh_work(&self, now: chrono::DateTime<Utc>) -> Vec<RefreshWork> {
+        super::work::scheduled_work(self.store.due_shards(), self.settings.refresh_windows, now)
     }
 
     /// What every run does before refreshing: indexing a table's older invitations (once),
@@ -133,9 +140,9 @@ impl Keyport {
         'pages: loop {
             let listed = match scope {
                 DueScope::All => self.store.due_tokens(due_by, page.clone()).await?,
-                DueScope::Shard(shard) => {
+                DueScope::Shard(shard, window) => {
                     self.store
-                        .due_tokens_in_shard(shard, due_by, page.clone())
+                        .due_tokens_in_shard(shard, window, page.clone())
                         .await?
                 }
             };
@@ -295,7 +302,7 @@ impl Keyport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DueScope {
     All,
-    Shard(u32),
+    Shard(u32, DueWindow),
 }
 
 impl RefreshReport {

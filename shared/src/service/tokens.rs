@@ -200,16 +200,28 @@ impl Keyport {
         let (connection, key) = self.token_target(principal, id, owner).await?;
         let allowed = self.access.may_disconnect(principal, &key.owner);
         self.audit_denial(principal, id, allowed).await?;
+        self.disconnect_token(principal, &connection, &key).await
+    }
+
+    /// Revokes the token at `key` at the provider (where it offers revocation), deletes it and
+    /// records who did, once the caller is known to be allowed to. Returns whether the provider
+    /// confirmed the revocation.
+    pub(super) async fn disconnect_token(
+        &self,
+        principal: &Principal,
+        connection: &Connection,
+        key: &TokenKey,
+    ) -> Result<bool, ServiceError> {
         let token = self
             .store
-            .get_token(&key)
+            .get_token(key)
             .await?
             // The same answer a read or a refresh of a missing token gets.
             .ok_or_else(|| ServiceError::NotAuthorized {
                 owner: key.owner.to_string(),
             })?;
-        let revoked = self.revoke_at_provider(&connection, &token).await;
-        self.store.delete_token(&key, token.version).await?;
+        let revoked = self.revoke_at_provider(connection, &token).await;
+        self.store.delete_token(key, token.version).await?;
         let detail = if revoked {
             "revoked at the provider"
         } else {

@@ -2,20 +2,78 @@
 //! which token: the worker reads the current state when the message arrives, so a message
 //! delivered twice or late costs a query, never a second refresh or a second delete.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::ConnectionId;
+use crate::ports::DueWindow;
 
-/// One message: `{"shard": N}` (the scheduled run's, unchanged since the fan-out began) or
+/// One message: `{"window": {"shard": N, "due_after": …, "due_by": …}}` (the scheduled run's),
+/// `{"shard": N}` (what scheduled runs queued before windows, still honoured) or
 /// `{"deleted_connection": "con_…"}`. Externally tagged, so each body has exactly one key and
 /// anything else is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefreshWork {
-    /// Refresh what is due in this shard of the due index.
+    /// Refresh what is due in this shard of the due index, up to the worker's own time.
     Shard(u32),
+    /// Refresh what came due in one time window of one shard.
+    Window(ShardWindow),
     /// End what is left of this deleted connection: its tokens, then its record and secrets.
     DeletedConnection(ConnectionId),
+}
+
+/// A time window of one due shard: the tokens due after `due_after` (or at any time before,
+/// without it) and at or before `due_by`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardWindow {
+    pub shard: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_after: Option<DateTime<Utc>>,
+    pub due_by: DateTime<Utc>,
+}
+
+impl ShardWindow {
+    pub fn window(&self) -> DueWindow {
+        DueWindow {
+            after: self.due_after,
+            by: self.due_by,
+        }
+    }
+}
+
+/// How long a span of due times a scheduled run splits into windows: the template's schedule
+/// period. What came due before it (left over by an earlier run, or missed by a longer schedule)
+/// goes to one backlog window per shard.
+pub const WINDOWED_SPAN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The work a scheduled run at `now` hands out for `shards` due shards: per shard, the backlog
+/// (everything due up to [`WINDOWED_SPAN`] ago) and `windows` equal windows of the last span, so
+/// up to `windows + 1` workers share a busy shard. The windows tile time without a gap, and a
+/// token listed twice (a late message, a redelivery) is refreshed once: the lease sees to that.
+pub fn scheduled_work(shards: u32, windows: u32, now: DateTime<Utc>) -> Vec<RefreshWork> {
+    let windows = windows.max(1);
+    let span_start = now - WINDOWED_SPAN;
+    let step = WINDOWED_SPAN / i32::try_from(windows).unwrap_or(i32::MAX);
+    let mut work = Vec::new();
+    for shard in 0..shards {
+        work.push(RefreshWork::Window(ShardWindow {
+            shard,
+            due_after: None,
+            due_by: span_start,
+        }));
+        for i in 0..windows {
+            let after = span_start + step * i32::try_from(i).unwrap_or(i32::MAX);
+            let by = if i + 1 == windows { now } else { after + step };
+            work.push(RefreshWork::Window(ShardWindow {
+                shard,
+                due_after: Some(after),
+                due_by: by,
+            }));
+        }
+    }
+    work
 }
 
 impl RefreshWork {
@@ -58,6 +116,63 @@ mod tests {
     }
 
     #[test]
+    fn a_window_message_names_its_shard_and_times() {
+        let body = r#"{"window":{"shard":2,"due_after":"2026-12-07T10:00:00Z","due_by":"2026-12-07T10:00:15Z"}}"#;
+        let Some(RefreshWork::Window(window)) = RefreshWork::parse(body) else {
+            panic!("a window");
+        };
+        assert_eq!(window.shard, 2);
+        assert_eq!(
+            window.due_after.unwrap().to_rfc3339(),
+            "2026-12-07T10:00:00+00:00"
+        );
+        assert_eq!(
+            RefreshWork::parse(&RefreshWork::Window(window).body()),
+            Some(RefreshWork::Window(window))
+        );
+        let backlog = r#"{"window":{"shard":0,"due_by":"2026-12-07T10:00:15Z"}}"#;
+        assert!(matches!(
+            RefreshWork::parse(backlog),
+            Some(RefreshWork::Window(ShardWindow {
+                due_after: None,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn scheduled_windows_tile_each_shard_without_a_gap() {
+        let now = DateTime::parse_from_rfc3339("2026-12-07T10:01:00.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        for windows in [1, 3, 4, 7] {
+            let work = scheduled_work(5, windows, now);
+            assert_eq!(work.len(), 5 * (windows as usize + 1));
+            for shard in 0..5 {
+                let mut of_shard: Vec<ShardWindow> = work
+                    .iter()
+                    .filter_map(|w| match w {
+                        RefreshWork::Window(window) if window.shard == shard => Some(*window),
+                        _ => None,
+                    })
+                    .collect();
+                of_shard.sort_by_key(|w| w.due_by);
+                assert_eq!(of_shard[0].due_after, None, "the backlog comes first");
+                for pair in of_shard.windows(2) {
+                    assert_eq!(
+                        pair[1].due_after,
+                        Some(pair[0].due_by),
+                        "{windows}: a gap or overlap"
+                    );
+                    assert!(pair[1].due_by > pair[0].due_by);
+                }
+                assert_eq!(of_shard.last().unwrap().due_by, now);
+                assert_eq!(of_shard[0].due_by, now - WINDOWED_SPAN);
+            }
+        }
+    }
+
+    #[test]
     fn anything_else_is_not_work() {
         for body in [
             "",
@@ -72,6 +187,9 @@ mod tests {
             r#"{"deleted_connection": 5}"#,
             r#"{"Shard": 1}"#,
             r#""shard""#,
+            r#"{"window": {"shard": 1}}"#,
+            r#"{"window": {"shard": 1, "due_by": "yesterday"}}"#,
+            r#"{"window": {"shard": 1, "due_by": "2026-12-07T10:00:15Z", "extra": 1}}"#,
         ] {
             assert_eq!(RefreshWork::parse(body), None, "{body:?}");
         }

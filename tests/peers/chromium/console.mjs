@@ -207,6 +207,79 @@ const scenarios = {
     return {};
   },
 
+  // An administrator sees a person's own token among the connection's user tokens and
+  // disconnects it; then edits the connection: the description with the secret left blank,
+  // an endpoint without the secret (said before saving, refused beside the secret field,
+  // nothing changed), then with it.
+  async 'admin-manages-user-tokens-and-edits'(browser) {
+    const name = env('CONNECTION_NAME');
+    const id = env('CONNECTION_ID');
+    const subject = env('USER_SUBJECT');
+    const secret = env('CLIENT_SECRET');
+    const user = await person(browser, 'user');
+    await signIn(user, env('USER_LINK'));
+    await user.page.getByRole('button', { name: `Connect ${name}` }).click();
+    await user.page.getByRole('button', { name: `Disconnect ${name}` }).waitFor();
+
+    const admin = await person(browser, 'admin');
+    const { page } = admin;
+    await signIn(admin, env('ADMIN_LINK'));
+    await page.goto(`${BASE}/console/connections/${id}`);
+    const row = page.locator('#user-tokens tbody tr', { hasText: subject });
+    await row.locator('.badge', { hasText: 'Valid' }).waitFor();
+    if ((await row.locator('td').nth(1).textContent()) === '—') fail('the user token shows no expiry');
+    await checkScreen(admin, 'connection-user-tokens');
+    page.once('dialog', (dialog) => dialog.accept());
+    await row.getByRole('button', { name: `Disconnect ${subject}` }).click();
+    await page.getByText(`Disconnected ${subject}'s token.`).waitFor();
+    await page.getByText('Nobody has connected their own token yet.').waitFor();
+    await user.page.goto(`${BASE}/console/me`);
+    await user.page.locator('.card', { hasText: name }).locator('.badge', { hasText: 'Not authorized' }).waitFor();
+    await user.page.getByRole('button', { name: `Connect ${name}` }).waitFor();
+
+    // The connection as the API has it, read through the console's own API.
+    const stored = () => page.evaluate(async (id) => (await fetch(`/console/api/connections/${id}`)).json(), id);
+    const first = await stored();
+    if (!first.client_secret_set) fail('the connection has no secret to keep');
+
+    // The description alone: the secret field left blank keeps the secret.
+    const description = env('NEW_DESCRIPTION');
+    await page.getByLabel('Description').fill(description);
+    if (await page.locator('#needs-secret').textContent()) fail('a description change is said to need the secret');
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await page.getByText(`Saved (version ${first.version + 1}).`).waitFor();
+    if ((await page.getByLabel('Description').inputValue()) !== description) fail('the description was not kept');
+    await page.getByText('A client secret is set (never shown).').waitFor();
+    const described = await stored();
+    if (described.description !== description || !described.client_secret_set) fail(`after the description: ${JSON.stringify(described)}`);
+
+    // An endpoint without the secret: the form says so first, the API refuses it beside the
+    // secret field, and nothing changes.
+    const moved = env('NEW_TOKEN_URL');
+    await page.getByLabel('Token URL').fill(moved);
+    await page.locator('#needs-secret', { hasText: 'token URL' }).waitFor();
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    const secretError = page.locator('#error-client_secret');
+    await secretError.waitFor({ state: 'visible' });
+    if (!/must be given again/.test(await secretError.textContent())) fail(`the secret field's error says ${await secretError.textContent()}`);
+    if ((await page.getByLabel('Client secret').getAttribute('aria-invalid')) !== 'true') fail('the secret field is not marked invalid');
+    await checkScreen(admin, 'connection-edit-needs-secret');
+    const refused = await stored();
+    if (refused.token_url !== described.token_url || refused.version !== described.version) fail(`a refused change changed the connection: ${JSON.stringify(refused)}`);
+
+    // With the secret.
+    await page.getByLabel('Client secret').fill(secret);
+    await page.getByRole('button', { name: 'Save changes' }).click();
+    await page.getByText(`Saved (version ${described.version + 1}).`).waitFor();
+    if ((await page.getByLabel('Token URL').inputValue()) !== moved) fail('the token URL shown is not the new one');
+    if ((await page.getByLabel('Client secret').inputValue()) !== '') fail('the secret stayed in the form');
+    await checkScreen(admin, 'connection-edited');
+    await assertNoSecret(admin, secret, 'the connection page after the edit');
+    assertNoTokens(admin);
+    assertNoTokens(user);
+    return {};
+  },
+
   // The phishing sequence: the attacker starts an authorization of their own slot and sends
   // the provider link to the victim, who consents in their own signed-in browser. The
   // completion is confirmed as the victim, not the attacker: refused, and no slot is filled.
@@ -255,7 +328,7 @@ try {
   // Where it stopped: the screen's address and text, to read in the test's failure.
   const pages = browser.contexts().flatMap((c) => c.pages());
   const where = await Promise.all(pages.map(async (p) => `${p.url()}: ${(await p.locator('body').innerText().catch(() => '')).slice(0, 400)}`));
-  console.error(`${name}: ${error.message.split('\n')[0]}\n${where.join('\n')}\nanswers: ${answered.slice(-12).join(', ')}`);
+  console.error(`${name}: ${error.message.split('\n').slice(0, 12).join('\n')}\n${where.join('\n')}\nanswers: ${answered.slice(-12).join(', ')}`);
   process.exitCode = 1;
 } finally {
   await browser.close();

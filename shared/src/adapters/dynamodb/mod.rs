@@ -30,8 +30,8 @@ use crate::domain::{
     AuditEvent, Connection, ConnectionId, PendingAuthorization, Role, StateToken, StoredToken,
 };
 use crate::ports::{
-    AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, Retired,
-    StoreError, TokenKey, TokenStore,
+    AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
+    Retired, StoreError, TokenKey, TokenStore,
 };
 
 pub use self::codec::DEFAULT_DUE_SHARDS;
@@ -288,12 +288,13 @@ impl DynamoStore {
     }
 
     /// One page of a partition of `index` (connections, due tokens) in sort-key order, only
-    /// keys strictly below `upper_bound` if one is given.
+    /// keys strictly below `upper_bound` if one is given, and strictly above `lower_bound` if
+    /// one is given as well (neither bound is ever a key itself).
     async fn index_page(
         &self,
         index: codec::Index,
         partition: &str,
-        upper_bound: Option<&str>,
+        (lower_bound, upper_bound): (Option<&str>, Option<&str>),
         keys_only: bool,
         page: &PageRequest,
     ) -> Result<Page<Item>, StoreError> {
@@ -313,9 +314,18 @@ impl DynamoStore {
             });
         }
         let limit = page.effective_limit() as usize;
-        let key_condition = match upper_bound {
-            Some(_) => format!("#{} = :partition AND #{} < :bound", index.hash, index.range),
-            None => format!("#{} = :partition", index.hash),
+        // DynamoDB takes one condition on the sort key; BETWEEN is inclusive, which changes
+        // nothing here since a bound is never a key.
+        let lower_bound = lower_bound.filter(|_| upper_bound.is_some());
+        let key_condition = match (lower_bound, upper_bound) {
+            (Some(_), Some(_)) => format!(
+                "#{} = :partition AND #{} BETWEEN :after AND :bound",
+                index.hash, index.range
+            ),
+            (None, Some(_)) => {
+                format!("#{} = :partition AND #{} < :bound", index.hash, index.range)
+            }
+            _ => format!("#{} = :partition", index.hash),
         };
         let mut attribute_names = names(&[index.hash]);
         if upper_bound.is_some() {
@@ -324,6 +334,9 @@ impl DynamoStore {
         let mut values = HashMap::from([(":partition".to_owned(), codec::string(partition))]);
         if let Some(bound) = upper_bound {
             values.insert(":bound".to_owned(), codec::string(bound));
+        }
+        if let Some(after) = lower_bound {
+            values.insert(":after".to_owned(), codec::string(after));
         }
         let projection = keys_only.then(|| {
             attribute_names.extend(names(&[attr::PK, attr::SK, index.hash, index.range]));
@@ -464,7 +477,7 @@ impl ConnectionStore for DynamoStore {
             .index_page(
                 codec::GSI1,
                 codec::CONNECTIONS_PARTITION,
-                None,
+                (None, None),
                 false,
                 &page,
             )
@@ -656,7 +669,7 @@ impl ConnectionStore for DynamoStore {
         self.index_page(
             codec::GSI1,
             codec::RETIRED_PARTITION,
-            None,
+            (None, None),
             false,
             &PageRequest::first(limit),
         )
@@ -856,6 +869,61 @@ impl TokenStore for DynamoStore {
             .collect()
     }
 
+    async fn user_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<StoredToken>, StoreError> {
+        let start = match &page.cursor {
+            Some(cursor) => Some(codec::token_key(&TokenKey {
+                connection_id: connection_id.clone(),
+                owner: records::user_token_after(cursor)?,
+            })),
+            None => None,
+        };
+        let limit = page.effective_limit() as usize;
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .set_expression_attribute_names(Some(names(&[attr::PK, attr::SK])))
+            .expression_attribute_values(
+                ":pk",
+                codec::string(codec::connection_partition(connection_id)),
+            )
+            .expression_attribute_values(
+                ":prefix",
+                codec::string(format!(
+                    "{}{}",
+                    codec::TOKEN_SK_PREFIX,
+                    records::USER_OWNER_PREFIX
+                )),
+            )
+            .set_exclusive_start_key(start)
+            // One more than asked for tells whether another page exists without a second query.
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut items = output.items.unwrap_or_default();
+        let more = items.len() > limit || output.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        items.truncate(limit);
+        let tokens: Vec<StoredToken> = items
+            .iter()
+            .map(codec::token_from_item)
+            .collect::<Result<_, _>>()?;
+        let next = match tokens.last() {
+            Some(last) if more => Some(records::user_token_cursor(&last.owner)),
+            _ => None,
+        };
+        Ok(Page {
+            items: tokens,
+            next,
+        })
+    }
+
     /// The configured shards, and one more: the legacy `gsi1` partition, which items written
     /// before the due index stay in until their next write. Once it has emptied it costs one
     /// empty query per walk.
@@ -866,10 +934,11 @@ impl TokenStore for DynamoStore {
     async fn due_tokens_in_shard(
         &self,
         shard: u32,
-        due_by: DateTime<Utc>,
+        window: DueWindow,
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError> {
-        let bound = codec::due_bound(due_by);
+        let bound = codec::due_bound(window.by);
+        let after = window.after.map(codec::due_bound);
         let (index, partition) = match shard.cmp(&self.due_shards) {
             std::cmp::Ordering::Less => (codec::DUE, codec::due_shard_partition(shard)),
             std::cmp::Ordering::Equal => (codec::GSI1, codec::LEGACY_DUE_PARTITION.to_owned()),
@@ -881,7 +950,13 @@ impl TokenStore for DynamoStore {
             }
         };
         let page = self
-            .index_page(index, &partition, Some(&bound), true, &page)
+            .index_page(
+                index,
+                &partition,
+                (after.as_deref(), Some(&bound)),
+                true,
+                &page,
+            )
             .await?;
         Ok(Page {
             items: page
@@ -952,7 +1027,7 @@ impl PendingAuthorizationStore for DynamoStore {
             .index_page(
                 codec::GSI1,
                 codec::AWAITING_PARTITION,
-                Some(&bound),
+                (None, Some(&bound)),
                 true,
                 &PageRequest::first(limit),
             )

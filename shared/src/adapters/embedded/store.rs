@@ -10,15 +10,16 @@ use rusqlite::{OptionalExtension, params};
 use super::db::{CachedStatements, EmbeddedDb, sql_error};
 use crate::adapters::parsed_connections::ParsedConnections;
 use crate::adapters::records::{
-    audit_sort_key, corrupt, decode_cursor, due_index_bound, due_index_key, encode_cursor,
-    pending_from_doc, pending_to_doc, token_key_from_due_index,
+    USER_OWNER_PREFIX, USER_OWNERS_END, audit_sort_key, corrupt, decode_cursor, due_index_bound,
+    due_index_key, encode_cursor, pending_from_doc, pending_to_doc, token_key_from_due_index,
+    user_token_after,
 };
 use crate::domain::{
     AuditEvent, Connection, ConnectionId, PendingAuthorization, Role, StateToken, StoredToken,
 };
 use crate::ports::{
-    AuditLog, ConnectionStore, Expect, Page, PageRequest, PendingAuthorizationStore, Retired,
-    StoreError, TokenKey, TokenStore,
+    AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
+    Retired, StoreError, TokenKey, TokenStore,
 };
 
 #[derive(Clone)]
@@ -557,6 +558,52 @@ impl TokenStore for EmbeddedStore {
         self.tokens_of(connection_id, Some(limit)).await
     }
 
+    async fn user_tokens(
+        &self,
+        connection_id: &ConnectionId,
+        page: PageRequest,
+    ) -> Result<Page<StoredToken>, StoreError> {
+        let after = match &page.cursor {
+            Some(cursor) => user_token_after(cursor)?.storage_key(),
+            None => USER_OWNER_PREFIX.to_owned(),
+        };
+        let limit = page.effective_limit();
+        let connection_id = connection_id.to_string();
+        let rows = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT doc, sealed, version FROM tokens
+                         WHERE connection_id = ?1 AND owner > ?2 AND owner < ?3
+                         ORDER BY owner LIMIT ?4",
+                    )
+                    .map_err(sql_error)?;
+                let rows = statement
+                    .query_map(
+                        params![connection_id, after, USER_OWNERS_END, limit + 1],
+                        |row| {
+                            Ok((
+                                row.get::<_, String>(0)?,
+                                row.get::<_, Vec<u8>>(1)?,
+                                row.get::<_, i64>(2)?,
+                            ))
+                        },
+                    )
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(rows)
+            })
+            .await?;
+        // The position is the owner's key: the cursor `user_token_after` reads.
+        page_of(rows, limit, |(doc, sealed, version)| {
+            let token = token_from_row(&doc, sealed, version)?;
+            let position = token.owner.storage_key();
+            Ok((token, position))
+        })
+    }
+
     /// One database, one writer: no partition to spread writes over.
     fn due_shards(&self) -> u32 {
         1
@@ -566,7 +613,7 @@ impl TokenStore for EmbeddedStore {
     async fn due_tokens_in_shard(
         &self,
         shard: u32,
-        due_by: DateTime<Utc>,
+        window: DueWindow,
         page: PageRequest,
     ) -> Result<Page<TokenKey>, StoreError> {
         if shard != 0 {
@@ -575,11 +622,16 @@ impl TokenStore for EmbeddedStore {
                 next: None,
             });
         }
-        let after: String = match &page.cursor {
+        let resume: String = match &page.cursor {
             Some(cursor) => decode_cursor(cursor)?,
             None => String::new(),
         };
-        let bound = due_index_bound(due_by);
+        // Past both the cursor and the window's start (a bound is never a key itself).
+        let after = window
+            .after
+            .map(due_index_bound)
+            .map_or(resume.clone(), |start| start.max(resume));
+        let bound = due_index_bound(window.by);
         let limit = page.effective_limit();
         let keys = self
             .db

@@ -119,7 +119,7 @@ fn owner(value: Option<&str>) -> Result<OwnerRequest, ApiError> {
     Ok(value.unwrap_or("shared").parse::<OwnerRequest>()?)
 }
 
-/// A page of a listing (connections, audit events).
+/// A page of a listing (connections, audit events, a connection's user tokens).
 #[derive(Deserialize)]
 #[cfg_attr(
     feature = "openapi",

@@ -1,5 +1,6 @@
-//! The token function: token reads with in-line refresh, forced refresh, disconnect, and the
-//! caller's usable connections.
+//! The token function: token reads with in-line refresh, forced refresh, disconnect, the
+//! caller's usable connections, and administrators' view of people's own tokens (their status,
+//! never the token) with a disconnect for each.
 
 use std::time::Duration;
 
@@ -7,14 +8,15 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use super::{AppState, Routes, owner, table};
+use super::{AppState, ListQuery, Routes, owner, table};
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiQuery, Caller, ConnectionPath};
+use crate::http::extract::{ApiQuery, Caller, ConnectionPath, UserTokenPath};
 #[cfg(feature = "openapi")]
 use crate::http::openapi::refusals::*;
+use crate::ports::PageRequest;
 #[cfg(feature = "openapi")]
 use crate::service::OwnerRequest;
-use crate::service::{TokenView, UsableConnection};
+use crate::service::{TokenView, UsableConnection, UserTokenSummary};
 
 /// The most a caller may ask a token to stay valid for.
 pub(crate) const MAX_MIN_VALID_SECONDS: u64 = 24 * 60 * 60;
@@ -25,6 +27,8 @@ pub(super) fn routes() -> Routes {
         delete "/connections/{id}/token" => disconnect,
         post "/connections/{id}/token/refresh" => refresh_token,
         get "/me/connections" => my_connections,
+        get "/connections/{id}/tokens" => list_user_tokens,
+        delete "/connections/{id}/tokens/{subject}" => disconnect_user_token,
     ]
 }
 
@@ -33,6 +37,8 @@ pub(super) fn console_routes() -> Routes {
     table![
         delete "/connections/{id}/token" => disconnect,
         get "/me/connections" => my_connections,
+        get "/connections/{id}/tokens" => list_user_tokens,
+        delete "/connections/{id}/tokens/{subject}" => disconnect_user_token,
     ]
 }
 
@@ -203,5 +209,85 @@ async fn my_connections(
 ) -> Result<Json<MyConnections>, ApiError> {
     Ok(Json(MyConnections {
         connections: keyport.my_connections(&principal).await?,
+    }))
+}
+
+/// One page of a connection's user tokens.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+struct UserTokenList {
+    tokens: Vec<UserTokenSummary>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    next_cursor: Option<String>,
+}
+
+/// A connection's user tokens by subject, a page at a time, with each one's status
+/// (administrators).
+///
+/// Read from the metadata Keyport keeps beside each sealed token: never a token. The shared
+/// token is the connection's own (see `GET /connections/{id}`). Unknown query parameters are
+/// refused with 400.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/connections/{id}/tokens", operation_id = "listUserTokens",
+    security(("bearer" = [])),
+    params(ConnectionPath, ListQuery),
+    responses(
+        (status = 200, description = "One page.", body = UserTokenList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn list_user_tokens(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<UserTokenList>, ApiError> {
+    let page = PageRequest {
+        limit: query.limit.unwrap_or(100),
+        cursor: query.cursor,
+    };
+    let listed = keyport.user_tokens(&principal, &id, page).await?;
+    Ok(Json(UserTokenList {
+        tokens: listed.items,
+        next_cursor: listed.next,
+    }))
+}
+
+/// Disconnect one person's token (administrators): revoke it at the provider (where it can)
+/// and delete it.
+///
+/// The audit trail records the administrator as the one who revoked it. The person can
+/// connect again from their own authorization. A person with no token there is a 409
+/// (`not_authorized`), as for `DELETE /connections/{id}/token`.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    delete, path = "/connections/{id}/tokens/{subject}", operation_id = "disconnectUserToken",
+    security(("bearer" = [])),
+    params(UserTokenPath),
+    responses(
+        (status = 200, description = "Disconnected.", body = Disconnected),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn disconnect_user_token(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    path: UserTokenPath,
+) -> Result<Json<Disconnected>, ApiError> {
+    let revoked = keyport
+        .disconnect_user_token(&principal, &path.id, path.subject)
+        .await?;
+    Ok(Json(Disconnected {
+        disconnected: true,
+        revoked_at_provider: revoked,
     }))
 }

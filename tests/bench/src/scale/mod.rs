@@ -183,11 +183,25 @@ async fn run(moto: &Moto, plan: RunPlan) -> Value {
     // a schedule period ago.
     let give_up = ahead + plan.spread + seeder.settings.refresh_lead + fleet::SCHEDULE;
     let mut progress = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
     loop {
         progress.tick().await;
         let refreshed = provider.refreshes.load(Ordering::SeqCst);
         if refreshed >= u64::from(plan.tokens) || began.elapsed() > give_up {
             break;
+        }
+        // A long run says how far it is, so one that falls behind is seen before it ends.
+        ticks += 1;
+        if ticks.is_multiple_of(60) {
+            let should_be = plan.tokens as f64
+                * ((Utc::now() - start).num_milliseconds() as f64 / spread_ms as f64)
+                    .clamp(0.0, 1.0);
+            println!(
+                "     {} s: {refreshed} of {} refreshed ({} due by now)",
+                began.elapsed().as_secs(),
+                plan.tokens,
+                should_be as u64
+            );
         }
     }
     let run_seconds = began.elapsed().as_secs_f64();

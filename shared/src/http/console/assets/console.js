@@ -7,6 +7,8 @@
 
 const API = "/console/api";
 let session = null;
+// A message for the next rendering of a connection's page ("Saved."), shown once.
+let flash = null;
 
 // ---- DOM helpers --------------------------------------------------------------------------
 
@@ -513,8 +515,12 @@ async function connectionPage(id) {
     } }, "Disconnect") : null);
   const users = health.user_tokens || {};
   const audit = h("div", { id: "audit" });
+  const userTokens = h("div", { id: "user-tokens" });
+  const saved = flash;
+  flash = null;
   show(c.name,
     params.get("connected") ? h("p", { class: "success", role: "status", text: "Connected: Keyport holds the token." }) : null,
+    saved ? h("p", { class: "success", role: "status", id: "saved", text: saved }) : null,
     h("p", { class: "muted", text: c.description || "" }),
     h("section", { "aria-labelledby": "shared-heading" },
       h("h2", { id: "shared-heading", text: "Shared token" }),
@@ -523,17 +529,20 @@ async function connectionPage(id) {
       tokenActions, outcome),
     h("section", { "aria-labelledby": "users-heading" },
       h("h2", { id: "users-heading", text: "User tokens" }),
-      h("p", { text: `${users.total || 0} user tokens; ${users.needs_attention || 0} need attention.` })),
+      h("p", { text: `${users.total || 0} user token${users.total === 1 ? "" : "s"}; ${users.needs_attention || 0} need attention.` }),
+      userTokens),
     h("section", { "aria-labelledby": "invite-heading" },
       h("h2", { id: "invite-heading", text: "Invitations" }),
       inviteForm(c, () => connectionPage(c.id))),
     h("section", { "aria-labelledby": "details-heading" },
       h("h2", { id: "details-heading", text: "Details" }),
       h("dl", { class: "details" },
-        ...[["Provider", c.provider], ["Grant type", GRANT_WORDS[c.grant_type] || c.grant_type], ["Client id", c.client_id],
-          ["Client secret", c.client_secret_set ? "Set (never shown)" : "Not set"], ["Scopes", (c.scopes || []).join(", ")],
+        ...[["Provider", c.provider], ["Grant type", GRANT_WORDS[c.grant_type] || c.grant_type],
           ["Status", STATUS_WORDS[c.status] || c.status], ["Version", c.version]]
           .flatMap(([k, v]) => [h("dt", { text: k }), h("dd", { text: v === undefined || v === null ? "—" : String(v) })]))),
+    h("section", { "aria-labelledby": "edit-heading" },
+      h("h2", { id: "edit-heading", text: "Edit" }),
+      editForm(c)),
     h("section", { "aria-labelledby": "audit-heading" },
       h("h2", { id: "audit-heading", text: "Audit trail" }), audit),
     h("section", { "aria-labelledby": "delete-heading" },
@@ -546,7 +555,128 @@ async function connectionPage(id) {
         go("/console/connections");
       } }, "Delete this connection")),
     h("p", {}, link("/console/connections", "Back to connections")));
+  loadUserTokens(c, userTokens, null);
   loadAudit(c.id, audit, null);
+}
+
+// A connection's user tokens, a page at a time: whose, their status in colour and words, and a
+// Disconnect for each. Status only: the API never answers with a token here.
+async function loadUserTokens(c, container, cursor) {
+  const query = cursor ? `?limit=50&cursor=${encodeURIComponent(cursor)}` : "?limit=50";
+  const result = await api("GET", `/connections/${encodeURIComponent(c.id)}/tokens${query}`);
+  if (!result.ok) return fill(container, problem(result));
+  const tokens = result.data.tokens || [];
+  const outcome = h("div", { "aria-live": "polite" });
+  if (!tokens.length && !cursor) {
+    return fill(container, h("p", { class: "muted", text: "Nobody has connected their own token yet." }));
+  }
+  const rows = tokens.map((t) => h("tr", {},
+    h("th", { scope: "row", text: t.subject }),
+    h("td", {}, badge(t.status)),
+    h("td", { text: when(t.expires_at) }),
+    h("td", { text: when(t.last_refresh_at) }),
+    h("td", { text: t.last_error ? t.last_error.message : "—" }),
+    h("td", {}, h("button", { type: "button", class: "danger", onclick: async () => {
+      if (!confirm(`Disconnect ${t.subject}'s token on ${c.name}? Keyport revokes it at the provider; they can connect again.`)) return;
+      const r = await api("DELETE", `/connections/${encodeURIComponent(c.id)}/tokens/${encodeURIComponent(t.subject)}`);
+      if (!r.ok) return fill(outcome, problem(r));
+      flash = `Disconnected ${t.subject}'s token.`;
+      connectionPage(c.id);
+    } }, "Disconnect", h("span", { class: "visually-hidden", text: ` ${t.subject}` })))));
+  fill(container, outcome,
+    h("table", {},
+      h("caption", { class: "visually-hidden", text: "User tokens and their status" }),
+      h("thead", {}, h("tr", {}, ...["Person", "Status", "Expires", "Last refresh", "Last error", "Action"].map((t) => h("th", { scope: "col", text: t })))),
+      h("tbody", {}, ...rows)),
+    result.data.next_cursor ? h("button", { type: "button", class: "secondary", onclick: () => loadUserTokens(c, container, result.data.next_cursor) }, "More people") : null);
+}
+
+// Where a connection sends its credentials: changing one of these needs the secret again
+// (DESIGN.md's insider rules), and ends the connection's stored tokens.
+const DESTINATION_FIELDS = ["provider_params", "issuer", "authorization_url", "token_url", "revocation_url", "client_id"];
+
+// Changes a connection. Only the fields changed are sent, so an unchanged endpoint never asks
+// for the secret. The secret is write-only: blank keeps the stored one.
+function editForm(c) {
+  const text = (value) => h("input", { type: "text", autocomplete: "off", value: value || "" });
+  const description = text(c.description);
+  const scopes = text((c.scopes || []).join(","));
+  const clientId = text(c.client_id);
+  // The credential the client authenticates with: a private key for private_key_jwt (its
+  // change needs the key again), else the client secret.
+  const credential = c.client_auth === "private_key_jwt"
+    ? { name: "private_key", label: "Private key (PEM)", words: "private key", set: c.private_key_set }
+    : { name: "client_secret", label: "Client secret", words: "client secret", set: c.client_secret_set };
+  const secret = credential.name === "private_key"
+    ? h("textarea", { rows: "4", autocomplete: "off", spellcheck: "false" })
+    : h("input", { type: "password", autocomplete: "new-password" });
+  const urls = [
+    ["issuer", "Issuer"],
+    ["authorization_url", "Authorization URL"],
+    ["token_url", "Token URL"],
+    ["revocation_url", "Revocation URL"],
+  ].map(([key, label]) => ({ key, label, input: h("input", { type: "url", autocomplete: "off", value: c[key] || "" }) }));
+  const params = Object.entries(c.provider_params || {}).map(([name, value]) => ({ name, input: text(value) }));
+  const secretHint = credential.set
+    ? `A ${credential.words} is set (never shown). Leave this blank to keep it; type one to replace it.`
+    : `No ${credential.words} is set.`;
+  // Says, while the form is filled in, whether saving needs the secret again.
+  const needs = h("p", { class: "hint", id: "needs-secret", "aria-live": "polite" });
+  const labels = { provider_params: "provider parameters", issuer: "issuer", authorization_url: "authorization URL", token_url: "token URL", revocation_url: "revocation URL", client_id: "client id" };
+  function changes() {
+    const body = {};
+    if (description.value.trim() !== (c.description || "")) body.description = description.value.trim();
+    const typedScopes = scopes.value.split(",").map((x) => x.trim()).filter(Boolean);
+    if (typedScopes.join(",") !== (c.scopes || []).join(",")) body.scopes = typedScopes.join(",");
+    if (clientId.value.trim() !== (c.client_id || "")) body.client_id = clientId.value.trim();
+    for (const u of urls) if (u.input.value.trim() !== (c[u.key] || "")) body[u.key] = u.input.value.trim();
+    if (params.some((p) => p.input.value.trim() !== c.provider_params[p.name])) {
+      body.provider_params = Object.fromEntries(params.map((p) => [p.name, p.input.value.trim()]));
+    }
+    return body;
+  }
+  function update() {
+    const moved = DESTINATION_FIELDS.filter((key) => key in changes());
+    needs.textContent = moved.length
+      ? `Changing the ${moved.map((key) => labels[key]).join(", ")} moves where Keyport sends this connection's credentials: type the ${credential.words} again to save. Its stored tokens are then revoked and must be authorized again.`
+      : "";
+  }
+  // Beside the secret: what it is needed for now, then the API's error, if any.
+  const secretField = field(credential.name, credential.label, secret, secretHint);
+  secretField.insertBefore(needs, secretField.querySelector(".field-error"));
+  secret.setAttribute("aria-describedby", `hint-${credential.name} needs-secret error-${credential.name}`);
+  const form = h("form", { novalidate: true, oninput: update, onsubmit: async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    const body = changes();
+    if (secret.value) body[credential.name] = secret.value;
+    if (!Object.keys(body).length) {
+      fill(form.querySelector(".form-error"), h("p", { class: "problem", role: "alert", text: "Nothing has changed." }));
+      return;
+    }
+    body.version = c.version;
+    // The last save's message would read as this one's.
+    document.getElementById("saved")?.remove();
+    const submit = form.querySelector("button[type=submit]");
+    submit.disabled = true;
+    const result = await api("PATCH", `/connections/${encodeURIComponent(c.id)}`, body);
+    submit.disabled = false;
+    // The secret leaves the page either way: it is never shown again.
+    secret.value = "";
+    if (!result.ok) return showError(form, result);
+    flash = `Saved (version ${result.data.version}).`;
+    connectionPage(c.id);
+  } },
+  h("div", { class: "form-error" }),
+  h("p", { class: "hint", text: `A change to the provider parameters, an endpoint, the issuer or the client id needs the ${credential.words} again.` }),
+  field("description", "Description", description),
+  field("scopes", "Scopes", scopes, "Comma-separated."),
+  ...params.map((p) => field(`provider_params.${p.name}`, p.name, p.input, `Changing it needs the ${credential.words} again.`)),
+  ...urls.map((u) => field(u.key, u.label, u.input, `Changing it needs the ${credential.words} again.`)),
+  field("client_id", "Client id", clientId, `Changing it needs the ${credential.words} again.`),
+  secretField,
+  h("div", { class: "actions" }, h("button", { type: "submit" }, "Save changes")));
+  return form;
 }
 
 async function loadAudit(id, container, cursor) {

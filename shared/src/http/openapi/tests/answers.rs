@@ -213,11 +213,11 @@ fn create_body(name: &str) -> Value {
     })
 }
 
-/// A shared token, stored as a completed authorization would store it.
-async fn seed_token(keyport: &Keyport, id: &str) {
+/// A token of `owner`, stored as a completed authorization would store it.
+async fn seed_token(keyport: &Keyport, id: &str, owner: Owner) {
     let key = TokenKey {
         connection_id: ConnectionId::parse(id).unwrap(),
-        owner: Owner::Shared,
+        owner,
     };
     let mut extra = serde_json::Map::new();
     extra.insert("instance_url".into(), json!("https://acme.example.com"));
@@ -230,7 +230,7 @@ async fn seed_token(keyport: &Keyport, id: &str) {
     let now = Utc::now();
     let record = StoredToken {
         connection_id: key.connection_id.clone(),
-        owner: Owner::Shared,
+        owner: key.owner.clone(),
         status: TokenStatus::Valid,
         token_type: "Bearer".into(),
         scope: Some("openid api".into()),
@@ -412,7 +412,9 @@ async fn the_routers_answers_are_described() {
     .await;
 
     // A stored token.
-    seed_token(&h.keyport, &vars[2].1).await;
+    seed_token(&h.keyport, &vars[2].1, Owner::Shared).await;
+    let bots = Owner::User(Subject::parse("bot").unwrap());
+    seed_token(&h.keyport, &vars[2].1, bots).await;
     let token = fill("GET /connections/$conn/token?owner=shared&min_valid_seconds=60 bot => 200");
     let token = h.run(&token).await;
     assert_eq!(
@@ -438,6 +440,19 @@ async fn the_routers_answers_are_described() {
         "DELETE /connections/$conn/token admin => 200",
         // A missing token: 409 not_authorized, as a read or a refresh of it answers.
         "DELETE /connections/$conn/token admin => 409",
+        // People's own tokens, for administrators: statuses, and one person's ended.
+        "GET /connections/$conn/tokens?limit=1 admin => 200",
+        "GET /connections/$conn/tokens?cursor=bogus admin => 400",
+        "GET /connections/$conn/tokens?owner=user admin => 400",
+        "GET /connections/$conn/tokens bot => 403",
+        "GET /connections/$none/tokens admin => 404",
+        "GET /connections/$conn/tokens - => 401",
+        "DELETE /connections/$conn/tokens/bot bot => 403",
+        "DELETE /connections/$conn/tokens/%20bot admin => 400",
+        "DELETE /connections/$none/tokens/bot admin => 404",
+        "DELETE /connections/$conn/tokens/bot - => 401",
+        "DELETE /connections/$conn/tokens/bot admin => 200",
+        "DELETE /connections/$conn/tokens/bot admin => 409",
         "DELETE /connections/$conn/token?owner=user bot => 409",
         // The trail of all of the above.
         "GET /connections/$conn/audit?limit=2 admin => 200",

@@ -158,6 +158,7 @@ fn the_design_names_exactly_the_described_fields() {
         ("{\"completion\"}` →", "AuthorizationCompleted"),
         ("Token: `", "Token"),
         ("`202 ", "DeletionInProgress"),
+        ("each user token `", "UserTokenSummary"),
     ] {
         assert_eq!(
             quoted_keys(wire, label),

@@ -129,7 +129,7 @@ async fn the_local_server_serves_exactly_the_described_routes() {
             );
         }
     }
-    for path in ["/", "/connections/{id}/tokens", "/openapi.yaml", "/me"] {
+    for path in ["/", "/connections/{id}/secret", "/openapi.yaml", "/me"] {
         assert_eq!(serves(&router, "GET", path).await, None, "{path}");
     }
 }
