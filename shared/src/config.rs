@@ -17,7 +17,7 @@ use crate::adapters::outbound::{OutboundHttp, OutboundSettings};
 use crate::crypto::{EnvelopeCipher, KeyCacheLimits};
 use crate::domain::{Role, UrlPolicy};
 use crate::oauth::{OAuthClient, OAuthSettings};
-use crate::ports::{DataKeyProvider, SecretStore, Store};
+use crate::ports::{DataKeyProvider, InstallationSecret, SecretStore, Store};
 use crate::service::{Keyport, KeyportSettings};
 
 #[derive(Args, Debug, Clone)]
@@ -256,17 +256,42 @@ impl ConsoleSignInSettings {
         common: &CommonSettings,
         origin: &Url,
     ) -> Result<Option<crate::http::console::OidcSignIn>, String> {
+        self.oidc_with_secret(keyport, common, origin, None)
+    }
+
+    /// [`Self::oidc`] with the client secret read from `stored` (a secret store's) instead of
+    /// `KEYPORT_CONSOLE_OIDC_CLIENT_SECRET`, when given.
+    pub fn oidc_with_secret(
+        &self,
+        keyport: &Keyport,
+        common: &CommonSettings,
+        origin: &Url,
+        stored: Option<Arc<dyn InstallationSecret>>,
+    ) -> Result<Option<crate::http::console::OidcSignIn>, String> {
         let Some(issuer) = &self.console_oidc_issuer else {
             return Ok(None);
         };
-        let (Some(client_id), Some(client_secret)) = (
-            &self.console_oidc_client_id,
+        let client_secret: Arc<dyn InstallationSecret> = match (
+            stored,
             &self.console_oidc_client_secret,
-        ) else {
-            return Err(
-                "KEYPORT_CONSOLE_OIDC_ISSUER needs KEYPORT_CONSOLE_OIDC_CLIENT_ID and KEYPORT_CONSOLE_OIDC_CLIENT_SECRET"
-                    .into(),
-            );
+        ) {
+            (Some(stored), None) => stored,
+            (None, Some(value)) => Arc::new(value.clone()),
+            (Some(_), Some(_)) => {
+                return Err(
+                        "the console's client secret is given twice: set KEYPORT_CONSOLE_OIDC_CLIENT_SECRET or KEYPORT_CONSOLE_OIDC_CLIENT_SECRET_ARN, not both"
+                            .into(),
+                    );
+            }
+            (None, None) => {
+                return Err(
+                        "KEYPORT_CONSOLE_OIDC_ISSUER needs KEYPORT_CONSOLE_OIDC_CLIENT_ID and KEYPORT_CONSOLE_OIDC_CLIENT_SECRET"
+                            .into(),
+                    );
+            }
+        };
+        let Some(client_id) = &self.console_oidc_client_id else {
+            return Err("KEYPORT_CONSOLE_OIDC_ISSUER needs KEYPORT_CONSOLE_OIDC_CLIENT_ID".into());
         };
         let redirect_uri = origin
             .join("/console/signin/callback")
@@ -275,7 +300,7 @@ impl ConsoleSignInSettings {
             crate::http::console::OidcSignInSettings {
                 issuer: issuer.clone(),
                 client_id: client_id.clone(),
-                client_secret: client_secret.clone(),
+                client_secret,
                 roles_claim: common.roles_claim.clone(),
             },
             keyport.oauth.http().clone(),

@@ -20,13 +20,15 @@ use std::time::Duration;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use clap::Parser;
+use clap::{Args, Parser};
 use lambda_http::{RequestExt, Service};
 use lambda_runtime::LambdaEvent;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use crate::config::{self, AwsSettings, CommonSettings};
+use crate::adapters::aws::{CallRecorder, SecretsManagerSecret};
+use crate::config::{self, AwsSettings, CommonSettings, ConsoleSignInSettings};
+use crate::http::console::{self, Console, SignInMethods};
 use crate::http::{self, ApiGatewayAuthorizer, Function};
 use crate::service::{Keyport, RefreshReport, RefreshWork};
 
@@ -47,6 +49,79 @@ struct LambdaSettings {
     /// could not finish. Without it the refresher does all of that itself.
     #[arg(long, env = "KEYPORT_REFRESH_QUEUE_URL")]
     refresh_queue_url: Option<String>,
+    /// The console's sign-in (read by the console function only).
+    #[command(flatten)]
+    console: ConsoleFunctionSettings,
+}
+
+/// How the console function signs people in: OpenID Connect with the installation's identity
+/// provider, nothing else (the one-time links are the local server's). The client secret is
+/// read from Secrets Manager (`KEYPORT_CONSOLE_OIDC_CLIENT_SECRET_ARN`, the template's way: the
+/// value is in no environment variable, where anyone allowed to read the function's
+/// configuration would see it) or, failing that, taken from
+/// `KEYPORT_CONSOLE_OIDC_CLIENT_SECRET`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConsoleFunctionSettings {
+    #[command(flatten)]
+    pub sign_in: ConsoleSignInSettings,
+    /// The Secrets Manager secret (ARN or name) that holds the console's client secret at the
+    /// identity provider; read on the first sign-in of each process.
+    #[arg(
+        long = "console-oidc-client-secret-arn",
+        env = "KEYPORT_CONSOLE_OIDC_CLIENT_SECRET_ARN"
+    )]
+    pub client_secret_arn: Option<String>,
+}
+
+impl ConsoleFunctionSettings {
+    /// Whether the settings describe a usable sign-in: an issuer, a client id and one client
+    /// secret.
+    pub fn check(&self) -> Result<(), String> {
+        let sign_in = &self.sign_in;
+        if sign_in.console_oidc_issuer.is_none() || sign_in.console_oidc_client_id.is_none() {
+            return Err("the console function needs KEYPORT_CONSOLE_OIDC_ISSUER and KEYPORT_CONSOLE_OIDC_CLIENT_ID: on AWS people sign in through the identity provider".into());
+        }
+        match (&self.client_secret_arn, &sign_in.console_oidc_client_secret) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => Err("the console function needs one of KEYPORT_CONSOLE_OIDC_CLIENT_SECRET_ARN and KEYPORT_CONSOLE_OIDC_CLIENT_SECRET".into()),
+        }
+    }
+
+    /// The console as its function assembles it over `keyport`: at the origin of the callback
+    /// URL, signing people in through the identity provider, the client secret read with
+    /// `sdk`'s Secrets Manager client (with `recorder` attached when given) when an ARN is set.
+    pub fn console(
+        &self,
+        keyport: Arc<Keyport>,
+        common: &CommonSettings,
+        callback_url: &Url,
+        sdk: &aws_config::SdkConfig,
+        recorder: Option<&CallRecorder>,
+    ) -> Result<Arc<Console>, String> {
+        self.check()?;
+        let stored = self.client_secret_arn.as_ref().map(|arn| {
+            let mut client = aws_sdk_secretsmanager::config::Builder::from(sdk);
+            if let Some(recorder) = recorder {
+                client.push_interceptor(
+                    aws_smithy_runtime_api::client::interceptors::SharedInterceptor::new(
+                        recorder.clone(),
+                    ),
+                );
+            }
+            Arc::new(SecretsManagerSecret::new(
+                aws_sdk_secretsmanager::Client::from_conf(client.build()),
+                arn,
+            )) as Arc<dyn crate::ports::InstallationSecret>
+        });
+        let oidc = self
+            .sign_in
+            .oidc_with_secret(&keyport, common, callback_url, stored)?;
+        let sign_in = SignInMethods {
+            oidc,
+            tickets: None,
+        };
+        Ok(Arc::new(Console::new(keyport, callback_url, sign_in)))
+    }
 }
 
 /// A function's checked settings: read at init.
@@ -76,11 +151,16 @@ impl Init {
     /// The clients and use cases: on the first event, once per process.
     async fn keyport(&self) -> Result<Arc<Keyport>, Error> {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let backends = config::aws_backends_with(&self.settings.aws, &sdk, None)?;
+        self.keyport_over(&sdk)
+    }
+
+    /// [`Self::keyport`] over an AWS configuration already loaded.
+    fn keyport_over(&self, sdk: &aws_config::SdkConfig) -> Result<Arc<Keyport>, Error> {
+        let backends = config::aws_backends_with(&self.settings.aws, sdk, None)?;
         let mut keyport =
             config::keyport(backends, &self.settings.common, self.callback_url.clone())?;
         if let Some(url) = &self.settings.refresh_queue_url {
-            keyport = keyport.with_work_queue(config::sqs_work_queue(url, &sdk, None));
+            keyport = keyport.with_work_queue(config::sqs_work_queue(url, sdk, None));
         }
         Ok(Arc::new(keyport))
     }
@@ -90,23 +170,56 @@ impl Init {
 pub async fn run_http_function(functions: &[Function]) -> Result<(), Error> {
     let init = Arc::new(Init::read()?);
     let functions = Arc::new(functions.to_vec());
+    serve_router(init, move |init| {
+        let functions = functions.clone();
+        async move {
+            let authenticator = Arc::new(ApiGatewayAuthorizer {
+                roles_claim: init.settings.common.roles_claim.clone(),
+            });
+            Ok(http::router(
+                init.keyport().await?,
+                authenticator,
+                &functions,
+            ))
+        }
+    })
+    .await
+}
+
+/// Serves the console (`/console` and everything under it) behind the API Gateway HTTP API,
+/// without its JWT authorizer: the console's own session cookie says who is calling.
+pub async fn run_console_function() -> Result<(), Error> {
+    let init = Arc::new(Init::read()?);
+    init.settings.console.check()?;
+    serve_router(init, |init| async move {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let keyport = init.keyport_over(&sdk)?;
+        let console = init.settings.console.console(
+            keyport,
+            &init.settings.common,
+            &init.callback_url,
+            &sdk,
+            None,
+        )?;
+        Ok(console::router(console))
+    })
+    .await
+}
+
+/// Answers each API Gateway event with the router `build` makes on the first one (once per
+/// process), within the invocation's deadline.
+async fn serve_router<B, F>(init: Arc<Init>, build: B) -> Result<(), Error>
+where
+    B: Fn(Arc<Init>) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<axum::Router, Error>> + Send,
+{
+    let build = Arc::new(build);
     let router = Arc::new(OnceCell::new());
     lambda_http::run(lambda_http::service_fn(
         move |request: lambda_http::Request| {
-            let (init, functions, router) = (init.clone(), functions.clone(), router.clone());
+            let (init, build, router) = (init.clone(), build.clone(), router.clone());
             async move {
-                let router: &axum::Router = router
-                    .get_or_try_init(|| async {
-                        let authenticator = Arc::new(ApiGatewayAuthorizer {
-                            roles_claim: init.settings.common.roles_claim.clone(),
-                        });
-                        Ok::<_, Error>(http::router(
-                            init.keyport().await?,
-                            authenticator,
-                            &functions,
-                        ))
-                    })
-                    .await?;
+                let router: &axum::Router = router.get_or_try_init(|| build(init.clone())).await?;
                 // No provider call may start that the invocation could not wait for.
                 let deadline = invocation_deadline(
                     request.lambda_context_ref().map(|context| context.deadline),

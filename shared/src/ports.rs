@@ -573,6 +573,21 @@ pub trait SecretStore: Send + Sync {
     async fn delete_secret(&self, secret: &SecretRef) -> Result<(), SecretError>;
 }
 
+/// A secret of the installation's own rather than a connection's (the console's client secret
+/// at the identity provider): given as a setting, or kept in a secret store and read there.
+#[async_trait]
+pub trait InstallationSecret: Send + Sync {
+    async fn read(&self) -> Result<secrecy::SecretString, SecretError>;
+}
+
+/// A secret given as a setting is its own value.
+#[async_trait]
+impl InstallationSecret for secrecy::SecretString {
+    async fn read(&self) -> Result<secrecy::SecretString, SecretError> {
+        Ok(self.clone())
+    }
+}
+
 /// Why work could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {

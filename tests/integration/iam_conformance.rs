@@ -1,9 +1,11 @@
-//! IAM conformance: moto does not enforce IAM, so this test does. Each of the five functions is
+//! IAM conformance: moto does not enforce IAM, so this test does. Each of the functions is
 //! assembled as its Lambda is (the production assembly, `config::aws_backends_with`, its own
 //! process-wide clients and caches) with a recorder on every AWS client; their handlers run
 //! over the sample events and the flows that reach them (a connection created, authorized at a
 //! loopback authorization server, read, refreshed, refreshed by the scheduler and by a worker,
-//! disconnected, deleted and ended by the workers), all on moto. Then every recorded operation is held against that function's policy
+//! disconnected, deleted and ended by the workers; the console signed in to through the
+//! identity provider, its client secret read from its own secret, and its API used as the
+//! signed-in person), all on moto. Then every recorded operation is held against that function's policy
 //! in `infra/template.yaml` (actions, resources, conditions), and every action the policy allows
 //! must be used by some recorded call: least privilege, both ways.
 
@@ -18,13 +20,17 @@ use keyport_shared::http::Function;
 use keyport_shared::ports::{Expect, TokenKey};
 use keyport_shared::service::Keyport;
 use keyport_tests::backends;
+use keyport_tests::console::{ClientSecretFrom, console_function, console_secret_on_moto};
 use keyport_tests::moto::Moto;
 use keyport_tests::oidc::{CALLBACK_URL, CLIENT_SECRET, OidcPeer, PeerOptions};
 use keyport_tests::workspace_root;
 use serde_json::{Value, json};
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::lambda_events::{confirmation_event, event_text, in_ms, invoke, scheduled_event};
+use crate::lambda_events::{
+    confirmation_event, console_event, cookies_set, event_json, event_text, in_ms, invoke,
+    invoke_router, scheduled_event,
+};
 
 /// A function's settings as its Lambda reads them (here from flags instead of variables).
 #[derive(Parser)]
@@ -219,6 +225,118 @@ async fn held_completion(
     keyport_tests::keyport::completion_on_page(&reply.body)
 }
 
+/// The console's sign-in callback: where the peer sends the console's browser back (nothing
+/// listens there; the test hands the query to the console function as an event).
+fn console_callback() -> String {
+    url::Url::parse(CALLBACK_URL)
+        .unwrap()
+        .join("/console/signin/callback")
+        .unwrap()
+        .to_string()
+}
+
+/// A browser signed in to the console: its session cookie and CSRF token.
+struct ConsoleSession {
+    cookie: String,
+    csrf: String,
+}
+
+/// Signs in to `console` through the identity provider, event by event.
+async fn console_sign_in(console: &axum::Router, peer: &OidcPeer) -> ConsoleSession {
+    let started = invoke_router(console.clone(), &event_text("console-signin.json", None)).await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    let location = started
+        .headers
+        .get("location")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let query = peer
+        .authorize_headlessly_to(&location, &console_callback())
+        .await;
+    let back = invoke_router(
+        console.clone(),
+        &console_event("console-signin.json", &cookies_set(&started), Some(&query))
+            .replace("\"/console/signin\"", "\"/console/signin/callback\""),
+    )
+    .await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let cookie = cookies_set(&back)
+        .into_iter()
+        .find(|c| c.starts_with("keyport_console="))
+        .expect("a session cookie");
+    let session = invoke_router(
+        console.clone(),
+        &console_event("console-session.json", std::slice::from_ref(&cookie), None),
+    )
+    .await
+    .json();
+    assert_eq!(session["signed_in"], true, "{session}");
+    ConsoleSession {
+        cookie,
+        csrf: session["csrf_token"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// `method path?query` of the console's API as `session`'s page sends it, with `body`.
+fn console_api_event(
+    session: &ConsoleSession,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    body: Option<Value>,
+) -> String {
+    let mut event = event_json("console-session.json", None);
+    let route = format!("{method} /console/{{proxy+}}");
+    event["routeKey"] = json!(route);
+    event["requestContext"]["routeKey"] = json!(route);
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["pathParameters"] = json!({ "proxy": path.trim_start_matches("/console/") });
+    event["cookies"] = json!([session.cookie]);
+    event["headers"]["x-keyport-csrf"] = json!(session.csrf);
+    event["headers"]["sec-fetch-site"] = json!("same-origin");
+    if let Some(query) = query {
+        event["rawQueryString"] = json!(query);
+        event["queryStringParameters"] = url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    if let Some(body) = body {
+        event["headers"]["content-type"] = json!("application/json");
+        event["body"] = json!(body.to_string());
+    }
+    event.to_string()
+}
+
+/// The console's answer to `method path`: its status checked, its JSON body.
+async fn console_call(
+    console: &axum::Router,
+    session: &ConsoleSession,
+    (method, path, query): (&str, &str, Option<&str>),
+    body: Option<Value>,
+    status: u16,
+) -> Value {
+    let reply = invoke_router(
+        console.clone(),
+        &console_api_event(session, method, path, query, body),
+    )
+    .await;
+    assert_eq!(
+        reply.status, status,
+        "ConsoleFunction {method} {path}: {}",
+        reply.body
+    );
+    if reply.body.is_empty() {
+        Value::Null
+    } else {
+        reply.json()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_more() {
     let backend = backends::aws().await;
@@ -254,7 +372,20 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         .expect("not shared yet")
         .settings
         .retired_grace = std::time::Duration::ZERO;
-    let peer = OidcPeer::start(PeerOptions::default());
+    let peer = OidcPeer::start(PeerOptions {
+        console_redirect_uri: Some(console_callback()),
+        ..PeerOptions::default()
+    });
+    // The console, its client secret in a secret of its own, as the template deploys it.
+    let console_secret = console_secret_on_moto().await;
+    let console = deploy("ConsoleFunction", &args, queue);
+    let console_app = keyport_shared::http::console::router(console_function(
+        console.keyport.clone(),
+        CALLBACK_URL,
+        &peer.issuer,
+        &ClientSecretFrom::SecretsManager(console_secret.clone()),
+        Some(&console.recorder),
+    ));
 
     // The connections function: every route of its own.
     let c = Function::Connections;
@@ -655,6 +786,198 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         "both deleted connections purged"
     );
 
+    // The console: signed in through the identity provider (its client secret read from its
+    // own secret), then every route of its API as the signed-in administrator.
+    let session = console_sign_in(&console_app, &peer).await;
+    let ui = &console_app;
+    console_call(
+        ui,
+        &session,
+        ("GET", "/console/api/connections", None),
+        None,
+        200,
+    )
+    .await;
+    let made = |name: &str, grant: &str, scopes: &str| {
+        json!({
+            "name": name, "provider": "custom", "issuer": peer.issuer,
+            "client_id": "keyport-basic", "client_secret": CLIENT_SECRET,
+            "grant_type": grant, "scopes": scopes, "invited_roles": ["bots"]
+        })
+    };
+    let console_machine = console_call(
+        ui,
+        &session,
+        ("POST", "/console/api/connections", None),
+        Some(made("console machine", "client_credentials", "api:read")),
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let console_interactive = console_call(
+        ui,
+        &session,
+        ("POST", "/console/api/connections", None),
+        Some(made(
+            "console interactive",
+            "authorization_code",
+            "openid,offline_access,api:read",
+        )),
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A create refused after its secret was stored takes the secret back out.
+    console_call(
+        ui,
+        &session,
+        ("POST", "/console/api/connections", None),
+        Some(made("console machine", "client_credentials", "api:read")),
+        409,
+    )
+    .await;
+    let machine_path = format!("/console/api/connections/{console_machine}");
+    let interactive_path = format!("/console/api/connections/{console_interactive}");
+    console_call(ui, &session, ("GET", &machine_path, None), None, 200).await;
+    console_call(
+        ui,
+        &session,
+        ("PATCH", &machine_path, None),
+        Some(json!({ "description": "changed in the console" })),
+        200,
+    )
+    .await;
+    let tested = console_call(
+        ui,
+        &session,
+        ("POST", &format!("{machine_path}/test"), None),
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(tested["ok"], true, "{tested}");
+    // "Save login credentials": started in the console, consented at the provider, called
+    // back at the callback function, confirmed in the console as the signed-in person.
+    let started = console_call(
+        ui,
+        &session,
+        ("POST", &format!("{interactive_path}/authorize"), None),
+        Some(json!({ "owner": "shared" })),
+        200,
+    )
+    .await;
+    let query = peer
+        .authorize_headlessly(started["authorization_url"].as_str().unwrap())
+        .await;
+    let page = invoke(
+        &callback.keyport,
+        Function::Callback,
+        &event_with_query("callback.json", None, &query),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let completion = keyport_tests::keyport::completion_on_page(&page.body);
+    console_call(
+        ui,
+        &session,
+        ("POST", "/console/api/oauth/complete", None),
+        Some(json!({ "completion": completion })),
+        200,
+    )
+    .await;
+    console_call(
+        ui,
+        &session,
+        ("POST", &format!("{interactive_path}/token/refresh"), None),
+        None,
+        200,
+    )
+    .await;
+    console_call(
+        ui,
+        &session,
+        ("GET", "/console/api/me/connections", None),
+        None,
+        200,
+    )
+    .await;
+    console_call(
+        ui,
+        &session,
+        ("GET", &format!("{interactive_path}/audit"), None),
+        None,
+        200,
+    )
+    .await;
+    console_call(
+        ui,
+        &session,
+        (
+            "DELETE",
+            &format!("{interactive_path}/token"),
+            Some("owner=shared"),
+        ),
+        None,
+        200,
+    )
+    .await;
+    // A person's own token (read through the token function), listed and ended in the
+    // console by the administrator.
+    expect_status(
+        &token,
+        t,
+        &event_with_query("token-get.json", Some(&console_machine), "owner=user"),
+        200,
+    )
+    .await;
+    let people = console_call(
+        ui,
+        &session,
+        ("GET", &format!("{machine_path}/tokens"), None),
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(
+        people["tokens"][0]["subject"], "admin@example.com",
+        "{people}"
+    );
+    console_call(
+        ui,
+        &session,
+        (
+            "DELETE",
+            &format!("{machine_path}/tokens/admin@example.com"),
+            None,
+        ),
+        None,
+        200,
+    )
+    .await;
+    // A delete queues the connection for the workers, as the connections function's does.
+    let deleting = console_call(ui, &session, ("DELETE", &machine_path, None), None, 202).await;
+    assert_eq!(deleting["status"], "queued", "{deleting}");
+    console_call(
+        ui,
+        &session,
+        ("POST", "/console/api/signout", None),
+        None,
+        200,
+    )
+    .await;
+    assert!(
+        console
+            .recorder
+            .calls()
+            .iter()
+            .any(|call| call.secret.as_deref() == Some(console_secret.as_str())),
+        "the console read its client secret from its own secret"
+    );
+
     let policies = template_policies();
     let prefix = flag(&args, "--secret-prefix");
     let mut problems = std::collections::BTreeSet::new();
@@ -668,13 +991,14 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         &refresher_alone,
         &refresher,
         &worker,
+        &console,
     ] {
         calls_by_function
             .entry(instance.resource)
             .or_default()
             .extend(instance.recorder.calls());
     }
-    assert_eq!(calls_by_function.len(), 6);
+    assert_eq!(calls_by_function.len(), 7);
     for (resource, calls) in &calls_by_function {
         let statements = policies
             .get(*resource)
@@ -683,7 +1007,8 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         for call in calls {
             if let Some(secret) = &call.secret {
                 assert!(
-                    secret.starts_with(prefix),
+                    secret.starts_with(prefix)
+                        || (*resource == "ConsoleFunction" && is_console_sign_in_secret(secret)),
                     "{secret} is outside the prefix {prefix}"
                 );
             }
@@ -771,11 +1096,23 @@ impl Statement {
                 None => resource == "Table.Arn",
             },
             "kms" => resource == "KeyportKey.Arn",
-            "secretsmanager" => resource.ends_with(":secret:${SecretPrefix}*"),
+            "secretsmanager" => match &call.secret {
+                // `!Ref ConsoleSignInSecret`: that secret's ARN only.
+                Some(secret) if is_console_sign_in_secret(secret) => {
+                    resource == "ConsoleSignInSecret"
+                }
+                _ => resource.ends_with(":secret:${SecretPrefix}*"),
+            },
             "sqs" => resource == "RefreshWorkQueue.Arn",
             other => panic!("a service this test does not know: {other}"),
         })
     }
+}
+
+/// The template's `ConsoleSignInSecret`, named as CloudFormation names it (logical id, dash,
+/// suffix): the console's client secret at its identity provider.
+fn is_console_sign_in_secret(secret: &str) -> bool {
+    secret.contains(":secret:ConsoleSignInSecret-")
 }
 
 /// IAM action patterns are case-insensitive and may end in `*`.
@@ -848,7 +1185,7 @@ fn template_policies() -> BTreeMap<String, Vec<Statement>> {
         }
         policies.insert(name.as_str().unwrap().to_owned(), statements);
     }
-    assert_eq!(policies.len(), 6, "six functions: {:?}", policies.keys());
+    assert_eq!(policies.len(), 7, "seven functions: {:?}", policies.keys());
     policies
 }
 
@@ -920,6 +1257,7 @@ fn function_timeouts_leave_room_for_a_provider_call_and_its_write() {
         "ConnectionsFunction",
         "CallbackFunction",
         "TokenFunction",
+        "ConsoleFunction",
         "RefresherFunction",
         "RefreshWorkerFunction",
     ] {
@@ -930,12 +1268,15 @@ fn function_timeouts_leave_room_for_a_provider_call_and_its_write() {
             call
         );
     }
-    assert!(
-        timeouts["TokenFunction"] >= common.lease_seconds + call,
-        "TokenFunction: {} s is no room to take over a {} s lease and refresh",
-        timeouts["TokenFunction"],
-        common.lease_seconds
-    );
+    // The console refreshes on request too.
+    for function in ["TokenFunction", "ConsoleFunction"] {
+        assert!(
+            timeouts[function] >= common.lease_seconds + call,
+            "{function}: {} s is no room to take over a {} s lease and refresh",
+            timeouts[function],
+            common.lease_seconds
+        );
+    }
     assert!(
         common.lease_seconds > call,
         "the default lease holds a provider call and its write"

@@ -44,7 +44,7 @@ pub(crate) fn confirmation_event(completion: &str) -> String {
 
 pub(crate) struct Reply {
     pub(crate) status: u16,
-    headers: HeaderMap,
+    pub(crate) headers: HeaderMap,
     pub(crate) body: String,
 }
 
@@ -640,4 +640,159 @@ async fn the_scheduled_event_refreshes_due_tokens_before_its_deadline() {
     assert_eq!(report.refreshed, 0, "{report:?}");
     let left = keyport.store.get_token(&key).await.unwrap().unwrap();
     assert_eq!(left.version, due_again.version, "the token was left alone");
+}
+
+/// Runs one API Gateway event through `router` (the console's), as `lambda_http::run` would.
+pub(crate) async fn invoke_router(router: axum::Router, event: &str) -> Reply {
+    let request = lambda_http::request::from_str(event).expect("a valid API Gateway event");
+    let response = router.oneshot(request).await.expect("infallible");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("a body");
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Where the sample events say the API is.
+pub(crate) const API_ORIGIN: &str = "https://abc123.execute-api.us-east-1.amazonaws.com";
+
+/// The console's event `file` carrying `cookies` (as API Gateway's payload 2.0 does: a list
+/// beside the headers) and `query`.
+pub(crate) fn console_event(file: &str, cookies: &[String], query: Option<&str>) -> String {
+    let mut event = event_json(file, None);
+    if !cookies.is_empty() {
+        event["cookies"] = json!(cookies);
+    }
+    if let Some(query) = query {
+        event["rawQueryString"] = json!(query);
+        event["queryStringParameters"] = url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    event.to_string()
+}
+
+/// The `name=value` of each cookie a reply sets.
+pub(crate) fn cookies_set(reply: &Reply) -> Vec<String> {
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_console_event_reaches_the_console_function() {
+    use keyport_shared::http::console::{self, CONTENT_SECURITY_POLICY};
+    use keyport_tests::console::{ClientSecretFrom, console_function};
+
+    let backend = backends::embedded().await;
+    let keyport = Arc::new(keyport(&backend, |_| {}));
+    let callback = format!("{API_ORIGIN}/console/signin/callback");
+    let peer = OidcPeer::start(PeerOptions {
+        console_redirect_uri: Some(callback.clone()),
+        ..PeerOptions::default()
+    });
+    let router = console::router(console_function(
+        keyport,
+        &format!("{API_ORIGIN}/oauth/callback"),
+        &peer.issuer,
+        &ClientSecretFrom::Setting,
+        None,
+    ));
+
+    let page = invoke_router(router.clone(), &event_text("console-page.json", None)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.header("content-type").starts_with("text/html"));
+    assert_eq!(
+        page.header("content-security-policy"),
+        CONTENT_SECURITY_POLICY
+    );
+    assert!(page.body.contains("/console/assets/console.js"));
+
+    let asset = invoke_router(router.clone(), &event_text("console-asset.json", None)).await;
+    assert_eq!(asset.status, 200, "{}", asset.body);
+    assert!(asset.header("content-type").starts_with("text/javascript"));
+    assert_eq!(
+        asset.header("content-security-policy"),
+        CONTENT_SECURITY_POLICY
+    );
+
+    let anonymous = invoke_router(router.clone(), &event_text("console-session.json", None)).await;
+    assert_eq!(anonymous.status, 200, "{}", anonymous.body);
+    assert_eq!(anonymous.json()["signed_in"], false);
+    assert_eq!(
+        anonymous.json()["sign_in"],
+        json!({"oidc": true, "links": false}),
+        "on AWS people sign in through the identity provider only"
+    );
+
+    let signin = invoke_router(router.clone(), &event_text("console-signin.json", None)).await;
+    assert_eq!(signin.status, 303, "{}", signin.body);
+    let location = signin.header("location").to_owned();
+    assert!(
+        location.starts_with(&format!("{}/auth?", peer.issuer)),
+        "{location}"
+    );
+    let params: std::collections::BTreeMap<String, String> = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert_eq!(params["redirect_uri"], callback);
+    // Over https the binding cookie is Secure.
+    let binding = signin.header("set-cookie").to_owned();
+    assert!(
+        binding.contains("Secure") && binding.contains("HttpOnly"),
+        "{binding}"
+    );
+
+    // The provider's answer, as the browser brings it back with its cookie: a session.
+    let query = peer.authorize_headlessly_to(&location, &callback).await;
+    let back = invoke_router(
+        router.clone(),
+        &console_event("console-signin.json", &cookies_set(&signin), Some(&query))
+            .replace("\"/console/signin\"", "\"/console/signin/callback\""),
+    )
+    .await;
+    assert_eq!(back.status, 303, "{}", back.body);
+    let session_cookie = cookies_set(&back)
+        .into_iter()
+        .find(|c| c.starts_with("__Secure-keyport_console="))
+        .expect("a __Secure- session cookie over https");
+    let session = invoke_router(
+        router,
+        &console_event("console-session.json", &[session_cookie], None),
+    )
+    .await;
+    assert_eq!(session.status, 200, "{}", session.body);
+    assert_eq!(session.json()["signed_in"], true, "{}", session.body);
+    assert_eq!(session.json()["subject"], "test-user");
+    assert_eq!(session.json()["administrator"], true);
+}
+
+#[test]
+fn the_events_readme_lists_every_sample_event() {
+    let dir = workspace_root().join("events");
+    let readme = std::fs::read_to_string(dir.join("README.md")).expect("events/README.md");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("events/") {
+        let name = entry.expect("an entry").file_name().into_string().unwrap();
+        if name.ends_with(".json") {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "events/README.md does not list {name}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 22, "{seen} sample events");
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod conformance;
 mod console;
 mod console_browser;
+mod console_oidc;
 mod deletion_queue;
 mod due_index;
 mod encryption_at_rest;

@@ -1,7 +1,9 @@
 //! API Gateway routes each request to the function the description says serves it: the HTTP
 //! API events of each function in `infra/template.yaml` are exactly the operations the
 //! description tags with that function, and the routes without the JWT authorizer exactly the
-//! operations that take no bearer token.
+//! operations that take no bearer token. The console (not in the API's description) gets
+//! `/console` and every method its pages and API use under it, none behind the JWT authorizer:
+//! its session cookie is its credential.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,6 +79,36 @@ fn each_functions_api_routes_are_its_described_operations() {
     // The refresher answers its schedule and the refresh worker its queue: no route.
     assert_eq!(template.get("refresher"), Some(&Routes::new()));
     assert_eq!(template.get("refresh-worker"), Some(&Routes::new()));
-    assert_eq!(template.len(), Function::ALL.len() + 2);
-    assert_eq!(template_public, public);
+    let console: Routes = [
+        ("GET", "/console"),
+        ("GET", "/console/{proxy+}"),
+        ("POST", "/console/{proxy+}"),
+        ("PATCH", "/console/{proxy+}"),
+        ("DELETE", "/console/{proxy+}"),
+    ]
+    .into_iter()
+    .map(|(method, path)| (method.to_owned(), path.to_owned()))
+    .collect();
+    assert_eq!(template.get("console"), Some(&console));
+    // Every method of the console's API has its route.
+    let api_methods: BTreeSet<String> = described
+        .iter()
+        .filter(|(tag, _)| tag.as_str() != "local")
+        .flat_map(|(_, routes)| routes.iter().map(|(method, _)| method.clone()))
+        .collect();
+    for method in api_methods {
+        assert!(
+            console.contains(&(method.clone(), "/console/{proxy+}".to_owned())),
+            "the console's API takes {method} under /console/api"
+        );
+    }
+    assert_eq!(template.len(), Function::ALL.len() + 3);
+    let (console_public, api_public): (Routes, Routes) = template_public
+        .into_iter()
+        .partition(|(_, path)| path.starts_with("/console"));
+    assert_eq!(
+        console_public, console,
+        "no console route has the JWT authorizer"
+    );
+    assert_eq!(api_public, public);
 }

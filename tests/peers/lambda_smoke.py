@@ -39,8 +39,10 @@ import boto3
 import yaml
 
 ROOT, WORK = sys.argv[1], sys.argv[2]
+# Where cargo left the bootstraps and the keyport binary.
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 PLACEHOLDER_ID = "con_0123456789abcdef0123456789abcdef"
-FUNCTIONS = ["connections", "authorize", "callback", "token", "refresher", "refresh-worker"]
+FUNCTIONS = ["connections", "authorize", "callback", "token", "refresher", "refresh-worker", "console"]
 # Each running bootstrap: its name here, the function it is, and its own environment. The
 # refresher runs twice: on its own (it refreshes every shard itself), and as the scheduler of
 # the workers (it queues the due shards on SQS for the refresh worker).
@@ -49,6 +51,44 @@ INSTANCES["scheduler"] = ("refresher", {"KEYPORT_REFRESH_QUEUE_URL": None})
 TABLE = "keyport-smoke"
 CALLBACK_URL = "https://keyport.example.com/oauth/callback"
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# The oidc-provider peer's console client (tests/peers/oidc/config.mjs) and its secret.
+CONSOLE_CLIENT_ID = "keyport-console"
+CONSOLE_CLIENT_SECRET = "s3cr:t+/=%&x?#y"
+CONSOLE_CALLBACK = urllib.parse.urljoin(CALLBACK_URL, "/console/signin/callback")
+# What every console response carries (shared/src/http/console/assets.rs).
+CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+               "connect-src 'self'; font-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+               "base-uri 'none'")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+NO_REDIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
+
+
+def consent_at_peer(authorization_url, callback):
+    """Walks the peer's redirects as a browser would (it logs its test user in and consents on
+    its own), with a cookie jar, until it sends the browser to `callback`: that query."""
+    jar, url = {}, authorization_url
+    for _ in range(20):
+        if url.startswith(callback):
+            return urllib.parse.urlsplit(url).query
+        request = urllib.request.Request(url, headers={"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())})
+        try:
+            response = NO_REDIRECT.open(request, timeout=10)
+        except urllib.error.HTTPError as redirect:
+            response = redirect
+        for header in response.headers.get_all("Set-Cookie") or []:
+            name, _, value = header.split(";", 1)[0].partition("=")
+            jar[name.strip()] = value.strip()
+        location = response.headers.get("Location")
+        if not (300 <= response.status < 400 and location):
+            raise SystemExit(f"error: the OIDC peer stopped the sign-in with {response.status}")
+        url = urllib.parse.urljoin(url, location)
+    raise SystemExit("error: too many redirects at the OIDC peer")
 
 def template_timeouts():
     """Each function's timeout in infra/template.yaml (its own, or the Globals'), by the folder
@@ -212,6 +252,29 @@ def http(function, file, status, **kwargs):
         return body
 
 
+def console_answer(value):
+    """The console function's answer to an event: status, headers, cookies set, body."""
+    answer = invoke("console", value)
+    body = answer.get("body") or ""
+    if answer.get("isBase64Encoded"):
+        import base64
+        body = base64.b64decode(body).decode("utf-8", "replace")
+    headers = {k.lower(): v for k, v in (answer.get("headers") or {}).items()}
+    return answer.get("statusCode"), headers, answer.get("cookies") or [], body
+
+
+def with_cookies(value, cookies, query=None, path=None):
+    """A console event carrying the browser's `cookies` (payload 2.0 lists them apart)."""
+    value["cookies"] = [c.split(";", 1)[0] for c in cookies]
+    if query is not None:
+        value["rawQueryString"] = query
+        value["queryStringParameters"] = dict(urllib.parse.parse_qsl(query))
+    if path is not None:
+        value["rawPath"] = path
+        value["requestContext"]["http"]["path"] = path
+    return value
+
+
 def report():
     answer = invoke("refresher", event("refresher-scheduled.json"))
     print(f"      refresher report: {json.dumps(answer)}")
@@ -235,7 +298,7 @@ try:
     os.environ.update(aws_env)
     key_id = boto3.client("kms").create_key()["KeyMetadata"]["KeyId"]
     subprocess.run(
-        [os.path.join(ROOT, "target/debug/keyport"), "create-table", "--table", TABLE],
+        [os.path.join(TARGET, "debug/keyport"), "create-table", "--table", TABLE],
         check=True,
         cwd=ROOT,
     )
@@ -249,6 +312,30 @@ try:
     stub = f"http://127.0.0.1:{open(stub_port_file).read().strip()}"
 
     queue_url = boto3.client("sqs").create_queue(QueueName="keyport-smoke-work")["QueueUrl"]
+
+    # The console's identity provider: the oidc-provider peer with the console's client, and
+    # the client secret where the template keeps it (a secret named as CloudFormation names it).
+    peer = subprocess.Popen(
+        ["node", os.path.join(ROOT, "tests/peers/oidc/server.mjs")],
+        cwd=os.path.join(ROOT, "tests/peers/oidc"),
+        env={**os.environ, "PORT": "0", "CONSOLE_REDIRECT_URIS": CONSOLE_CALLBACK},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(os.path.join(WORK, "oidc.log"), "ab"),
+    )
+    processes.append(peer)
+    ready = peer.stdout.readline().decode().strip()
+    if not ready.startswith("READY "):
+        raise SystemExit(f"error: the OIDC peer did not start (said {ready!r})")
+    issuer = f"http://127.0.0.1:{ready.split()[1]}"
+    console_secret_arn = boto3.client("secretsmanager").create_secret(
+        Name="ConsoleSignInSecret-smoke", SecretString=CONSOLE_CLIENT_SECRET)["ARN"]
+    INSTANCES["console"] = ("console", {
+        "KEYPORT_CONSOLE_OIDC_ISSUER": issuer,
+        "KEYPORT_CONSOLE_OIDC_CLIENT_ID": CONSOLE_CLIENT_ID,
+        "KEYPORT_CONSOLE_OIDC_CLIENT_SECRET_ARN": console_secret_arn,
+        # The claim the peer lists roles in (the API's roles claim, which the console reads).
+        "KEYPORT_ROLES_CLAIM": "roles",
+        "KEYPORT_REFRESH_QUEUE_URL": None,
+    })
 
     # Each function: its Runtime API, and its release bootstrap polling it.
     timeouts = template_timeouts()
@@ -274,7 +361,7 @@ try:
             "RUST_LOG": "info",
         }
         env.update({name: value or queue_url for name, value in own_env.items()})
-        start([os.path.join(ROOT, "target/lambda", function, "bootstrap")], f"{instance}.log", env=env)
+        start([os.path.join(TARGET, "lambda", function, "bootstrap")], f"{instance}.log", env=env)
 
     # The connections function: providers, two connections on the stub, every route of its own.
     http("connections", "providers-list.json", 200)
@@ -371,8 +458,47 @@ try:
     check("the provider saw both revocations", revoked == 2, f"{revoked} revocations")
     left = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"CONN#{interactive}"})["Items"]
     check("no token row is left", all(not i["sk"].startswith("TOKEN#") for i in left), [i["sk"] for i in left])
+    # The console: its sample events, then a sign-in through the identity provider.
+    status, headers, _, page_body = console_answer(event("console-page.json"))
+    check("console console-page.json -> 200 under the strict policy",
+          status == 200 and headers.get("content-security-policy") == CONSOLE_CSP
+          and "/console/assets/console.js" in page_body, f"{status} {headers}")
+    status, headers, _, _ = console_answer(event("console-asset.json"))
+    check("console console-asset.json -> 200, a script under the strict policy",
+          status == 200 and headers.get("content-type", "").startswith("text/javascript")
+          and headers.get("content-security-policy") == CONSOLE_CSP, f"{status} {headers}")
+    status, _, _, body = console_answer(event("console-session.json"))
+    check("console console-session.json -> 200, nobody signed in, the identity provider only",
+          status == 200 and json.loads(body) == {"signed_in": False, "sign_in": {"oidc": True, "links": False}}, body[:300])
+    status, headers, binding, body = console_answer(event("console-signin.json"))
+    location = headers.get("location", "")
+    params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))
+    check("console console-signin.json -> 303 to the issuer with PKCE S256",
+          status == 303 and location.startswith(f"{issuer}/auth?") and params.get("code_challenge_method") == "S256"
+          and params.get("client_id") == CONSOLE_CLIENT_ID and params.get("redirect_uri") == CONSOLE_CALLBACK
+          and any(c.startswith("keyport_console_signin=") and "Secure" in c for c in binding),
+          f"{status} {location} {binding} {body[:200]}")
+    query = consent_at_peer(location, CONSOLE_CALLBACK)
+    status, headers, cookies, body = console_answer(
+        with_cookies(event("console-signin.json"), binding, query=query, path="/console/signin/callback"))
+    session_cookies = [c for c in cookies if c.startswith("__Secure-keyport_console=")]
+    check("the console's callback starts a session (a __Secure- HttpOnly cookie)",
+          status == 303 and headers.get("location") == "/console/" and len(session_cookies) == 1
+          and "HttpOnly" in session_cookies[0], f"{status} {cookies} {body[:200]}")
+    status, _, _, body = console_answer(with_cookies(event("console-session.json"), session_cookies))
+    session = json.loads(body) if status == 200 else {}
+    check("the session is the identity provider's person with the ID token's roles",
+          session.get("signed_in") is True and session.get("subject") == "test-user"
+          and session.get("roles") == ["bots", "keyport-admins"] and session.get("administrator") is True and session.get("via") == "oidc", body[:300])
+    status, _, cookies, body = console_answer(
+        with_cookies(event("console-signin.json"), binding, query=query, path="/console/signin/callback"))
+    check("a replayed callback is refused and starts no session",
+          status == 400 and not any(c.startswith("__Secure-keyport_console=") for c in cookies), f"{status} {cookies}")
+
     # No function logged a secret or a token it handled.
-    secrets_seen = ["smoke-secret", token["access_token"], completion.group(1)]
+    secrets_seen = ["smoke-secret", token["access_token"], completion.group(1), CONSOLE_CLIENT_SECRET,
+                    session_cookies[0].split(";", 1)[0].split("=", 1)[1] if session_cookies else "no session",
+                    session.get("csrf_token") or "no csrf token"]
     leaked = [
         name for name in INSTANCES
         if any(secret in open(os.path.join(WORK, f"{name}.log"), encoding="utf-8", errors="replace").read()

@@ -2,6 +2,7 @@
 //! and builds each back-end against them.
 
 pub mod backends;
+pub mod console;
 pub mod faulty_provider;
 pub mod gate;
 pub mod http_client;

@@ -17,6 +17,11 @@ pub const PASSWORD_SECRET: &str = "wonderland";
 /// Where the peer sends the browser back: Keyport's callback. Nothing needs to listen there
 /// for flow tests; the test reads the redirect and hands its query to Keyport.
 pub const CALLBACK_URL: &str = "http://127.0.0.1:8080/oauth/callback";
+/// The Keyport console's sign-in client (PKCE required), present with
+/// [`PeerOptions::console_redirect_uri`]; its secret is [`CLIENT_SECRET`].
+pub const CONSOLE_CLIENT_ID: &str = "keyport-console";
+/// The claim the peer lists roles in, in the console client's ID tokens only.
+pub const ROLES_CLAIM: &str = "roles";
 
 #[derive(Debug, Default, Clone)]
 pub struct PeerOptions {
@@ -27,6 +32,9 @@ pub struct PeerOptions {
     /// A person signs in and consents on the peer's pages (`CONSENT_PAGES=1`), in a browser;
     /// off, the peer logs in and consents headlessly at once.
     pub consent_pages: bool,
+    /// Where the console's client sends people back (its `/console/signin/callback`); the
+    /// client exists only when set.
+    pub console_redirect_uri: Option<String>,
 }
 
 pub struct OidcPeer {
@@ -62,6 +70,9 @@ impl OidcPeer {
             .stderr(Stdio::null());
         if let Some(ttl) = options.access_token_ttl {
             command.env("ACCESS_TOKEN_TTL", ttl.to_string());
+        }
+        if let Some(uri) = &options.console_redirect_uri {
+            command.env("CONSOLE_REDIRECT_URIS", uri);
         }
         if let Some(jwks) = &options.jwt_client_jwks {
             command.env("JWT_CLIENT_JWKS", jwks);

@@ -36,7 +36,14 @@ pub const STARTUP_RATIO_LIMIT: f64 = 1.5;
 /// Timed starts of each bootstrap.
 pub const RUNS: usize = 30;
 /// The functions, by binary name (`target/lambda/<name>/bootstrap`).
-pub const FUNCTIONS: [&str; 5] = ["connections", "authorize", "callback", "token", "refresher"];
+pub const FUNCTIONS: [&str; 6] = [
+    "connections",
+    "authorize",
+    "callback",
+    "token",
+    "refresher",
+    "console",
+];
 /// The baseline's binary name.
 pub const HELLO: &str = "keyport-bench-hello";
 
@@ -390,7 +397,7 @@ async fn init_error(
 fn lambda_environment(name: &str, api: SocketAddr, closed_port: u16) -> Vec<(String, String)> {
     let function = format!("keyport-bench-{name}");
     let endpoint = format!("http://127.0.0.1:{closed_port}");
-    let pairs: Vec<(&str, String)> = vec![
+    let mut pairs: Vec<(&str, String)> = vec![
         // The Lambda runtime's own variables.
         ("AWS_LAMBDA_RUNTIME_API", api.to_string()),
         ("AWS_LAMBDA_FUNCTION_NAME", function.clone()),
@@ -438,5 +445,21 @@ fn lambda_environment(name: &str, api: SocketAddr, closed_port: u16) -> Vec<(Str
             "https://bench.execute-api.us-east-1.amazonaws.com/oauth/callback".into(),
         ),
     ];
+    if name == "console" {
+        // The console function's own: its identity provider, and the secret's ARN (read on the
+        // first sign-in, not at start-up).
+        pairs.extend([
+            (
+                "KEYPORT_CONSOLE_OIDC_ISSUER",
+                "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_BENCH".into(),
+            ),
+            ("KEYPORT_CONSOLE_OIDC_CLIENT_ID", "keyport-console".into()),
+            (
+                "KEYPORT_CONSOLE_OIDC_CLIENT_SECRET_ARN",
+                "arn:aws:secretsmanager:us-east-1:000000000000:secret:ConsoleSignInSecret-bench"
+                    .into(),
+            ),
+        ]);
+    }
     pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }

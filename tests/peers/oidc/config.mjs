@@ -22,8 +22,19 @@ export const SCOPES = ['openid', 'offline_access', 'profile', 'email', 'api:read
 
 export const GRANT_TYPES = ['authorization_code', 'refresh_token', 'client_credentials', 'password'];
 
+// The Keyport console's sign-in client: present only when CONSOLE_REDIRECT_URIS says where it
+// sends people back (the console's /console/signin/callback).
+export const CONSOLE_CLIENT_ID = 'keyport-console';
+
+// The claim that lists an account's roles, in the ID tokens issued to the console's client
+// only (the other clients' tokens stay as they were).
+export const ROLES_CLAIM = 'roles';
+
+// Each account's roles at the console; accounts not named have none.
+export const CONSOLE_ROLES = { 'test-user': ['keyport-admins', 'bots'], bea: ['sales'] };
+
 // Clients whose authorization requests must carry an S256 PKCE challenge.
-export const PKCE_REQUIRED_CLIENTS = new Set(['keyport-pkce']);
+export const PKCE_REQUIRED_CLIENTS = new Set(['keyport-pkce', CONSOLE_CLIENT_ID]);
 
 function positiveInt(name, value, fallback) {
   if (value === undefined || value === '') return fallback;
@@ -56,6 +67,19 @@ export function defaultClients(env = process.env) {
     { ...common, client_id: 'keyport-post', client_secret: CLIENT_SECRET, token_endpoint_auth_method: 'client_secret_post' },
     { ...common, client_id: 'keyport-pkce', client_secret: CLIENT_SECRET, token_endpoint_auth_method: 'client_secret_basic' },
   ];
+  if (env.CONSOLE_REDIRECT_URIS) {
+    const uris = env.CONSOLE_REDIRECT_URIS.split(',').map((s) => s.trim()).filter(Boolean);
+    if (uris.length === 0) throw new Error('CONSOLE_REDIRECT_URIS is set but holds no URI');
+    clients.push({
+      client_id: CONSOLE_CLIENT_ID,
+      client_secret: CLIENT_SECRET,
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: uris,
+      application_type: 'web',
+    });
+  }
   if (env.JWT_CLIENT_JWKS) {
     let jwks;
     try {
@@ -83,9 +107,12 @@ export function accessTokenTtl(env = process.env) {
   return positiveInt('ACCESS_TOKEN_TTL', env.ACCESS_TOKEN_TTL, 3600);
 }
 
-// Claims returned for every account: the account id is the subject.
-export function accountClaims(id) {
-  return { sub: id, email: `${id}@example.test`, email_verified: true, name: id };
+// Claims returned for every account: the account id is the subject. The console's client also
+// gets the account's roles.
+export function accountClaims(id, clientId) {
+  const claims = { sub: id, email: `${id}@example.test`, email_verified: true, name: id };
+  if (clientId === CONSOLE_CLIENT_ID) claims[ROLES_CLAIM] = CONSOLE_ROLES[id] ?? [];
+  return claims;
 }
 
 // oidc-provider options that do not depend on the running instance (issuer, keys, policy
@@ -98,7 +125,8 @@ export function baseConfiguration(env, errors) {
     scopes: SCOPES,
     responseTypes: ['code'],
     claims: {
-      openid: ['sub'],
+      // The roles claim is only ever in the console client's tokens (accountClaims).
+      openid: ['sub', ROLES_CLAIM],
       email: ['email', 'email_verified'],
       profile: ['name'],
     },
@@ -157,9 +185,9 @@ export function baseConfiguration(env, errors) {
     interactions: {
       url: async (_ctx, interaction) => `/interaction/${interaction.uid}`,
     },
-    findAccount: async (_ctx, id) => ({
+    findAccount: async (ctx, id) => ({
       accountId: id,
-      claims: async () => accountClaims(id),
+      claims: async () => accountClaims(id, ctx?.oidc?.client?.clientId),
     }),
     renderError: async (ctx, out) => {
       ctx.type = 'json';

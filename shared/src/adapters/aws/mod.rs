@@ -10,5 +10,5 @@ mod sqs;
 pub use call_recorder::{AwsCall, CallRecorder};
 pub use kms::KmsDataKeys;
 pub use request_counter::RequestCounter;
-pub use secrets_manager::SecretsManagerStore;
+pub use secrets_manager::{SecretsManagerSecret, SecretsManagerStore};
 pub use sqs::SqsWorkQueue;

@@ -6,7 +6,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 
 use crate::domain::ClientSecret;
-use crate::ports::{SecretError, SecretRef, SecretStore};
+use crate::ports::{InstallationSecret, SecretError, SecretRef, SecretStore};
 
 pub struct SecretsManagerStore {
     client: Client,
@@ -122,5 +122,40 @@ impl SecretStore for SecretsManagerStore {
             Err(e) if is_absent(e.code()) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+/// One secret read whole, by its ARN or name: the console's client secret at the identity
+/// provider, which the SAM template keeps in a secret of its own (outside the client secrets'
+/// prefix, so no other function's policy reaches it).
+pub struct SecretsManagerSecret {
+    client: Client,
+    id: String,
+}
+
+impl SecretsManagerSecret {
+    pub fn new(client: Client, id: impl Into<String>) -> Self {
+        Self {
+            client,
+            id: id.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl InstallationSecret for SecretsManagerSecret {
+    async fn read(&self) -> Result<secrecy::SecretString, SecretError> {
+        let output = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.id)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .secret_string
+            .filter(|value| !value.is_empty())
+            .map(secrecy::SecretString::from)
+            .ok_or_else(|| SecretError::Unavailable(format!("the secret {} is empty", self.id)))
     }
 }

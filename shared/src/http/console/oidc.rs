@@ -27,7 +27,7 @@ use crate::domain::{
 use crate::http::LocalJwtVerifier;
 use crate::http::identity::principal_from_claims;
 use crate::oauth::{ClientCredentials, OAuthClient, OAuthSettings};
-use crate::ports::ConsoleRecordKind;
+use crate::ports::{ConsoleRecordKind, InstallationSecret};
 
 /// How long a person has to finish signing in at the identity provider.
 const SIGN_IN_LIFETIME_MINUTES: i64 = 10;
@@ -37,13 +37,15 @@ const BINDING_COOKIE: &str = "keyport_console_signin";
 pub struct OidcSignInSettings {
     pub issuer: String,
     pub client_id: String,
-    pub client_secret: SecretString,
+    /// Read on the first sign-in of each process (a setting's value, or a secret store's).
+    pub client_secret: Arc<dyn InstallationSecret>,
     /// The ID token claim roles are read from (the API's roles claim).
     pub roles_claim: String,
 }
 
 /// What discovery found, once per process (on the first sign-in, not at cold start).
 struct Discovered {
+    client_secret: SecretString,
     client: Connection,
     oauth: OAuthClient,
     verifier: LocalJwtVerifier,
@@ -75,11 +77,23 @@ impl OidcSignIn {
     }
 
     async fn discovered(&self) -> Result<&Discovered, String> {
-        self.discovered.get_or_try_init(|| self.discover()).await
+        let discovered = self.discovered.get_or_try_init(|| self.discover()).await;
+        if let Err(error) = &discovered {
+            // What failed, for the operator (the page only says sign-in is unavailable); no
+            // value of the secret or the provider's answers is in it.
+            tracing::warn!(%error, "console sign-in: the identity provider is not usable");
+        }
+        discovered
     }
 
     /// The provider's OpenID configuration: its endpoints and signing keys.
     async fn discover(&self) -> Result<Discovered, String> {
+        let client_secret = self
+            .settings
+            .client_secret
+            .read()
+            .await
+            .map_err(|e| format!("the console's client secret: {e}"))?;
         let policy = self.http.policy();
         let issuer = self.settings.issuer.trim_end_matches('/');
         let location = EndpointUrl::parse(
@@ -111,6 +125,9 @@ impl OidcSignIn {
             "grant_type": "authorization_code_pkce",
             "client_id": self.settings.client_id,
             "client_auth": "client_secret_basic",
+            // Checked as a connection's is (a basic-auth client needs one); the exchange takes
+            // it from `credentials()`.
+            "client_secret": client_secret.expose_secret(),
             "authorization_url": field("authorization_endpoint")?,
             "token_url": field("token_endpoint")?,
             "scopes": "openid,profile,email",
@@ -135,16 +152,19 @@ impl OidcSignIn {
         .await
         .map_err(|_| "the identity provider's signing keys cannot be read".to_owned())?;
         Ok(Discovered {
+            client_secret,
             client,
             oauth,
             verifier,
         })
     }
+}
 
+impl Discovered {
     fn credentials(&self) -> ClientCredentials {
         ClientCredentials {
             client_secret: Some(ClientSecret::new(
-                self.settings.client_secret.expose_secret().to_owned(),
+                self.client_secret.expose_secret().to_owned(),
             )),
             ..ClientCredentials::default()
         }
@@ -283,7 +303,7 @@ pub async fn finish(
         .oauth
         .exchange_code(
             &discovered.client,
-            &oidc.credentials(),
+            &discovered.credentials(),
             &code,
             record.pkce_verifier.map(PkceVerifier::new),
         )
