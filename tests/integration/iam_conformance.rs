@@ -889,42 +889,18 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
-    console_call(
-        ui,
-        &session,
-        ("POST", &format!("{interactive_path}/token/refresh"), None),
-        None,
-        200,
-    )
-    .await;
-    console_call(
-        ui,
-        &session,
-        ("GET", "/console/api/me/connections", None),
-        None,
-        200,
-    )
-    .await;
-    console_call(
-        ui,
-        &session,
-        ("GET", &format!("{interactive_path}/audit"), None),
-        None,
-        200,
-    )
-    .await;
-    console_call(
-        ui,
-        &session,
+    for (method, path, query) in [
+        ("POST", format!("{interactive_path}/token/refresh"), None),
+        ("GET", "/console/api/me/connections".to_owned(), None),
+        ("GET", format!("{interactive_path}/audit"), None),
         (
             "DELETE",
-            &format!("{interactive_path}/token"),
+            format!("{interactive_path}/token"),
             Some("owner=shared"),
         ),
-        None,
-        200,
-    )
-    .await;
+    ] {
+        console_call(ui, &session, (method, &path, query), None, 200).await;
+    }
     // A person's own token (read through the token function), listed and ended in the
     // console by the administrator.
     expect_status(
