@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use keyport_shared::domain::Connection;
+use keyport_shared::domain::{Connection, Owner, Subject, TokenSecrets};
+use keyport_shared::ports::{Expect, TokenKey};
 use keyport_shared::service::{Keyport, OwnerRequest, ServiceError};
 use keyport_tests::faulty_provider::{Answer, FaultyProvider, Tokens};
 use keyport_tests::keyport::{admin, bot, keyport};
+use secrecy::SecretString;
 
 const REFRESHES: usize = 20;
 
@@ -128,4 +130,80 @@ async fn without_a_cache_lifetime_every_refresh_reads_the_secret() {
         refresh(&keyport, &connection).await.expect("refreshed");
     }
     assert_eq!(secrets.count() - before, REFRESHES as u64);
+}
+
+/// A cold process with many due tokens of one connection: the refreshes that need its secret at
+/// once wait for one read of it instead of each reading it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refreshes_of_one_connection_in_a_cold_process_read_its_secret_once() {
+    const TOKENS: usize = 16;
+    let backend = keyport_tests::backends::aws().await;
+    let secrets = backend
+        .secrets_requests
+        .clone()
+        .expect("Secrets Manager requests counted");
+    let provider = FaultyProvider::start().await;
+    provider.otherwise(Answer::Tokens(Tokens::fresh()));
+    let writer = keyport(&backend, |_| {});
+    let input = serde_json::from_value(serde_json::json!({
+        "name": format!("secret-stampede-{}", uuid::Uuid::new_v4().simple()),
+        "provider": "custom",
+        "grant_type": "authorization_code",
+        "client_id": "keyport-secret-stampede",
+        "client_secret": "secret-stampede",
+        "client_auth": "client_secret_post",
+        "authorization_url": format!("{}/authorize", provider.token_url.trim_end_matches("/token")),
+        "token_url": provider.token_url,
+        "invited_roles": ["bots"],
+    }))
+    .expect("a connection request");
+    let connection = writer
+        .create_connection(&admin(), input)
+        .await
+        .expect("created");
+    let now = chrono::Utc::now();
+    for person in 0..TOKENS {
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner: Owner::User(Subject::parse(&format!("person-{person}")).unwrap()),
+        };
+        let mut record = crate::fixtures::token(&key, Some(now - chrono::Duration::seconds(5)));
+        // Inside the refresh lead: due now.
+        record.expires_at = Some(now + chrono::Duration::minutes(2));
+        record.sealed = writer
+            .cipher
+            .seal_token(
+                &key,
+                &TokenSecrets {
+                    access_token: SecretString::from(format!("stampede-access-{person}")),
+                    refresh_token: Some(SecretString::from(format!("stampede-refresh-{person}"))),
+                    id_token: None,
+                    extra: serde_json::Map::new(),
+                },
+            )
+            .await
+            .expect("sealed");
+        writer
+            .store
+            .put_token(&record, Expect::Absent)
+            .await
+            .expect("written");
+    }
+
+    // A new process (its own, empty credential cache) refreshes them all at once.
+    let cold = std::sync::Arc::new(keyport(&backend, |_| {}));
+    let before = secrets.count();
+    let report = cold
+        .refresh_due(
+            tokio::time::Instant::now() + Duration::from_secs(60),
+            TOKENS,
+        )
+        .await
+        .expect("a run");
+    assert!(report.refreshed >= TOKENS as u64, "{report:?}");
+    assert_eq!(
+        secrets.count() - before,
+        1,
+        "{TOKENS} refreshes at once read the connection's secret once"
+    );
 }

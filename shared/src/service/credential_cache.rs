@@ -7,8 +7,9 @@
 //! caps how long a secret rotated outside Keyport, at a provider that keeps accepting the old
 //! one, goes unseen. Values stay in their `secrecy` wrappers.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use lru::LruCache;
@@ -41,6 +42,10 @@ struct Entry {
 pub(crate) struct CredentialCache {
     limits: CredentialCacheLimits,
     entries: Mutex<LruCache<ConnectionId, Entry>>,
+    /// One gate per connection whose credentials are being read right now, so that the many
+    /// refreshes of a cold process that need one connection's secret at once wait for one read
+    /// instead of each reading it.
+    loading: Mutex<HashMap<ConnectionId, Weak<tokio::sync::Mutex<()>>>>,
 }
 
 impl CredentialCache {
@@ -48,7 +53,25 @@ impl CredentialCache {
         Self {
             limits,
             entries: Mutex::new(LruCache::new(limits.max_entries)),
+            loading: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The gate that readers of `id`'s credentials pass one at a time: whoever holds it reads
+    /// and caches, whoever waited finds the cache filled.
+    pub(crate) fn loading_gate(&self, id: &ConnectionId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut loading = self
+            .loading
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(gate) = loading.get(id).and_then(Weak::upgrade) {
+            return gate;
+        }
+        // Only reads in progress hold a gate: the others' leftovers go, so this stays small.
+        loading.retain(|_, gate| gate.strong_count() > 0);
+        let gate = Arc::new(tokio::sync::Mutex::new(()));
+        loading.insert(id.clone(), Arc::downgrade(&gate));
+        gate
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, LruCache<ConnectionId, Entry>> {
@@ -148,6 +171,28 @@ mod tests {
         assert!(
             cache.get(&connection).is_none(),
             "nor is an older one served"
+        );
+    }
+
+    #[tokio::test]
+    async fn readers_of_one_connection_share_a_gate_while_it_is_held() {
+        let cache = cache();
+        let (one, other) = (connection(), connection());
+        let gate = cache.loading_gate(&one.id);
+        assert!(Arc::ptr_eq(&gate, &cache.loading_gate(&one.id)));
+        assert!(!Arc::ptr_eq(&gate, &cache.loading_gate(&other.id)));
+        let held = gate.clone().lock_owned().await;
+        assert!(
+            cache.loading_gate(&one.id).try_lock().is_err(),
+            "the read in progress"
+        );
+        drop(held);
+        drop(gate);
+        let _fresh = cache.loading_gate(&other.id);
+        assert_eq!(
+            cache.loading.lock().unwrap().len(),
+            1,
+            "a gate nobody holds is dropped"
         );
     }
 

@@ -179,6 +179,12 @@ impl Keyport {
         if let Some(credentials) = self.credential_cache.get(connection) {
             return Ok(credentials);
         }
+        let gate = self.credential_cache.loading_gate(&connection.id);
+        let _reading = gate.lock().await;
+        // Read by whoever held the gate before.
+        if let Some(credentials) = self.credential_cache.get(connection) {
+            return Ok(credentials);
+        }
         let credentials = Arc::new(self.read_credentials(connection).await?);
         self.credential_cache
             .insert(connection, credentials.clone());
