@@ -9,7 +9,7 @@ use super::validation::ValidationError;
 
 /// The grant an administrator configures for a connection. Refresh is not listed: it is how
 /// Keyport keeps a granted token alive, not a way to obtain one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum GrantType {

@@ -27,7 +27,10 @@ pub use health::{
 pub use ids::{ConnectionId, Owner, Role, Subject};
 pub use pending::{AwaitedGrant, PendingAuthorization, StateToken};
 pub use principal::Principal;
-pub use provider::{Placeholder, PlaceholderKind, Provider};
+pub use provider::{
+    GrantLifetime, Placeholder, PlaceholderKind, Provider, ProviderProtocol, RefreshTokenRotation,
+    RequestEncoding,
+};
 pub use scopes::{Scopes, ScopesInput};
 pub use secret::{ClientSecret, PkceVerifier, TokenSecrets, is_token_like_field};
 pub use token::{Lease, StoredToken, TokenFailure, TokenStatus};

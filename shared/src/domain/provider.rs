@@ -37,6 +37,93 @@ pub struct Placeholder {
     pub allowed_values: Vec<String>,
 }
 
+/// How a provider's token endpoint departs from RFC 6749, as data the OAuth layer reads
+/// (`[provider.protocol]` in the catalog). Every field's default is the RFC's behaviour.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ProviderProtocol {
+    /// How token-endpoint requests are encoded (Notion and Atlassian document JSON).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub token_request_body: RequestEncoding,
+    /// The token endpoint answers form-encoded unless asked for JSON (GitHub): Keyport asks
+    /// for JSON and still reads a form-encoded answer.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub form_encoded_responses: bool,
+    /// A field of a 200 answer that is `false` when the request failed (Slack's `ok`); the
+    /// answer's `error` then names the failure.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub success_field: Option<String>,
+    /// The object of the token answer that holds the person's token for user grants (Slack's
+    /// `authed_user`); its fields are read as the token response.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub user_token_field: Option<String>,
+    /// Callback query parameters kept with the token under `extra` (QuickBooks' `realmId`,
+    /// Shopify's `shop`): the API calls that follow need them.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub callback_params: Vec<String>,
+    /// A refresh request names the grant's scope again (Microsoft's v2 endpoint documents it;
+    /// resource-specific tokens need it).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub refresh_sends_scope: bool,
+    /// What happens to a refresh token when it is used.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub refresh_token_rotation: RefreshTokenRotation,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RequestEncoding {
+    #[default]
+    Form,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshTokenRotation {
+    /// Not documented either way.
+    #[default]
+    Unknown,
+    /// The same refresh token serves every refresh.
+    Reused,
+    /// Each refresh answers a new refresh token; the old one stops working.
+    Rotates,
+    /// As `rotates`, and presenting a used one revokes the whole grant (Atlassian, Zoom, Xero,
+    /// Box): a lost refresh answer or a double refresh costs the person a new authorization.
+    RotatesReuseRevokes,
+}
+
+/// The documented lifetimes of a provider's grants, in days. Keyport refreshes an idle grant
+/// before its inactivity window closes and reports one nearing its absolute end.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct GrantLifetime {
+    /// The access token's documented lifetime, in seconds (what the provider says by default;
+    /// a token response's `expires_in` wins).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub access_token_seconds: Option<u64>,
+    /// A refresh token unused for this many days dies.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub refresh_token_idle_days: Option<u32>,
+    /// A grant dies this many days after the person authorized it, however it is used.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub refresh_token_absolute_days: Option<u32>,
+}
+
 /// A catalog provider: the endpoints and quirks of one SaaS application.
 // Here and in `Placeholder`, the `serde(default)`s are for reading the catalog; every field is
 // always written, hence `schema(required)` on those and on the optional ones.
@@ -87,8 +174,28 @@ pub struct Provider {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub quirks: Vec<String>,
+    /// Scopes requested by default for one grant type instead of `default_scopes` (Microsoft's
+    /// client credentials take only `<resource>/.default`).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub default_scopes_by_grant: BTreeMap<GrantType, Vec<String>>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub protocol: ProviderProtocol,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub lifetime: GrantLifetime,
+    /// The provider's documentation this entry was checked against.
     #[cfg_attr(feature = "openapi", schema(required))]
     pub docs_url: Option<String>,
+    /// Every further page the entry's facts were read from.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub docs_checked: Vec<String>,
+    /// What the documentation did not confirm (the entry says so rather than guess).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub docs_unverified: Vec<String>,
 }
 
 fn default_separator() -> String {
@@ -206,7 +313,12 @@ mod tests {
             ],
             token_response_extras: vec![],
             quirks: vec![],
+            default_scopes_by_grant: BTreeMap::new(),
+            protocol: ProviderProtocol::default(),
+            lifetime: GrantLifetime::default(),
             docs_url: None,
+            docs_checked: vec![],
+            docs_unverified: vec![],
         }
     }
 

@@ -38,17 +38,20 @@ impl Provider {
         if input.issuer.is_none() {
             input.issuer = fill("issuer", &self.issuer)?;
         }
-        let interactive = input
+        let grant = input
             .grant_type
             .as_deref()
-            .and_then(|g| g.parse::<GrantType>().ok())
-            .is_none_or(GrantType::is_interactive);
-        let defaults = Scopes::from_list(
-            self.default_scopes
-                .iter()
-                .map(String::as_str)
-                .filter(|s| interactive || !PERSON_SCOPES.contains(s)),
-        )?;
+            .and_then(|g| g.parse::<GrantType>().ok());
+        let interactive = grant.is_none_or(GrantType::is_interactive);
+        let defaults = match grant.and_then(|g| self.default_scopes_by_grant.get(&g)) {
+            Some(for_this_grant) => Scopes::from_list(for_this_grant.iter().map(String::as_str))?,
+            None => Scopes::from_list(
+                self.default_scopes
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|s| interactive || !PERSON_SCOPES.contains(s)),
+            )?,
+        };
         input.scopes = Some(match input.scopes.take() {
             None => ScopesInput::List(defaults.iter().map(str::to_owned).collect()),
             Some(requested) => {
@@ -162,6 +165,27 @@ mod tests {
         microsoft_like().fill_defaults(&mut request).unwrap();
         let scopes = Scopes::try_from(request.scopes.unwrap()).unwrap();
         assert_eq!(scopes.join(" "), "User.Read");
+    }
+
+    #[test]
+    fn a_grant_with_its_own_default_scopes_takes_them_alone() {
+        let mut provider = microsoft_like();
+        provider.default_scopes_by_grant = BTreeMap::from([(
+            GrantType::ClientCredentials,
+            vec!["https://graph.example.com/.default".to_owned()],
+        )]);
+        let mut app = input(
+            serde_json::json!({"provider_params": {"tenant": "contoso"}, "grant_type": "client_credentials"}),
+        );
+        provider.fill_defaults(&mut app).unwrap();
+        let scopes = Scopes::try_from(app.scopes.unwrap()).unwrap();
+        assert_eq!(scopes.join(" "), "https://graph.example.com/.default");
+        let mut person = input(
+            serde_json::json!({"provider_params": {"tenant": "contoso"}, "grant_type": "authorization_code"}),
+        );
+        provider.fill_defaults(&mut person).unwrap();
+        let scopes = Scopes::try_from(person.scopes.unwrap()).unwrap();
+        assert_eq!(scopes.join(" "), "offline_access User.Read");
     }
 
     #[test]
