@@ -7,6 +7,7 @@
 
 pub mod adapters;
 pub mod catalog;
+pub mod catalog_doc;
 pub mod config;
 pub mod crypto;
 pub mod domain;
