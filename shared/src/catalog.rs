@@ -507,6 +507,33 @@ mod tests {
     }
 
     #[test]
+    fn the_quirks_of_the_reference_providers_are_data() {
+        use crate::domain::{RefreshTokenRotation, RequestEncoding};
+        let get = |key: &str| Catalog::builtin().get(key).unwrap();
+        assert!(get("github").protocol.form_encoded_responses);
+        let slack = &get("slack").protocol;
+        assert_eq!(slack.success_field.as_deref(), Some("ok"));
+        assert_eq!(slack.user_token_field.as_deref(), Some("authed_user"));
+        assert_eq!(
+            get("quickbooks-online").protocol.callback_params,
+            ["realmId"]
+        );
+        assert_eq!(get("shopify").protocol.callback_params, ["shop"]);
+        assert_eq!(
+            get("notion").protocol.token_request_body,
+            RequestEncoding::Json
+        );
+        let jira = get("jira");
+        assert_eq!(jira.protocol.token_request_body, RequestEncoding::Json);
+        assert_eq!(
+            jira.protocol.refresh_token_rotation,
+            RefreshTokenRotation::RotatesReuseRevokes
+        );
+        assert_eq!(jira.lifetime.refresh_token_idle_days, Some(90));
+        assert_eq!(jira.lifetime.refresh_token_absolute_days, Some(365));
+    }
+
+    #[test]
     fn every_entry_offers_a_grant_keyport_supports() {
         for provider in Catalog::builtin().providers() {
             assert!(!provider.grant_types.is_empty(), "{}", provider.key);
