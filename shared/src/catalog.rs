@@ -507,6 +507,159 @@ mod tests {
     }
 
     #[test]
+    fn the_quirks_of_the_reference_providers_are_data() {
+        use crate::domain::{RefreshTokenRotation, RequestEncoding};
+        let get = |key: &str| Catalog::builtin().get(key).unwrap();
+        assert!(get("github").protocol.form_encoded_responses);
+        let slack = &get("slack").protocol;
+        assert_eq!(slack.success_field.as_deref(), Some("ok"));
+        assert_eq!(slack.user_token_field.as_deref(), Some("authed_user"));
+        assert_eq!(
+            get("quickbooks-online").protocol.callback_params,
+            ["realmId"]
+        );
+        assert_eq!(get("shopify").protocol.callback_params, ["shop"]);
+        assert_eq!(
+            get("notion").protocol.token_request_body,
+            RequestEncoding::Json
+        );
+        let jira = get("jira");
+        assert_eq!(jira.protocol.token_request_body, RequestEncoding::Json);
+        assert_eq!(
+            jira.protocol.refresh_token_rotation,
+            RefreshTokenRotation::RotatesReuseRevokes
+        );
+        assert_eq!(jira.lifetime.refresh_token_idle_days, Some(90));
+        assert_eq!(jira.lifetime.refresh_token_absolute_days, Some(365));
+    }
+
+    #[test]
+    fn okta_defaults_to_the_org_authorization_server() {
+        let okta = Catalog::builtin().get("okta").unwrap();
+        assert_eq!(
+            okta.token_url.as_deref(),
+            Some("https://{okta_domain}.okta.com/oauth2/v1/token")
+        );
+        assert_eq!(
+            okta.issuer.as_deref(),
+            Some("https://{okta_domain}.okta.com")
+        );
+        assert!(!okta.grant_types.contains(&GrantType::ClientCredentials));
+        let custom = Catalog::builtin().get("okta-custom").unwrap();
+        let params = [
+            ("okta_domain".to_owned(), "acme".to_owned()),
+            ("auth_server_id".to_owned(), "default".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            custom
+                .fill_template("issuer", custom.issuer.as_deref().unwrap(), &params)
+                .unwrap(),
+            "https://acme.okta.com/oauth2/default"
+        );
+        assert!(custom.grant_types.contains(&GrantType::ClientCredentials));
+    }
+
+    #[test]
+    fn microsoft_client_credentials_ask_for_the_resource_default_and_refresh_names_its_scope() {
+        for provider in Catalog::builtin().providers().iter().filter(|p| {
+            p.token_url
+                .as_deref()
+                .is_some_and(|t| t.starts_with("https://login.microsoftonline.com/"))
+        }) {
+            let key = &provider.key;
+            assert!(provider.protocol.refresh_sends_scope, "{key}");
+            assert_eq!(provider.lifetime.refresh_token_idle_days, Some(90), "{key}");
+            if let Some(scopes) = provider
+                .default_scopes_by_grant
+                .get(&GrantType::ClientCredentials)
+            {
+                assert!(
+                    scopes.iter().all(|s| s.ends_with("/.default")),
+                    "{key}: {scopes:?}"
+                );
+            }
+        }
+        for key in [
+            "microsoft-entra",
+            "microsoft-365",
+            "outlook",
+            "microsoft-teams",
+            "sharepoint",
+        ] {
+            let provider = Catalog::builtin().get(key).unwrap();
+            assert_eq!(
+                provider
+                    .default_scopes_by_grant
+                    .get(&GrantType::ClientCredentials),
+                Some(&vec!["https://graph.microsoft.com/.default".to_owned()]),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn genesys_lists_the_sdk_regions() {
+        let genesys = Catalog::builtin().get("genesys-cloud").unwrap();
+        let regions = &genesys.placeholders[0].allowed_values;
+        assert_eq!(regions.len(), 17);
+        for region in ["mxc1.pure.cloud", "apse1.pure.cloud", "mypurecloud.com"] {
+            assert!(regions.iter().any(|r| r == region), "{region}");
+        }
+    }
+
+    #[test]
+    fn servicenow_offers_pkce_and_names_its_lifetimes() {
+        let servicenow = Catalog::builtin().get("servicenow").unwrap();
+        assert!(servicenow.pkce);
+        assert!(
+            servicenow
+                .grant_types
+                .contains(&GrantType::AuthorizationCodePkce)
+        );
+        assert_eq!(servicenow.lifetime.access_token_seconds, Some(1800));
+        assert_eq!(servicenow.lifetime.refresh_token_absolute_days, Some(100));
+    }
+
+    #[test]
+    fn google_refresh_tokens_die_after_six_months_unused() {
+        for key in [
+            "google-calendar",
+            "google-drive",
+            "gmail",
+            "google-sheets",
+            "apigee",
+        ] {
+            let provider = Catalog::builtin().get(key).unwrap();
+            assert_eq!(
+                provider.lifetime.refresh_token_idle_days,
+                Some(183),
+                "{key}"
+            );
+            assert!(
+                provider.docs_unverified.iter().any(|u| u.contains("7-day")),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_entry_names_the_documentation_it_was_checked_against() {
+        for provider in Catalog::builtin().providers() {
+            if provider.key == ProviderKey::CUSTOM {
+                continue;
+            }
+            assert!(provider.docs_url.is_some(), "{}", provider.key);
+            assert!(
+                !provider.docs_checked.is_empty() || !provider.docs_unverified.is_empty(),
+                "{}: neither docs_checked nor docs_unverified",
+                provider.key
+            );
+        }
+    }
+
+    #[test]
     fn every_entry_offers_a_grant_keyport_supports() {
         for provider in Catalog::builtin().providers() {
             assert!(!provider.grant_types.is_empty(), "{}", provider.key);
