@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use crate::domain::{
-    EndpointUrl, Placeholder, PlaceholderKind, Provider, ProviderKey, Scopes, UrlPolicy,
+    EndpointUrl, GrantLifetime, GrantType, Placeholder, PlaceholderKind, Provider, ProviderKey,
+    ProviderProtocol, Scopes, UrlPolicy,
 };
 
 const CATALOG_TOML: &str = include_str!("../providers.toml");
@@ -35,6 +36,17 @@ const RESERVED_PARAMS: &[&str] = &[
     "password",
 ];
 
+/// Callback query parameters of the protocol itself (RFC 6749 §4.1.2, RFC 9207): Keyport reads
+/// them, so a catalog entry cannot ask for them to be kept as provider values.
+const RESERVED_CALLBACK_PARAMS: &[&str] = &[
+    "code",
+    "state",
+    "iss",
+    "error",
+    "error_description",
+    "error_uri",
+];
+
 #[derive(Debug, Deserialize)]
 pub struct Catalog {
     #[serde(rename = "provider")]
@@ -52,7 +64,13 @@ impl Catalog {
     }
 
     pub fn parse(text: &str) -> Result<Catalog, String> {
-        toml::from_str(text).map_err(|e| format!("providers.toml: {e}"))
+        let catalog: Catalog = toml::from_str(text).map_err(|e| format!("providers.toml: {e}"))?;
+        let unknown = unknown_fields(text, &catalog)?;
+        if unknown.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(format!("providers.toml: {}", unknown.join("; ")))
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Provider> {
@@ -181,7 +199,240 @@ fn check_provider(provider: &Provider) -> Vec<String> {
             ));
         }
     }
+    if provider.pkce
+        != provider
+            .grant_types
+            .contains(&GrantType::AuthorizationCodePkce)
+    {
+        problems.push("pkce must be true exactly when authorization_code_pkce is offered".into());
+    }
+    for scope in &provider.default_scopes {
+        if scope.contains(provider.scope_separator.as_str()) {
+            problems.push(format!(
+                "default scope {scope} contains the scope separator {:?}",
+                provider.scope_separator
+            ));
+        }
+    }
+    problems.extend(check_scopes_by_grant(provider));
+    problems.extend(check_protocol(&provider.protocol));
+    problems.extend(check_lifetime(&provider.lifetime));
+    problems.extend(check_documentation(provider));
+    for (field, template) in templates {
+        if let Some(template) = template {
+            problems.extend(check_placeholder_positions(provider, field, template));
+        }
+    }
     problems
+}
+
+fn check_scopes_by_grant(provider: &Provider) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (grant, scopes) in &provider.default_scopes_by_grant {
+        if !provider.grant_types.contains(grant) {
+            problems.push(format!(
+                "default_scopes_by_grant names {}, which grant_types does not offer",
+                grant.as_str()
+            ));
+        }
+        if let Err(e) = Scopes::from_list(scopes.iter().map(String::as_str)) {
+            problems.push(format!(
+                "default_scopes_by_grant.{}: {}",
+                grant.as_str(),
+                e.message
+            ));
+        }
+    }
+    problems
+}
+
+fn check_protocol(protocol: &ProviderProtocol) -> Vec<String> {
+    let mut problems = Vec::new();
+    let field_name = |name: &str| {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    for (field, value) in [
+        ("success_field", &protocol.success_field),
+        ("user_token_field", &protocol.user_token_field),
+    ] {
+        if let Some(value) = value
+            && !field_name(value)
+        {
+            problems.push(format!("protocol.{field} {value:?} is not a field name"));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for name in &protocol.callback_params {
+        if !field_name(name) {
+            problems.push(format!(
+                "protocol.callback_params: {name:?} is not a parameter name"
+            ));
+        }
+        if RESERVED_CALLBACK_PARAMS.contains(&name.as_str()) {
+            problems.push(format!(
+                "protocol.callback_params: {name} belongs to the protocol and cannot be kept as a provider value"
+            ));
+        }
+        if !seen.insert(name) {
+            problems.push(format!("protocol.callback_params: {name} appears twice"));
+        }
+    }
+    problems
+}
+
+fn check_lifetime(lifetime: &GrantLifetime) -> Vec<String> {
+    let mut problems = Vec::new();
+    if lifetime.access_token_seconds == Some(0) {
+        problems.push("lifetime.access_token_seconds must be greater than 0".into());
+    }
+    if lifetime.refresh_token_idle_days == Some(0) {
+        problems.push("lifetime.refresh_token_idle_days must be greater than 0".into());
+    }
+    if lifetime.refresh_token_absolute_days == Some(0) {
+        problems.push("lifetime.refresh_token_absolute_days must be greater than 0".into());
+    }
+    if let (Some(idle), Some(absolute)) = (
+        lifetime.refresh_token_idle_days,
+        lifetime.refresh_token_absolute_days,
+    ) && idle > absolute
+    {
+        problems.push(format!(
+            "lifetime: an idle window of {idle} days cannot exceed the absolute lifetime of {absolute} days"
+        ));
+    }
+    problems
+}
+
+/// docs_checked holds addresses (or, for a source without one, a description); an address must
+/// be https like docs_url. docs_unverified holds sentences.
+fn check_documentation(provider: &Provider) -> Vec<String> {
+    let mut problems = Vec::new();
+    for entry in &provider.docs_checked {
+        let looks_like_url = entry.contains("://") || entry.starts_with("www.");
+        if !looks_like_url {
+            continue;
+        }
+        match url::Url::parse(entry) {
+            Ok(url) if url.scheme() == "https" && url.host_str().is_some() => {}
+            _ => problems.push(format!("docs_checked: {entry} is not an https address")),
+        }
+    }
+    for (field, entries) in [
+        ("docs_checked", &provider.docs_checked),
+        ("docs_unverified", &provider.docs_unverified),
+    ] {
+        if entries.iter().any(|e| e.trim().is_empty()) {
+            problems.push(format!("{field} has a blank entry"));
+        }
+    }
+    problems
+}
+
+/// Where a placeholder stands decides whether its value could move the request to another
+/// registrable domain: in the host only a host_label followed by at least two fixed labels
+/// (`{shop}.myshopify.com`) or a reviewed one_of may stand; a path_segment only in the path, as
+/// a whole segment.
+fn check_placeholder_positions(provider: &Provider, field: &str, template: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let Some(rest) = template.strip_prefix("https://") else {
+        return problems;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    for placeholder in &provider.placeholders {
+        let token = format!("{{{}}}", placeholder.name);
+        let name = &placeholder.name;
+        if let Some(at) = authority.find(&token) {
+            let before = &authority[..at];
+            let after = &authority[at + token.len()..];
+            match placeholder.kind {
+                PlaceholderKind::OneOf => {}
+                PlaceholderKind::HostLabel => {
+                    let whole_label = before.is_empty() || before.ends_with('.');
+                    let fixed_domain = after.strip_prefix('.').is_some_and(|domain| {
+                        domain.split('.').count() >= 2
+                            && !domain.contains('{')
+                            && domain.split('.').all(|label| !label.is_empty())
+                    });
+                    if !whole_label || !fixed_domain {
+                        problems.push(format!(
+                            "{field}: host_label {{{name}}} must be a whole label followed by a fixed domain of at least two labels"
+                        ));
+                    }
+                }
+                PlaceholderKind::PathSegment => problems.push(format!(
+                    "{field}: path_segment {{{name}}} cannot stand in the host"
+                )),
+            }
+        }
+        let mut search = path;
+        while let Some(at) = search.find(&token) {
+            let before = &search[..at];
+            let after = &search[at + token.len()..];
+            let whole_segment = before.ends_with('/')
+                && (after.is_empty() || after.starts_with('/') || after.starts_with('?'));
+            if !whole_segment {
+                problems.push(format!("{field}: {{{name}}} must be a whole path segment"));
+            }
+            search = after;
+        }
+    }
+    problems
+}
+
+/// Every key of every `[[provider]]` and `[[provider.placeholders]]` table must be a field the
+/// catalog knows: a misspelt field would otherwise vanish silently (`docs_unverifed`).
+fn unknown_fields(text: &str, catalog: &Catalog) -> Result<Vec<String>, String> {
+    let raw: toml::Table = toml::from_str(text).map_err(|e| format!("providers.toml: {e}"))?;
+    let Some(entries) = raw.get("provider").and_then(toml::Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let known = |value: serde_json::Value| -> BTreeSet<String> {
+        value
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let mut problems = Vec::new();
+    for (entry, provider) in entries.iter().zip(catalog.providers()) {
+        let Some(table) = entry.as_table() else {
+            continue;
+        };
+        let provider_fields = known(serde_json::to_value(provider).map_err(|e| e.to_string())?);
+        for name in table.keys().filter(|k| !provider_fields.contains(*k)) {
+            problems.push(format!("{}: unknown field {name}", provider.key));
+        }
+        let placeholder_fields = known(
+            serde_json::to_value(Placeholder {
+                name: String::new(),
+                kind: PlaceholderKind::HostLabel,
+                description: String::new(),
+                example: String::new(),
+                allowed_values: Vec::new(),
+            })
+            .map_err(|e| e.to_string())?,
+        );
+        let placeholders = table
+            .get("placeholders")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(toml::Value::as_table);
+        for placeholder in placeholders {
+            for name in placeholder
+                .keys()
+                .filter(|k| !placeholder_fields.contains(*k))
+            {
+                problems.push(format!(
+                    "{}: unknown placeholder field {name}",
+                    provider.key
+                ));
+            }
+        }
+    }
+    Ok(problems)
 }
 
 /// A `one_of` placeholder is only as safe as its list: every value must be a plain lowercase
@@ -267,7 +518,6 @@ fn placeholders_in(template: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::GrantType;
 
     #[test]
     fn the_builtin_catalog_parses_and_validates() {
@@ -657,6 +907,118 @@ mod tests {
                 provider.key
             );
         }
+    }
+
+    #[test]
+    fn validation_checks_quirks_lifetimes_documentation_and_placeholder_positions() {
+        let broken = Catalog::parse(
+            r#"
+            [[provider]]
+            key = "custom"
+            display_name = "Custom"
+
+            [[provider]]
+            key = "quirky"
+            display_name = "Quirky"
+            authorization_url = "https://{tenant}.example.com/{org}/authorize"
+            token_url = "https://{org}.com/{tenant}x/token"
+            grant_types = ["authorization_code"]
+            pkce = true
+            scope_separator = ","
+            default_scopes = ["a,b"]
+            default_scopes_by_grant = { client_credentials = ["x/.default"] }
+            docs_url = "https://docs.example.com/oauth"
+            docs_checked = ["http://docs.example.com/old", "a source without an address", " "]
+
+            [provider.protocol]
+            callback_params = ["realmId", "state", "realmId"]
+            success_field = "ok field"
+
+            [provider.lifetime]
+            access_token_seconds = 0
+            refresh_token_idle_days = 90
+            refresh_token_absolute_days = 30
+
+            [[provider.placeholders]]
+            name = "org"
+            kind = "host_label"
+            description = "org"
+            example = "acme"
+
+            [[provider.placeholders]]
+            name = "tenant"
+            kind = "path_segment"
+            description = "tenant"
+            example = "contoso"
+            "#,
+        )
+        .unwrap();
+        let problems = broken.validate().join("\n");
+        for expected in [
+            "pkce must be true exactly when",
+            "contains the scope separator",
+            "default_scopes_by_grant names client_credentials",
+            "http://docs.example.com/old is not an https address",
+            "docs_checked has a blank entry",
+            "callback_params: state belongs to the protocol",
+            "callback_params: realmId appears twice",
+            "success_field \"ok field\" is not a field name",
+            "access_token_seconds must be greater than 0",
+            "idle window of 90 days cannot exceed the absolute lifetime of 30 days",
+            "token_url: host_label {org} must be a whole label followed by a fixed domain",
+            "authorization_url: path_segment {tenant} cannot stand in the host",
+            "token_url: {tenant} must be a whole path segment",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected} not reported in:\n{problems}"
+            );
+        }
+        assert!(
+            !problems.contains("a source without an address"),
+            "{problems}"
+        );
+        assert!(
+            !problems.contains("authorization_url: host_label {org}"),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_field_is_refused() {
+        let err = Catalog::parse(
+            r#"
+            [[provider]]
+            key = "typo"
+            display_name = "Typo"
+            docs_unverifed = ["x"]
+
+            [[provider.placeholders]]
+            name = "a"
+            kind = "host_label"
+            description = "a"
+            example = "a"
+            exampel = "b"
+            "#,
+        )
+        .unwrap_err();
+        assert!(err.contains("typo: unknown field docs_unverifed"), "{err}");
+        assert!(
+            err.contains("typo: unknown placeholder field exampel"),
+            "{err}"
+        );
+        let err = Catalog::parse(
+            r#"
+            [[provider]]
+            key = "typo"
+            display_name = "Typo"
+
+            [provider.protocol]
+            refresh_sends_scopes = true
+            "#,
+        )
+        .unwrap_err();
+        assert!(err.contains("refresh_sends_scopes"), "{err}");
     }
 
     #[test]

@@ -25,16 +25,28 @@ fn client() -> OAuthClient {
     )
 }
 
-/// The interactive grant a catalog entry is checked with; `custom` has no endpoints to check.
-fn interactive_grant(provider: &Provider) -> Option<GrantType> {
+/// The interactive grants a catalog entry is checked with; `custom` has no endpoints to check.
+fn interactive_grants(provider: &Provider) -> Vec<GrantType> {
     if provider.key == "custom" {
-        return None;
+        return Vec::new();
     }
     provider
         .grant_types
         .iter()
         .copied()
-        .find(|g| g.is_interactive())
+        .filter(|g| g.is_interactive())
+        .collect()
+}
+
+/// The host the entry's authorization template names once its placeholders hold their
+/// examples: the URL Keyport builds must go there and nowhere else.
+fn template_host(provider: &Provider) -> String {
+    let template = provider.authorization_url.as_deref().unwrap();
+    let mut filled = template.to_owned();
+    for placeholder in &provider.placeholders {
+        filled = filled.replace(&format!("{{{}}}", placeholder.name), &placeholder.example);
+    }
+    Url::parse(&filled).unwrap().host_str().unwrap().to_owned()
 }
 
 fn connection_for(provider: &Provider, grant: GrantType) -> Connection {
@@ -43,7 +55,7 @@ fn connection_for(provider: &Provider, grant: GrantType) -> Connection {
         .iter()
         .map(|p| (p.name.clone(), p.example.clone()))
         .collect();
-    let mut input: ConnectionInput = serde_json::from_value(serde_json::json!({
+    let mut body = serde_json::json!({
         "name": format!("catalog {}", provider.key),
         "provider": provider.key,
         "provider_params": params,
@@ -51,13 +63,18 @@ fn connection_for(provider: &Provider, grant: GrantType) -> Connection {
         "client_id": "client-123",
         "client_secret": "secret",
         "private_key": "key",
-    }))
-    .unwrap();
+    });
+    if grant == GrantType::Password {
+        body["username"] = "robot@example.com".into();
+        body["password"] = "robot-password".into();
+    }
+    let mut input: ConnectionInput = serde_json::from_value(body).unwrap();
+    let key = format!("{} ({})", provider.key, grant.as_str());
     provider
         .fill_defaults(&mut input)
-        .unwrap_or_else(|e| panic!("{}: {e}", provider.key));
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
     Connection::create(input, Utc::now(), UrlPolicy::Production)
-        .unwrap_or_else(|e| panic!("{}: {e}", provider.key))
+        .unwrap_or_else(|e| panic!("{key}: {e}"))
         .0
 }
 
@@ -77,18 +94,50 @@ fn every_interactive_catalog_entry_builds_a_complete_authorization_url() {
     let catalog = Catalog::builtin();
     let mut checked = 0;
     for provider in catalog.providers() {
-        let Some(grant) = interactive_grant(provider) else {
+        for grant in interactive_grants(provider) {
+            check_authorization_url(provider, grant);
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 40,
+        "only {checked} interactive catalog grants were checked"
+    );
+}
+
+#[test]
+fn every_catalog_grant_makes_a_valid_connection() {
+    for provider in Catalog::builtin().providers() {
+        if provider.key == "custom" {
             continue;
-        };
+        }
+        for grant in &provider.grant_types {
+            let connection = connection_for(provider, *grant);
+            if let Some(scopes) = provider.default_scopes_by_grant.get(grant) {
+                let held: Vec<&str> = connection.scopes.iter().collect();
+                let expected: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                assert_eq!(held, expected, "{}: {}", provider.key, grant.as_str());
+            }
+        }
+    }
+}
+
+fn check_authorization_url(provider: &Provider, grant: GrantType) {
+    {
         let connection = connection_for(provider, grant);
         let start = client()
             .start_authorization(&connection, &StateToken::generate())
             .unwrap();
         let url = &start.url;
         let params = query(url);
-        let key = &provider.key;
+        let key = &format!("{} ({})", provider.key, grant.as_str());
 
         let template = provider.authorization_url.as_deref().unwrap();
+        assert_eq!(
+            url.host_str(),
+            Some(template_host(provider).as_str()),
+            "{key}: the authorization URL left the provider's host"
+        );
         assert!(
             !url.as_str().contains('{'),
             "{key}: a placeholder is left in {url}"
@@ -137,8 +186,12 @@ fn every_interactive_catalog_entry_builds_a_complete_authorization_url() {
                 "{key}: required parameter {name}"
             );
         }
-        if !provider.default_scopes.is_empty() {
-            let expected = provider.default_scopes.join(&provider.scope_separator);
+        let default_scopes = provider
+            .default_scopes_by_grant
+            .get(&grant)
+            .unwrap_or(&provider.default_scopes);
+        if !default_scopes.is_empty() {
+            let expected = default_scopes.join(&provider.scope_separator);
             assert_eq!(
                 params.get("scope"),
                 Some(&expected),
@@ -153,16 +206,16 @@ fn every_interactive_catalog_entry_builds_a_complete_authorization_url() {
             "{key}"
         );
         assert_eq!(start.pkce_verifier.is_some(), pkce, "{key}");
-        let openid = provider.default_scopes.iter().any(|s| s == "openid");
+        assert_eq!(
+            params.get("code_challenge").map(String::len),
+            pkce.then_some(43),
+            "{key}: a base64url SHA-256 challenge exactly with PKCE"
+        );
+        let openid = default_scopes.iter().any(|s| s == "openid");
         assert_eq!(
             params.contains_key("nonce"),
             openid,
             "{key}: a nonce exactly when openid is asked for"
         );
-        checked += 1;
     }
-    assert!(
-        checked >= 10,
-        "only {checked} interactive catalog entries were checked"
-    );
 }
