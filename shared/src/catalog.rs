@@ -551,6 +551,45 @@ mod tests {
     }
 
     #[test]
+    fn the_applications_automation_teams_connect_most_are_there() {
+        let catalog = Catalog::builtin();
+        let keys = [
+            "github",
+            "gitlab",
+            "slack",
+            "zoom",
+            "dropbox",
+            "box",
+            "docusign",
+            "hubspot",
+            "zendesk",
+            "asana",
+            "confluence",
+            "xero",
+            "quickbooks-online",
+            "shopify",
+            "notion",
+            "airtable",
+            "smartsheet",
+            "monday",
+            "linear",
+            "miro",
+            "webex",
+            "calendly",
+            "pipedrive",
+            "mailchimp",
+            "intercom",
+            "stripe-connect",
+            "linkedin",
+            "dynamics-365",
+            "azure-devops",
+        ];
+        for key in keys {
+            assert!(catalog.get(key).is_some(), "{key} is missing");
+        }
+    }
+
+    #[test]
     fn google_entries_ask_for_offline_access_with_consent() {
         for key in [
             "google-calendar",
