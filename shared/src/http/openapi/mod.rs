@@ -249,6 +249,14 @@ fn unwrap_doc_lines(api: &mut OpenApi) {
             RefOr::T(Schema::Object(object)) => {
                 object.description.as_mut().map(unwrap);
                 object.properties.values_mut().for_each(unwrap_schema);
+                // A map keyed by an enum describes its keys with the enum's own schema.
+                if let Some(keys) = object.property_names.take() {
+                    let mut keys = RefOr::T(*keys);
+                    unwrap_schema(&mut keys);
+                    if let RefOr::T(keys) = keys {
+                        object.property_names = Some(Box::new(keys));
+                    }
+                }
             }
             RefOr::T(Schema::Array(array)) => {
                 array.description.as_mut().map(unwrap);
