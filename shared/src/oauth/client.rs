@@ -20,6 +20,7 @@ use url::Url;
 
 use super::assertion::assertion_params;
 use super::error::OAuthError;
+use super::quirks::{adapt_request, adapt_response, protocol_of};
 use super::response::{ProviderTokenResponse, TokenGrant};
 use super::revocation::{check_revocation_response, revocation_request};
 use std::future::Future;
@@ -28,12 +29,29 @@ use std::pin::Pin;
 use crate::adapters::outbound::{OutboundError, OutboundHttp};
 use crate::crypto::random_bytes;
 use crate::domain::{
-    ClientAuthMethod, ClientSecret, Connection, GrantType, PkceVerifier, StateToken, TokenSecrets,
+    ClientAuthMethod, ClientSecret, Connection, GrantType, PkceVerifier, ProviderProtocol,
+    StateToken, TokenSecrets,
 };
 
-/// The `oauth2` crate's HTTP client port, served by Keyport's outbound client. A named type
-/// rather than a closure keeps the request futures `Send` for every lifetime.
-struct ProviderHttp<'a>(&'a OutboundHttp);
+/// The `oauth2` crate's HTTP client port, served by Keyport's outbound client, with the
+/// provider's protocol departures applied between the crate and the wire. A named type rather
+/// than a closure keeps the request futures `Send` for every lifetime.
+struct ProviderHttp<'a> {
+    http: &'a OutboundHttp,
+    protocol: &'a ProviderProtocol,
+    /// A person's grant (and its refreshes): a nested user token is theirs to lift.
+    interactive: bool,
+}
+
+impl<'a> ProviderHttp<'a> {
+    fn new(http: &'a OutboundHttp, connection: &Connection) -> Self {
+        Self {
+            http,
+            protocol: protocol_of(connection),
+            interactive: connection.grant_type.is_interactive(),
+        }
+    }
+}
 
 impl<'c> AsyncHttpClient<'c> for ProviderHttp<'_> {
     type Error = OutboundError;
@@ -41,7 +59,11 @@ impl<'c> AsyncHttpClient<'c> for ProviderHttp<'_> {
         Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, OutboundError>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
-        Box::pin(self.0.execute(request))
+        let request = adapt_request(request, self.protocol);
+        Box::pin(async move {
+            let response = self.http.execute(request).await?;
+            Ok(adapt_response(response, self.protocol, self.interactive))
+        })
     }
 }
 
@@ -278,7 +300,9 @@ impl OAuthClient {
             self.token_params(connection, credentials, None)?,
             |r, n, v| r.add_extra_param(n, v),
         );
-        let response = request.request_async(&ProviderHttp(&self.http)).await?;
+        let response = request
+            .request_async(&ProviderHttp::new(&self.http, connection))
+            .await?;
         Ok(TokenGrant::from_response(
             response,
             Self::requested_scope(connection).as_deref(),
@@ -299,7 +323,9 @@ impl OAuthClient {
             self.token_params(connection, credentials, scope.as_deref())?,
             |r, n, v| r.add_extra_param(n, v),
         );
-        let response = request.request_async(&ProviderHttp(&self.http)).await?;
+        let response = request
+            .request_async(&ProviderHttp::new(&self.http, connection))
+            .await?;
         Ok(TokenGrant::from_response(
             response,
             scope.as_deref(),
@@ -335,7 +361,9 @@ impl OAuthClient {
             self.token_params(connection, credentials, scope.as_deref())?,
             |r, n, v| r.add_extra_param(n, v),
         );
-        let response = request.request_async(&ProviderHttp(&self.http)).await?;
+        let response = request
+            .request_async(&ProviderHttp::new(&self.http, connection))
+            .await?;
         Ok(TokenGrant::from_response(
             response,
             scope.as_deref(),
@@ -361,8 +389,12 @@ impl OAuthClient {
         }
     }
 
-    /// Refreshes with `refresh_token`. The scope is not sent: the refreshed token keeps the
-    /// grant's scope. A response without a refresh token keeps the old one.
+    /// Refreshes with `refresh_token`. The scope is not sent (the refreshed token keeps the
+    /// grant's scope) unless the provider's protocol wants it named again; then it is the scope
+    /// the authorization asked for, which providers accept on refresh (Microsoft documents
+    /// "equivalent to or a subset of" the original request), or failing that the granted one.
+    /// A response without a refresh token keeps the old one, and values kept from the callback
+    /// stay with the token.
     pub async fn refresh(
         &self,
         connection: &Connection,
@@ -380,14 +412,22 @@ impl OAuthClient {
         let client = self.client(connection, credentials)?;
         let refresh_token = RefreshToken::new(refresh_token.expose_secret().to_owned());
         let request = client.exchange_refresh_token(&refresh_token);
+        let protocol = protocol_of(connection);
+        let scope = protocol
+            .refresh_sends_scope
+            .then(|| Self::requested_scope(connection).or(previous_scope.map(str::to_owned)))
+            .flatten();
         let request = with_params(
             request,
-            self.token_params(connection, credentials, None)?,
+            self.token_params(connection, credentials, scope.as_deref())?,
             |r, n, v| r.add_extra_param(n, v),
         );
-        let response = request.request_async(&ProviderHttp(&self.http)).await?;
+        let response = request
+            .request_async(&ProviderHttp::new(&self.http, connection))
+            .await?;
         let mut grant = TokenGrant::from_response(response, previous_scope, Utc::now());
         grant.keep_refresh_token_from(previous);
+        grant.keep_extras_from(previous, &protocol.callback_params);
         Ok(grant)
     }
 
@@ -402,7 +442,10 @@ impl OAuthClient {
         let Some(endpoint) = &connection.revocation_url else {
             return Ok(false);
         };
-        let request = revocation_request(connection, endpoint, credentials, secrets)?;
+        let request = adapt_request(
+            revocation_request(connection, endpoint, credentials, secrets)?,
+            protocol_of(connection),
+        );
         let response = self.http.execute(request).await?;
         check_revocation_response(&response)?;
         Ok(true)

@@ -8,6 +8,7 @@ mod catalog_urls;
 mod client;
 mod discovery;
 mod error;
+mod quirks;
 mod response;
 mod revocation;
 
@@ -15,4 +16,5 @@ pub use callback::{CallbackOutcome, CallbackParams};
 pub use client::{AuthorizationStart, ClientCredentials, OAuthClient, OAuthSettings};
 pub use discovery::{DiscoveredEndpoints, discover};
 pub use error::OAuthError;
+pub(crate) use quirks::{callback_values, protocol_of};
 pub use response::{ProviderTokenResponse, TokenGrant};

@@ -199,6 +199,18 @@ impl TokenGrant {
                 .map(|t| SecretString::from(t.expose_secret().to_owned()));
         }
     }
+
+    /// Values that arrive once (with the callback) and must outlive every refresh: `names`
+    /// the refresh answer does not carry are taken from the token it replaces.
+    pub fn keep_extras_from(&mut self, previous: &TokenSecrets, names: &[String]) {
+        for name in names {
+            if !self.secrets.extra.contains_key(name)
+                && let Some(value) = previous.extra.get(name)
+            {
+                self.secrets.extra.insert(name.clone(), value.clone());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -346,6 +358,26 @@ mod tests {
         assert_eq!(
             rotated.secrets.refresh_token.unwrap().expose_secret(),
             "new"
+        );
+    }
+
+    #[test]
+    fn callback_values_outlive_a_refresh_and_a_refresh_answer_wins() {
+        let previous = grant(
+            serde_json::json!({"access_token": "a", "realmId": "123", "shop": "old.example", "other": 1}),
+            None,
+        )
+        .secrets;
+        let mut refreshed = grant(
+            serde_json::json!({"access_token": "b", "shop": "new.example"}),
+            None,
+        );
+        refreshed.keep_extras_from(&previous, &["realmId".into(), "shop".into()]);
+        assert_eq!(refreshed.secrets.extra["realmId"], "123");
+        assert_eq!(refreshed.secrets.extra["shop"], "new.example");
+        assert!(
+            !refreshed.secrets.extra.contains_key("other"),
+            "only the named values"
         );
     }
 

@@ -15,7 +15,9 @@ use crate::domain::{
     AuditAction, AwaitedGrant, ConnectionId, Owner, PendingAuthorization, Principal, StateToken,
     UrlPolicy, ValidationError,
 };
-use crate::oauth::{CallbackOutcome, CallbackParams, OAuthError, TokenGrant};
+use crate::oauth::{
+    CallbackOutcome, CallbackParams, OAuthError, TokenGrant, callback_values, protocol_of,
+};
 use crate::ports::TokenKey;
 
 pub struct AuthorizationStarted {
@@ -180,6 +182,22 @@ impl Keyport {
                 });
             }
         };
+        // The provider's values for the API calls that follow (QuickBooks' realmId), checked
+        // before the code is spent.
+        let callback_values = match callback_values(query, protocol_of(&connection)) {
+            Ok(values) => values,
+            Err(invalid) => {
+                self.audit(
+                    &connection.id,
+                    AuditAction::TokenFailed,
+                    pending.requested_by.as_str(),
+                    Some(&key.owner),
+                    Some("authorization: a callback value is malformed"),
+                )
+                .await;
+                return Err(invalid.into());
+            }
+        };
         let credentials = self.credentials(&connection).await?;
         let exchanged = self
             .oauth
@@ -190,7 +208,8 @@ impl Keyport {
                 pending.pkce_verifier.take(),
             )
             .await;
-        let grant = self.check_client(&connection, exchanged)?;
+        let mut grant = self.check_client(&connection, exchanged)?;
+        grant.secrets.extra.extend(callback_values);
         if let Some(nonce) = &pending.nonce {
             check_nonce(&grant, nonce)?;
         }

@@ -156,7 +156,7 @@ impl Keyport {
             &record,
             secrets,
             min_valid,
-            self.declared_extras(&connection),
+            &self.declared_extras(&connection),
         ))
     }
 
@@ -185,7 +185,7 @@ impl Keyport {
             &record,
             secrets,
             min_valid,
-            self.declared_extras(&connection),
+            &self.declared_extras(&connection),
         ))
     }
 
@@ -557,14 +557,21 @@ impl Keyport {
     }
 
     /// The token-response fields callers of this connection see: the connection's own list,
-    /// or for a catalog provider without one, the catalog's.
-    fn declared_extras<'a>(&'a self, connection: &'a Connection) -> &'a [String] {
-        if !connection.token_response_extras.is_empty() {
-            return &connection.token_response_extras;
+    /// or for a catalog provider without one, the catalog's; and the values its protocol keeps
+    /// from the callback.
+    fn declared_extras(&self, connection: &Connection) -> Vec<String> {
+        let provider = self.catalog.get(connection.provider.as_str());
+        let mut declared = if connection.token_response_extras.is_empty() {
+            provider.map_or_else(Vec::new, |p| p.token_response_extras.clone())
+        } else {
+            connection.token_response_extras.clone()
+        };
+        for name in provider.map_or(&[][..], |p| &p.protocol.callback_params) {
+            if !declared.contains(name) {
+                declared.push(name.clone());
+            }
         }
-        self.catalog
-            .get(connection.provider.as_str())
-            .map_or(&[], |provider| provider.token_response_extras.as_slice())
+        declared
     }
 
     /// Whether the provider was asked for this still-valid token within the on-demand interval.
