@@ -25,6 +25,7 @@ mod multi_process;
 mod oauth_flows;
 mod openapi;
 mod provider_faults;
+mod quirks;
 mod readme;
 mod refresh_fanout;
 mod secrets_manager_calls;

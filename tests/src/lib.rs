@@ -11,6 +11,7 @@ pub mod logs;
 pub mod moto;
 pub mod oidc;
 pub mod process;
+pub mod quirky_provider;
 pub mod server;
 
 use std::path::PathBuf;
