@@ -442,10 +442,8 @@ impl OAuthClient {
         let Some(endpoint) = &connection.revocation_url else {
             return Ok(false);
         };
-        let request = adapt_request(
-            revocation_request(connection, endpoint, credentials, secrets)?,
-            protocol_of(connection),
-        );
+        // RFC 7009 as written: a provider's token_request_body is about its token endpoint.
+        let request = revocation_request(connection, endpoint, credentials, secrets)?;
         let response = self.http.execute(request).await?;
         check_revocation_response(&response)?;
         Ok(true)
