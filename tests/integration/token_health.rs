@@ -62,6 +62,8 @@ async fn seed(backend: &Backend, connection: &ConnectionId, token: Seeded<'_>) {
         lease: None,
         issued_for: None,
         provider_asked_at: Some(now - token.asked_ago),
+        grant_ends_at: None,
+        grant_end_reported: false,
         created_at: now,
         updated_at: now,
         sealed: backend
