@@ -47,7 +47,7 @@ impl TokenHealthStatus {
             TokenStatus::Valid => match token.expires_at {
                 Some(expiry) if expiry <= now => Self::Expired,
                 _ if token.last_error.is_some() => Self::RefreshFailing,
-                _ if token.grant_end_reported => Self::GrantEnding,
+                _ if token.grant_end_reported && token.grant_ends_at.is_some() => Self::GrantEnding,
                 Some(expiry) if expiry - now < EXPIRING_SOON => Self::ExpiringSoon,
                 _ => Self::Valid,
             },

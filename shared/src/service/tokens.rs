@@ -808,7 +808,9 @@ impl Keyport {
             issued_for: Some(connection.destination_fingerprint()),
             provider_asked_at: Some(now),
             grant_ends_at: schedule.grant_ends_at,
-            grant_end_reported: end_reported || schedule.grant_ending,
+            // An end no longer documented is no longer reported.
+            grant_end_reported: schedule.grant_ends_at.is_some()
+                && (end_reported || schedule.grant_ending),
             created_at,
             updated_at: now,
             sealed,
