@@ -359,8 +359,8 @@ impl Keyport {
                 });
             }
             // The refresher refreshes what the due index says is due, even a token still good
-            // for its lead: its refresh token's inactivity window may be closing.
-            // Looked at again on every pass: a refresh by someone else moves the due time on.
+            // for its lead: its refresh token's inactivity window may be closing. Looked at on
+            // every pass, as a refresh by someone else moves the due time on.
             let wanted_fresh = (force && first_look) || (!on_demand && is_due(&current, now));
             first_look = false;
             if !wanted_fresh && current.is_usable_for(now, min_valid) {
@@ -653,7 +653,7 @@ impl Keyport {
         grant: TokenGrant,
         leased: &StoredToken,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
-        let record = self
+        let mut record = self
             .grant_record(
                 connection,
                 key,
@@ -662,6 +662,8 @@ impl Keyport {
                 leased.grant_end_reported,
             )
             .await?;
+        // Whether the grant's end was reported before this write: once per grant.
+        let mut reported_before = leased.grant_end_reported;
         // Retried for as long as the lease holds: until then no one else refreshes this token,
         // and this grant may be the only live one.
         let retry_until = leased
@@ -675,8 +677,7 @@ impl Keyport {
                 .await
             {
                 Ok(saved) => {
-                    self.report_grant_ending(&saved, leased.grant_end_reported)
-                        .await;
+                    self.report_grant_ending(&saved, reported_before).await;
                     return Ok((saved, grant.secrets));
                 }
                 Err(StoreError::NotFound(_)) => break None,
@@ -687,7 +688,12 @@ impl Keyport {
                     }
                     // The same grant, written by another refresher after this lease ran out:
                     // this result is as new as that one.
-                    Some(current) => expected = current.version,
+                    Some(current) => {
+                        expected = current.version;
+                        reported_before |= current.grant_end_reported;
+                        record.grant_end_reported |=
+                            current.grant_end_reported && record.grant_ends_at.is_some();
+                    }
                 },
                 Err(error) => return Err(error.into()),
             }
