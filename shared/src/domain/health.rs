@@ -308,6 +308,9 @@ mod tests {
         assert_eq!(status(&ending), TokenHealthStatus::Expired);
         let mut user_ending = user("bea", TokenStatus::Valid, None);
         user_ending.grant_end_reported = true;
+        // An end no longer documented (the catalog changed) is no longer news.
+        assert_eq!(status(&user_ending), TokenHealthStatus::Valid);
+        user_ending.grant_ends_at = Some(now() + Duration::days(3));
         let health = TokenHealth::summarize(None, [&user_ending], true, now());
         assert_eq!(health.user_tokens.grant_ending, 1);
         assert_eq!(health.user_tokens.needs_attention, 1);
