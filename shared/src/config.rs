@@ -69,6 +69,14 @@ pub struct CommonSettings {
     /// busy shard.
     #[arg(long, env = "KEYPORT_REFRESH_WINDOWS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub refresh_windows: u32,
+    /// The refresher refreshes a grant this many days before its provider's documented
+    /// inactivity window closes (at most half the window).
+    #[arg(long, env = "KEYPORT_IDLE_REFRESH_MARGIN_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u64).range(0..=365))]
+    pub idle_refresh_margin_days: u64,
+    /// A grant is reported as ending this many days before its provider's documented absolute
+    /// end (at most half the grant's lifetime).
+    #[arg(long, env = "KEYPORT_GRANT_END_WARNING_DAYS", default_value_t = 14, value_parser = clap::value_parser!(u64).range(0..=365))]
+    pub grant_end_warning_days: u64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -138,6 +146,10 @@ impl CommonSettings {
             std::time::Duration::from_secs(self.on_demand_refresh_seconds);
         settings.delete_in_line_tokens = self.delete_in_line_tokens;
         settings.refresh_windows = self.refresh_windows;
+        settings.idle_refresh_margin =
+            std::time::Duration::from_secs(self.idle_refresh_margin_days * 24 * 60 * 60);
+        settings.grant_end_warning =
+            std::time::Duration::from_secs(self.grant_end_warning_days * 24 * 60 * 60);
         if self.provider_timeout_seconds + self.grant_write_seconds >= self.lease_seconds {
             return Err(format!(
                 "KEYPORT_LEASE_SECONDS ({}) must exceed KEYPORT_PROVIDER_TIMEOUT_SECONDS ({}) plus KEYPORT_GRANT_WRITE_SECONDS ({}): a refresh needs both inside its lease",

@@ -42,6 +42,8 @@ pub fn token(key: &TokenKey, due: Option<DateTime<Utc>>) -> StoredToken {
         lease: None,
         issued_for: None,
         provider_asked_at: None,
+        grant_ends_at: None,
+        grant_end_reported: false,
         created_at: now,
         updated_at: now,
         sealed: vec![1, 0, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],

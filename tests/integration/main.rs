@@ -13,6 +13,7 @@ mod due_index;
 mod encryption_at_rest;
 mod end_to_end;
 mod fixtures;
+mod grant_lifetimes;
 mod http_jwks;
 mod iam_conformance;
 mod insider_rules;

@@ -207,6 +207,8 @@ impl Scene {
             lease: None,
             issued_for: None,
             provider_asked_at: None,
+            grant_ends_at: None,
+            grant_end_reported: false,
             created_at: now - chrono::Duration::hours(2),
             updated_at: now - chrono::Duration::hours(1),
             sealed: scene.seal(&scene.seeded).await,

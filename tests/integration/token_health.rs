@@ -62,6 +62,8 @@ async fn seed(backend: &Backend, connection: &ConnectionId, token: Seeded<'_>) {
         lease: None,
         issued_for: None,
         provider_asked_at: Some(now - token.asked_ago),
+        grant_ends_at: None,
+        grant_end_reported: false,
         created_at: now,
         updated_at: now,
         sealed: backend
@@ -223,7 +225,8 @@ async fn connections_answer_their_token_health(backend: Backend) {
             health["user_tokens"],
             json!({
                 "total": 4, "valid": 1, "expiring_soon": 1, "expired": 1,
-                "refresh_failing": 0, "needs_reauthorization": 1, "needs_attention": 2,
+                "refresh_failing": 0, "grant_ending": 0, "needs_reauthorization": 1,
+                "needs_attention": 2,
                 "complete": true
             }),
             "{what}"
@@ -247,11 +250,12 @@ async fn connections_answer_their_token_health(backend: Backend) {
             &json!({
                 "shared": {
                     "status": "not_authorized", "expires_at": null, "last_refresh_at": null,
-                    "last_error": null
+                    "last_error": null, "grant_ends_at": null
                 },
                 "user_tokens": {
                     "total": 0, "valid": 0, "expiring_soon": 0, "expired": 0,
-                    "refresh_failing": 0, "needs_reauthorization": 0, "needs_attention": 0,
+                    "refresh_failing": 0, "grant_ending": 0, "needs_reauthorization": 0,
+                    "needs_attention": 0,
                     "complete": true
                 },
                 "last_refresh_at": null,

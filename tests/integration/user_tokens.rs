@@ -109,6 +109,7 @@ async fn an_administrator_lists_and_disconnects_peoples_tokens(backend: Backend)
             keys,
             [
                 "expires_at",
+                "grant_ends_at",
                 "last_error",
                 "last_refresh_at",
                 "status",
@@ -116,6 +117,8 @@ async fn an_administrator_lists_and_disconnects_peoples_tokens(backend: Backend)
             ],
             "{entry}"
         );
+        // A custom provider documents no absolute lifetime.
+        assert!(entry["grant_ends_at"].is_null(), "{entry}");
         assert_eq!(entry["status"], "valid", "{entry}");
         assert!(entry["expires_at"].is_string(), "{entry}");
         assert!(entry["last_refresh_at"].is_string(), "{entry}");

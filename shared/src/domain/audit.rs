@@ -21,6 +21,9 @@ pub enum AuditAction {
     TokenRefreshed,
     TokenRevoked,
     TokenFailed,
+    /// A grant entered the warning window before its provider's documented absolute end: a
+    /// person must authorize again before it dies. Once per grant.
+    GrantEnding,
     AccessDenied,
 }
 
@@ -34,6 +37,7 @@ impl AuditAction {
             AuditAction::TokenRefreshed => "token_refreshed",
             AuditAction::TokenRevoked => "token_revoked",
             AuditAction::TokenFailed => "token_failed",
+            AuditAction::GrantEnding => "grant_ending",
             AuditAction::AccessDenied => "access_denied",
         }
     }
@@ -151,6 +155,7 @@ mod tests {
             AuditAction::TokenFailed,
             AuditAction::TokenRevoked,
             AuditAction::TokenAuthorized,
+            AuditAction::GrantEnding,
             AuditAction::AccessDenied,
         ] {
             assert!(!event(action, REFRESHER_ACTOR).is_routine(), "{action}");
@@ -163,6 +168,7 @@ mod tests {
             AuditAction::ConnectionCreated,
             AuditAction::AccessDenied,
             AuditAction::TokenFailed,
+            AuditAction::GrantEnding,
         ] {
             assert_eq!(
                 serde_json::to_value(action).unwrap(),

@@ -21,6 +21,9 @@ pub enum TokenHealthStatus {
     Expired,
     /// The last refresh failed (the token may still be valid for now).
     RefreshFailing,
+    /// Valid, but its grant ends soon however it is used (the provider's documented absolute
+    /// lifetime, from `grant_ends_at`): a person must authorize again before then.
+    GrantEnding,
     /// The provider refused the grant: a person must authorize again.
     NeedsReauthorization,
     /// There is no token.
@@ -44,17 +47,19 @@ impl TokenHealthStatus {
             TokenStatus::Valid => match token.expires_at {
                 Some(expiry) if expiry <= now => Self::Expired,
                 _ if token.last_error.is_some() => Self::RefreshFailing,
+                _ if token.grant_end_reported && token.grant_ends_at.is_some() => Self::GrantEnding,
                 Some(expiry) if expiry - now < EXPIRING_SOON => Self::ExpiringSoon,
                 _ => Self::Valid,
             },
         }
     }
 
-    /// Whether someone has to act: expiring soon resolves itself when the refresher runs.
+    /// Whether someone has to act: expiring soon resolves itself when the refresher runs; a
+    /// grant ending does not.
     pub fn needs_attention(self) -> bool {
         matches!(
             self,
-            Self::Expired | Self::RefreshFailing | Self::NeedsReauthorization
+            Self::Expired | Self::RefreshFailing | Self::GrantEnding | Self::NeedsReauthorization
         )
     }
 }
@@ -75,6 +80,10 @@ pub struct SharedTokenHealth {
     /// Why the last refresh failed; null when it did not.
     #[cfg_attr(feature = "openapi", schema(required))]
     pub last_error: Option<TokenFailure>,
+    /// When the grant dies however it is used (the provider's documented absolute lifetime
+    /// from the authorization); null when none is documented or there is no token.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub grant_ends_at: Option<DateTime<Utc>>,
 }
 
 impl SharedTokenHealth {
@@ -84,6 +93,7 @@ impl SharedTokenHealth {
             expires_at: token.and_then(|t| t.expires_at),
             last_refresh_at: token.and_then(|t| t.provider_asked_at),
             last_error: token.and_then(|t| t.last_error.clone()),
+            grant_ends_at: token.and_then(|t| t.grant_ends_at),
         }
     }
 }
@@ -98,8 +108,10 @@ pub struct UserTokenCounts {
     pub expiring_soon: u32,
     pub expired: u32,
     pub refresh_failing: u32,
+    pub grant_ending: u32,
     pub needs_reauthorization: u32,
-    /// `expired` + `refresh_failing` + `needs_reauthorization`: tokens someone has to act on.
+    /// `expired` + `refresh_failing` + `grant_ending` + `needs_reauthorization`: tokens someone
+    /// has to act on.
     pub needs_attention: u32,
     /// False when the connection has more user tokens than one summary counts (1,000): the
     /// counts are then of the first ones by owner, a lower bound.
@@ -113,6 +125,7 @@ impl UserTokenCounts {
             TokenHealthStatus::ExpiringSoon => &mut self.expiring_soon,
             TokenHealthStatus::Expired => &mut self.expired,
             TokenHealthStatus::RefreshFailing => &mut self.refresh_failing,
+            TokenHealthStatus::GrantEnding => &mut self.grant_ending,
             TokenHealthStatus::NeedsReauthorization => &mut self.needs_reauthorization,
             // Only the absence of a token is "not authorized": nothing to count.
             TokenHealthStatus::NotAuthorized => return,
@@ -135,11 +148,12 @@ impl UserTokenCounts {
             "status": "valid",
             "expires_at": "2026-01-05T10:30:00Z",
             "last_refresh_at": "2026-01-05T09:30:00Z",
-            "last_error": null
+            "last_error": null,
+            "grant_ends_at": "2026-12-21T09:30:00Z"
         },
         "user_tokens": {
             "total": 3, "valid": 2, "expiring_soon": 0, "expired": 0, "refresh_failing": 0,
-            "needs_reauthorization": 1, "needs_attention": 1, "complete": true
+            "grant_ending": 0, "needs_reauthorization": 1, "needs_attention": 1, "complete": true
         },
         "last_refresh_at": "2026-01-05T09:30:00Z",
         "last_error": {
@@ -223,6 +237,8 @@ mod tests {
             lease: None,
             issued_for: None,
             provider_asked_at: None,
+            grant_ends_at: None,
+            grant_end_reported: false,
             created_at: now(),
             updated_at: now(),
             sealed: b"sealed-secret".to_vec(),
@@ -264,6 +280,40 @@ mod tests {
         assert_eq!(health.expires_at, None);
         assert_eq!(health.last_refresh_at, None);
         assert_eq!(health.last_error, None);
+    }
+
+    #[test]
+    fn a_grant_reported_ending_needs_attention_until_a_new_authorization() {
+        let mut ending = shared(TokenStatus::Valid, Some(Duration::hours(1)));
+        ending.grant_ends_at = Some(now() + Duration::days(10));
+        assert_eq!(
+            status(&ending),
+            TokenHealthStatus::Valid,
+            "not reported yet"
+        );
+        ending.grant_end_reported = true;
+        assert_eq!(status(&ending), TokenHealthStatus::GrantEnding);
+        assert!(TokenHealthStatus::GrantEnding.needs_attention());
+        assert_eq!(
+            SharedTokenHealth::of(Some(&ending), now()).grant_ends_at,
+            ending.grant_ends_at
+        );
+        // An expiring access token is the refresher's; the ending grant is still the news.
+        ending.expires_at = Some(now() + Duration::minutes(1));
+        assert_eq!(status(&ending), TokenHealthStatus::GrantEnding);
+        // A failing refresh or a lapsed token says more.
+        ending.last_error = Some(failure("server_error", 1));
+        assert_eq!(status(&ending), TokenHealthStatus::RefreshFailing);
+        ending.expires_at = Some(now());
+        assert_eq!(status(&ending), TokenHealthStatus::Expired);
+        let mut user_ending = user("bea", TokenStatus::Valid, None);
+        user_ending.grant_end_reported = true;
+        // An end no longer documented (the catalog changed) is no longer news.
+        assert_eq!(status(&user_ending), TokenHealthStatus::Valid);
+        user_ending.grant_ends_at = Some(now() + Duration::days(3));
+        let health = TokenHealth::summarize(None, [&user_ending], true, now());
+        assert_eq!(health.user_tokens.grant_ending, 1);
+        assert_eq!(health.user_tokens.needs_attention, 1);
     }
 
     #[test]
@@ -377,6 +427,7 @@ mod tests {
                 expiring_soon: 1,
                 expired: 1,
                 refresh_failing: 1,
+                grant_ending: 0,
                 needs_reauthorization: 1,
                 needs_attention: 3,
                 complete: true,
@@ -438,7 +489,13 @@ mod tests {
         );
         assert_eq!(
             keys(&value["shared"]),
-            set(&["status", "expires_at", "last_refresh_at", "last_error"])
+            set(&[
+                "status",
+                "expires_at",
+                "last_refresh_at",
+                "last_error",
+                "grant_ends_at"
+            ])
         );
         assert_eq!(
             keys(&value["user_tokens"]),
@@ -448,6 +505,7 @@ mod tests {
                 "expiring_soon",
                 "expired",
                 "refresh_failing",
+                "grant_ending",
                 "needs_reauthorization",
                 "needs_attention",
                 "complete"

@@ -6,6 +6,7 @@ mod endpoint;
 mod grant;
 mod health;
 mod ids;
+mod lifetime;
 mod pending;
 mod principal;
 mod provider;
@@ -25,6 +26,7 @@ pub use health::{
     EXPIRING_SOON, SharedTokenHealth, TokenHealth, TokenHealthStatus, UserTokenCounts,
 };
 pub use ids::{ConnectionId, Owner, Role, Subject};
+pub use lifetime::{GrantFacts, GrantSchedule, LifetimeMargins};
 pub use pending::{AwaitedGrant, PendingAuthorization, StateToken};
 pub use principal::Principal;
 pub use provider::{

@@ -79,6 +79,18 @@ pub struct StoredToken {
     /// was obtained): callers cannot make it ask more often than once per interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_asked_at: Option<DateTime<Utc>>,
+    /// When the grant dies however it is used: its authorization (`created_at`) plus the
+    /// provider's documented absolute lifetime. `None` when none is documented, and on tokens
+    /// written before Keyport kept it (their next refresh sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_ends_at: Option<DateTime<Utc>>,
+    /// Whether the grant's approaching end was reported (its status says `grant_ending`, and
+    /// the audit trail has said so once); a new authorization starts unreported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grant_end_reported: bool,
+    /// When the person authorized this grant (or Keyport first obtained it, unattended): a
+    /// refresh keeps it, a new authorization replaces it. It names the grant's lineage, and
+    /// the provider's absolute lifetime counts from it.
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The envelope; kept out of the metadata document and stored as binary.
@@ -127,6 +139,8 @@ mod tests {
             lease: None,
             issued_for: None,
             provider_asked_at: None,
+            grant_ends_at: None,
+            grant_end_reported: false,
             created_at: now,
             updated_at: now,
             sealed: vec![],
@@ -155,5 +169,19 @@ mod tests {
         let doc = serde_json::to_string(&t).unwrap();
         assert!(!doc.contains("sealed"));
         assert!(!doc.contains("version"));
+    }
+
+    #[test]
+    fn a_token_written_before_grant_lifetimes_reads_without_them() {
+        let mut t = token(None, TokenStatus::Valid);
+        let doc = serde_json::to_string(&t).unwrap();
+        assert!(!doc.contains("grant_end"), "{doc}");
+        let read: StoredToken = serde_json::from_str(&doc).unwrap();
+        assert_eq!((read.grant_ends_at, read.grant_end_reported), (None, false));
+        t.grant_ends_at = Some(t.created_at + Duration::days(365));
+        t.grant_end_reported = true;
+        let read: StoredToken = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(read.grant_ends_at, t.grant_ends_at);
+        assert!(read.grant_end_reported);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Keyport, ServiceError};
@@ -25,6 +26,13 @@ pub struct UsableConnection {
     /// The caller's own token's status; null when there is none.
     #[cfg_attr(feature = "openapi", schema(required))]
     pub user_token: Option<TokenStatus>,
+    /// When the shared token's grant dies however it is used (the provider's documented
+    /// absolute lifetime); null when none is documented or there is no token.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub shared_grant_ends_at: Option<DateTime<Utc>>,
+    /// The same for the caller's own token: authorize again before then.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub user_grant_ends_at: Option<DateTime<Utc>>,
 }
 
 impl Keyport {
@@ -35,18 +43,20 @@ impl Keyport {
         let mut usable = Vec::new();
         for connection in self.connections_usable_by(principal).await? {
             // Two point reads, whatever the number of other owners' tokens.
-            let status_of = |owner: Owner| {
+            let token_of = |owner: Owner| {
                 let key = TokenKey {
                     connection_id: connection.id.clone(),
                     owner,
                 };
-                async move { Ok::<_, ServiceError>(self.store.get_token(&key).await?.map(|t| t.status)) }
+                async move { Ok::<_, ServiceError>(self.store.get_token(&key).await?) }
             };
-            let shared_token = status_of(Owner::Shared).await?;
-            let user_token = status_of(Owner::User(principal.subject.clone())).await?;
+            let shared = token_of(Owner::Shared).await?;
+            let user = token_of(Owner::User(principal.subject.clone())).await?;
             usable.push(UsableConnection {
-                shared_token,
-                user_token,
+                shared_token: shared.as_ref().map(|t| t.status),
+                user_token: user.as_ref().map(|t| t.status),
+                shared_grant_ends_at: shared.and_then(|t| t.grant_ends_at),
+                user_grant_ends_at: user.and_then(|t| t.grant_ends_at),
                 id: connection.id,
                 name: connection.name.to_string(),
                 description: connection.description,

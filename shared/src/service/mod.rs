@@ -58,6 +58,12 @@ pub struct KeyportSettings {
     pub default_min_valid: Duration,
     /// The refresher picks a token up this long before it expires.
     pub refresh_lead: Duration,
+    /// The refresher keeps an idle grant alive this long before its provider's documented
+    /// inactivity window closes (at most half the window).
+    pub idle_refresh_margin: Duration,
+    /// A grant is reported as ending (its status, and once in the audit trail) this long
+    /// before its provider's documented absolute end (at most half the grant's lifetime).
+    pub grant_end_warning: Duration,
     /// Into how many windows a scheduled run splits each due shard's last minute, so that
     /// several workers share a busy shard.
     pub refresh_windows: u32,
@@ -86,7 +92,19 @@ pub struct KeyportSettings {
     pub credential_cache: CredentialCacheLimits,
 }
 
+const DAY_SECONDS: u64 = 24 * 60 * 60;
+
 impl KeyportSettings {
+    /// The margins a grant's schedule is computed with.
+    pub fn lifetime_margins(&self) -> crate::domain::LifetimeMargins {
+        let chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        crate::domain::LifetimeMargins {
+            refresh_lead: chrono(self.refresh_lead),
+            idle_margin: chrono(self.idle_refresh_margin),
+            grant_end_warning: chrono(self.grant_end_warning),
+        }
+    }
+
     pub fn new(url_policy: UrlPolicy) -> Self {
         Self {
             url_policy,
@@ -94,6 +112,8 @@ impl KeyportSettings {
             pending_lifetime: Duration::from_secs(10 * 60),
             default_min_valid: Duration::from_secs(60),
             refresh_lead: Duration::from_secs(5 * 60),
+            idle_refresh_margin: Duration::from_secs(7 * DAY_SECONDS),
+            grant_end_warning: Duration::from_secs(14 * DAY_SECONDS),
             refresh_windows: 4,
             lease_duration: Duration::from_secs(30),
             grant_write_budget: Duration::from_secs(10),

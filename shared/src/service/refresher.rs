@@ -283,8 +283,12 @@ impl Keyport {
             )
             .await
         {
+            // A new grant written: a new expiry, or (a token without one, refreshed to keep its
+            // grant alive) a new due time.
             Ok((after, _))
-                if after.version != before.version && after.expires_at != before.expires_at =>
+                if after.version != before.version
+                    && (after.expires_at != before.expires_at
+                        || after.refresh_due_at != before.refresh_due_at) =>
             {
                 Outcome::Refreshed
             }

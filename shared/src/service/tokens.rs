@@ -13,8 +13,8 @@ use serde::ser::SerializeStruct;
 use super::access::OwnerRequest;
 use super::{Keyport, ServiceError, deadline, require_enabled};
 use crate::domain::{
-    AuditAction, Connection, ConnectionId, Lease, Owner, Principal, StoredToken, TokenFailure,
-    TokenSecrets, TokenStatus,
+    AuditAction, Connection, ConnectionId, GrantFacts, GrantLifetime, Lease, Owner, Principal,
+    REFRESHER_ACTOR, StoredToken, TokenFailure, TokenSecrets, TokenStatus,
 };
 use crate::oauth::{ClientCredentials, OAuthError, TokenGrant};
 use crate::ports::{Expect, StoreError, TokenKey};
@@ -114,6 +114,11 @@ pub(crate) enum Freshness {
     OnDemand { min_valid: Duration, force: bool },
     /// The scheduled refresher, ahead of expiry.
     Scheduled { min_valid: Duration },
+}
+
+/// Whether the refresher should refresh `token` at `now`.
+fn is_due(token: &StoredToken, now: DateTime<Utc>) -> bool {
+    token.refresh_due_at.is_some_and(|due| due <= now)
 }
 
 fn chrono_duration(duration: Duration) -> chrono::Duration {
@@ -353,7 +358,10 @@ impl Keyport {
                         .unwrap_or_else(|| "the grant was revoked or expired".into()),
                 });
             }
-            let wanted_fresh = force && first_look;
+            // The refresher refreshes what the due index says is due, even a token still good
+            // for its lead: its refresh token's inactivity window may be closing. Looked at on
+            // every pass, as a refresh by someone else moves the due time on.
+            let wanted_fresh = (force && first_look) || (!on_demand && is_due(&current, now));
             first_look = false;
             if !wanted_fresh && current.is_usable_for(now, min_valid) {
                 let secrets = self.cipher.open_token(key, &current.sealed).await?;
@@ -652,9 +660,17 @@ impl Keyport {
         grant: TokenGrant,
         leased: &StoredToken,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
-        let record = self
-            .grant_record(connection, key, &grant, leased.created_at)
+        let mut record = self
+            .grant_record(
+                connection,
+                key,
+                &grant,
+                leased.created_at,
+                leased.grant_end_reported,
+            )
             .await?;
+        // Whether the grant's end was reported before this write: once per grant.
+        let mut reported_before = leased.grant_end_reported;
         // Retried for as long as the lease holds: until then no one else refreshes this token,
         // and this grant may be the only live one.
         let retry_until = leased
@@ -667,7 +683,10 @@ impl Keyport {
                 .put_until(&record, Expect::Version(expected), retry_until)
                 .await
             {
-                Ok(saved) => return Ok((saved, grant.secrets)),
+                Ok(saved) => {
+                    self.report_grant_ending(&saved, reported_before).await;
+                    return Ok((saved, grant.secrets));
+                }
                 Err(StoreError::NotFound(_)) => break None,
                 Err(StoreError::Conflict(_)) => match self.store.get_token(key).await? {
                     None => break None,
@@ -676,7 +695,12 @@ impl Keyport {
                     }
                     // The same grant, written by another refresher after this lease ran out:
                     // this result is as new as that one.
-                    Some(current) => expected = current.version,
+                    Some(current) => {
+                        expected = current.version;
+                        reported_before |= current.grant_end_reported;
+                        record.grant_end_reported |=
+                            current.grant_end_reported && record.grant_ends_at.is_some();
+                    }
                 },
                 Err(error) => return Err(error.into()),
             }
@@ -729,8 +753,9 @@ impl Keyport {
         mut expected_version: Option<u64>,
         created_at: DateTime<Utc>,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
+        // A new lineage: its end, if it has one, is not reported yet.
         let record = self
-            .grant_record(connection, key, &grant, created_at)
+            .grant_record(connection, key, &grant, created_at, false)
             .await?;
         let retry_until = Utc::now() + chrono_duration(self.settings.grant_write_budget);
         let mut attempt = 0;
@@ -740,7 +765,10 @@ impl Keyport {
                 .map(Expect::Version)
                 .unwrap_or(Expect::Absent);
             match self.put_until(&record, expect, retry_until).await {
-                Ok(saved) => return Ok((saved, grant.secrets)),
+                Ok(saved) => {
+                    self.report_grant_ending(&saved, false).await;
+                    return Ok((saved, grant.secrets));
+                }
                 Err(
                     StoreError::Conflict(_)
                     | StoreError::AlreadyExists(_)
@@ -753,25 +781,32 @@ impl Keyport {
         }
     }
 
-    /// The stored form of a new grant: its secrets sealed, due for refresh ahead of expiry.
+    /// The stored form of a new grant: its secrets sealed, due for refresh ahead of its access
+    /// token's expiry, before its refresh token's inactivity window closes, and when its
+    /// warning window before its absolute end opens (unless `end_reported` already).
     async fn grant_record(
         &self,
         connection: &Connection,
         key: &TokenKey,
         grant: &TokenGrant,
         created_at: DateTime<Utc>,
+        end_reported: bool,
     ) -> Result<StoredToken, ServiceError> {
         let now = Utc::now();
         let sealed = self.seal_with_retries(key, &grant.secrets).await?;
         let has_refresh_token = grant.secrets.refresh_token.is_some();
-        let refresh_due_at = grant
-            .expires_at
-            .filter(|_| has_refresh_token || !connection.grant_type.is_interactive())
-            .map(|expiry| {
-                let lifetime = expiry - now;
-                let lead = chrono_duration(self.settings.refresh_lead).min(lifetime / 2);
-                expiry - lead
-            });
+        let facts = GrantFacts {
+            written_at: now,
+            authorized_at: created_at,
+            expires_at: grant.expires_at,
+            has_refresh_token,
+            unattended: !connection.grant_type.is_interactive(),
+        };
+        let schedule = self.settings.lifetime_margins().schedule(
+            &facts,
+            &self.grant_lifetime(connection),
+            end_reported,
+        );
         Ok(StoredToken {
             connection_id: key.connection_id.clone(),
             owner: key.owner.clone(),
@@ -779,17 +814,52 @@ impl Keyport {
             token_type: grant.token_type.clone(),
             scope: grant.scope.clone(),
             expires_at: grant.expires_at,
-            refresh_due_at,
+            refresh_due_at: schedule.refresh_due_at,
             has_refresh_token,
             last_error: None,
             lease: None,
             issued_for: Some(connection.destination_fingerprint()),
             provider_asked_at: Some(now),
+            grant_ends_at: schedule.grant_ends_at,
+            // An end no longer documented is no longer reported.
+            grant_end_reported: schedule.grant_ends_at.is_some()
+                && (end_reported || schedule.grant_ending),
             created_at,
             updated_at: now,
             sealed,
             version: 0,
         })
+    }
+
+    /// The documented lifetimes of the connection's provider's grants (none for a custom one).
+    fn grant_lifetime(&self, connection: &Connection) -> GrantLifetime {
+        self.catalog
+            .get(connection.provider.as_str())
+            .map(|provider| provider.lifetime.clone())
+            .unwrap_or_default()
+    }
+
+    /// Records, once per grant, that `saved` entered the warning window before its absolute
+    /// end: `reported_before` is what the grant's previous record said.
+    async fn report_grant_ending(&self, saved: &StoredToken, reported_before: bool) {
+        if reported_before || !saved.grant_end_reported {
+            return;
+        }
+        let Some(ends) = saved.grant_ends_at else {
+            return;
+        };
+        let detail = format!(
+            "the grant ends at {}: authorize again before then",
+            ends.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        self.audit(
+            &saved.connection_id,
+            AuditAction::GrantEnding,
+            REFRESHER_ACTOR,
+            Some(&saved.owner),
+            Some(&detail),
+        )
+        .await;
     }
 
     /// One conditional write of a token that must not be lost (the provider may already have

@@ -20,7 +20,8 @@ use crate::ports::{Page, PageRequest, TokenKey};
         "status": "valid",
         "expires_at": "2026-01-05T10:30:00Z",
         "last_refresh_at": "2026-01-05T09:30:00Z",
-        "last_error": null
+        "last_error": null,
+        "grant_ends_at": null
     }))
 )]
 pub struct UserTokenSummary {
@@ -38,6 +39,10 @@ pub struct UserTokenSummary {
     /// Why the last refresh failed; null when it did not.
     #[cfg_attr(feature = "openapi", schema(required))]
     pub last_error: Option<TokenFailure>,
+    /// When the grant dies however it is used (the provider's documented absolute lifetime
+    /// from the authorization); null when none is documented.
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub grant_ends_at: Option<DateTime<Utc>>,
 }
 
 impl UserTokenSummary {
@@ -52,6 +57,7 @@ impl UserTokenSummary {
             expires_at: token.expires_at,
             last_refresh_at: token.provider_asked_at,
             last_error: token.last_error.clone(),
+            grant_ends_at: token.grant_ends_at,
         })
     }
 }

@@ -168,6 +168,8 @@ pub async fn store_due_token(
         lease: None,
         issued_for: None,
         provider_asked_at: None,
+        grant_ends_at: None,
+        grant_end_reported: false,
         created_at: now,
         updated_at: now,
         sealed,

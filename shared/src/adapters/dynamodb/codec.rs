@@ -597,6 +597,8 @@ mod tests {
             lease: None,
             issued_for: None,
             provider_asked_at: None,
+            grant_ends_at: None,
+            grant_end_reported: false,
             created_at: now,
             updated_at: now,
             sealed: vec![9, 8, 7],

@@ -52,6 +52,7 @@ const STATUS_WORDS = {
   expired: "Expired",
   refresh_failing: "Refresh failing",
   refresh_failed: "Refresh failing",
+  grant_ending: "Grant ending",
   needs_reauthorization: "Needs re-authorization",
   not_authorized: "Not authorized",
   active: "Active",
@@ -197,7 +198,7 @@ async function connectionsList() {
   const search = h("input", { type: "search", id: "search", placeholder: "Name or provider" });
   const filter = h("select", { id: "status-filter" },
     h("option", { value: "" }, "Any status"),
-    ...["valid", "expiring_soon", "refresh_failing", "needs_reauthorization", "not_authorized", "expired"]
+    ...["valid", "expiring_soon", "refresh_failing", "grant_ending", "needs_reauthorization", "not_authorized", "expired"]
       .map((s) => h("option", { value: s }, STATUS_WORDS[s])));
   const body = h("tbody");
   const rows = connections.map((c) => {

@@ -241,6 +241,8 @@ async fn seed_token(keyport: &Keyport, id: &str, owner: Owner) {
         lease: None,
         issued_for: None,
         provider_asked_at: None,
+        grant_ends_at: None,
+        grant_end_reported: false,
         created_at: now,
         updated_at: now,
         sealed: keyport.cipher.seal_token(&key, &secrets).await.unwrap(),

@@ -170,6 +170,8 @@ fn stored(owner: Owner, status: TokenStatus, failed: bool) -> StoredToken {
         lease: None,
         issued_for: None,
         provider_asked_at: Some(now),
+        grant_ends_at: None,
+        grant_end_reported: false,
         created_at: now,
         updated_at: now,
         sealed: vec![],
@@ -326,6 +328,8 @@ fn token_views_and_service_answers_match_their_schemas() {
         grant_type: GrantType::ClientCredentials,
         shared_token: Some(TokenStatus::NeedsReauthorization),
         user_token: None,
+        shared_grant_ends_at: Some(Utc::now()),
+        user_grant_ends_at: None,
     };
     assert_valid(
         &spec,
@@ -446,6 +450,7 @@ fn enumerations_are_the_codes_variants() {
             crate::domain::TokenHealthStatus::ExpiringSoon,
             crate::domain::TokenHealthStatus::Expired,
             crate::domain::TokenHealthStatus::RefreshFailing,
+            crate::domain::TokenHealthStatus::GrantEnding,
             crate::domain::TokenHealthStatus::NeedsReauthorization,
             crate::domain::TokenHealthStatus::NotAuthorized,
         ])
@@ -456,7 +461,7 @@ fn enumerations_are_the_codes_variants() {
     );
     assert_eq!(
         read_back::<crate::domain::AuditAction>(&spec, "AuditAction"),
-        8
+        9
     );
     // The owner a caller asks for is parsed, not deserialized.
     let owners = described(&spec, "OwnerRequest");
