@@ -280,8 +280,26 @@ fn check_protocol(protocol: &ProviderProtocol) -> Vec<String> {
             problems.push(format!("protocol.callback_params: {name} appears twice"));
         }
     }
+    for (own, rfc) in &protocol.error_codes {
+        if !RFC_TOKEN_ERRORS.contains(&rfc.as_str()) {
+            problems.push(format!(
+                "protocol.error_codes: {own} maps to {rfc}, not an RFC 6749 §5.2 error code"
+            ));
+        }
+    }
     problems
 }
+
+/// The token endpoint's error codes (RFC 6749 §5.2), the only ones a provider's own codes may
+/// be read as.
+const RFC_TOKEN_ERRORS: &[&str] = &[
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+];
 
 fn check_lifetime(lifetime: &GrantLifetime) -> Vec<String> {
     let mut problems = Vec::new();

@@ -111,6 +111,14 @@ fn protocol_lines(protocol: &ProviderProtocol) -> Vec<String> {
     if protocol.refresh_sends_scope {
         lines.push("a refresh names the grant's scope again".to_owned());
     }
+    if !protocol.error_codes.is_empty() {
+        let codes: Vec<String> = protocol
+            .error_codes
+            .iter()
+            .map(|(own, rfc)| format!("`{own}` as `{rfc}`"))
+            .collect();
+        lines.push(format!("its own error codes read as: {}", codes.join(", ")));
+    }
     lines
 }
 

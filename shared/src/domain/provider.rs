@@ -76,6 +76,11 @@ pub struct ProviderProtocol {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
     pub refresh_token_rotation: RefreshTokenRotation,
+    /// The provider's own error codes read as the RFC 6749 §5.2 code they mean (GitHub's
+    /// `bad_verification_code` is `invalid_grant`), so a dead grant is known as one.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub error_codes: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

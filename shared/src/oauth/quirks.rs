@@ -95,7 +95,27 @@ pub(crate) fn adapt_response(
             body = Value::Object(fields).to_string().into_bytes();
         }
     }
+    if parts.status.is_client_error() && !protocol.error_codes.is_empty() {
+        body = with_rfc_error_code(body, protocol);
+    }
     http::Response::from_parts(parts, body)
+}
+
+/// An error answer whose `error` is one of the provider's own codes, with the RFC 6749 code
+/// the catalog says it means.
+fn with_rfc_error_code(body: Vec<u8>, protocol: &ProviderProtocol) -> Vec<u8> {
+    let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(&body) else {
+        return body;
+    };
+    let Some(rfc_code) = fields
+        .get("error")
+        .and_then(Value::as_str)
+        .and_then(|code| protocol.error_codes.get(code))
+    else {
+        return body;
+    };
+    fields.insert("error".into(), Value::String(rfc_code.clone()));
+    Value::Object(fields).to_string().into_bytes()
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -404,6 +424,33 @@ mod tests {
             json_of(&read),
             serde_json::json!({"access_token": "xoxp", "authed_user": {}})
         );
+    }
+
+    #[test]
+    fn a_providers_own_error_codes_read_as_the_rfc_codes_they_mean() {
+        let github = protocol(
+            "form_encoded_responses = true\nerror_codes = { bad_verification_code = \"invalid_grant\" }",
+        );
+        let read = adapt_response(
+            answer(
+                200,
+                Some("application/x-www-form-urlencoded"),
+                "error=bad_verification_code&error_description=The+code+is+wrong",
+            ),
+            &github,
+            true,
+        );
+        assert_eq!(read.status(), 400);
+        assert_eq!(
+            json_of(&read),
+            serde_json::json!({"error": "invalid_grant", "error_description": "The code is wrong"})
+        );
+        let unlisted = adapt_response(
+            answer(400, Some(JSON), r#"{"error":"redirect_uri_mismatch"}"#),
+            &github,
+            true,
+        );
+        assert_eq!(json_of(&unlisted)["error"], "redirect_uri_mismatch");
     }
 
     #[test]
