@@ -14,7 +14,7 @@ use keyport_shared::service::{Keyport, OwnerRequest, RefreshReport};
 use keyport_tests::backends::Backend;
 use keyport_tests::faulty_provider::{Answer, FaultyProvider, Tokens};
 use keyport_tests::http_client::Http;
-use keyport_tests::keyport::{admin, finish_authorization, keyport, principal};
+use keyport_tests::keyport::{admin, authorize_with_any_code, keyport, principal};
 use keyport_tests::server::TestServer;
 use serde_json::{Value, json};
 
@@ -69,25 +69,6 @@ async fn connect(keyport: &Keyport, provider: &FaultyProvider) -> Connection {
         .create_connection(&admin(), input)
         .await
         .expect("created")
-}
-
-async fn authorize(
-    keyport: &Keyport,
-    connection: &Connection,
-    who: &Principal,
-    owner: OwnerRequest,
-) {
-    let started = keyport
-        .start_authorization(who, &connection.id, owner, None)
-        .await
-        .expect("started");
-    finish_authorization(
-        keyport,
-        who,
-        &format!("code=any-code&state={}", started.state),
-    )
-    .await
-    .expect("completed");
 }
 
 fn key(connection: &Connection, owner: Owner) -> TokenKey {
@@ -146,7 +127,7 @@ async fn an_idle_grant_is_refreshed_before_its_inactivity_window_closes(backend:
     provider.script([Answer::Tokens(first.clone()), Answer::Tokens(second)]);
     let connection = connect(&keyport, &provider).await;
     let before = Utc::now();
-    authorize(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
+    authorize_with_any_code(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
     let after = Utc::now();
     let shared = key(&connection, Owner::Shared);
 
@@ -298,8 +279,8 @@ async fn a_grant_nearing_its_absolute_end_is_reported_once(backend: Backend) {
     let provider = FaultyProvider::start().await;
     provider.otherwise(Answer::Tokens(Tokens::fresh()));
     let connection = connect(&keyport, &provider).await;
-    authorize(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
-    authorize(&keyport, &connection, &alice(), OwnerRequest::User).await;
+    authorize_with_any_code(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
+    authorize_with_any_code(&keyport, &connection, &alice(), OwnerRequest::User).await;
     let shared = key(&connection, Owner::Shared);
     let user = key(&connection, Owner::User(alice().subject.clone()));
 
@@ -370,7 +351,7 @@ async fn a_grant_nearing_its_absolute_end_is_reported_once(backend: Backend) {
     assert_eq!(ending.needs_attention, 1);
 
     // A new authorization is a new grant: a year ahead of it again.
-    authorize(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
+    authorize_with_any_code(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
     let renewed = stored(&keyport, &shared).await;
     assert!(!renewed.grant_end_reported);
     assert_eq!(

@@ -15,7 +15,7 @@ use keyport_shared::ports::{Expect, PageRequest, TokenKey};
 use keyport_shared::service::{Keyport, OwnerRequest, ServiceError};
 use keyport_tests::backends::Backend;
 use keyport_tests::faulty_provider::{Answer, FaultyProvider, Tokens};
-use keyport_tests::keyport::{admin, bot, finish_authorization, keyport, principal};
+use keyport_tests::keyport::{admin, authorize_with_any_code, bot, keyport, principal};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
@@ -52,27 +52,6 @@ async fn connect(keyport: &Keyport, provider: &FaultyProvider, secret: &str) -> 
         .expect("created")
 }
 
-/// An authorization started by `who` and completed at the callback with a made-up code, which
-/// the provider exchanges for its next scripted tokens.
-async fn authorize(
-    keyport: &Keyport,
-    connection: &Connection,
-    who: &Principal,
-    owner: OwnerRequest,
-) {
-    let started = keyport
-        .start_authorization(who, &connection.id, owner, None)
-        .await
-        .expect("started");
-    finish_authorization(
-        keyport,
-        who,
-        &format!("code=any-code&state={}", started.state),
-    )
-    .await
-    .expect("completed");
-}
-
 fn change(fields: Value) -> keyport_shared::domain::ConnectionInput {
     serde_json::from_value(fields).expect("a change request")
 }
@@ -90,8 +69,8 @@ async fn moving_a_connection_needs_its_secret_again_and_ends_every_token_where_i
         Answer::Tokens(user_tokens.clone()),
     ]);
     let connection = connect(&keyport, &legit, &secret).await;
-    authorize(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
-    authorize(&keyport, &connection, &alice(), OwnerRequest::User).await;
+    authorize_with_any_code(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
+    authorize_with_any_code(&keyport, &connection, &alice(), OwnerRequest::User).await;
     let shared_key = TokenKey {
         connection_id: connection.id.clone(),
         owner: Owner::Shared,
@@ -261,7 +240,7 @@ async fn a_disabled_connection_hands_out_refreshes_and_authorizes_nothing(backen
     let provider = FaultyProvider::start().await;
     provider.otherwise(Answer::Tokens(Tokens::fresh()));
     let connection = connect(&keyport, &provider, "disabled-test-secret").await;
-    authorize(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
+    authorize_with_any_code(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
     let pending = keyport
         .start_authorization(&alice(), &connection.id, OwnerRequest::User, None)
         .await
@@ -403,7 +382,7 @@ async fn callers_cannot_make_keyport_ask_the_provider_more_than_once_per_30_seco
         Answer::Tokens(refreshed.clone()),
     ]);
     let connection = connect(&keyport, &provider, "throttle-test-secret").await;
-    authorize(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
+    authorize_with_any_code(&keyport, &connection, &admin(), OwnerRequest::Shared).await;
     assert_eq!(provider.requests().len(), 1, "the code exchange");
     let two_hours = Some(std::time::Duration::from_secs(2 * 60 * 60));
     for _ in 0..5 {

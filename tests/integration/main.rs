@@ -56,3 +56,29 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// Like `on_both_backends!`, but on a current-thread runtime with the logs captured, so every
+/// line Keyport logs (an in-process server's included) reaches a test's leak check.
+#[macro_export]
+macro_rules! on_both_backends_with_logs {
+    ($($test:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "current_thread")]
+                async fn $test() {
+                    let (_guard, logs) = keyport_tests::logs::CapturedLogs::start();
+                    super::$test(keyport_tests::backends::embedded().await, logs).await
+                }
+            )*
+        }
+        mod aws {
+            $(
+                #[tokio::test(flavor = "current_thread")]
+                async fn $test() {
+                    let (_guard, logs) = keyport_tests::logs::CapturedLogs::start();
+                    super::$test(keyport_tests::backends::aws().await, logs).await
+                }
+            )*
+        }
+    };
+}

@@ -37,32 +37,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-/// Like `on_both_backends!`, but on a current-thread runtime with the logs captured, so every
-/// line Keyport logs (the in-process server's included) reaches the leak check.
-macro_rules! on_both_backends_with_logs {
-    ($($test:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "current_thread")]
-                async fn $test() {
-                    let (_guard, logs) = keyport_tests::logs::CapturedLogs::start();
-                    super::$test(keyport_tests::backends::embedded().await, logs).await
-                }
-            )*
-        }
-        mod aws {
-            $(
-                #[tokio::test(flavor = "current_thread")]
-                async fn $test() {
-                    let (_guard, logs) = keyport_tests::logs::CapturedLogs::start();
-                    super::$test(keyport_tests::backends::aws().await, logs).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends_with_logs!(
+crate::on_both_backends_with_logs!(
     server_errors_then_success_are_retried_and_the_rotated_token_is_stored,
     server_errors_every_time_leave_the_stored_token_untouched,
     rate_limiting_is_waited_out_up_to_the_cap,

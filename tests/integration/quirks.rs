@@ -16,32 +16,7 @@ use keyport_tests::quirky_provider::{
 use keyport_tests::server::TestServer;
 use serde_json::{Value, json};
 
-/// `on_both_backends!` on a current-thread runtime with the logs captured, so every line the
-/// in-process server logs reaches the leak check.
-macro_rules! on_both_backends_with_logs {
-    ($($test:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "current_thread")]
-                async fn $test() {
-                    let (_guard, logs) = keyport_tests::logs::CapturedLogs::start();
-                    super::$test(keyport_tests::backends::embedded().await, logs).await
-                }
-            )*
-        }
-        mod aws {
-            $(
-                #[tokio::test(flavor = "current_thread")]
-                async fn $test() {
-                    let (_guard, logs) = keyport_tests::logs::CapturedLogs::start();
-                    super::$test(keyport_tests::backends::aws().await, logs).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends_with_logs!(
+crate::on_both_backends_with_logs!(
     github_form_encoded_answers_and_errors_in_a_200,
     slack_errors_in_a_200_and_the_nested_user_token,
     quickbooks_and_shopify_callback_values_are_kept,
