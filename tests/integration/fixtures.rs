@@ -44,6 +44,7 @@ pub fn token(key: &TokenKey, due: Option<DateTime<Utc>>) -> StoredToken {
         provider_asked_at: None,
         grant_ends_at: None,
         grant_end_reported: false,
+        filed_due_at: None,
         created_at: now,
         updated_at: now,
         sealed: vec![1, 0, 1, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],

@@ -49,6 +49,7 @@ crate::on_both_backends_with_logs!(
     a_still_valid_token_is_served_while_the_provider_is_down,
     a_rotated_token_survives_a_failing_store_write,
     a_rotated_token_survives_a_failing_key_service,
+    a_rotated_grant_is_kept_while_its_due_shard_is_hot,
     a_disconnect_during_a_refresh_wins_and_the_refreshed_grant_is_revoked,
     a_connection_delete_during_a_refresh_leaves_no_token_behind,
     a_connection_with_more_tokens_than_a_request_can_end_is_deleted_by_the_refresher,
@@ -184,6 +185,7 @@ impl Scene {
             provider_asked_at: None,
             grant_ends_at: None,
             grant_end_reported: false,
+            filed_due_at: None,
             created_at: now - chrono::Duration::hours(2),
             updated_at: now - chrono::Duration::hours(1),
             sealed: scene.seal(&scene.seeded).await,
@@ -820,6 +822,74 @@ async fn a_rotated_token_survives_a_failing_store_write(backend: Backend, logs: 
     scene.assert_no_token_in_logs();
 }
 
+/// A hot due shard throttles the writes that move an entry in it: the rotated grant is written
+/// at once without moving its entry (not retried until its lease runs out and lost), and the
+/// refresher files it under its own due time afterwards without asking the provider again.
+async fn a_rotated_grant_is_kept_while_its_due_shard_is_hot(backend: Backend, logs: CapturedLogs) {
+    let store = Arc::new(FlakyStore::new(backend.store.clone()));
+    let scene = Scene::with(
+        backend,
+        logs,
+        Setup {
+            store: Some(store.clone()),
+            ..Setup::default()
+        },
+    )
+    .await;
+    // The seeded token filed in the due index as a refreshed one would be: due by now.
+    let mut seeded = scene.stored().await;
+    seeded.refresh_due_at = Some(Utc::now() - chrono::Duration::minutes(1));
+    let seeded = scene
+        .backend
+        .store
+        .put_token(&seeded, Expect::Version(seeded.version))
+        .await
+        .expect("filed as due");
+    let filed_before = seeded.due_filing();
+    let rotated = scene.fresh();
+    scene
+        .provider
+        .script([Answer::Tokens(rotated.clone()).after_test()]);
+    let (read, ()) = tokio::join!(scene.read(), async {
+        let paused = scene.provider.paused().await;
+        store.heat_due_index(true);
+        paused.resume();
+    });
+    let view = read.expect("the grant is written without moving its due entry");
+    assert_eq!(view.access_token.expose_secret(), rotated.access_token);
+    assert_eq!(
+        store.failures(),
+        1,
+        "one refused write, then the entry left in place"
+    );
+    assert_eq!(
+        scene.stored_tokens().await,
+        (rotated.access_token.clone(), rotated.refresh_token.clone())
+    );
+    let kept = scene.stored().await;
+    assert_eq!(kept.filed_due_at, filed_before);
+    assert!(kept.refresh_due_at > filed_before, "{kept:?}");
+
+    store.heat_due_index(false);
+    scene
+        .keyport
+        .refresh_due(
+            tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+            2,
+        )
+        .await
+        .expect("a refresher run");
+    let refiled = scene.stored().await;
+    assert_eq!(refiled.filed_due_at, None);
+    assert_eq!(refiled.due_filing(), kept.refresh_due_at);
+    assert_eq!(
+        scene.refresh_requests().len(),
+        1,
+        "filing it again asked the provider nothing"
+    );
+    scene.assert_no_token_in_logs();
+}
+
 async fn a_rotated_token_survives_a_failing_key_service(backend: Backend, logs: CapturedLogs) {
     let keys = Arc::new(FlakyKeys::new(backend.keys.clone()));
     let scene = Scene::with(
@@ -884,6 +954,9 @@ impl Faults {
 struct FlakyStore {
     inner: Arc<dyn Store>,
     faults: Faults,
+    /// While set, a token write that would move the token's due index entry is refused as a
+    /// throttled hot due shard would be.
+    hot_due_index: std::sync::atomic::AtomicBool,
 }
 
 impl FlakyStore {
@@ -891,7 +964,12 @@ impl FlakyStore {
         Self {
             inner,
             faults: Faults::default(),
+            hot_due_index: Default::default(),
         }
+    }
+
+    fn heat_due_index(&self, hot: bool) {
+        self.hot_due_index.store(hot, Ordering::SeqCst);
     }
 
     fn fail_next_puts(&self, n: u32) {
@@ -977,6 +1055,23 @@ impl TokenStore for FlakyStore {
     ) -> Result<StoredToken, StoreError> {
         if self.faults.fire() {
             return Err(StoreError::Unavailable("injected by the test".into()));
+        }
+        if self.hot_due_index.load(Ordering::SeqCst) {
+            let key = TokenKey {
+                connection_id: token.connection_id.clone(),
+                owner: token.owner.clone(),
+            };
+            let filed_now = self
+                .inner
+                .get_token(&key)
+                .await?
+                .and_then(|t| t.due_filing());
+            if token.due_filing() != filed_now {
+                self.faults.injected.fetch_add(1, Ordering::SeqCst);
+                return Err(StoreError::Unavailable(
+                    "a hot due shard (injected by the test)".into(),
+                ));
+            }
         }
         self.inner.put_token(token, expect).await
     }

@@ -64,6 +64,7 @@ async fn seed(backend: &Backend, connection: &ConnectionId, token: Seeded<'_>) {
         provider_asked_at: Some(now - token.asked_ago),
         grant_ends_at: None,
         grant_end_reported: false,
+        filed_due_at: None,
         created_at: now,
         updated_at: now,
         sealed: backend

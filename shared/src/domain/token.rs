@@ -88,6 +88,13 @@ pub struct StoredToken {
     /// the audit trail has said so once); a new authorization starts unreported.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grant_end_reported: bool,
+    /// The due time the due index still files this token under, when it is not
+    /// `refresh_due_at`: a refreshed grant whose write was throttled is written without moving
+    /// its index entry (a write that touches no index partition), so the grant is not lost to
+    /// a hot index partition; the refresher files it under `refresh_due_at` when it next lists
+    /// it. `None` almost always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filed_due_at: Option<DateTime<Utc>>,
     /// When the person authorized this grant (or Keyport first obtained it, unattended): a
     /// refresh keeps it, a new authorization replaces it. It names the grant's lineage, and
     /// the provider's absolute lifetime counts from it.
@@ -102,6 +109,11 @@ pub struct StoredToken {
 }
 
 impl StoredToken {
+    /// The due time the due index files this token under.
+    pub fn due_filing(&self) -> Option<DateTime<Utc>> {
+        self.filed_due_at.or(self.refresh_due_at)
+    }
+
     /// Whether this token came from where `connection` now sends credentials; a token that did
     /// not is never sent there, nor handed out.
     pub fn was_issued_for(&self, connection: &Connection) -> bool {
@@ -141,6 +153,7 @@ mod tests {
             provider_asked_at: None,
             grant_ends_at: None,
             grant_end_reported: false,
+            filed_due_at: None,
             created_at: now,
             updated_at: now,
             sealed: vec![],

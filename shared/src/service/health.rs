@@ -158,6 +158,7 @@ mod tests {
             provider_asked_at: None,
             grant_ends_at: None,
             grant_end_reported: false,
+            filed_due_at: None,
             created_at: now,
             updated_at: now,
             sealed: vec![],

@@ -13,8 +13,8 @@ use tokio::task::JoinSet;
 
 use super::tokens::Freshness;
 use super::{Keyport, RefreshWork, ServiceError, deadline};
-use crate::domain::{AuditAction, Connection, ConnectionId, REFRESHER_ACTOR};
-use crate::ports::{DueWindow, PageRequest, TokenKey};
+use crate::domain::{AuditAction, Connection, ConnectionId, REFRESHER_ACTOR, StoredToken};
+use crate::ports::{DueWindow, Expect, PageRequest, TokenKey};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RefreshReport {
@@ -258,6 +258,21 @@ impl Keyport {
         revoked
     }
 
+    /// A token the due index still files under an earlier due time (its grant's write was
+    /// throttled, see `put_until`), filed under its own. Best effort: one that stays filed
+    /// early is listed again by a later run.
+    async fn refile(&self, token: &StoredToken) {
+        let mut filed = token.clone();
+        filed.filed_due_at = None;
+        if let Err(error) = self
+            .store
+            .put_token(&filed, Expect::Version(token.version))
+            .await
+        {
+            tracing::debug!(connection_id = %token.connection_id, owner = %token.owner, %error, "the due index entry stays early for now");
+        }
+    }
+
     async fn refresh_one(&self, connection: &Connection, key: &TokenKey) -> Outcome {
         let before = match self.store.get_token(key).await {
             Ok(Some(token)) => token,
@@ -292,7 +307,12 @@ impl Keyport {
             {
                 Outcome::Refreshed
             }
-            Ok(_) => Outcome::Skipped,
+            Ok((after, _)) => {
+                if after.filed_due_at.is_some() {
+                    self.refile(&after).await;
+                }
+                Outcome::Skipped
+            }
             Err(ServiceError::NeedsReauthorization { .. }) => Outcome::NeedsReauthorization,
             Err(ServiceError::RefreshInProgress | ServiceError::ConnectionDisabled) => {
                 Outcome::Skipped

@@ -680,7 +680,12 @@ impl Keyport {
         let mut expected = leased.version;
         let winner = loop {
             match self
-                .put_until(&record, Expect::Version(expected), retry_until)
+                .put_until(
+                    &record,
+                    Expect::Version(expected),
+                    retry_until,
+                    leased.due_filing(),
+                )
                 .await
             {
                 Ok(saved) => {
@@ -764,7 +769,7 @@ impl Keyport {
             let expect = expected_version
                 .map(Expect::Version)
                 .unwrap_or(Expect::Absent);
-            match self.put_until(&record, expect, retry_until).await {
+            match self.put_until(&record, expect, retry_until, None).await {
                 Ok(saved) => {
                     self.report_grant_ending(&saved, false).await;
                     return Ok((saved, grant.secrets));
@@ -824,6 +829,7 @@ impl Keyport {
             // An end no longer documented is no longer reported.
             grant_end_reported: schedule.grant_ends_at.is_some()
                 && (end_reported || schedule.grant_ending),
+            filed_due_at: None,
             created_at,
             updated_at: now,
             sealed,
@@ -865,17 +871,27 @@ impl Keyport {
     /// One conditional write of a token that must not be lost (the provider may already have
     /// rotated the refresh token): retried with backoff while the store is unavailable, until
     /// `retry_until`. Any other answer is the caller's to handle.
+    ///
+    /// A write refused as unavailable is often a throttled index partition (a hot due shard
+    /// throttles the table's writes that move an entry in it). With `filed_before` (where the
+    /// due index files the token now), the retries leave the entry where it is: the grant is
+    /// written, the due index catches up when the refresher next lists the token.
     async fn put_until(
         &self,
         record: &StoredToken,
         expect: Expect,
         retry_until: DateTime<Utc>,
+        filed_before: Option<DateTime<Utc>>,
     ) -> Result<StoredToken, StoreError> {
+        let mut record = std::borrow::Cow::Borrowed(record);
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            match self.store.put_token(record, expect).await {
+            match self.store.put_token(&record, expect).await {
                 Err(StoreError::Unavailable(reason)) => {
+                    if filed_before.is_some() && record.due_filing() != filed_before {
+                        record.to_mut().filed_due_at = filed_before;
+                    }
                     let wait =
                         (self.settings.backoff.base * attempt).min(self.settings.backoff.cap);
                     if Utc::now() + chrono_duration(wait) >= retry_until {

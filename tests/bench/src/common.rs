@@ -170,6 +170,7 @@ pub async fn store_due_token(
         provider_asked_at: None,
         grant_ends_at: None,
         grant_end_reported: false,
+        filed_due_at: None,
         created_at: now,
         updated_at: now,
         sealed,

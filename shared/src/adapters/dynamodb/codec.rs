@@ -388,7 +388,7 @@ pub(crate) fn token_item(
     // Without a due time the item carries no index keys and so drops out of the due index. It
     // never carries gsi1's keys: the whole item is put, so one written before the due index
     // leaves the legacy partition at its next write.
-    if let Some(due_at) = token.refresh_due_at {
+    if let Some(due_at) = token.due_filing() {
         let shard = due_shard_of(&key, due_shards);
         item.insert(
             attr::DUE_SHARD.to_owned(),
@@ -599,6 +599,7 @@ mod tests {
             provider_asked_at: None,
             grant_ends_at: None,
             grant_end_reported: false,
+            filed_due_at: None,
             created_at: now,
             updated_at: now,
             sealed: vec![9, 8, 7],
@@ -760,6 +761,17 @@ mod tests {
         assert_ne!(first[attr::DOC], second[attr::DOC]);
         assert_eq!(due_keys(&first), due_keys(&second));
         assert!(due_keys(&first).iter().all(Option::is_some));
+
+        // A grant written while its due shard is hot keeps its entry where it was.
+        let mut kept_in_place = leased.clone();
+        kept_in_place.refresh_due_at = Some(Utc::now() + Duration::minutes(50));
+        kept_in_place.filed_due_at = before.refresh_due_at;
+        let throttled = token_item(&kept_in_place, 3, 16).unwrap();
+        assert_eq!(due_keys(&first), due_keys(&throttled));
+        assert_eq!(
+            token_from_item(&throttled).unwrap().filed_due_at,
+            before.refresh_due_at
+        );
 
         let mut moved = leased;
         moved.refresh_due_at = Some(Utc::now() + Duration::minutes(50));

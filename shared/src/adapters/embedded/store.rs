@@ -491,7 +491,7 @@ impl TokenStore for EmbeddedStore {
             connection_id: stored.connection_id.clone(),
             owner: stored.owner.clone(),
         };
-        let due_key = stored.refresh_due_at.map(|due| due_index_key(due, &key));
+        let due_key = stored.due_filing().map(|due| due_index_key(due, &key));
         let (connection_id, owner, sealed, new_version) = (
             key.connection_id.to_string(),
             key.owner.storage_key(),

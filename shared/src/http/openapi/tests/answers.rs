@@ -243,6 +243,7 @@ async fn seed_token(keyport: &Keyport, id: &str, owner: Owner) {
         provider_asked_at: None,
         grant_ends_at: None,
         grant_end_reported: false,
+        filed_due_at: None,
         created_at: now,
         updated_at: now,
         sealed: keyport.cipher.seal_token(&key, &secrets).await.unwrap(),

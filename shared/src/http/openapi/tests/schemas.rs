@@ -172,6 +172,7 @@ fn stored(owner: Owner, status: TokenStatus, failed: bool) -> StoredToken {
         provider_asked_at: Some(now),
         grant_ends_at: None,
         grant_end_reported: false,
+        filed_due_at: None,
         created_at: now,
         updated_at: now,
         sealed: vec![],
