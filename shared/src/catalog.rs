@@ -37,8 +37,9 @@ const RESERVED_PARAMS: &[&str] = &[
 ];
 
 /// Callback query parameters of the protocol itself (RFC 6749 §4.1.2, RFC 9207): Keyport reads
-/// them, so a catalog entry cannot ask for them to be kept as provider values.
-const RESERVED_CALLBACK_PARAMS: &[&str] = &[
+/// them, so a catalog entry cannot ask for them to be kept as provider values, and the callback
+/// never keeps them (an authorization code in `extra` would outlive its exchange).
+pub(crate) const RESERVED_CALLBACK_PARAMS: &[&str] = &[
     "code",
     "state",
     "iss",

@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 use url::form_urlencoded;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, RESERVED_CALLBACK_PARAMS};
 use crate::domain::{
     Connection, ProviderProtocol, RequestEncoding, ValidationError, is_token_like_field,
 };
@@ -25,9 +25,6 @@ const TOKEN_FIELDS: &[&str] = &[
     "scope",
     "token_type",
 ];
-/// Callback parameters Keyport reads itself: never kept as a provider's value (an
-/// authorization code in `extra` would outlive its exchange).
-const CALLBACK_OWN_PARAMS: &[&str] = &["state", "code", "error", "error_description", "iss"];
 /// Callback values are identifiers (a realm id, a shop's host name), not documents.
 const MAX_CALLBACK_VALUE: usize = 255;
 
@@ -218,7 +215,10 @@ pub(crate) fn callback_values(
     let mut kept = Map::new();
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         let declared = protocol.callback_params.iter().any(|p| *p == name);
-        if !declared || CALLBACK_OWN_PARAMS.contains(&name.as_ref()) || is_token_like_field(&name) {
+        if !declared
+            || RESERVED_CALLBACK_PARAMS.contains(&name.as_ref())
+            || is_token_like_field(&name)
+        {
             continue;
         }
         if kept.contains_key(name.as_ref()) {
