@@ -64,10 +64,10 @@ pub struct CommonSettings {
     /// the rest of a connection with more).
     #[arg(long, env = "KEYPORT_DELETE_IN_LINE_TOKENS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub delete_in_line_tokens: u32,
-    /// Into how many time windows a scheduled run with refresh workers splits each due shard's
-    /// last minute (plus one message for what came due before it), so several workers share a
-    /// busy shard.
-    #[arg(long, env = "KEYPORT_REFRESH_WINDOWS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=60))]
+    /// Into how many spans a scheduled run with refresh workers splits the last minute of due
+    /// times (one message each, plus one for what came due before it), so several workers
+    /// share a run's work; each worker lists every due shard in its span.
+    #[arg(long, env = "KEYPORT_REFRESH_WINDOWS", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub refresh_windows: u32,
     /// The refresher refreshes a grant this many days before its provider's documented
     /// inactivity window closes (at most half the window).

@@ -260,7 +260,7 @@ pub async fn run_refresher() -> Result<(), Error> {
     .await
 }
 
-/// One scheduled run: the upkeep, then the due shards, handed to the workers through the
+/// One scheduled run: the upkeep, then the due tokens, handed to the workers through the
 /// Keyport's work queue when it has one, or refreshed here; it stops before the invocation's
 /// deadline.
 pub async fn handle_scheduled_event(
@@ -287,8 +287,8 @@ pub async fn handle_scheduled_event(
     Ok(report)
 }
 
-/// Serves the refresh worker: SQS delivers the queue's messages, one due shard or one deleted
-/// connection each.
+/// Serves the refresh worker: SQS delivers the queue's messages, one span of due times or one
+/// deleted connection each.
 pub async fn run_refresh_worker() -> Result<(), Error> {
     let init = Arc::new(Init::read()?);
     let keyport = Arc::new(OnceCell::new());
@@ -306,11 +306,12 @@ pub async fn run_refresh_worker() -> Result<(), Error> {
     .await
 }
 
-/// Does the work each message names, before the invocation's deadline: refreshes a shard's due
-/// tokens, or ends a deleted connection's (queueing it again when the deadline leaves tokens).
-/// A message that is not work, or whose work failed, is reported failed (SQS delivers it
-/// again, then to the dead-letter queue); a shard stopped by the deadline is done: the next
-/// scheduled run queues it again, and the due index still holds what was left.
+/// Does the work each message names, before the invocation's deadline: refreshes the tokens
+/// due in a span (or, from earlier runs' messages, in one shard), or ends a deleted
+/// connection's (queueing it again when the deadline leaves tokens). A message that is not
+/// work, or whose work failed, is reported failed (SQS delivers it again, then to the
+/// dead-letter queue); a span stopped by the deadline is done: the due index still holds what
+/// was left, and the next scheduled run's backlog message covers it.
 pub async fn handle_refresh_work(
     keyport: &Arc<Keyport>,
     event: LambdaEvent<SqsEvent>,
@@ -323,6 +324,11 @@ pub async fn handle_refresh_work(
         let id = message.message_id.clone().unwrap_or_default();
         let work = message.body.as_deref().and_then(RefreshWork::parse);
         let outcome = match work {
+            Some(RefreshWork::Span(span)) => keyport
+                .refresh_span(span.window(), deadline, concurrency)
+                .await
+                .map(drop)
+                .map_err(|error| error.code()),
             Some(RefreshWork::Shard(shard)) => keyport
                 .refresh_shard(shard, None, deadline, concurrency)
                 .await

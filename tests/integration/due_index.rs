@@ -238,8 +238,8 @@ async fn only_a_change_of_due_time_changes_a_tokens_due_keys() {
     assert!(all_due(&backend, now + Duration::days(1)).await.is_empty());
 }
 
-/// A scheduled run's windows of one shard list each due token once, in the window of its due
-/// time, across pages: several workers share a shard without a token falling between them.
+/// A scheduled run's spans, listed over every shard, list each due token once, in the span of
+/// its due time, across pages: several workers share a run without a token falling between them.
 async fn a_scheduled_runs_windows_list_each_due_token_once(backend: Backend) {
     let now = Utc::now();
     let mut due = Vec::new();
@@ -266,22 +266,24 @@ async fn a_scheduled_runs_windows_list_each_due_token_once(backend: Backend) {
         )
         .await
         .unwrap();
-    let windows: Vec<_> = scheduled_work(backend.store.due_shards(), 4, now)
+    let spans: Vec<_> = scheduled_work(4, now)
         .into_iter()
         .map(|work| match work {
-            RefreshWork::Window(window) => window,
-            other => panic!("a scheduled run queues windows, not {other:?}"),
+            RefreshWork::Span(span) => span,
+            other => panic!("a scheduled run queues spans, not {other:?}"),
         })
         .collect();
-    assert_eq!(windows.len(), backend.store.due_shards() as usize * 5);
+    assert_eq!(spans.len(), 5);
     let mut listed: Vec<(TokenKey, DateTime<Utc>, DateTime<Utc>)> = Vec::new();
-    for window in &windows {
-        for key in window_listing(&backend, window.shard, window.window()).await {
-            listed.push((
-                key,
-                window.due_after.unwrap_or(now - Duration::days(365)),
-                window.due_by,
-            ));
+    for span in &spans {
+        for shard in 0..backend.store.due_shards() {
+            for key in window_listing(&backend, shard, span.window()).await {
+                listed.push((
+                    key,
+                    span.due_after.unwrap_or(now - Duration::days(365)),
+                    span.due_by,
+                ));
+            }
         }
     }
     assert_eq!(listed.len(), due.len(), "each due token once: {listed:?}");
@@ -294,10 +296,10 @@ async fn a_scheduled_runs_windows_list_each_due_token_once(backend: Backend) {
     }
     assert!(listed.iter().all(|(key, _, _)| *key != later));
     assert_eq!(
-        windows
+        spans
             .iter()
-            .filter(|w| w.due_after.is_none())
-            .map(|w| w.due_by)
+            .filter(|s| s.due_after.is_none())
+            .map(|s| s.due_by)
             .max(),
         Some(now - WINDOWED_SPAN)
     );

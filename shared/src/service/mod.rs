@@ -9,6 +9,7 @@ mod connections;
 mod credential_cache;
 pub mod deadline;
 mod deletion;
+mod due_listing;
 mod error;
 mod health;
 mod me;
@@ -37,7 +38,7 @@ pub use readiness::Readiness;
 pub use refresher::RefreshReport;
 pub use tokens::TokenView;
 pub use user_tokens::UserTokenSummary;
-pub use work::{RefreshWork, ShardWindow, WINDOWED_SPAN, scheduled_work};
+pub use work::{DueSpan, RefreshWork, ShardWindow, WINDOWED_SPAN, scheduled_work};
 
 use crate::catalog::Catalog;
 use crate::crypto::EnvelopeCipher;
@@ -64,8 +65,8 @@ pub struct KeyportSettings {
     /// A grant is reported as ending (its status, and once in the audit trail) this long
     /// before its provider's documented absolute end (at most half the grant's lifetime).
     pub grant_end_warning: Duration,
-    /// Into how many windows a scheduled run splits each due shard's last minute, so that
-    /// several workers share a busy shard.
+    /// Into how many spans a scheduled run splits the last minute of due times, one message
+    /// each (and one for what came due before it), so that several workers share a run's work.
     pub refresh_windows: u32,
     /// How long one refresh may hold a token before another instance may take over.
     pub lease_duration: Duration,
@@ -114,7 +115,7 @@ impl KeyportSettings {
             refresh_lead: Duration::from_secs(5 * 60),
             idle_refresh_margin: Duration::from_secs(7 * DAY_SECONDS),
             grant_end_warning: Duration::from_secs(14 * DAY_SECONDS),
-            refresh_windows: 4,
+            refresh_windows: 15,
             lease_duration: Duration::from_secs(30),
             grant_write_budget: Duration::from_secs(10),
             on_demand_refresh_interval: Duration::from_secs(30),

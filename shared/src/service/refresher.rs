@@ -11,10 +11,11 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::due_listing::{DueListing, Step};
 use super::tokens::Freshness;
 use super::{Keyport, RefreshWork, ServiceError, deadline};
 use crate::domain::{AuditAction, Connection, ConnectionId, REFRESHER_ACTOR, StoredToken};
-use crate::ports::{DueWindow, Expect, PageRequest, TokenKey};
+use crate::ports::{DueWindow, Expect, TokenKey};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RefreshReport {
@@ -37,7 +38,8 @@ pub struct RefreshReport {
     pub deleted_connections_purged: u64,
     /// Connections written before the invitation index, indexed by this run (once per table).
     pub connections_indexed: u64,
-    /// Due shards handed to the refresh workers (a fanned-out run refreshes nothing itself).
+    /// Spans of due times handed to the refresh workers (a fanned-out run refreshes nothing
+    /// itself).
     pub work_queued: u64,
 }
 
@@ -53,37 +55,23 @@ enum Outcome {
 const SAFETY_MARGIN: Duration = Duration::from_secs(1);
 const PAGE_SIZE: u32 = 100;
 /// Due keys listed per query: the most a page holds (keys-only entries, some 150 bytes each),
-/// so a worker's window costs one query in the common case.
+/// so a worker's span costs one query a shard in the common case.
 const DUE_PAGE_SIZE: u32 = 1000;
 
 impl Keyport {
     /// One run on one machine (the local server's loop, or a refresher without workers): the
-    /// upkeep, then every due shard, until none is left or `deadline` (minus a margin) nears.
+    /// upkeep, then everything due in every shard, until none is left or `deadline` (minus a
+    /// margin) nears.
     pub async fn refresh_due(
         self: &Arc<Self>,
         deadline: tokio::time::Instant,
         concurrency: usize,
     ) -> Result<RefreshReport, ServiceError> {
         let mut report = self.refresh_upkeep(deadline).await?;
-        self.refresh_scope(DueScope::All, deadline, concurrency, &mut report)
-            .await?;
-        report.log();
-        Ok(report)
-    }
-
-    /// A worker's share of a fanned-out run: the due tokens of one shard, in `window` (or up to
-    /// now without one).
-    pub async fn refresh_shard(
-        self: &Arc<Self>,
-        shard: u32,
-        window: Option<DueWindow>,
-        deadline: tokio::time::Instant,
-        concurrency: usize,
-    ) -> Result<RefreshReport, ServiceError> {
-        let mut report = RefreshReport::default();
-        let window = window.unwrap_or_else(|| DueWindow::until(Utc::now()));
-        self.refresh_scope(
-            DueScope::Shard(shard, window),
+        let listing = DueListing::new(0..self.store.due_shards(), DUE_PAGE_SIZE);
+        self.refresh_listed(
+            listing,
+            DueWindow::until(Utc::now()),
             deadline,
             concurrency,
             &mut report,
@@ -93,12 +81,46 @@ impl Keyport {
         Ok(report)
     }
 
+    /// A worker's share of a fanned-out run: what came due in `window`, in every due shard,
+    /// the shards taken in turn.
+    pub async fn refresh_span(
+        self: &Arc<Self>,
+        window: DueWindow,
+        deadline: tokio::time::Instant,
+        concurrency: usize,
+    ) -> Result<RefreshReport, ServiceError> {
+        let mut report = RefreshReport::default();
+        let listing = DueListing::new(0..self.store.due_shards(), DUE_PAGE_SIZE);
+        self.refresh_listed(listing, window, deadline, concurrency, &mut report)
+            .await?;
+        report.log();
+        Ok(report)
+    }
+
+    /// The due tokens of one shard, in `window` (or up to now without one): the work messages
+    /// earlier scheduled runs queued.
+    pub async fn refresh_shard(
+        self: &Arc<Self>,
+        shard: u32,
+        window: Option<DueWindow>,
+        deadline: tokio::time::Instant,
+        concurrency: usize,
+    ) -> Result<RefreshReport, ServiceError> {
+        let mut report = RefreshReport::default();
+        let window = window.unwrap_or_else(|| DueWindow::until(Utc::now()));
+        let listing = DueListing::new([shard], DUE_PAGE_SIZE);
+        self.refresh_listed(listing, window, deadline, concurrency, &mut report)
+            .await?;
+        report.log();
+        Ok(report)
+    }
+
     /// The work a fanned-out run at `now` hands to workers: each due shard's backlog and the
     /// windows of its last minute. Each item says only where to look; the due index says what
     /// is due when the worker looks, so an item delivered twice or late costs a query, never a
     /// second refresh (the lease sees to that).
     pub fn refresh_work(&self, now: chrono::DateTime<Utc>) -> Vec<RefreshWork> {
-        super::work::scheduled_work(self.store.due_shards(), self.settings.refresh_windows, now)
+        super::work::scheduled_work(self.settings.refresh_windows, now)
     }
 
     /// What every run does before refreshing: indexing a table's older invitations (once),
@@ -124,10 +146,11 @@ impl Keyport {
         Ok(report)
     }
 
-    /// Refreshes the due tokens of `scope`, adding to `report`.
-    async fn refresh_scope(
+    /// Refreshes the tokens `listing` finds due in `window`, adding to `report`.
+    async fn refresh_listed(
         self: &Arc<Self>,
-        scope: DueScope,
+        mut listing: DueListing,
+        window: DueWindow,
         deadline: tokio::time::Instant,
         concurrency: usize,
         report: &mut RefreshReport,
@@ -138,60 +161,53 @@ impl Keyport {
         // No refresh is dispatched that could not finish before the deadline: a provider that
         // takes its whole timeout, then the write of its answer.
         let margin = self.oauth.http().timeout() + self.settings.grant_write_budget + SAFETY_MARGIN;
-        let due_by = Utc::now();
-        let mut page = PageRequest::first(DUE_PAGE_SIZE);
-        'pages: loop {
-            let listed = match scope {
-                DueScope::All => self.store.due_tokens(due_by, page.clone()).await?,
-                DueScope::Shard(shard, window) => {
-                    self.store
-                        .due_tokens_in_shard(shard, window, page.clone())
+        loop {
+            let key = match listing.step() {
+                Step::Key(key) => key,
+                Step::Read { shard, page } => {
+                    let page = self.store.due_tokens_in_shard(shard, window, page).await?;
+                    listing.listed(shard, page);
+                    continue;
+                }
+                Step::Done => break,
+            };
+            let connection = match connections.get(&key.connection_id) {
+                Some(known) => known.clone(),
+                None => {
+                    let loaded = self
+                        .store
+                        .get_connection(&key.connection_id)
                         .await?
+                        .map(Arc::new);
+                    connections.insert(key.connection_id.clone(), loaded.clone());
+                    loaded
                 }
             };
-            for key in listed.items {
-                let connection = match connections.get(&key.connection_id) {
-                    Some(known) => known.clone(),
-                    None => {
-                        let loaded = self
-                            .store
-                            .get_connection(&key.connection_id)
-                            .await?
-                            .map(Arc::new);
-                        connections.insert(key.connection_id.clone(), loaded.clone());
-                        loaded
-                    }
-                };
-                // A deleted connection's leftovers, or a disabled one's: the provider is not
-                // called.
-                let Some(connection) = connection.filter(|c| c.is_enabled()) else {
-                    report.skipped += 1;
-                    continue;
-                };
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                // Checked after waiting for a worker: the wait itself can eat the margin.
-                if tokio::time::Instant::now() + margin >= deadline {
-                    report.stopped_early = true;
-                    break 'pages;
-                }
-                let keyport = self.clone();
-                running.spawn(async move {
-                    let outcome =
-                        deadline::within(deadline, keyport.refresh_one(&connection, &key)).await;
-                    drop(permit);
-                    outcome
-                });
-                while let Some(done) = running.try_join_next() {
-                    tally(report, done);
-                }
+            // A deleted connection's leftovers, or a disabled one's: the provider is not
+            // called.
+            let Some(connection) = connection.filter(|c| c.is_enabled()) else {
+                report.skipped += 1;
+                continue;
+            };
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            // Checked after waiting for a worker: the wait itself can eat the margin.
+            if tokio::time::Instant::now() + margin >= deadline {
+                report.stopped_early = true;
+                break;
             }
-            match listed.next {
-                Some(cursor) => page.cursor = Some(cursor),
-                None => break,
+            let keyport = self.clone();
+            running.spawn(async move {
+                let outcome =
+                    deadline::within(deadline, keyport.refresh_one(&connection, &key)).await;
+                drop(permit);
+                outcome
+            });
+            while let Some(done) = running.try_join_next() {
+                tally(report, done);
             }
         }
         while let Some(done) = running.join_next().await {
@@ -323,13 +339,6 @@ impl Keyport {
             }
         }
     }
-}
-
-/// Which due tokens a run takes on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DueScope {
-    All,
-    Shard(u32, DueWindow),
 }
 
 impl RefreshReport {

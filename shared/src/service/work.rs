@@ -8,13 +8,16 @@ use serde::{Deserialize, Serialize};
 use crate::domain::ConnectionId;
 use crate::ports::DueWindow;
 
-/// One message: `{"window": {"shard": N, "due_after": …, "due_by": …}}` (the scheduled run's),
-/// `{"shard": N}` (what scheduled runs queued before windows, still honoured) or
-/// `{"deleted_connection": "con_…"}`. Externally tagged, so each body has exactly one key and
+/// One message: `{"span": {"due_after": …, "due_by": …}}` (the scheduled run's),
+/// `{"window": {"shard": N, "due_after": …, "due_by": …}}` and `{"shard": N}` (what earlier
+/// scheduled runs queued, still honoured) or `{"deleted_connection": "con_…"}`. Externally tagged, so each body has exactly one key and
 /// anything else is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefreshWork {
+    /// Refresh what came due in one span of time, in every due shard, taking the shards in
+    /// turn (so the refreshes' index writes spread over every shard's partition).
+    Span(DueSpan),
     /// Refresh what is due in this shard of the due index, up to the worker's own time.
     Shard(u32),
     /// Refresh what came due in one time window of one shard.
@@ -34,6 +37,25 @@ pub struct ShardWindow {
     pub due_by: DateTime<Utc>,
 }
 
+/// A span of due times: after `due_after` (or at any time before, without it) and at or before
+/// `due_by`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DueSpan {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_after: Option<DateTime<Utc>>,
+    pub due_by: DateTime<Utc>,
+}
+
+impl DueSpan {
+    pub fn window(&self) -> DueWindow {
+        DueWindow {
+            after: self.due_after,
+            by: self.due_by,
+        }
+    }
+}
+
 impl ShardWindow {
     pub fn window(&self) -> DueWindow {
         DueWindow {
@@ -48,30 +70,26 @@ impl ShardWindow {
 /// goes to one backlog window per shard.
 pub const WINDOWED_SPAN: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
-/// The work a scheduled run at `now` hands out for `shards` due shards: per shard, the backlog
-/// (everything due up to [`WINDOWED_SPAN`] ago) and `windows` equal windows of the last span, so
-/// up to `windows + 1` workers share a busy shard. The windows tile time without a gap, and a
-/// token listed twice (a late message, a redelivery) is refreshed once: the lease sees to that.
-pub fn scheduled_work(shards: u32, windows: u32, now: DateTime<Utc>) -> Vec<RefreshWork> {
+/// The work a scheduled run at `now` hands out: the backlog (everything due up to
+/// [`WINDOWED_SPAN`] ago) and `windows` equal spans of the last [`WINDOWED_SPAN`], one message
+/// each, so up to `windows + 1` workers share a run's work, each over every shard. The spans
+/// tile time without a gap, and a token listed twice (a late message, a redelivery) is
+/// refreshed once: the lease sees to that.
+pub fn scheduled_work(windows: u32, now: DateTime<Utc>) -> Vec<RefreshWork> {
     let windows = windows.max(1);
     let span_start = now - WINDOWED_SPAN;
     let step = WINDOWED_SPAN / i32::try_from(windows).unwrap_or(i32::MAX);
-    let mut work = Vec::new();
-    for shard in 0..shards {
-        work.push(RefreshWork::Window(ShardWindow {
-            shard,
-            due_after: None,
-            due_by: span_start,
+    let mut work = vec![RefreshWork::Span(DueSpan {
+        due_after: None,
+        due_by: span_start,
+    })];
+    for i in 0..windows {
+        let after = span_start + step * i32::try_from(i).unwrap_or(i32::MAX);
+        let by = if i + 1 == windows { now } else { after + step };
+        work.push(RefreshWork::Span(DueSpan {
+            due_after: Some(after),
+            due_by: by,
         }));
-        for i in 0..windows {
-            let after = span_start + step * i32::try_from(i).unwrap_or(i32::MAX);
-            let by = if i + 1 == windows { now } else { after + step };
-            work.push(RefreshWork::Window(ShardWindow {
-                shard,
-                due_after: Some(after),
-                due_by: by,
-            }));
-        }
     }
     work
 }
@@ -141,34 +159,51 @@ mod tests {
     }
 
     #[test]
-    fn scheduled_windows_tile_each_shard_without_a_gap() {
+    fn a_span_message_names_its_times() {
+        let body =
+            r#"{"span":{"due_after":"2026-12-07T10:00:00Z","due_by":"2026-12-07T10:00:04Z"}}"#;
+        let Some(RefreshWork::Span(span)) = RefreshWork::parse(body) else {
+            panic!("a span");
+        };
+        assert_eq!(
+            span.window().after.unwrap().to_rfc3339(),
+            "2026-12-07T10:00:00+00:00"
+        );
+        assert_eq!(RefreshWork::Span(span).body(), body);
+        assert!(matches!(
+            RefreshWork::parse(r#"{"span":{"due_by":"2026-12-07T10:00:04Z"}}"#),
+            Some(RefreshWork::Span(DueSpan {
+                due_after: None,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn scheduled_spans_tile_time_without_a_gap() {
         let now = DateTime::parse_from_rfc3339("2026-12-07T10:01:00.5Z")
             .unwrap()
             .with_timezone(&Utc);
-        for windows in [1, 3, 4, 7] {
-            let work = scheduled_work(5, windows, now);
-            assert_eq!(work.len(), 5 * (windows as usize + 1));
-            for shard in 0..5 {
-                let mut of_shard: Vec<ShardWindow> = work
-                    .iter()
-                    .filter_map(|w| match w {
-                        RefreshWork::Window(window) if window.shard == shard => Some(*window),
-                        _ => None,
-                    })
-                    .collect();
-                of_shard.sort_by_key(|w| w.due_by);
-                assert_eq!(of_shard[0].due_after, None, "the backlog comes first");
-                for pair in of_shard.windows(2) {
-                    assert_eq!(
-                        pair[1].due_after,
-                        Some(pair[0].due_by),
-                        "{windows}: a gap or overlap"
-                    );
-                    assert!(pair[1].due_by > pair[0].due_by);
-                }
-                assert_eq!(of_shard.last().unwrap().due_by, now);
-                assert_eq!(of_shard[0].due_by, now - WINDOWED_SPAN);
+        for windows in [1, 3, 4, 7, 15] {
+            let spans: Vec<DueSpan> = scheduled_work(windows, now)
+                .into_iter()
+                .map(|work| match work {
+                    RefreshWork::Span(span) => span,
+                    other => panic!("a scheduled run queues spans, not {other:?}"),
+                })
+                .collect();
+            assert_eq!(spans.len(), windows as usize + 1);
+            assert_eq!(spans[0].due_after, None, "the backlog comes first");
+            assert_eq!(spans[0].due_by, now - WINDOWED_SPAN);
+            for pair in spans.windows(2) {
+                assert_eq!(
+                    pair[1].due_after,
+                    Some(pair[0].due_by),
+                    "{windows}: a gap or overlap"
+                );
+                assert!(pair[1].due_by > pair[0].due_by);
             }
+            assert_eq!(spans.last().unwrap().due_by, now);
         }
     }
 
@@ -190,6 +225,8 @@ mod tests {
             r#"{"window": {"shard": 1}}"#,
             r#"{"window": {"shard": 1, "due_by": "yesterday"}}"#,
             r#"{"window": {"shard": 1, "due_by": "2026-12-07T10:00:15Z", "extra": 1}}"#,
+            r#"{"span": {"shard": 1, "due_by": "2026-12-07T10:00:15Z"}}"#,
+            r#"{"span": {}}"#,
         ] {
             assert_eq!(RefreshWork::parse(body), None, "{body:?}");
         }

@@ -279,6 +279,8 @@ async fn run(moto: &Moto, plan: RunPlan) -> Value {
         "processes": processes,
         "data_keys_generated_per_process_max": counts["data_keys_generated_per_process_max"],
         "decrypts_of_one_data_key_per_process_max": counts["decrypts_of_one_data_key_per_process_max"],
+        "decrypts_repeated_within_cache_age": counts["decrypts_repeated_within_cache_age"],
+        "key_cache_age_seconds": counts["key_cache_age_seconds"],
         "secret_reads_of_one_connection_per_process_max": counts["secret_reads_of_one_connection_per_process_max"],
         "cache_lifetimes_in_run": round(run_seconds / 300.0, 2),
         "secrets_manager_calls_per_1000_refreshes": round(per_thousand(op("Secrets Manager:GetSecretValue")), 2),
@@ -397,8 +399,14 @@ async fn worker_throughput(moto: &Moto) -> Value {
         fleet::seed(&keyport, &ids, in_shard, move |_| due, Arc::default()).await;
         let counted = Traffic::new(provider.refreshes.clone(), None);
         let worker = installation.process(Some(&counted), 1, Shape::Sharded);
+        // The message a scheduled run queues: everything due up to now, in every shard.
+        let body = keyport_shared::service::RefreshWork::Span(keyport_shared::service::DueSpan {
+            due_after: None,
+            due_by: Utc::now(),
+        })
+        .body();
         let payload: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(json!({
-            "Records": [{"messageId": "m-0", "receiptHandle": "r-0", "body": "{\"shard\":0}",
+            "Records": [{"messageId": "m-0", "receiptHandle": "r-0", "body": body,
                          "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs"}]
         }))
         .expect("an SQS event");

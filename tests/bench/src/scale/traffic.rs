@@ -25,6 +25,7 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
+use keyport_shared::crypto::KeyCacheLimits;
 use serde_json::{Value, json};
 
 /// AWS's limits the throttling run holds the simulation to.
@@ -119,6 +120,13 @@ struct State {
     kms_by_process: BTreeMap<usize, u64>,
     data_keys_by_process: BTreeMap<usize, u64>,
     decrypts: HashMap<(usize, u64), u64>,
+    /// When each process last decrypted each data key, and how many of its Decrypts came
+    /// while the key it had paid for was still inside the key cache's age: those are the
+    /// Decrypts a process paid twice. One after the age ran out is the cache's bound on how
+    /// long a revoked KMS grant keeps working, as the Encryption SDK's hierarchical keyring's
+    /// cache limit is.
+    last_decrypt: HashMap<(usize, u64), std::time::Instant>,
+    decrypts_repeated_within_cache_age: u64,
     secret_reads: HashMap<(usize, String), u64>,
     shadow: HashMap<(String, String), Shadow>,
     buckets: VecDeque<Bucket>,
@@ -201,6 +209,8 @@ impl Traffic {
             "kms_calls_by_process": state.kms_by_process,
             "data_keys_generated_per_process_max": state.data_keys_by_process.values().max(),
             "decrypts_of_one_data_key_per_process_max": state.decrypts.values().max(),
+            "decrypts_repeated_within_cache_age": state.decrypts_repeated_within_cache_age,
+            "key_cache_age_seconds": KeyCacheLimits::default().max_age.as_secs(),
             "secret_reads_of_one_connection_per_process_max": state.secret_reads.values().max(),
         })
     }
@@ -539,6 +549,12 @@ impl Intercept for Counter {
             if plan.operation == "KMS:Decrypt" {
                 let digest = subject.parse().unwrap_or(0);
                 *state.decrypts.entry((self.process, digest)).or_default() += 1;
+                let now = std::time::Instant::now();
+                if let Some(last) = state.last_decrypt.insert((self.process, digest), now)
+                    && now.duration_since(last) < KeyCacheLimits::default().max_age
+                {
+                    state.decrypts_repeated_within_cache_age += 1;
+                }
             } else if is_secret_read {
                 *state
                     .secret_reads
