@@ -180,6 +180,19 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_events_carry_work() {
+        for (sample, span) in [
+            (include_str!("../../../events/refresh-work.json"), true),
+            (include_str!("../../../events/refresh-work-deletion.json"), false),
+        ] {
+            let event: serde_json::Value = serde_json::from_str(sample).unwrap();
+            let body = event["Records"][0]["body"].as_str().unwrap();
+            let work = RefreshWork::parse(body).expect("the sample's body is work");
+            assert_eq!(matches!(work, RefreshWork::Span(_)), span, "{body}");
+        }
+    }
+
+    #[test]
     fn scheduled_spans_tile_time_without_a_gap() {
         let now = DateTime::parse_from_rfc3339("2026-12-07T10:01:00.5Z")
             .unwrap()
