@@ -183,7 +183,10 @@ mod tests {
     fn the_sample_events_carry_work() {
         for (sample, span) in [
             (include_str!("../../../events/refresh-work.json"), true),
-            (include_str!("../../../events/refresh-work-deletion.json"), false),
+            (
+                include_str!("../../../events/refresh-work-deletion.json"),
+                false,
+            ),
         ] {
             let event: serde_json::Value = serde_json::from_str(sample).unwrap();
             let body = event["Records"][0]["body"].as_str().unwrap();
