@@ -67,18 +67,11 @@ impl Keyport {
         deadline: tokio::time::Instant,
         concurrency: usize,
     ) -> Result<RefreshReport, ServiceError> {
-        let mut report = self.refresh_upkeep(deadline).await?;
+        let report = self.refresh_upkeep(deadline).await?;
         let listing = DueListing::new(0..self.store.due_shards(), DUE_PAGE_SIZE);
-        self.refresh_listed(
-            listing,
-            DueWindow::until(Utc::now()),
-            deadline,
-            concurrency,
-            &mut report,
-        )
-        .await?;
-        report.log();
-        Ok(report)
+        let window = DueWindow::until(Utc::now());
+        self.refresh_listed(listing, window, deadline, concurrency, report)
+            .await
     }
 
     /// A worker's share of a fanned-out run: what came due in `window`, in every due shard,
@@ -89,12 +82,10 @@ impl Keyport {
         deadline: tokio::time::Instant,
         concurrency: usize,
     ) -> Result<RefreshReport, ServiceError> {
-        let mut report = RefreshReport::default();
         let listing = DueListing::new(0..self.store.due_shards(), DUE_PAGE_SIZE);
-        self.refresh_listed(listing, window, deadline, concurrency, &mut report)
-            .await?;
-        report.log();
-        Ok(report)
+        let report = RefreshReport::default();
+        self.refresh_listed(listing, window, deadline, concurrency, report)
+            .await
     }
 
     /// The due tokens of one shard, in `window` (or up to now without one): the work messages
@@ -106,17 +97,15 @@ impl Keyport {
         deadline: tokio::time::Instant,
         concurrency: usize,
     ) -> Result<RefreshReport, ServiceError> {
-        let mut report = RefreshReport::default();
         let window = window.unwrap_or_else(|| DueWindow::until(Utc::now()));
         let listing = DueListing::new([shard], DUE_PAGE_SIZE);
-        self.refresh_listed(listing, window, deadline, concurrency, &mut report)
-            .await?;
-        report.log();
-        Ok(report)
+        let report = RefreshReport::default();
+        self.refresh_listed(listing, window, deadline, concurrency, report)
+            .await
     }
 
-    /// The work a fanned-out run at `now` hands to workers: each due shard's backlog and the
-    /// windows of its last minute. Each item says only where to look; the due index says what
+    /// The work a fanned-out run at `now` hands to workers: the backlog and the spans of the
+    /// last minute. Each item says only where to look; the due index says what
     /// is due when the worker looks, so an item delivered twice or late costs a query, never a
     /// second refresh (the lease sees to that).
     pub fn refresh_work(&self, now: chrono::DateTime<Utc>) -> Vec<RefreshWork> {
@@ -146,15 +135,16 @@ impl Keyport {
         Ok(report)
     }
 
-    /// Refreshes the tokens `listing` finds due in `window`, adding to `report`.
+    /// Refreshes the tokens `listing` finds due in `window`, adding to `report`, and logs the
+    /// run's line.
     async fn refresh_listed(
         self: &Arc<Self>,
         mut listing: DueListing,
         window: DueWindow,
         deadline: tokio::time::Instant,
         concurrency: usize,
-        report: &mut RefreshReport,
-    ) -> Result<(), ServiceError> {
+        mut report: RefreshReport,
+    ) -> Result<RefreshReport, ServiceError> {
         let permits = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut running: JoinSet<Outcome> = JoinSet::new();
         let mut connections: HashMap<ConnectionId, Option<Arc<Connection>>> = HashMap::new();
@@ -207,13 +197,14 @@ impl Keyport {
                 outcome
             });
             while let Some(done) = running.try_join_next() {
-                tally(report, done);
+                tally(&mut report, done);
             }
         }
         while let Some(done) = running.join_next().await {
-            tally(report, done);
+            tally(&mut report, done);
         }
-        Ok(())
+        report.log();
+        Ok(report)
     }
 
     /// Revokes every grant a callback obtained whose confirmation never came: the grant was
