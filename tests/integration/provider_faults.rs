@@ -103,6 +103,16 @@ impl Scene {
         Scene::with(backend, logs, Setup::default()).await
     }
 
+    /// A scene whose store's writes the test can make fail, and that store.
+    async fn with_flaky_store(backend: Backend, logs: CapturedLogs) -> (Scene, Arc<FlakyStore>) {
+        let store = Arc::new(FlakyStore::new(backend.store.clone()));
+        let setup = Setup {
+            store: Some(store.clone()),
+            ..Setup::default()
+        };
+        (Scene::with(backend, logs, setup).await, store)
+    }
+
     async fn with(backend: Backend, logs: CapturedLogs, setup: Setup) -> Scene {
         let provider = FaultyProvider::start().await;
         let mut settings = KeyportSettings::new(UrlPolicy::LocalDevelopment);
@@ -779,16 +789,7 @@ async fn a_still_valid_token_is_served_while_the_provider_is_down(
 }
 
 async fn a_rotated_token_survives_a_failing_store_write(backend: Backend, logs: CapturedLogs) {
-    let store = Arc::new(FlakyStore::new(backend.store.clone()));
-    let scene = Scene::with(
-        backend,
-        logs,
-        Setup {
-            store: Some(store.clone()),
-            ..Setup::default()
-        },
-    )
-    .await;
+    let (scene, store) = Scene::with_flaky_store(backend, logs).await;
     // The write is retried for as long as the lease holds (30 s; 30 failures take about
     // 5 s of backoff here), not a fixed handful of times.
     let mut presented = scene.seeded.clone();
@@ -826,16 +827,7 @@ async fn a_rotated_token_survives_a_failing_store_write(backend: Backend, logs: 
 /// at once without moving its entry (not retried until its lease runs out and lost), and the
 /// refresher files it under its own due time afterwards without asking the provider again.
 async fn a_rotated_grant_is_kept_while_its_due_shard_is_hot(backend: Backend, logs: CapturedLogs) {
-    let store = Arc::new(FlakyStore::new(backend.store.clone()));
-    let scene = Scene::with(
-        backend,
-        logs,
-        Setup {
-            store: Some(store.clone()),
-            ..Setup::default()
-        },
-    )
-    .await;
+    let (scene, store) = Scene::with_flaky_store(backend, logs).await;
     // The seeded token filed in the due index as a refreshed one would be: due by now.
     let mut seeded = scene.stored().await;
     seeded.refresh_due_at = Some(Utc::now() - chrono::Duration::minutes(1));
