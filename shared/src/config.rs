@@ -15,7 +15,7 @@ use crate::adapters::dynamodb::{DEFAULT_DUE_SHARDS, DynamoStore};
 use crate::adapters::embedded::{EmbeddedDb, EmbeddedSecretStore, EmbeddedStore, LocalMasterKey};
 use crate::adapters::outbound::{OutboundHttp, OutboundSettings};
 use crate::crypto::{EnvelopeCipher, KeyCacheLimits};
-use crate::domain::{Role, UrlPolicy};
+use crate::domain::{ApplicationId, Role, UrlPolicy};
 use crate::oauth::{OAuthClient, OAuthSettings};
 use crate::ports::{DataKeyProvider, InstallationSecret, SecretStore, Store};
 use crate::service::{Keyport, KeyportSettings};
@@ -33,6 +33,10 @@ pub struct CommonSettings {
         default_value = "keyport-admins"
     )]
     pub admin_roles: Vec<String>,
+    /// Applications (client ids) that are administrators, as the administrator roles' members
+    /// are (comma-separated); their tokens' scopes still limit what they do.
+    #[arg(long, env = "KEYPORT_ADMIN_APPLICATIONS", value_delimiter = ',')]
+    pub admin_applications: Vec<String>,
     /// The token claim that lists the caller's roles.
     #[arg(long, env = "KEYPORT_ROLES_CLAIM", default_value = "cognito:groups")]
     pub roles_claim: String,
@@ -132,6 +136,16 @@ impl CommonSettings {
             // An operator's list ("a, b"): spaces around the commas are separators, not names.
             .map(|r| r.trim())
             .map(|r| Role::parse(r).map_err(|e| format!("admin role {r:?}: {}", e.message)))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        settings.admin_applications = self
+            .admin_applications
+            .iter()
+            .map(|a| a.trim())
+            .filter(|a| !a.is_empty())
+            .map(|a| {
+                ApplicationId::parse(a)
+                    .map_err(|e| format!("administrator application {a:?}: {}", e.message))
+            })
             .collect::<Result<BTreeSet<_>, _>>()?;
         settings.redirect_allow_list = self
             .redirect_allow_list

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
 use crate::domain::{
-    AuditEvent, ClientSecret, Connection, ConnectionId, Owner, PendingAuthorization, Role,
+    AuditEvent, ClientSecret, Connection, ConnectionId, Invitee, Owner, PendingAuthorization,
     StateToken, StoredToken,
 };
 
@@ -125,10 +125,12 @@ pub trait ConnectionStore: Send + Sync {
     /// be gone already. Removing one that is not there is not an error.
     async fn purge_connection(&self, id: &ConnectionId) -> Result<(), StoreError>;
 
-    /// The ids of the connections in service that invite `role`, in id order. On DynamoDB from
-    /// invitation items written in the same transaction as the connection, never a listing of
-    /// every connection; the embedded store (one machine's connections) reads its own table.
-    async fn invited_connections(&self, role: &Role) -> Result<Vec<ConnectionId>, StoreError>;
+    /// The ids of the connections in service that invite `invitee` (a role or an application),
+    /// in id order. On DynamoDB from invitation items written in the same transaction as the
+    /// connection, never a listing of every connection; the embedded store (one machine's
+    /// connections) reads its own table.
+    async fn invited_connections(&self, invitee: &Invitee)
+    -> Result<Vec<ConnectionId>, StoreError>;
 
     /// Whether [`Self::invited_connections`] covers every connection in service: false on a
     /// table whose connections predate that index, until [`Self::index_invitations`] has run.

@@ -27,10 +27,23 @@ enum Persona {
     /// connection to the next.
     InvitedElsewhere,
     OtherUser,
+    /// An administrator whose token carries only `keyport/tokens.read`: it reads shared tokens
+    /// but manages nothing.
+    AdminReadingTokens,
+    /// An application invited to the connections, with `keyport/tokens.read`.
+    AppReader,
+    /// An application with every Keyport scope, invited nowhere and no administrator.
+    AppUninvited,
+    /// The invited application with a token carrying no Keyport scope.
+    AppUnscoped,
+    /// An administrator application with `keyport/connections.manage` only.
+    AppManager,
+    /// The administrator application with `keyport/audit.read` only.
+    AppAuditor,
 }
 
 /// The table's column order.
-const PERSONAS: [Persona; 9] = [
+const PERSONAS: [Persona; 15] = [
     Persona::NoToken,
     Persona::BadSignature,
     Persona::Expired,
@@ -40,6 +53,12 @@ const PERSONAS: [Persona; 9] = [
     Persona::Uninvited,
     Persona::InvitedElsewhere,
     Persona::OtherUser,
+    Persona::AdminReadingTokens,
+    Persona::AppReader,
+    Persona::AppUninvited,
+    Persona::AppUnscoped,
+    Persona::AppManager,
+    Persona::AppAuditor,
 ];
 
 const INVITED_SUBJECT: &str = "bot-1";
@@ -47,6 +66,13 @@ const OTHER_SUBJECT: &str = "bot-2";
 const ELSEWHERE_SUBJECT: &str = "carol";
 /// The role invited to the other connection, and to none the table's rows use.
 const ELSEWHERE_ROLE: &str = "contractors";
+/// The application invited to the table's connections.
+const INVITED_APP: &str = "reporting-app";
+/// The application the server counts as an administrator (`--admin-applications`).
+const ADMIN_APP: &str = "ops-app";
+const TOKENS_READ: &str = "keyport/tokens.read";
+const CONNECTIONS_MANAGE: &str = "keyport/connections.manage";
+const AUDIT_READ: &str = "keyport/audit.read";
 
 struct Callers {
     forged: String,
@@ -57,6 +83,12 @@ struct Callers {
     uninvited: String,
     elsewhere: String,
     other_user: String,
+    admin_reading_tokens: String,
+    app_reader: String,
+    app_uninvited: String,
+    app_unscoped: String,
+    app_manager: String,
+    app_auditor: String,
 }
 
 impl Callers {
@@ -71,6 +103,12 @@ impl Callers {
             Persona::Uninvited => &self.uninvited,
             Persona::InvitedElsewhere => &self.elsewhere,
             Persona::OtherUser => &self.other_user,
+            Persona::AdminReadingTokens => &self.admin_reading_tokens,
+            Persona::AppReader => &self.app_reader,
+            Persona::AppUninvited => &self.app_uninvited,
+            Persona::AppUnscoped => &self.app_unscoped,
+            Persona::AppManager => &self.app_manager,
+            Persona::AppAuditor => &self.app_auditor,
         })
     }
 }
@@ -101,21 +139,20 @@ struct Row {
     body: Option<Value>,
     prep: Prep,
     /// One status per persona, in `PERSONAS` order.
-    expect: [u16; 9],
+    expect: [u16; 15],
 }
 
-/// The four bad-credential personas get 401; then admin, invited, uninvited, invited
-/// elsewhere, other user.
-const fn authenticated(
-    admin: u16,
-    invited: u16,
-    uninvited: u16,
-    elsewhere: u16,
-    other_user: u16,
-) -> [u16; 9] {
-    [
-        401, 401, 401, 401, admin, invited, uninvited, elsewhere, other_user,
-    ]
+/// The four bad-credential personas get 401; then the authenticated ones in `PERSONAS` order:
+/// admin, invited, uninvited, invited elsewhere, other user, admin reading tokens, then the
+/// applications: reader, uninvited, unscoped, manager, auditor.
+const fn authenticated(statuses: [u16; 11]) -> [u16; 15] {
+    let mut all = [401; 15];
+    let mut i = 0;
+    while i < 11 {
+        all[i + 4] = statuses[i];
+        i += 1;
+    }
+    all
 }
 
 #[rustfmt::skip]
@@ -131,37 +168,40 @@ fn table() -> Vec<Row> {
         "provider": "custom", "grant_type": "client_credentials", "client_id": "c",
         "client_secret": "s", "token_url": "https://login.example.com/token",
     });
-    // Columns: no token, bad signature, expired, wrong audience, admin, invited, uninvited,
-    // invited elsewhere, other user (see `authenticated`).
+    // Columns: no token, bad signature, expired, wrong audience, then (see `authenticated`)
+    //                 admin  inv  uninv else other admR appR appU app0 appM appA
     vec![
         // Any authenticated caller.
-        row("GET", "/providers", None, Prep::Nothing, authenticated(200, 200, 200, 200, 200)),
-        // manage_connections.
-        row("POST", "/connections", Some(connection), Prep::FreshName, authenticated(201, 403, 403, 403, 403)),
-        row("GET", "/connections", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
-        row("GET", "/connections/{cc}", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
-        row("PATCH", "/connections/{cc}", Some(json!({"description": "changed"})), Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
-        row("POST", "/connections/{cc}/test", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
-        row("DELETE", "/connections/{fresh}", None, Prep::FreshConnection, authenticated(204, 403, 403, 403, 403)),
-        row("GET", "/connections/{cc}/audit", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
-        // Authorize: the shared token is the administrators'; a user's own needs an invited role.
-        row("POST", "/connections/{ac}/authorize", Some(json!({"owner": "shared"})), Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
-        row("POST", "/connections/{ac}/authorize", Some(json!({"owner": "user"})), Prep::Nothing, authenticated(403, 200, 403, 403, 200)),
+        row("GET", "/providers", None, Prep::Nothing, authenticated([200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200])),
+        // manage_connections: an administrator (role or application) with the scope for it.
+        row("POST", "/connections", Some(connection), Prep::FreshName, authenticated([201, 403, 403, 403, 403, 403, 403, 403, 403, 201, 403])),
+        row("GET", "/connections", None, Prep::Nothing, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403])),
+        row("GET", "/connections/{cc}", None, Prep::Nothing, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403])),
+        row("PATCH", "/connections/{cc}", Some(json!({"description": "changed"})), Prep::Nothing, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403])),
+        row("POST", "/connections/{cc}/test", None, Prep::Nothing, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403])),
+        row("DELETE", "/connections/{fresh}", None, Prep::FreshConnection, authenticated([204, 403, 403, 403, 403, 403, 403, 403, 403, 204, 403])),
+        // The audit trail: an administrator with the scope for reading it.
+        row("GET", "/connections/{cc}/audit", None, Prep::Nothing, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 403, 200])),
+        // Authorize: the shared token is the administrators'; a user's own needs an invitation.
+        row("POST", "/connections/{ac}/authorize", Some(json!({"owner": "shared"})), Prep::Nothing, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403])),
+        row("POST", "/connections/{ac}/authorize", Some(json!({"owner": "user"})), Prep::Nothing, authenticated([403, 200, 403, 403, 200, 403, 200, 403, 403, 403, 403])),
         // The callback needs no token: an unknown state is refused for everyone alike.
-        row("GET", "/oauth/callback?code=abc&state={state}", None, Prep::Nothing, [400; 9]),
-        // Tokens: an invited role; administrators hold shared tokens.
-        row("GET", "/connections/{cc}/token?owner=shared", None, Prep::Nothing, authenticated(200, 200, 403, 403, 200)),
-        row("GET", "/connections/{cc}/token?owner=user", None, Prep::Nothing, authenticated(403, 200, 403, 403, 200)),
-        row("POST", "/connections/{cc}/token/refresh", None, Prep::SharedToken, authenticated(200, 200, 403, 403, 200)),
-        row("POST", "/connections/{cc}/token/refresh?owner=user", None, Prep::OwnToken, authenticated(403, 200, 403, 403, 200)),
-        // Disconnecting the shared token ends it for everyone: an administrator's action.
-        row("DELETE", "/connections/{cc}/token", None, Prep::SharedToken, authenticated(200, 403, 403, 403, 403)),
-        row("DELETE", "/connections/{cc}/token?owner=user", None, Prep::OwnToken, authenticated(403, 200, 403, 403, 200)),
-        row("GET", "/me/connections", None, Prep::Nothing, authenticated(200, 200, 200, 200, 200)),
+        row("GET", "/oauth/callback?code=abc&state={state}", None, Prep::Nothing, [400; 15]),
+        // Tokens: an invitation and the scope for reading tokens; administrators hold shared
+        // tokens.
+        row("GET", "/connections/{cc}/token?owner=shared", None, Prep::Nothing, authenticated([200, 200, 403, 403, 200, 200, 200, 403, 403, 403, 403])),
+        row("GET", "/connections/{cc}/token?owner=user", None, Prep::Nothing, authenticated([403, 200, 403, 403, 200, 403, 200, 403, 403, 403, 403])),
+        row("POST", "/connections/{cc}/token/refresh", None, Prep::SharedToken, authenticated([200, 200, 403, 403, 200, 200, 200, 403, 403, 403, 403])),
+        row("POST", "/connections/{cc}/token/refresh?owner=user", None, Prep::OwnToken, authenticated([403, 200, 403, 403, 200, 403, 200, 403, 403, 403, 403])),
+        // Disconnecting the shared token ends it for everyone: an administrator's action, with
+        // both scopes.
+        row("DELETE", "/connections/{cc}/token", None, Prep::SharedToken, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403])),
+        row("DELETE", "/connections/{cc}/token?owner=user", None, Prep::OwnToken, authenticated([403, 200, 403, 403, 200, 403, 200, 403, 403, 403, 403])),
+        row("GET", "/me/connections", None, Prep::Nothing, authenticated([200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200])),
         // People's own tokens as administrators see them: nobody else lists or ends them, not
         // even their holder through this route.
-        row("GET", "/connections/{cc}/tokens", None, Prep::FirstUsersToken, authenticated(200, 403, 403, 403, 403)),
-        row("DELETE", "/connections/{cc}/tokens/bot-1", None, Prep::FirstUsersToken, authenticated(200, 403, 403, 403, 403)),
+        row("GET", "/connections/{cc}/tokens", None, Prep::FirstUsersToken, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403])),
+        row("DELETE", "/connections/{cc}/tokens/bot-1", None, Prep::FirstUsersToken, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403])),
     ]
 }
 
@@ -196,6 +236,7 @@ async fn create_inviting(
                 "name": unique(grant_type), "provider": "custom", "issuer": peer.issuer,
                 "client_id": "keyport-basic", "client_secret": CLIENT_SECRET,
                 "grant_type": grant_type, "scopes": "api:read", "invited_roles": [role],
+                "invited_applications": [INVITED_APP],
             }),
         )
         .await;
@@ -203,7 +244,7 @@ async fn create_inviting(
 }
 
 async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Backend) {
-    let server = TestServer::start(&backend, &[]).await;
+    let server = TestServer::start(&backend, &["--admin-applications", ADMIN_APP]).await;
     let http = Http::new(&server.base);
     let peer = OidcPeer::start(PeerOptions {
         redirect_uri: Some(server.callback_url()),
@@ -238,6 +279,15 @@ async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Back
         uninvited: server.token("eve", &["strangers"]),
         elsewhere: server.token(ELSEWHERE_SUBJECT, &[ELSEWHERE_ROLE]),
         other_user: server.token(OTHER_SUBJECT, &["bots"]),
+        admin_reading_tokens: server.scoped_token("admin", &["keyport-admins"], &[TOKENS_READ]),
+        app_reader: server.application_token(INVITED_APP, &[TOKENS_READ]),
+        app_uninvited: server.application_token(
+            "stranger-app",
+            &[TOKENS_READ, CONNECTIONS_MANAGE, AUDIT_READ],
+        ),
+        app_unscoped: server.application_token(INVITED_APP, &[]),
+        app_manager: server.application_token(ADMIN_APP, &[CONNECTIONS_MANAGE]),
+        app_auditor: server.application_token(ADMIN_APP, &[AUDIT_READ]),
     };
     let cc = create(&http, &callers.admin, &peer, "client_credentials").await;
     let ac = create(&http, &callers.admin, &peer, "authorization_code").await;
@@ -324,7 +374,10 @@ async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Back
                         .await
                         .expect_json(200, "preparing the shared token");
                     for holder in [Some(callers.invited.as_str()), token] {
-                        if matches!(persona, Persona::Invited | Persona::OtherUser) {
+                        if matches!(
+                            persona,
+                            Persona::Invited | Persona::OtherUser | Persona::AppReader
+                        ) {
                             let own = http
                                 .get(&format!("/connections/{cc}/token?owner=user"), holder)
                                 .await
@@ -445,6 +498,7 @@ async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Back
                     (false, _) => "shared".to_owned(),
                     (true, Persona::Invited) => format!("user:{INVITED_SUBJECT}"),
                     (true, Persona::OtherUser) => format!("user:{OTHER_SUBJECT}"),
+                    (true, Persona::AppReader) => format!("user:{INVITED_APP}"),
                     (true, other) => panic!("{what}: {other:?} got a user token"),
                 };
                 assert_eq!(json["owner"], owner.as_str(), "{what}: {json}");
@@ -458,7 +512,7 @@ async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Back
                         .expect("an access token")
                         .to_owned();
                 }
-                if persona == Persona::OtherUser {
+                if matches!(persona, Persona::OtherUser | Persona::AppReader) {
                     assert_ne!(
                         json["access_token"],
                         first_users_token.as_str(),
@@ -472,14 +526,16 @@ async fn every_route_answers_every_persona_as_the_access_rules_say(backend: Back
                     .unwrap_or_else(|| panic!("{what}: no list in {json}"));
                 let sees_cc = listed.iter().any(|c| c["id"] == cc.as_str());
                 match persona {
-                    Persona::Uninvited => {
-                        assert!(
-                            listed.is_empty(),
-                            "{what}: not invited anywhere, sees {json}"
-                        )
+                    // Not invited anywhere, or a token that may read no token.
+                    Persona::Uninvited
+                    | Persona::AppUninvited
+                    | Persona::AppUnscoped
+                    | Persona::AppManager
+                    | Persona::AppAuditor => {
+                        assert!(listed.is_empty(), "{what}: uses nothing, sees {json}")
                     }
                     // Administrators hold the shared tokens: they see every connection.
-                    Persona::Admin => {
+                    Persona::Admin | Persona::AdminReadingTokens => {
                         let ids: std::collections::BTreeSet<&str> =
                             listed.iter().filter_map(|c| c["id"].as_str()).collect();
                         assert!(

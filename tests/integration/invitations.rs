@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use keyport_shared::domain::{ApiScope, ApplicationId, Invitee, Principal, Subject};
 use keyport_shared::service::Keyport;
 use keyport_tests::backends::{Backend, Raw};
 use keyport_tests::keyport::{admin, keyport, principal};
@@ -40,6 +41,22 @@ async fn names_for(keyport: &Keyport, roles: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// What an application reading tokens may use.
+async fn app_names(keyport: &Keyport, client_id: &str) -> Vec<String> {
+    let app = Principal::application(
+        ApplicationId::parse(client_id).unwrap(),
+        Subject::parse(client_id).unwrap(),
+    )
+    .with_scopes([ApiScope::TokensRead]);
+    keyport
+        .my_connections(&app)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect()
+}
+
 async fn a_callers_connections_follow_its_invitations(backend: Backend) {
     let keyport = Arc::new(keyport(&backend, |_| {}));
     let crm = create(&keyport, "crm", &["bots"]).await;
@@ -57,6 +74,39 @@ async fn a_callers_connections_follow_its_invitations(backend: Backend) {
         ["both", "calendar", "crm"]
     );
     assert!(names_for(&keyport, &["guests"]).await.is_empty());
+
+    // Applications are invited by client id, beside roles, and never taken for a role (or a
+    // role for them) of the same name.
+    let id = keyport_shared::domain::ConnectionId::parse(&crm).unwrap();
+    let current = keyport.store.get_connection(&id).await.unwrap().unwrap();
+    let change = serde_json::from_value(
+        json!({"invited_applications": ["reporting", "staff"], "version": current.version}),
+    )
+    .unwrap();
+    keyport
+        .update_connection(&admin(), &id, change)
+        .await
+        .unwrap();
+    assert_eq!(app_names(&keyport, "reporting").await, ["crm"]);
+    assert_eq!(app_names(&keyport, "bots").await, Vec::<String>::new());
+    assert_eq!(names_for(&keyport, &["staff"]).await, ["both", "calendar"]);
+    let change =
+        serde_json::from_value(json!({"invited_applications": [], "version": current.version + 1}))
+            .unwrap();
+    keyport
+        .update_connection(&admin(), &id, change)
+        .await
+        .unwrap();
+    assert!(app_names(&keyport, "reporting").await.is_empty());
+    let reporting = Invitee::Application(ApplicationId::parse("reporting").unwrap());
+    assert!(
+        keyport
+            .store
+            .invited_connections(&reporting)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Withdrawn from bots, given to guests: followed at once.
     let id = keyport_shared::domain::ConnectionId::parse(&crm).unwrap();
@@ -78,7 +128,7 @@ async fn a_callers_connections_follow_its_invitations(backend: Backend) {
         .await
         .unwrap();
     assert!(names_for(&keyport, &["bots"]).await.is_empty());
-    let bots = keyport_shared::domain::Role::parse("bots").unwrap();
+    let bots = Invitee::Role(keyport_shared::domain::Role::parse("bots").unwrap());
     assert!(
         keyport
             .store
@@ -144,7 +194,7 @@ async fn an_older_table_answers_from_the_listing_until_the_refresher_indexes_it(
         .unwrap();
     assert_eq!(report.connections_indexed, 1, "{report:?}");
     assert!(fresh.store.invitations_indexed().await.unwrap());
-    let bots = keyport_shared::domain::Role::parse("bots").unwrap();
+    let bots = Invitee::Role(keyport_shared::domain::Role::parse("bots").unwrap());
     assert_eq!(
         fresh.store.invited_connections(&bots).await.unwrap().len(),
         1

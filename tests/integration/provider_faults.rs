@@ -1013,9 +1013,9 @@ impl ConnectionStore for FlakyStore {
 
     async fn invited_connections(
         &self,
-        role: &keyport_shared::domain::Role,
+        invitee: &keyport_shared::domain::Invitee,
     ) -> Result<Vec<ConnectionId>, StoreError> {
-        self.inner.invited_connections(role).await
+        self.inner.invited_connections(invitee).await
     }
 
     async fn invitations_indexed(&self) -> Result<bool, StoreError> {

@@ -112,3 +112,71 @@ fn each_functions_api_routes_are_its_described_operations() {
     );
     assert_eq!(api_public, public);
 }
+
+/// The scopes API Gateway's JWT authorizer asks of each route (a token must carry at least one
+/// of them) are the scopes the description's security requirements name for the operation, plus
+/// `openid`, which people's access tokens carry; a route described without scopes has none.
+/// Keyport itself then holds each caller to its roles intersected with its Keyport scopes.
+#[test]
+fn each_routes_authorizer_scopes_are_its_described_scopes() {
+    let spec: Value = serde_json::from_str(openapi::json()).unwrap();
+    let mut described = BTreeMap::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(requirements) = operation["security"].as_array() else {
+                continue;
+            };
+            let mut scopes: BTreeSet<String> = requirements
+                .iter()
+                .flat_map(|r| r["bearer"].as_array().cloned().unwrap_or_default())
+                .map(|s| s.as_str().expect("a scope").to_owned())
+                .collect();
+            for scope in &scopes {
+                assert!(
+                    keyport_shared::domain::ApiScope::parse(scope).is_some(),
+                    "{method} {path}: {scope} is not one of Keyport's scopes"
+                );
+            }
+            if !scopes.is_empty() {
+                scopes.insert("openid".to_owned());
+            }
+            described.insert((method.to_uppercase(), path.clone()), scopes);
+        }
+    }
+    let text = std::fs::read_to_string(workspace_root().join("infra/template.yaml")).unwrap();
+    let docs = YamlLoader::load_from_str(&text).unwrap();
+    let mut template = BTreeMap::new();
+    for (_, resource) in docs[0]["Resources"].as_hash().expect("Resources") {
+        for (_, event) in resource["Properties"]["Events"]
+            .as_hash()
+            .into_iter()
+            .flatten()
+        {
+            let event = &event["Properties"];
+            if event["Auth"]["Authorizer"].as_str() == Some("NONE") || event["Path"].is_badvalue() {
+                continue;
+            }
+            let route = (
+                event["Method"].as_str().unwrap_or_default().to_owned(),
+                event["Path"].as_str().unwrap_or_default().to_owned(),
+            );
+            let scopes: BTreeSet<String> = event["Auth"]["AuthorizationScopes"]
+                .as_vec()
+                .into_iter()
+                .flatten()
+                .map(|s| s.as_str().expect("a scope").to_owned())
+                .collect();
+            template.insert(route, scopes);
+        }
+    }
+    assert_eq!(template, described);
+    // Not vacuous: every scope Keyport declares guards some route.
+    let used: BTreeSet<&String> = template.values().flatten().collect();
+    for scope in keyport_shared::domain::ApiScope::ALL {
+        assert!(
+            used.iter().any(|s| s.as_str() == scope.as_str()),
+            "{}",
+            scope.as_str()
+        );
+    }
+}

@@ -94,6 +94,41 @@ impl TestServer {
             .expect("a token")
     }
 
+    /// A person's token carrying OAuth `scopes` (space-separated in the `scope` claim).
+    pub fn scoped_token(&self, subject: &str, roles: &[&str], scopes: &[&str]) -> String {
+        self.token_with_claims(
+            subject,
+            roles,
+            serde_json::json!({"scope": scopes.join(" ")}),
+        )
+    }
+
+    /// An application's token, as an identity provider issues it for client credentials:
+    /// `sub` and `client_id` both name the application, no roles, the given `scopes`.
+    pub fn application_token(&self, client_id: &str, scopes: &[&str]) -> String {
+        let mut claims = serde_json::json!({"client_id": client_id});
+        if !scopes.is_empty() {
+            claims["scope"] = scopes.join(" ").into();
+        }
+        self.token_with_claims(client_id, &[], claims)
+    }
+
+    fn token_with_claims(&self, subject: &str, roles: &[&str], extra: serde_json::Value) -> String {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let extra = extra.as_object().expect("claims").clone();
+        self.dev_key
+            .mint_with_claims(
+                subject,
+                &roles,
+                &extra,
+                Duration::from_secs(3600),
+                ISSUER,
+                AUDIENCE,
+                ROLES_CLAIM,
+            )
+            .expect("a token")
+    }
+
     /// A one-time console sign-in link for `subject` with `roles` (what `keyport dev-login`
     /// prints).
     pub fn sign_in_link(&self, subject: &str, roles: &[&str]) -> String {

@@ -205,9 +205,17 @@ pub fn print_dev_login(args: &DevLoginArgs) -> Result<(), String> {
 
 #[derive(Args, Debug, Clone)]
 pub struct DevTokenArgs {
-    /// The subject (who the token is for).
+    /// The subject (who the token is for); an application's is its client id.
+    #[arg(long, required_unless_present = "client_id")]
+    pub sub: Option<String>,
+    /// Mint an application's token (client credentials): `client_id` and `sub` both name it.
+    /// With `--sub` too, a person's token issued through that client.
     #[arg(long)]
-    pub sub: String,
+    pub client_id: Option<String>,
+    /// The token's OAuth scopes (comma-separated), e.g. keyport/tokens.read. Keyport's scopes
+    /// limit the caller to what they name; without any, a person's token is not limited.
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Vec<String>,
     /// The roles (comma-separated), e.g. keyport-admins or bots.
     #[arg(long, value_delimiter = ',')]
     pub roles: Vec<String>,
@@ -254,9 +262,28 @@ fn dev_key_path(data_dir: &std::path::Path) -> PathBuf {
 
 pub fn print_dev_token(args: &DevTokenArgs) -> Result<(), String> {
     let key = DevSigningKey::load(&dev_key_path(&args.data_dir))?;
-    let token = key.mint(
-        &args.sub,
+    let subject = args
+        .sub
+        .as_deref()
+        .or(args.client_id.as_deref())
+        .ok_or("--sub or --client-id names whom the token is for")?;
+    let mut extra = serde_json::Map::new();
+    if let Some(client_id) = &args.client_id {
+        extra.insert("client_id".into(), client_id.as_str().into());
+    }
+    let scopes: Vec<&str> = args
+        .scopes
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !scopes.is_empty() {
+        extra.insert("scope".into(), scopes.join(" ").into());
+    }
+    let token = key.mint_with_claims(
+        subject,
         &args.roles,
+        &extra,
         Duration::from_secs(args.ttl_seconds),
         &args.jwt.jwt_issuer,
         &args.jwt.jwt_audience,

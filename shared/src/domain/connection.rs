@@ -13,14 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use super::endpoint::{EndpointUrl, UrlPolicy};
 use super::grant::{ClientAuthMethod, GrantType};
-use super::ids::{ConnectionId, Role};
+use super::ids::{ApplicationId, ConnectionId, Role};
+use super::principal::{Invitee, Principal};
 use super::scopes::{Scopes, ScopesInput};
 use super::secret::ClientSecret;
 use super::validation::{ValidationError, plain_text};
 
-/// How many roles one connection may invite. A change of invited roles is one DynamoDB
-/// transaction with the connection (an invitation item per role added or removed), and a
-/// transaction takes at most 100 items.
+/// How many roles and applications together one connection may invite. A change of invitations
+/// is one DynamoDB transaction with the connection (an invitation item per invitee added or
+/// removed), and a transaction takes at most 100 items.
 pub const MAX_INVITED_ROLES: usize = 40;
 
 /// Parameters Keyport sets itself; a connection may not override them.
@@ -242,6 +243,9 @@ pub struct ConnectionInput {
     pub token_params: Option<BTreeMap<String, String>>,
     /// Roles whose members may use the connection's tokens.
     pub invited_roles: Option<Vec<String>>,
+    /// Applications (client ids at the identity provider) that may use the connection's
+    /// tokens.
+    pub invited_applications: Option<Vec<String>>,
     /// Fields of the provider's token response handed to callers under `extra` (for a catalog
     /// provider, the catalog's list when this is empty); every other field stays sealed, and
     /// token-like fields are never handed out at any depth.
@@ -292,6 +296,7 @@ pub struct SubmittedSecrets {
         "authorization_params": {},
         "token_params": {},
         "invited_roles": ["bots"],
+        "invited_applications": ["6f1tq0b2kq4m8v3s9d7c5e1a0b"],
         "token_response_extras": ["instance_url"],
         "status": "active",
         "client_secret_set": true,
@@ -335,6 +340,9 @@ pub struct Connection {
     pub authorization_params: BTreeMap<String, String>,
     pub token_params: BTreeMap<String, String>,
     pub invited_roles: BTreeSet<Role>,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required))]
+    pub invited_applications: BTreeSet<ApplicationId>,
     /// Fields of the provider's token response handed to callers under `extra`.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(required))]
@@ -389,6 +397,7 @@ impl Connection {
             authorization_params: input.authorization_params,
             token_params: input.token_params,
             invited_roles: input.invited_roles,
+            invited_applications: input.invited_applications,
             token_response_extras: input.token_response_extras,
             status: input.status,
         };
@@ -503,6 +512,12 @@ impl Connection {
                     .map(|r| r.as_str().to_owned())
                     .collect()
             })),
+            invited_applications: Some(input.invited_applications.unwrap_or_else(|| {
+                self.invited_applications
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect()
+            })),
             token_response_extras: Some(
                 input
                     .token_response_extras
@@ -598,8 +613,28 @@ impl Connection {
         self.status == ConnectionStatus::Active
     }
 
-    pub fn is_invited(&self, roles: &BTreeSet<Role>) -> bool {
-        self.invited_roles.iter().any(|role| roles.contains(role))
+    /// Whether one of the caller's roles, or the calling application itself, is invited.
+    pub fn is_invited(&self, principal: &Principal) -> bool {
+        principal.has_any_role(&self.invited_roles)
+            || principal
+                .application
+                .as_ref()
+                .is_some_and(|app| self.invited_applications.contains(app))
+    }
+
+    /// Everyone this connection invites, for the invitation index.
+    pub fn invitees(&self) -> BTreeSet<Invitee> {
+        self.invited_roles
+            .iter()
+            .cloned()
+            .map(Invitee::Role)
+            .chain(
+                self.invited_applications
+                    .iter()
+                    .cloned()
+                    .map(Invitee::Application),
+            )
+            .collect()
     }
 }
 
@@ -649,6 +684,7 @@ struct Fields {
     authorization_params: Option<BTreeMap<String, String>>,
     token_params: Option<BTreeMap<String, String>>,
     invited_roles: Option<Vec<String>>,
+    invited_applications: Option<Vec<String>>,
     token_response_extras: Option<Vec<String>>,
     status: Option<ConnectionStatus>,
 }
@@ -846,6 +882,21 @@ impl Fields {
                 format!("at most {MAX_INVITED_ROLES} roles"),
             ));
         }
+        let invited_applications = self
+            .invited_applications
+            .unwrap_or_default()
+            .iter()
+            .map(|app| {
+                ApplicationId::parse(app)
+                    .map_err(|e| ValidationError::new("invited_applications", e.message))
+            })
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        if invited_roles.len() + invited_applications.len() > MAX_INVITED_ROLES {
+            return Err(ValidationError::new(
+                "invited_applications",
+                format!("at most {MAX_INVITED_ROLES} roles and applications together"),
+            ));
+        }
         let token_response_extras = token_response_extras(self.token_response_extras)?;
         let credential_present = match client_auth {
             ClientAuthMethod::PrivateKeyJwt => identity.private_key_set,
@@ -885,6 +936,7 @@ impl Fields {
             authorization_params: extra_params("authorization_params", self.authorization_params)?,
             token_params: extra_params("token_params", self.token_params)?,
             invited_roles,
+            invited_applications,
             token_response_extras,
             status: self.status.unwrap_or_default(),
             client_secret_set: identity.client_secret_set,
@@ -950,6 +1002,21 @@ mod tests {
     }
 
     #[test]
+    fn roles_and_applications_share_the_forty_invitations() {
+        let names = |prefix: &str, n: usize| {
+            serde_json::json!((0..n).map(|i| format!("{prefix}-{i}")).collect::<Vec<_>>())
+        };
+        let mut both = with("invited_roles", names("role", 30));
+        both["invited_applications"] = names("app", 10);
+        let connection = create(both.clone()).unwrap();
+        assert_eq!(connection.invitees().len(), 40);
+        both["invited_applications"] = names("app", 11);
+        let error = create(both).unwrap_err();
+        assert_eq!(error.field, "invited_applications");
+        assert!(error.message.contains("at most 40"), "{}", error.message);
+    }
+
+    #[test]
     fn each_invalid_field_is_named() {
         let cases = [
             (
@@ -968,6 +1035,7 @@ mod tests {
                 serde_json::json!("https://169.254.169.254/x"),
             ),
             ("invited_roles", serde_json::json!(["a,b"])),
+            ("invited_applications", serde_json::json!(["app one"])),
             ("provider", serde_json::json!("Not A Key")),
         ];
         for (field, value) in cases {

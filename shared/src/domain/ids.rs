@@ -1,4 +1,4 @@
-//! Identifiers: connections, token owners, subjects and roles.
+//! Identifiers: connections, token owners, subjects, roles and applications.
 
 use std::fmt;
 use std::str::FromStr;
@@ -166,6 +166,56 @@ impl TryFrom<String> for Role {
 impl From<Role> for String {
     fn from(r: Role) -> Self {
         r.0
+    }
+}
+
+/// An application (a machine caller with its own client credentials at the identity
+/// provider), named by its client id there.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, min_length = 1, max_length = 128, example = "6f1tq0b2kq4m8v3s9d7c5e1a0b")
+)]
+#[serde(try_from = "String", into = "String")]
+pub struct ApplicationId(String);
+
+impl ApplicationId {
+    /// Exactly as the token's `client_id` says, with the same refusals as a role: an id is
+    /// never trimmed or split into another one.
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        refuse_surrounding_space("client_id", value)?;
+        let text = plain_text("client_id", value, 128)?;
+        if text.contains(',') || text.chars().any(char::is_whitespace) {
+            return Err(ValidationError::new(
+                "client_id",
+                "must not contain commas or spaces",
+            ));
+        }
+        Ok(Self(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ApplicationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ApplicationId {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<ApplicationId> for String {
+    fn from(a: ApplicationId) -> Self {
+        a.0
     }
 }
 

@@ -25,10 +25,10 @@ pub use grant::{ClientAuthMethod, GrantType};
 pub use health::{
     EXPIRING_SOON, SharedTokenHealth, TokenHealth, TokenHealthStatus, UserTokenCounts,
 };
-pub use ids::{ConnectionId, Owner, Role, Subject};
+pub use ids::{ApplicationId, ConnectionId, Owner, Role, Subject};
 pub use lifetime::{GrantFacts, GrantSchedule, LifetimeMargins};
 pub use pending::{AwaitedGrant, PendingAuthorization, StateToken};
-pub use principal::Principal;
+pub use principal::{ApiScope, Invitee, Principal};
 pub use provider::{
     GrantLifetime, Placeholder, PlaceholderKind, Provider, ProviderProtocol, RefreshTokenRotation,
     RequestEncoding,

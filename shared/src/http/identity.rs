@@ -20,7 +20,7 @@ use lambda_http::request::RequestContext;
 
 use crate::adapters::embedded::{read_or_create_secret, read_secret};
 use crate::adapters::outbound::{OutboundError, OutboundHttp};
-use crate::domain::{EndpointUrl, Principal, Role, Subject};
+use crate::domain::{ApiScope, ApplicationId, EndpointUrl, Principal, Role, Subject};
 
 /// What the authentication middleware found, for the [`super::extract::Caller`] extractor:
 /// a principal, or why there is none (a sentence safe to return).
@@ -46,6 +46,11 @@ pub async fn authenticate(
 }
 
 /// Turns verified claims into a principal: `sub` is the subject, `roles_claim` the roles.
+///
+/// A token whose `client_id` claim names its own subject is an application's (client
+/// credentials: Cognito's access tokens carry both, a person's names the person in `sub`).
+/// The Keyport scopes come from `scope` (RFC 9068, space-separated) or `scp` (a list); a token
+/// carrying none of Keyport's is a sign-in token and limits nothing by scope.
 pub fn principal_from_claims(
     claims: &serde_json::Map<String, serde_json::Value>,
     roles_claim: &str,
@@ -57,7 +62,41 @@ pub fn principal_from_claims(
         .and_then(|s| {
             Subject::parse(s).map_err(|_| "the token's subject is not valid".to_owned())
         })?;
-    let roles = match claims.get(roles_claim) {
+    let roles = list_claim(claims, roles_claim)?
+        .iter()
+        .filter_map(|r| Role::parse(r).ok())
+        .collect::<Vec<_>>();
+    let client_id = claims.get("client_id").and_then(|c| c.as_str());
+    let mut principal = match client_id {
+        Some(client_id) if client_id == subject.as_str() => {
+            let id = ApplicationId::parse(client_id)
+                .map_err(|_| "the token's client_id is not valid".to_owned())?;
+            let mut app = Principal::application(id, subject);
+            app.roles = roles.into_iter().collect();
+            app
+        }
+        _ => Principal::new(subject, roles),
+    };
+    let mut scopes = match claims.get("scope") {
+        Some(serde_json::Value::String(text)) => {
+            text.split_whitespace().map(str::to_owned).collect()
+        }
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(_) => return Err("the scope claim is not a string".to_owned()),
+    };
+    scopes.extend(list_claim(claims, "scp")?);
+    if scopes.iter().any(|s| ApiScope::is_keyport_scope(s)) {
+        principal = principal.with_scopes(scopes.iter().filter_map(|s| ApiScope::parse(s)));
+    }
+    Ok(principal)
+}
+
+/// A claim holding a list: a JSON array, or a string API Gateway or the issuer flattened.
+fn list_claim(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Result<Vec<String>, String> {
+    Ok(match claims.get(name) {
         None | Some(serde_json::Value::Null) => Vec::new(),
         Some(serde_json::Value::Array(items)) => items
             .iter()
@@ -65,17 +104,8 @@ pub fn principal_from_claims(
             .map(str::to_owned)
             .collect(),
         Some(serde_json::Value::String(text)) => split_roles(text),
-        Some(_) => {
-            return Err(format!(
-                "the {roles_claim} claim is neither a list nor a string"
-            ));
-        }
-    };
-    let roles = roles
-        .iter()
-        .filter_map(|r| Role::parse(r).ok())
-        .collect::<Vec<_>>();
-    Ok(Principal::new(subject, roles))
+        Some(_) => return Err(format!("the {name} claim is neither a list nor a string")),
+    })
 }
 
 /// API Gateway flattens list claims to `[a b c]`; other issuers send `a,b` or `a b`.
@@ -490,6 +520,31 @@ impl DevSigningKey {
         self.mint_at(now, subject, roles, lifetime, issuer, audience, roles_claim)
     }
 
+    /// A token the local server accepts carrying `extra` claims too (an application's
+    /// `client_id`, a `scope`): `keyport dev-token --client-id --scopes`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mint_with_claims(
+        &self,
+        subject: &str,
+        roles: &[String],
+        extra: &serde_json::Map<String, serde_json::Value>,
+        lifetime: Duration,
+        issuer: &str,
+        audience: &str,
+        roles_claim: &str,
+    ) -> Result<String, String> {
+        let now = Utc::now().timestamp();
+        let mut claims =
+            self.claims_at(now, subject, roles, lifetime, issuer, audience, roles_claim);
+        for (name, value) in extra {
+            if claims.contains_key(name) {
+                return Err(format!("the {name} claim is set by Keyport"));
+            }
+            claims.insert(name.clone(), value.clone());
+        }
+        self.sign(&claims)
+    }
+
     /// A token whose lifetime ended an hour ago; for tests of expiry.
     pub fn mint_expired(
         &self,
@@ -654,6 +709,71 @@ mod tests {
             principal_from_claims(&claims(serde_json::json!({"sub": "u"})), "cognito:groups")
                 .unwrap();
         assert!(no_roles.roles.is_empty());
+    }
+
+    #[test]
+    fn an_application_is_a_token_naming_its_client_in_its_subject() {
+        // Cognito's client-credentials access token: sub and client_id are the app client.
+        let app = principal_from_claims(
+            &claims(serde_json::json!({
+                "sub": "6f1tq0b2kq", "client_id": "6f1tq0b2kq", "token_use": "access",
+                "scope": "keyport/tokens.read keyport/audit.read",
+            })),
+            "cognito:groups",
+        )
+        .unwrap();
+        assert_eq!(app.application.as_ref().unwrap().as_str(), "6f1tq0b2kq");
+        assert_eq!(
+            app.scopes,
+            Some([ApiScope::TokensRead, ApiScope::AuditRead].into())
+        );
+        // A person's access token names the app client it was issued through, not itself.
+        let person = principal_from_claims(
+            &claims(serde_json::json!({
+                "sub": "alice", "client_id": "6f1tq0b2kq", "username": "alice",
+                "scope": "openid email", "cognito:groups": ["bots"],
+            })),
+            "cognito:groups",
+        )
+        .unwrap();
+        assert!(person.application.is_none());
+        assert_eq!(person.scopes, None, "no Keyport scope: a sign-in token");
+        assert_eq!(person.roles.len(), 1);
+    }
+
+    #[test]
+    fn scopes_come_as_a_string_a_list_or_a_flattened_list() {
+        for (name, value) in [
+            ("scope", serde_json::json!("openid keyport/tokens.read")),
+            ("scp", serde_json::json!(["openid", "keyport/tokens.read"])),
+            ("scp", serde_json::json!("[openid keyport/tokens.read]")),
+        ] {
+            let principal = principal_from_claims(
+                &claims(serde_json::json!({"sub": "u", name: value})),
+                "roles",
+            )
+            .unwrap();
+            assert_eq!(
+                principal.scopes,
+                Some([ApiScope::TokensRead].into()),
+                "{name}: {value}"
+            );
+        }
+        // A Keyport scope this version does not know limits the token to nothing.
+        let unknown = principal_from_claims(
+            &claims(serde_json::json!({"sub": "u", "scope": "keyport/everything"})),
+            "roles",
+        )
+        .unwrap();
+        assert_eq!(unknown.scopes, Some(Default::default()));
+        assert!(
+            principal_from_claims(
+                &claims(serde_json::json!({"sub": "u", "scope": ["keyport/tokens.read"]})),
+                "roles"
+            )
+            .is_err(),
+            "scope is a string (RFC 9068)"
+        );
     }
 
     fn parts(token: Option<&str>) -> Parts {

@@ -75,7 +75,7 @@ impl Keyport {
         id: &ConnectionId,
         page: PageRequest,
     ) -> Result<Page<AuditEvent>, ServiceError> {
-        let allowed = self.access.require_admin(principal);
+        let allowed = self.access.require_audit_reader(principal);
         self.audit_denial(principal, id, allowed).await?;
         Ok(self.store.list_audit(id, page).await?)
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Keyport, ServiceError};
-use crate::domain::{Connection, ConnectionId, GrantType, Owner, Principal, TokenStatus};
+use crate::domain::{ApiScope, Connection, ConnectionId, GrantType, Owner, Principal, TokenStatus};
 use crate::ports::{PageRequest, TokenKey};
 
 /// A connection the caller's roles are invited to, with its tokens' status.
@@ -74,7 +74,11 @@ impl Keyport {
         &self,
         principal: &Principal,
     ) -> Result<Vec<Connection>, ServiceError> {
-        let admin = self.access.is_admin(principal);
+        if !principal.allows(ApiScope::TokensRead) {
+            // A token that may read no token can use no connection.
+            return Ok(Vec::new());
+        }
+        let admin = self.access.holds_shared_tokens(principal);
         if admin || !self.store.invitations_indexed().await? {
             // Until a table's older connections are indexed (the refresher does it once), the
             // listing is the only complete answer.
@@ -86,7 +90,7 @@ impl Keyport {
                     listed
                         .items
                         .into_iter()
-                        .filter(|c| admin || c.is_invited(&principal.roles)),
+                        .filter(|c| admin || c.is_invited(principal)),
                 );
                 match listed.next {
                     Some(cursor) => page.cursor = Some(cursor),
@@ -95,15 +99,15 @@ impl Keyport {
             }
         }
         let mut ids = BTreeSet::new();
-        for role in &principal.roles {
-            ids.extend(self.store.invited_connections(role).await?);
+        for invitee in principal.invitees() {
+            ids.extend(self.store.invited_connections(&invitee).await?);
         }
         let mut found = Vec::new();
         for id in ids {
             // Re-checked on the connection itself: an invitation withdrawn between the two
             // reads is withdrawn.
             if let Some(connection) = self.store.get_connection(&id).await?
-                && connection.is_invited(&principal.roles)
+                && connection.is_invited(principal)
             {
                 found.push(connection);
             }

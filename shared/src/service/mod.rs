@@ -43,7 +43,7 @@ pub use work::{DueSpan, RefreshWork, ShardWindow, WINDOWED_SPAN, scheduled_work}
 use crate::catalog::Catalog;
 use crate::crypto::EnvelopeCipher;
 use crate::domain::Connection;
-use crate::domain::{Role, UrlPolicy};
+use crate::domain::{ApplicationId, Role, UrlPolicy};
 use crate::oauth::{ClientCredentials, OAuthClient, OAuthError};
 use crate::ports::{SecretRef, SecretStore, Store, WorkQueue};
 
@@ -52,6 +52,8 @@ use crate::ports::{SecretRef, SecretStore, Store, WorkQueue};
 pub struct KeyportSettings {
     pub url_policy: UrlPolicy,
     pub admin_roles: BTreeSet<Role>,
+    /// Applications that are administrators (`KEYPORT_ADMIN_APPLICATIONS`).
+    pub admin_applications: BTreeSet<ApplicationId>,
     /// How long a started authorization stays usable.
     pub pending_lifetime: Duration,
     /// A token read refreshes in line when the token expires sooner than this, unless the
@@ -110,6 +112,7 @@ impl KeyportSettings {
         Self {
             url_policy,
             admin_roles: BTreeSet::from([Role::parse("keyport-admins").expect("a valid role")]),
+            admin_applications: BTreeSet::new(),
             pending_lifetime: Duration::from_secs(10 * 60),
             default_min_valid: Duration::from_secs(60),
             refresh_lead: Duration::from_secs(5 * 60),
@@ -175,6 +178,7 @@ impl Keyport {
             catalog: Catalog::builtin(),
             access: AccessRules {
                 admin_roles: settings.admin_roles.clone(),
+                admin_applications: settings.admin_applications.clone(),
             },
             credential_cache: credential_cache::CredentialCache::new(settings.credential_cache),
             settings,

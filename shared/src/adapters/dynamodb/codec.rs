@@ -15,7 +15,7 @@ use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    AuditEvent, Connection, ConnectionId, Owner, PendingAuthorization, Role, StateToken,
+    AuditEvent, Connection, ConnectionId, Invitee, Owner, PendingAuthorization, StateToken,
     StoredToken,
 };
 use crate::ports::{Retired, StoreError, TokenKey};
@@ -83,6 +83,7 @@ pub(crate) const TOKEN_SK_PREFIX: &str = "TOKEN#";
 
 const CONNECTION_PK_PREFIX: &str = "CONN#";
 const INVITED_PK_PREFIX: &str = "INVITED#";
+const INVITED_APP_PK_PREFIX: &str = "INVITED_APP#";
 const META_PK: &str = "META";
 const INVITATIONS_SK: &str = "INVITATIONS";
 const INVITATION: &str = "invitation";
@@ -325,18 +326,23 @@ pub(crate) fn name_reservation_item(name_key: &str, id: &ConnectionId) -> Item {
 
 // ---- invitations ------------------------------------------------------------------------
 
-/// The partition listing the connections that invite one role: one small item per
-/// (role, connection), written in the connection's own transactions.
-pub(crate) fn invited_partition(role: &Role) -> String {
-    format!("{INVITED_PK_PREFIX}{}", role.as_str())
+/// The partition listing the connections that invite one role or application: one small item
+/// per (invitee, connection), written in the connection's own transactions. Roles keep the
+/// partition they had before applications could be invited; applications have their own
+/// prefix, so a role can never be taken for an application of the same name.
+pub(crate) fn invited_partition(invitee: &Invitee) -> String {
+    match invitee {
+        Invitee::Role(role) => format!("{INVITED_PK_PREFIX}{}", role.as_str()),
+        Invitee::Application(app) => format!("{INVITED_APP_PK_PREFIX}{}", app.as_str()),
+    }
 }
 
-pub(crate) fn invitation_key(role: &Role, id: &ConnectionId) -> Item {
-    key(invited_partition(role), connection_partition(id))
+pub(crate) fn invitation_key(invitee: &Invitee, id: &ConnectionId) -> Item {
+    key(invited_partition(invitee), connection_partition(id))
 }
 
-pub(crate) fn invitation_item(role: &Role, id: &ConnectionId) -> Item {
-    let mut item = invitation_key(role, id);
+pub(crate) fn invitation_item(invitee: &Invitee, id: &ConnectionId) -> Item {
+    let mut item = invitation_key(invitee, id);
     item.insert(attr::CONNECTION_ID.to_owned(), string(id.as_str()));
     item
 }

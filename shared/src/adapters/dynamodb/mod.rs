@@ -27,7 +27,7 @@ use chrono::{DateTime, Utc};
 use self::codec::{Item, attr};
 use crate::adapters::records;
 use crate::domain::{
-    AuditEvent, Connection, ConnectionId, PendingAuthorization, Role, StateToken, StoredToken,
+    AuditEvent, Connection, ConnectionId, Invitee, PendingAuthorization, StateToken, StoredToken,
 };
 use crate::ports::{
     AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
@@ -211,28 +211,28 @@ impl DynamoStore {
         .map_err(unavailable)
     }
 
-    /// The invitation items to delete and put when a connection's invited roles go from `old`
-    /// to `new` (unconditional: they follow the connection item, whose condition guards the
+    /// The invitation items to delete and put when a connection's invitees go from `old` to
+    /// `new` (unconditional: they follow the connection item, whose condition guards the
     /// transaction).
     fn invitation_changes(
         &self,
         id: &ConnectionId,
-        old: &BTreeSet<Role>,
-        new: &BTreeSet<Role>,
+        old: &BTreeSet<Invitee>,
+        new: &BTreeSet<Invitee>,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let mut items = Vec::new();
-        for role in old.difference(new) {
+        for invitee in old.difference(new) {
             let delete = Delete::builder()
                 .table_name(&self.table)
-                .set_key(Some(codec::invitation_key(role, id)))
+                .set_key(Some(codec::invitation_key(invitee, id)))
                 .build()
                 .map_err(unavailable)?;
             items.push(TransactWriteItem::builder().delete(delete).build());
         }
-        for role in new.difference(old) {
+        for invitee in new.difference(old) {
             let put = Put::builder()
                 .table_name(&self.table)
-                .set_item(Some(codec::invitation_item(role, id)))
+                .set_item(Some(codec::invitation_item(invitee, id)))
                 .build()
                 .map_err(unavailable)?;
             items.push(TransactWriteItem::builder().put(put).build());
@@ -450,7 +450,7 @@ impl ConnectionStore for DynamoStore {
         items.extend(self.invitation_changes(
             &connection.id,
             &BTreeSet::new(),
-            &connection.invited_roles,
+            &connection.invitees(),
         )?);
         match self.transact(items).await? {
             Ok(()) => Ok(Connection {
@@ -500,7 +500,7 @@ impl ConnectionStore for DynamoStore {
         let current = self.connection_at(&connection.id, expected).await?;
         let old_name_key = codec::stored_name_key(&current)?;
         let new_name_key = connection.name.uniqueness_key();
-        let old_roles = codec::connection_from_item(&current)?.invited_roles;
+        let old_invitees = codec::connection_from_item(&current)?.invitees();
 
         let mut items = vec![
             TransactWriteItem::builder()
@@ -525,8 +525,8 @@ impl ConnectionStore for DynamoStore {
         // After the name reservation's two items, whose positions the failure reasons name.
         items.extend(self.invitation_changes(
             &connection.id,
-            &old_roles,
-            &connection.invited_roles,
+            &old_invitees,
+            &connection.invitees(),
         )?);
         let Err(reasons) = self.transact(items).await? else {
             return Ok(Connection {
@@ -566,8 +566,8 @@ impl ConnectionStore for DynamoStore {
             TransactWriteItem::builder().put(retire).build(),
             TransactWriteItem::builder().delete(release).build(),
         ];
-        let roles = codec::connection_from_item(&current)?.invited_roles;
-        items.extend(self.invitation_changes(id, &roles, &BTreeSet::new())?);
+        let invitees = codec::connection_from_item(&current)?.invitees();
+        items.extend(self.invitation_changes(id, &invitees, &BTreeSet::new())?);
         let Err(reasons) = self.transact(items).await? else {
             return Ok(());
         };
@@ -580,7 +580,10 @@ impl ConnectionStore for DynamoStore {
         })
     }
 
-    async fn invited_connections(&self, role: &Role) -> Result<Vec<ConnectionId>, StoreError> {
+    async fn invited_connections(
+        &self,
+        invitee: &Invitee,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
         let mut ids = Vec::new();
         let mut start = None;
         loop {
@@ -590,7 +593,10 @@ impl ConnectionStore for DynamoStore {
                 .table_name(&self.table)
                 .key_condition_expression("#pk = :pk")
                 .set_expression_attribute_names(Some(names(&[attr::PK])))
-                .expression_attribute_values(":pk", codec::string(codec::invited_partition(role)))
+                .expression_attribute_values(
+                    ":pk",
+                    codec::string(codec::invited_partition(invitee)),
+                )
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -621,7 +627,8 @@ impl ConnectionStore for DynamoStore {
         loop {
             let listed = self.list_connections(page.clone()).await?;
             for connection in &listed.items {
-                if connection.invited_roles.is_empty() {
+                let invitees = connection.invitees();
+                if invitees.is_empty() {
                     continue;
                 }
                 // Only while the connection is still what was read: a change racing this
@@ -643,7 +650,7 @@ impl ConnectionStore for DynamoStore {
                 items.extend(self.invitation_changes(
                     &connection.id,
                     &BTreeSet::new(),
-                    &connection.invited_roles,
+                    &invitees,
                 )?);
                 // A connection that changed meanwhile indexed itself.
                 self.transact(items).await?.ok();

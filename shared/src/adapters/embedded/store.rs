@@ -15,7 +15,7 @@ use crate::adapters::records::{
     user_token_after,
 };
 use crate::domain::{
-    AuditEvent, Connection, ConnectionId, PendingAuthorization, Role, StateToken, StoredToken,
+    AuditEvent, Connection, ConnectionId, Invitee, PendingAuthorization, StateToken, StoredToken,
 };
 use crate::ports::{
     AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
@@ -297,19 +297,25 @@ impl ConnectionStore for EmbeddedStore {
             .await
     }
 
-    async fn invited_connections(&self, role: &Role) -> Result<Vec<ConnectionId>, StoreError> {
-        let role = role.as_str().to_owned();
+    async fn invited_connections(
+        &self,
+        invitee: &Invitee,
+    ) -> Result<Vec<ConnectionId>, StoreError> {
+        let (field, name) = match invitee {
+            Invitee::Role(role) => ("$.invited_roles", role.as_str().to_owned()),
+            Invitee::Application(app) => ("$.invited_applications", app.as_str().to_owned()),
+        };
         let ids = self
             .db
             .run(move |db| {
                 let mut statement = db
                     .prepare_cached(
-                        "SELECT DISTINCT c.id FROM connections c, json_each(c.doc, '$.invited_roles') r
-                         WHERE r.value = ?1 ORDER BY c.id",
+                        "SELECT DISTINCT c.id FROM connections c, json_each(c.doc, ?1) r
+                         WHERE r.value = ?2 ORDER BY c.id",
                     )
                     .map_err(sql_error)?;
                 let ids = statement
-                    .query_map([&role], |row| row.get::<_, String>(0))
+                    .query_map([field, name.as_str()], |row| row.get::<_, String>(0))
                     .map_err(sql_error)?
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(sql_error)?;

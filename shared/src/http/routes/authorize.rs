@@ -52,7 +52,7 @@ struct AuthorizeResponse {
 /// owner=shared needs an administrator; owner=user an invited role.
 #[cfg_attr(feature = "openapi", utoipa::path(
     post, path = "/connections/{id}/authorize", operation_id = "startAuthorization",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/connections.manage"]), ("bearer" = ["keyport/tokens.read"])),
     params(ConnectionPath),
     request_body = AuthorizeRequest,
     responses(

@@ -113,7 +113,7 @@ struct CompletionBody {
 /// expires with the held grant.
 #[cfg_attr(feature = "openapi", utoipa::path(
     post, path = "/oauth/complete", operation_id = "confirmAuthorization",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/connections.manage"]), ("bearer" = ["keyport/tokens.read"])),
     request_body = CompletionBody,
     responses(
         (status = 200, description = "Connected.", body = AuthorizationCompleted),

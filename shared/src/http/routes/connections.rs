@@ -52,7 +52,7 @@ async fn list_providers(State(keyport): AppState, Caller(_): Caller) -> Json<Pro
 /// Create a connection (administrators).
 #[cfg_attr(feature = "openapi", utoipa::path(
     post, path = "/connections", operation_id = "createConnection",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/connections.manage"])),
     request_body = ConnectionCreate,
     responses(
         (status = 201, description = "Created, at version 1 (its token health: not authorized, no user tokens).", body = AdministeredConnection),
@@ -93,7 +93,7 @@ struct ConnectionList {
 /// most 1,000 user tokens (`complete` says whether that was all of them).
 #[cfg_attr(feature = "openapi", utoipa::path(
     get, path = "/connections", operation_id = "listConnections",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/connections.manage"])),
     params(ListQuery),
     responses(
         (status = 200, description = "One page.", body = ConnectionList),
@@ -135,7 +135,7 @@ struct AuditList {
 /// with 400.
 #[cfg_attr(feature = "openapi", utoipa::path(
     get, path = "/connections/{id}/audit", operation_id = "listAuditEvents",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/audit.read"])),
     params(ConnectionPath, ListQuery),
     responses(
         (status = 200, description = "One page.", body = AuditList),
@@ -162,7 +162,7 @@ async fn audit_trail(
 /// Read a connection, with its token health (administrators).
 #[cfg_attr(feature = "openapi", utoipa::path(
     get, path = "/connections/{id}", operation_id = "getConnection",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/connections.manage"])),
     params(ConnectionPath),
     responses(
         (status = 200, description = "The connection.", body = AdministeredConnection),
@@ -187,7 +187,7 @@ async fn get_connection(
 /// Change a connection (administrators).
 #[cfg_attr(feature = "openapi", utoipa::path(
     patch, path = "/connections/{id}", operation_id = "updateConnection",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/connections.manage"])),
     params(ConnectionPath),
     request_body = ConnectionInput,
     responses(
@@ -229,7 +229,7 @@ struct DeleteQuery {
 /// Unknown query parameters are refused with 400.
 #[cfg_attr(feature = "openapi", utoipa::path(
     delete, path = "/connections/{id}", operation_id = "deleteConnection",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/connections.manage"])),
     params(ConnectionPath, DeleteQuery),
     responses(
         (status = 202, description = "Deleted: the connection is gone for every caller, and its tokens are revoked and deleted in the background. On AWS (with refresh workers) every delete answers this at once, status `queued`, without `tokens_revoked`: the workers revoke and delete every token. On one machine a connection with more tokens than one request revokes answers status `deleting` with the `tokens_revoked` it did; the refresher revokes and deletes the rest.", body = DeletionInProgress),
@@ -310,7 +310,7 @@ enum DeletionStatus {
 /// Check the client's credentials at the provider without storing anything (administrators).
 #[cfg_attr(feature = "openapi", utoipa::path(
     post, path = "/connections/{id}/test", operation_id = "testConnection",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/connections.manage"])),
     params(ConnectionPath),
     responses(
         (status = 200, description = "The outcome; a provider refusal is ok=false, not an error status.", body = ConnectionCheck),

@@ -63,7 +63,7 @@ struct TokenQuery {
 /// Unknown query parameters are refused with 400.
 #[cfg_attr(feature = "openapi", utoipa::path(
     get, path = "/connections/{id}/token", operation_id = "getToken",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/tokens.read"])),
     params(ConnectionPath, TokenQuery),
     responses(
         (status = 200, description = "The token.", body = TokenView),
@@ -118,7 +118,7 @@ struct OwnerQuery {
 /// Unknown query parameters are refused with 400.
 #[cfg_attr(feature = "openapi", utoipa::path(
     post, path = "/connections/{id}/token/refresh", operation_id = "refreshToken",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/tokens.read"])),
     params(ConnectionPath, OwnerQuery),
     responses(
         (status = 200, description = "The new token.", body = TokenView),
@@ -159,7 +159,7 @@ struct Disconnected {
 /// are refused with 400.
 #[cfg_attr(feature = "openapi", utoipa::path(
     delete, path = "/connections/{id}/token", operation_id = "disconnect",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/tokens.read"])),
     params(ConnectionPath, OwnerQuery),
     responses(
         (status = 200, description = "Disconnected.", body = Disconnected),
@@ -229,7 +229,7 @@ struct UserTokenList {
 /// refused with 400.
 #[cfg_attr(feature = "openapi", utoipa::path(
     get, path = "/connections/{id}/tokens", operation_id = "listUserTokens",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/connections.manage"])),
     params(ConnectionPath, ListQuery),
     responses(
         (status = 200, description = "One page.", body = UserTokenList),
@@ -262,7 +262,7 @@ async fn list_user_tokens(
 /// (`not_authorized`), as for `DELETE /connections/{id}/token`.
 #[cfg_attr(feature = "openapi", utoipa::path(
     delete, path = "/connections/{id}/tokens/{subject}", operation_id = "disconnectUserToken",
-    security(("bearer" = [])),
+    security(("bearer" = ["keyport/connections.manage"])),
     params(UserTokenPath),
     responses(
         (status = 200, description = "Disconnected.", body = Disconnected),
