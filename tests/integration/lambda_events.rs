@@ -511,6 +511,50 @@ async fn events_without_claims_or_without_the_role_are_refused() {
     reply.assert_error(404, "not_found");
 }
 
+/// An application's token as API Gateway hands its claims over (Cognito's client-credentials
+/// access token: no groups, a `scope` string): refused until the connection invites its client
+/// id, then served the shared token; and never more than its scope allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applications_event_reads_only_what_it_is_invited_to_and_scoped_for() {
+    let backend = backends::embedded().await;
+    let keyport = Arc::new(keyport(&backend, |_| {}));
+    let peer = OidcPeer::start(PeerOptions::default());
+    let machine = peer_connection(&keyport, &peer, "client_credentials", "api:read").await;
+    let event = event_json("token-get-application.json", Some(&machine));
+    let app = event["requestContext"]["authorizer"]["jwt"]["claims"]["client_id"]
+        .as_str()
+        .expect("the sample's client id")
+        .to_owned();
+
+    let refused = invoke(&keyport, Function::Token, &event.to_string()).await;
+    refused.assert_error(403, "forbidden");
+
+    let id = keyport_shared::domain::ConnectionId::parse(&machine).unwrap();
+    let current = keyport.store.get_connection(&id).await.unwrap().unwrap();
+    let invite =
+        serde_json::from_value(json!({"invited_applications": [app], "version": current.version}))
+            .unwrap();
+    keyport
+        .update_connection(&admin(), &id, invite)
+        .await
+        .unwrap();
+    let served = invoke(&keyport, Function::Token, &event.to_string()).await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    assert_eq!(served.json()["owner"], "shared");
+
+    // The same application with a scope for something else reads nothing.
+    let mut auditing = event.clone();
+    auditing["requestContext"]["authorizer"]["jwt"]["claims"]["scope"] =
+        json!("keyport/audit.read");
+    let refused = invoke(&keyport, Function::Token, &auditing.to_string()).await;
+    refused.assert_error(403, "forbidden");
+    assert!(
+        refused.body.contains("keyport/tokens.read"),
+        "the refusal names the missing scope: {}",
+        refused.body
+    );
+}
+
 /// A Lambda runtime context for an invocation that must end at `deadline_ms` (epoch ms).
 fn runtime_context(deadline_ms: u64) -> lambda_runtime::Context {
     let mut context = lambda_runtime::Context::default();
@@ -794,5 +838,5 @@ fn the_events_readme_lists_every_sample_event() {
             seen += 1;
         }
     }
-    assert!(seen >= 22, "{seen} sample events");
+    assert!(seen >= 23, "{seen} sample events");
 }
