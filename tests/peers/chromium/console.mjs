@@ -193,16 +193,19 @@ const scenarios = {
     await atProvider(admin, { login: 'ada', client: env('CLIENT_ID'), scopes: SCOPES, decision: 'Allow' });
     await page.getByText('Connected: Keyport holds the token.').waitFor();
     await page.locator('.badge', { hasText: 'Valid' }).first().waitFor();
-    // Step 4: invite the role.
+    // Step 4: invite the role and an application.
     await page.getByLabel('Invited roles').fill(env('ROLE'));
-    await page.getByRole('button', { name: 'Save the invited roles' }).click();
+    await page.getByLabel('Invited applications').fill('reporting-app');
+    await page.getByRole('button', { name: 'Save the invitations' }).click();
     await page.waitForLoadState('networkidle');
     await page.getByLabel('Invited roles').waitFor();
     if ((await page.getByLabel('Invited roles').inputValue()) !== env('ROLE')) fail('the invited role was not kept');
+    if ((await page.getByLabel('Invited applications').inputValue()) !== 'reporting-app') fail('the invited application was not kept');
     await checkScreen(admin, 'connection-page');
     await assertNoSecret(admin, secret, 'connection page');
     await page.getByRole('link', { name: 'Connections' }).first().click();
     await page.getByRole('link', { name: env('CONNECTION_NAME') }).waitFor();
+    await page.getByText('app reporting-app').first().waitFor();
     await checkScreen(admin, 'connections-list');
     await assertNoSecret(admin, secret, 'connections list');
     assertNoTokens(admin);

@@ -210,7 +210,7 @@ async function connectionsList() {
       h("td", { text: c.grant_type }),
       h("td", {}, badge(health.shared.status), h("div", { class: "muted", text: health.shared.expires_at ? `until ${when(health.shared.expires_at)}` : "" })),
       h("td", { text: `${users.total || 0} (${users.needs_attention || 0} need attention)` }),
-      h("td", { text: (c.invited_roles || []).join(", ") || "—" }),
+      h("td", { text: invitedText(c) }),
       h("td", { text: when(health.last_refresh_at) }),
       h("td", { text: health.last_error ? health.last_error.message : "—" }),
     );
@@ -234,7 +234,7 @@ async function connectionsList() {
       create),
     h("table", {},
       h("caption", { class: "visually-hidden", text: "Connections and their token health" }),
-      h("thead", {}, h("tr", {}, ...["Name", "Provider", "Grant type", "Shared token", "User tokens", "Invited roles", "Last refresh", "Last error"].map((t) => h("th", { scope: "col", text: t })))),
+      h("thead", {}, h("tr", {}, ...["Name", "Provider", "Grant type", "Shared token", "User tokens", "Invited", "Last refresh", "Last error"].map((t) => h("th", { scope: "col", text: t })))),
       body));
 }
 
@@ -461,21 +461,30 @@ async function wizard() {
   render();
 }
 
-// Invites roles to `connection`; `done` runs once saved.
+// Who a connection invites, in words: its roles, then its applications.
+function invitedText(c) {
+  const apps = (c.invited_applications || []).map((a) => `app ${a}`);
+  return [...(c.invited_roles || []), ...apps].join(", ") || "—";
+}
+
+// Invites roles and applications to `connection`; `done` runs once saved.
 function inviteForm(connection, done) {
   const roles = h("input", { type: "text", autocomplete: "off", value: (connection.invited_roles || []).join(", ") });
+  const apps = h("input", { type: "text", autocomplete: "off", value: (connection.invited_applications || []).join(", ") });
+  const list = (input) => input.value.split(",").map((r) => r.trim()).filter(Boolean);
   const form = h("form", { novalidate: true, onsubmit: async (e) => {
     e.preventDefault();
     clearErrors(form);
-    const invited = roles.value.split(",").map((r) => r.trim()).filter(Boolean);
-    const result = await api("PATCH", `/connections/${encodeURIComponent(connection.id)}`, { invited_roles: invited, version: connection.version });
+    const change = { invited_roles: list(roles), invited_applications: list(apps), version: connection.version };
+    const result = await api("PATCH", `/connections/${encodeURIComponent(connection.id)}`, change);
     if (!result.ok) return showError(form, result);
     Object.assign(connection, result.data);
     done(result.data);
   } },
   h("div", { class: "form-error" }),
   field("invited_roles", "Invited roles", roles, "Comma-separated. People and bots with one of these roles may use the connection."),
-  h("div", { class: "actions" }, h("button", { type: "submit" }, "Save the invited roles")));
+  field("invited_applications", "Invited applications", apps, "Comma-separated client ids. Applications (client credentials at your identity provider) with keyport/tokens.read may read the shared token."),
+  h("div", { class: "actions" }, h("button", { type: "submit" }, "Save the invitations")));
   return form;
 }
 
