@@ -68,6 +68,10 @@ pub struct CommonSettings {
     /// the rest of a connection with more).
     #[arg(long, env = "KEYPORT_DELETE_IN_LINE_TOKENS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub delete_in_line_tokens: u32,
+    /// A caller's record of when it last fetched a connection's token is written at most once
+    /// per this many seconds (per process, and conditionally in the store).
+    #[arg(long, env = "KEYPORT_FETCH_RECORD_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub fetch_record_seconds: u64,
     /// Into how many spans a scheduled run with refresh workers splits the last minute of due
     /// times (one message each, plus one for what came due before it), so several workers
     /// share a run's work; each worker lists every due shard in its span.
@@ -156,6 +160,7 @@ impl CommonSettings {
         settings.allow_password_grant = self.allow_password_grant;
         settings.lease_duration = std::time::Duration::from_secs(self.lease_seconds);
         settings.grant_write_budget = std::time::Duration::from_secs(self.grant_write_seconds);
+        settings.fetch_record_interval = std::time::Duration::from_secs(self.fetch_record_seconds);
         settings.on_demand_refresh_interval =
             std::time::Duration::from_secs(self.on_demand_refresh_seconds);
         settings.delete_in_line_tokens = self.delete_in_line_tokens;

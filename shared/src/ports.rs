@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 
 use crate::domain::{
     AuditEvent, ClientSecret, Connection, ConnectionId, Invitee, Owner, PendingAuthorization,
-    StateToken, StoredToken,
+    StateToken, StoredToken, TokenFetch,
 };
 
 /// What went wrong in a store. `Conflict` and `NameTaken` are the caller's to resolve (re-read
@@ -386,6 +386,22 @@ pub trait AuditLog: Send + Sync {
         connection_id: &ConnectionId,
         page: PageRequest,
     ) -> Result<Page<AuditEvent>, StoreError>;
+
+    /// Records that a caller fetched one of a connection's tokens, unless that caller's record
+    /// there was written at or after `unless_since` (so each caller costs at most one write per
+    /// interval, whatever races it). Returns whether it wrote. Kept as long as audit events.
+    async fn record_fetch(
+        &self,
+        fetch: &TokenFetch,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// A connection's fetch records, one per caller, most recent first, at most `limit`.
+    async fn list_fetches(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<TokenFetch>, StoreError>;
 }
 
 /// Everything a Keyport instance stores.

@@ -280,3 +280,57 @@ async fn an_administrator_disconnects_a_persons_token_and_edits_the_connection()
         .unwrap_or_else(|| panic!("no revocation of Bea's token in {audit}"));
     assert_eq!(revoked["actor"], "ada", "{revoked}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_sees_who_used_a_connections_tokens() {
+    let (server, peer, _backend) = start().await;
+    let http = Http::new(&server.base);
+    let admin = server.token("admin", &["keyport-admins"]);
+    let created = http
+        .post(
+            "/connections",
+            Some(&admin),
+            json!({
+                "name": "Reports", "provider": "custom", "grant_type": "client_credentials",
+                "client_id": "keyport-basic", "client_secret": CLIENT_SECRET,
+                "issuer": peer.issuer, "scopes": "api:read",
+                "invited_roles": [ROLE], "invited_applications": ["reporting-app"],
+            }),
+        )
+        .await
+        .expect_json(201, "creating the connection");
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let path = format!("/connections/{id}/token");
+    let bot = http
+        .get(&path, Some(&server.token("sales-bot", &[ROLE])))
+        .await
+        .expect_json(200, "the bot's read");
+    let app = http
+        .get(
+            &path,
+            Some(&server.application_token("reporting-app", &["keyport/tokens.read"])),
+        )
+        .await
+        .expect_json(200, "the application's read");
+    let token = |reply: &Value| reply["access_token"].as_str().unwrap().to_owned();
+    let found = run_scenario(
+        "admin-sees-who-used-tokens",
+        &server,
+        &peer,
+        &[
+            (
+                "ADMIN_LINK",
+                server.sign_in_link("ada", &["keyport-admins"]),
+            ),
+            ("CONNECTION_ID", id),
+            ("BOT", "sales-bot".to_owned()),
+            (
+                "BOT_FINGERPRINT",
+                keyport_shared::domain::token_fingerprint(&token(&bot)),
+            ),
+            ("APP", "reporting-app".to_owned()),
+            ("TOKENS", format!("{} {}", token(&bot), token(&app))),
+        ],
+    );
+    assert_eq!(found["screens"], json!(["connection-used-by"]), "{found}");
+}

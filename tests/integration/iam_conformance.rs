@@ -524,6 +524,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     let kms_after_cold_read = token.recorder.count("KMS:Decrypt");
     assert_eq!(kms_after_cold_read, 1, "{:?}", token.recorder.calls());
     let reads_before = token.recorder.count("DynamoDB:BatchGetItem");
+    let writes_before = token.recorder.count("DynamoDB:PutItem");
     for _ in 0..5 {
         expect_status(
             &token,
@@ -543,6 +544,12 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         token.recorder.count("DynamoDB:BatchGetItem") - reads_before,
         5,
         "a warm read is one database round trip"
+    );
+    assert_eq!(
+        token.recorder.count("DynamoDB:PutItem"),
+        writes_before,
+        "the caller's fetch record was written by its first read, not again within the interval: {:?}",
+        token.recorder.calls()
     );
     expect_status(
         &token,

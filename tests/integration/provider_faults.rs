@@ -1157,6 +1157,22 @@ impl AuditLog for FlakyStore {
     ) -> Result<Page<AuditEvent>, StoreError> {
         self.inner.list_audit(connection_id, page).await
     }
+
+    async fn record_fetch(
+        &self,
+        fetch: &keyport_shared::domain::TokenFetch,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.record_fetch(fetch, unless_since).await
+    }
+
+    async fn list_fetches(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<keyport_shared::domain::TokenFetch>, StoreError> {
+        self.inner.list_fetches(connection_id, limit).await
+    }
 }
 
 #[async_trait]

@@ -14,6 +14,7 @@ mod provider_defaults;
 mod scopes;
 mod secret;
 mod token;
+mod usage;
 mod validation;
 
 pub use audit::{AuditAction, AuditEvent, REFRESHER_ACTOR};
@@ -36,4 +37,5 @@ pub use provider::{
 pub use scopes::{Scopes, ScopesInput};
 pub use secret::{ClientSecret, PkceVerifier, TokenSecrets, is_token_like_field};
 pub use token::{Lease, StoredToken, TokenFailure, TokenStatus};
+pub use usage::{CallerKind, TokenFetch, token_fingerprint};
 pub use validation::ValidationError;

@@ -16,6 +16,7 @@ mod me;
 mod readiness;
 mod refresher;
 mod tokens;
+mod usage;
 mod user_tokens;
 mod work;
 
@@ -23,7 +24,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use access::{AccessRules, OwnerRequest};
+pub use access::{AccessRules, OwnerRequest, TokenAccess, Via};
 pub use authorization::{
     AuthorizationAwaitingConfirmation, AuthorizationCompleted, AuthorizationStarted,
 };
@@ -83,6 +84,8 @@ pub struct KeyportSettings {
     /// How many tokens a connection delete revokes before it answers, without a work queue;
     /// the refresher revokes the rest. With one, a delete revokes none itself.
     pub delete_in_line_tokens: u32,
+    /// A caller's fetch record on a connection is written at most once per this interval.
+    pub fetch_record_interval: Duration,
     /// How long a deleted connection's record outlives its last token: longer than any
     /// request that loaded the connection before the delete may still take to write one.
     pub retired_grace: Duration,
@@ -123,6 +126,7 @@ impl KeyportSettings {
             grant_write_budget: Duration::from_secs(10),
             on_demand_refresh_interval: Duration::from_secs(30),
             delete_in_line_tokens: 20,
+            fetch_record_interval: Duration::from_secs(300),
             retired_grace: Duration::from_secs(5 * 60),
             redirect_allow_list: BTreeSet::new(),
             allow_password_grant: false,
@@ -159,6 +163,7 @@ pub struct Keyport {
     refresh_turns: tokens::RefreshTurns,
     readiness: readiness::ReadinessProbe,
     credential_cache: credential_cache::CredentialCache,
+    fetch_throttle: usage::FetchThrottle,
 }
 
 impl Keyport {
@@ -186,6 +191,7 @@ impl Keyport {
             work_queue: None,
             refresh_turns: tokens::RefreshTurns::default(),
             readiness: readiness::ReadinessProbe::default(),
+            fetch_throttle: usage::FetchThrottle::default(),
         }
     }
 

@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::ser::SerializeStruct;
 
-use super::access::OwnerRequest;
+use super::access::{OwnerRequest, TokenAccess};
 use super::{Keyport, ServiceError, deadline, require_enabled};
 use crate::domain::{
     AuditAction, Connection, ConnectionId, GrantFacts, GrantLifetime, Lease, Owner, Principal,
@@ -143,7 +143,7 @@ impl Keyport {
         let (connection, token) = self.store.get_connection_and_token(&key).await?;
         let connection = connection.ok_or(ServiceError::NotFound("connection"))?;
         let allowed = self.access.token_owner(principal, &connection, owner);
-        self.audit_denial(principal, id, allowed).await?;
+        let access = self.audit_denial(principal, id, allowed).await?;
         let min_valid = min_valid.unwrap_or(self.settings.default_min_valid);
         let (record, secrets) = self
             .fresh_token(
@@ -157,12 +157,15 @@ impl Keyport {
                 Some(token),
             )
             .await?;
-        Ok(TokenView::new(
+        let view = TokenView::new(
             &record,
             secrets,
             min_valid,
             &self.declared_extras(&connection),
-        ))
+        );
+        self.record_handout(principal, &connection, &access, &view)
+            .await;
+        Ok(view)
     }
 
     /// Refreshes now, whatever the token's expiry.
@@ -172,7 +175,11 @@ impl Keyport {
         id: &ConnectionId,
         owner: OwnerRequest,
     ) -> Result<TokenView, ServiceError> {
-        let (connection, key) = self.token_target(principal, id, owner).await?;
+        let (connection, access) = self.token_target(principal, id, owner).await?;
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner: access.owner.clone(),
+        };
         let min_valid = self.settings.default_min_valid;
         let (record, secrets) = self
             .fresh_token(
@@ -186,12 +193,15 @@ impl Keyport {
                 None,
             )
             .await?;
-        Ok(TokenView::new(
+        let view = TokenView::new(
             &record,
             secrets,
             min_valid,
             &self.declared_extras(&connection),
-        ))
+        );
+        self.record_handout(principal, &connection, &access, &view)
+            .await;
+        Ok(view)
     }
 
     /// Revokes the grant at the provider (where it offers revocation) and deletes the token.
@@ -202,7 +212,11 @@ impl Keyport {
         id: &ConnectionId,
         owner: OwnerRequest,
     ) -> Result<bool, ServiceError> {
-        let (connection, key) = self.token_target(principal, id, owner).await?;
+        let (connection, access) = self.token_target(principal, id, owner).await?;
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner: access.owner,
+        };
         let allowed = self.access.may_disconnect(principal, &key.owner);
         self.audit_denial(principal, id, allowed).await?;
         self.disconnect_token(principal, &connection, &key).await
@@ -249,15 +263,11 @@ impl Keyport {
         principal: &Principal,
         id: &ConnectionId,
         owner: OwnerRequest,
-    ) -> Result<(Connection, TokenKey), ServiceError> {
+    ) -> Result<(Connection, TokenAccess), ServiceError> {
         let connection = self.load_connection(id).await?;
-        let owner = self.access.token_owner(principal, &connection, owner);
-        let owner = self.audit_denial(principal, id, owner).await?;
-        let key = TokenKey {
-            connection_id: connection.id.clone(),
-            owner,
-        };
-        Ok((connection, key))
+        let access = self.access.token_owner(principal, &connection, owner);
+        let access = self.audit_denial(principal, id, access).await?;
+        Ok((connection, access))
     }
 
     /// Revokes one token's grant at the provider; failures are logged, not raised.

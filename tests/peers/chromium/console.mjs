@@ -256,6 +256,25 @@ const scenarios = {
     return {};
   },
 
+  // An administrator sees who used a connection's tokens: each caller, the rule that let it,
+  // and the token's fingerprint, never the token.
+  async 'admin-sees-who-used-tokens'(browser) {
+    const admin = await person(browser, 'admin');
+    const { page } = admin;
+    await signIn(admin, env('ADMIN_LINK'));
+    await page.goto(`${BASE}/console/connections/${env('CONNECTION_ID')}`);
+    await page.getByRole('heading', { name: 'Used by' }).waitFor();
+    const bot = page.locator('#used-by tbody tr', { hasText: env('BOT') });
+    await bot.getByText('invited_role:').waitFor();
+    if (!(await bot.textContent()).includes(env('BOT_FINGERPRINT'))) fail(`the bot's row: ${await bot.textContent()}`);
+    const app = page.locator('#used-by tbody tr', { hasText: env('APP') });
+    await app.getByText('invited_application (keyport/tokens.read)').waitFor();
+    await checkScreen(admin, 'connection-used-by');
+    for (const token of env('TOKENS').split(' ')) await assertNoSecret(admin, token, 'used by');
+    assertNoTokens(admin);
+    return {};
+  },
+
   // A person without an invited role sees no connection, and no admin screen.
   async 'no-role'(browser) {
     const user = await person(browser, 'outsider');

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     AuditEvent, Connection, ConnectionId, Invitee, Owner, PendingAuthorization, StateToken,
-    StoredToken,
+    StoredToken, TokenFetch,
 };
 use crate::ports::{Retired, StoreError, TokenKey};
 
@@ -38,6 +38,7 @@ pub(crate) mod attr {
     pub const CONNECTION_ID: &str = "connection_id";
     pub const EXPIRES_AT: &str = "expires_at";
     pub const TTL: &str = "ttl";
+    pub const LAST_AT_MS: &str = "last_at_ms";
 }
 
 /// The two key attributes of a secondary index, and its name.
@@ -93,6 +94,10 @@ const NAME_SK: &str = "NAME";
 const STATE_PK_PREFIX: &str = "STATE#";
 /// Audit events sit in a partition of their own per connection, so they outlive it.
 const AUDIT_PK_PREFIX: &str = "AUDIT#";
+/// Fetch records sit in a partition of their own per connection, one item per caller, kept
+/// as long as audit events.
+const FETCHES_PK_PREFIX: &str = "FETCHES#";
+const FETCH: &str = "fetch record";
 /// How long DynamoDB keeps an audit event before its TTL removes it.
 pub(crate) const AUDIT_RETENTION_DAYS: i64 = 400;
 const STATE_SK: &str = "STATE";
@@ -449,6 +454,33 @@ pub(crate) fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
         (attr::TTL.to_owned(), number(expires.timestamp())),
     ]);
     Ok(item)
+}
+
+// ---- fetch records ----------------------------------------------------------------------
+
+pub(crate) fn fetches_partition(id: &ConnectionId) -> String {
+    format!("{FETCHES_PK_PREFIX}{id}")
+}
+
+pub(crate) fn fetch_item(fetch: &TokenFetch) -> Result<Item, StoreError> {
+    let mut item = key(
+        fetches_partition(&fetch.connection_id),
+        format!("{}#{}", fetch.caller_kind.as_str(), fetch.caller),
+    );
+    let expires = fetch.last_at + chrono::Duration::days(AUDIT_RETENTION_DAYS);
+    item.extend([
+        (attr::DOC.to_owned(), string(to_doc(fetch, FETCH)?)),
+        (
+            attr::LAST_AT_MS.to_owned(),
+            number(fetch.last_at.timestamp_millis()),
+        ),
+        (attr::TTL.to_owned(), number(expires.timestamp())),
+    ]);
+    Ok(item)
+}
+
+pub(crate) fn fetch_from_item(item: &Item) -> Result<TokenFetch, StoreError> {
+    parse_doc(item, FETCH)
 }
 
 pub(crate) fn audit_from_item(item: &Item) -> Result<AuditEvent, StoreError> {

@@ -28,6 +28,7 @@ use self::codec::{Item, attr};
 use crate::adapters::records;
 use crate::domain::{
     AuditEvent, Connection, ConnectionId, Invitee, PendingAuthorization, StateToken, StoredToken,
+    TokenFetch,
 };
 use crate::ports::{
     AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
@@ -1134,5 +1135,64 @@ impl AuditLog for DynamoStore {
             .map(codec::audit_from_item)
             .collect::<Result<_, _>>()?;
         Ok(Page { items, next })
+    }
+
+    async fn record_fetch(
+        &self,
+        fetch: &TokenFetch,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(codec::fetch_item(fetch)?))
+            .condition_expression("attribute_not_exists(#pk) OR #last_at_ms < :since")
+            .set_expression_attribute_names(Some(names(&[attr::PK, attr::LAST_AT_MS])))
+            .expression_attribute_values(":since", codec::number(unless_since.timestamp_millis()))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn list_fetches(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<TokenFetch>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .set_expression_attribute_names(Some(names(&[attr::PK])))
+                .expression_attribute_values(
+                    ":pk",
+                    codec::string(codec::fetches_partition(connection_id)),
+                )
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items() {
+                found.push(codec::fetch_from_item(item)?);
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        found.sort_by_key(|f| std::cmp::Reverse(f.last_at));
+        found.truncate(limit);
+        Ok(found)
     }
 }

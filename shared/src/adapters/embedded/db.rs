@@ -15,7 +15,7 @@ use rusqlite::Connection;
 
 use crate::ports::StoreError;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS connections (
@@ -55,6 +55,14 @@ CREATE TABLE IF NOT EXISTS retired_connections (
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     sealed BLOB NOT NULL
+) STRICT;
+-- Per connection and caller, the last token fetch (see AuditLog::record_fetch).
+CREATE TABLE IF NOT EXISTS token_fetches (
+    connection_id TEXT NOT NULL,
+    caller_key TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    last_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (connection_id, caller_key)
 ) STRICT;
 -- The console's sessions, sign-ins in progress and used sign-in tickets (see ConsoleStore).
 CREATE TABLE IF NOT EXISTS console_records (

@@ -16,6 +16,7 @@ use crate::adapters::records::{
 };
 use crate::domain::{
     AuditEvent, Connection, ConnectionId, Invitee, PendingAuthorization, StateToken, StoredToken,
+    TokenFetch,
 };
 use crate::ports::{
     AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
@@ -818,5 +819,61 @@ impl AuditLog for EmbeddedStore {
             let event = serde_json::from_str(&doc).map_err(corrupt("audit event"))?;
             Ok((event, sort_key))
         })
+    }
+
+    async fn record_fetch(
+        &self,
+        fetch: &TokenFetch,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let connection_id = fetch.connection_id.to_string();
+        let caller_key = format!("{}#{}", fetch.caller_kind.as_str(), fetch.caller);
+        let doc = serde_json::to_string(fetch).map_err(corrupt("fetch record"))?;
+        let last_at_ms = fetch.last_at.timestamp_millis();
+        let since_ms = unless_since.timestamp_millis();
+        self.db
+            .run(move |db| {
+                let changed = db
+                    .execute_cached(
+                        "INSERT INTO token_fetches (connection_id, caller_key, doc, last_at_ms)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (connection_id, caller_key) DO UPDATE
+                         SET doc = excluded.doc, last_at_ms = excluded.last_at_ms
+                         WHERE token_fetches.last_at_ms < ?5",
+                        params![connection_id, caller_key, doc, last_at_ms, since_ms],
+                    )
+                    .map_err(sql_error)?;
+                Ok(changed > 0)
+            })
+            .await
+    }
+
+    async fn list_fetches(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<TokenFetch>, StoreError> {
+        let connection_id = connection_id.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let docs = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT doc FROM token_fetches WHERE connection_id = ?1
+                         ORDER BY last_at_ms DESC LIMIT ?2",
+                    )
+                    .map_err(sql_error)?;
+                let docs = statement
+                    .query_map(params![connection_id, limit], |row| row.get::<_, String>(0))
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(docs)
+            })
+            .await?;
+        docs.iter()
+            .map(|doc| serde_json::from_str(doc).map_err(corrupt("fetch record")))
+            .collect()
     }
 }

@@ -525,6 +525,7 @@ async function connectionPage(id) {
     } }, "Disconnect") : null);
   const users = health.user_tokens || {};
   const audit = h("div", { id: "audit" });
+  const usedBy = h("div", { id: "used-by" });
   const userTokens = h("div", { id: "user-tokens" });
   const saved = flash;
   flash = null;
@@ -553,6 +554,8 @@ async function connectionPage(id) {
     h("section", { "aria-labelledby": "edit-heading" },
       h("h2", { id: "edit-heading", text: "Edit" }),
       editForm(c)),
+    h("section", { "aria-labelledby": "used-by-heading" },
+      h("h2", { id: "used-by-heading", text: "Used by" }), usedBy),
     h("section", { "aria-labelledby": "audit-heading" },
       h("h2", { id: "audit-heading", text: "Audit trail" }), audit),
     h("section", { "aria-labelledby": "delete-heading" },
@@ -566,7 +569,7 @@ async function connectionPage(id) {
       } }, "Delete this connection")),
     h("p", {}, link("/console/connections", "Back to connections")));
   loadUserTokens(c, userTokens, null);
-  loadAudit(c.id, audit, null);
+  loadAudit(c.id, audit, null, usedBy);
 }
 
 // A connection's user tokens, a page at a time: whose, their status in colour and words, and a
@@ -689,10 +692,11 @@ function editForm(c) {
   return form;
 }
 
-async function loadAudit(id, container, cursor) {
+async function loadAudit(id, container, cursor, usedBy) {
   const query = cursor ? `?limit=20&cursor=${encodeURIComponent(cursor)}` : "?limit=20";
   const result = await api("GET", `/connections/${encodeURIComponent(id)}/audit${query}`);
   if (!result.ok) return fill(container, problem(result));
+  if (usedBy) fill(usedBy, fetchTable(result.data.last_fetches || []));
   const events = result.data.events || [];
   const list = events.length
     ? h("table", {}, h("thead", {}, h("tr", {}, ...["When", "What", "Who", "Token"].map((t) => h("th", { scope: "col", text: t })))),
@@ -700,6 +704,16 @@ async function loadAudit(id, container, cursor) {
     : h("p", { text: "No events yet." });
   fill(container, list,
     result.data.next_cursor ? h("button", { type: "button", class: "secondary", onclick: () => loadAudit(id, container, result.data.next_cursor) }, "Older events") : null);
+}
+
+// Who fetched the connection's tokens last, through which rule: fingerprints, never tokens.
+function fetchTable(fetches) {
+  if (!fetches.length) return h("p", { text: "Nobody has fetched a token yet." });
+  return h("table", {}, h("thead", {}, h("tr", {}, ...["Caller", "Kind", "Allowed by", "Token", "Last fetch", "Fingerprint"].map((t) => h("th", { scope: "col", text: t })))),
+    h("tbody", {}, ...fetches.map((f) => h("tr", {},
+      h("td", { text: f.caller }), h("td", { text: f.caller_kind }),
+      h("td", { text: f.scope ? `${f.via} (${f.scope})` : f.via }), h("td", { text: f.owner }),
+      h("td", { text: when(f.last_at) }), h("td", {}, h("code", { text: f.token_fingerprint }))))));
 }
 
 // ---- my connections -----------------------------------------------------------------------
