@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
 use crate::domain::{
-    AuditEvent, ClientSecret, Connection, ConnectionId, Invitee, Owner, PendingAuthorization,
-    StateToken, StoredToken, TokenFetch,
+    AuditEvent, ClientSecret, Connection, ConnectionId, Invitee, Notification, Owner,
+    PendingAuthorization, StateToken, StoredToken, TokenFetch, WebhookSubscription,
 };
+use serde::{Deserialize, Serialize};
 
 /// What went wrong in a store. `Conflict` and `NameTaken` are the caller's to resolve (re-read
 /// and retry, or pick another name); `Unavailable` is worth retrying; `Corrupt` is not.
@@ -404,13 +405,125 @@ pub trait AuditLog: Send + Sync {
     ) -> Result<Vec<TokenFetch>, StoreError>;
 }
 
+/// Where a notification waiting in the outbox goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// Not split yet: the deliverer turns it into one entry per destination that wants it.
+    /// What emitters write (one small put, whatever the subscriptions).
+    Fanout,
+    /// The installation's EventBridge bus.
+    EventBus,
+    /// One webhook subscription, by id.
+    Webhook(String),
+}
+
+impl Destination {
+    fn key(&self) -> String {
+        match self {
+            Destination::Fanout => "fanout".to_owned(),
+            Destination::EventBus => "event_bus".to_owned(),
+            Destination::Webhook(id) => format!("webhook:{id}"),
+        }
+    }
+}
+
+/// A notification on its way to one destination, due for its next attempt at `due_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub notification: Notification,
+    pub destination: Destination,
+    pub due_at: DateTime<Utc>,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+impl OutboxEntry {
+    pub fn new(
+        notification: Notification,
+        destination: Destination,
+        due_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            notification,
+            destination,
+            due_at,
+            attempts: 0,
+        }
+    }
+
+    /// Unique per notification and destination, stable across attempts.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.notification.id, self.destination.key())
+    }
+}
+
+/// A subscription with its signing secrets, sealed (and, while a rotation's overlap lasts, the
+/// previous one, which still signs until `previous_until`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWebhook {
+    pub subscription: WebhookSubscription,
+    pub sealed_secret: Vec<u8>,
+    pub previous: Option<(Vec<u8>, DateTime<Utc>)>,
+}
+
+/// Webhook subscriptions and the durable outbox notifications leave from.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Writes a subscription; the store sets its version (1 on create).
+    async fn put_webhook(
+        &self,
+        webhook: &StoredWebhook,
+        expect: Expect,
+    ) -> Result<StoredWebhook, StoreError>;
+
+    async fn get_webhook(&self, id: &str) -> Result<Option<StoredWebhook>, StoreError>;
+
+    /// Every subscription, by id (an installation has a handful).
+    async fn list_webhooks(&self) -> Result<Vec<WebhookSubscription>, StoreError>;
+
+    /// Deletes a subscription at `version`.
+    async fn delete_webhook(&self, id: &str, version: u64) -> Result<(), StoreError>;
+
+    /// Adds entries to the outbox (an entry already there is replaced).
+    async fn enqueue(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
+
+    /// Entries due at `now`, soonest first, at most `limit`.
+    async fn due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Removes one entry as it was listed (a rescheduled copy is a new entry).
+    async fn remove_outbox(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+}
+
+/// Where notifications go for operators' rules to route (EventBridge on AWS).
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Puts every event, or says why not (a sentence without secrets).
+    async fn put(&self, events: &[Notification]) -> Result<(), String>;
+}
+
 /// Everything a Keyport instance stores.
 pub trait Store:
-    ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog + ConsoleStore
+    ConnectionStore
+    + TokenStore
+    + PendingAuthorizationStore
+    + AuditLog
+    + ConsoleStore
+    + NotificationStore
 {
 }
-impl<T: ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog + ConsoleStore> Store
-    for T
+impl<
+    T: ConnectionStore
+        + TokenStore
+        + PendingAuthorizationStore
+        + AuditLog
+        + ConsoleStore
+        + NotificationStore,
+> Store for T
 {
 }
 
@@ -438,6 +551,14 @@ impl KeyContext {
         Self::from_pairs([
             ("keyport:purpose", "client_secret"),
             ("keyport:secret", name),
+        ])
+    }
+
+    /// A webhook subscription's signing secret, bound to the subscription.
+    pub fn webhook_secret(id: &str) -> Self {
+        Self::from_pairs([
+            ("keyport:purpose", "webhook_secret"),
+            ("keyport:webhook", id),
         ])
     }
 

@@ -1574,3 +1574,50 @@ async fn no_refresh_starts_that_the_invocation_could_not_wait_for(
     assert_eq!(scene.provider.requests().len(), 1);
     scene.assert_no_token_in_logs();
 }
+
+#[async_trait]
+impl keyport_shared::ports::NotificationStore for FlakyStore {
+    async fn put_webhook(
+        &self,
+        webhook: &keyport_shared::ports::StoredWebhook,
+        expect: Expect,
+    ) -> Result<keyport_shared::ports::StoredWebhook, StoreError> {
+        self.inner.put_webhook(webhook, expect).await
+    }
+
+    async fn get_webhook(
+        &self,
+        id: &str,
+    ) -> Result<Option<keyport_shared::ports::StoredWebhook>, StoreError> {
+        self.inner.get_webhook(id).await
+    }
+
+    async fn list_webhooks(
+        &self,
+    ) -> Result<Vec<keyport_shared::domain::WebhookSubscription>, StoreError> {
+        self.inner.list_webhooks().await
+    }
+
+    async fn delete_webhook(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        self.inner.delete_webhook(id, version).await
+    }
+
+    async fn enqueue(&self, entries: &[keyport_shared::ports::OutboxEntry]) -> Result<(), StoreError> {
+        self.inner.enqueue(entries).await
+    }
+
+    async fn due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<keyport_shared::ports::OutboxEntry>, StoreError> {
+        self.inner.due_outbox(now, limit).await
+    }
+
+    async fn remove_outbox(
+        &self,
+        entry: &keyport_shared::ports::OutboxEntry,
+    ) -> Result<(), StoreError> {
+        self.inner.remove_outbox(entry).await
+    }
+}

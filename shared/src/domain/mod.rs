@@ -7,6 +7,7 @@ mod grant;
 mod health;
 mod ids;
 mod lifetime;
+mod notification;
 mod pending;
 mod principal;
 mod provider;
@@ -28,6 +29,10 @@ pub use health::{
 };
 pub use ids::{ApplicationId, ConnectionId, Owner, Role, Subject};
 pub use lifetime::{GrantFacts, GrantSchedule, LifetimeMargins};
+pub use notification::{
+    DeliveryStatus, EventData, EventType, Notification, WebhookInput, WebhookSecret,
+    WebhookSubscription,
+};
 pub use pending::{AwaitedGrant, PendingAuthorization, StateToken};
 pub use principal::{ApiScope, Invitee, Principal};
 pub use provider::{

@@ -44,6 +44,10 @@ impl Keyport {
                     None,
                 )
                 .await;
+                let mut uninvited = created.clone();
+                uninvited.invited_roles.clear();
+                uninvited.invited_applications.clear();
+                self.notify_connection_change(&uninvited, &created).await;
                 Ok(created)
             }
             Err(error) => {
@@ -111,6 +115,7 @@ impl Keyport {
             None,
         )
         .await;
+        self.notify_connection_change(&current, &updated).await;
         Ok(updated)
     }
 

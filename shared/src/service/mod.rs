@@ -13,6 +13,7 @@ mod due_listing;
 mod error;
 mod health;
 mod me;
+mod notifications;
 mod readiness;
 mod refresher;
 mod tokens;
@@ -35,6 +36,7 @@ pub use deletion::{Deletion, DeletionSweep, DeletionWork};
 pub use error::ServiceError;
 pub use health::{AdministeredConnection, HEALTH_TOKEN_LIMIT};
 pub use me::UsableConnection;
+pub use notifications::{DeliveryReport, default_retry_schedule};
 pub use readiness::Readiness;
 pub use refresher::RefreshReport;
 pub use tokens::TokenView;
@@ -46,7 +48,7 @@ use crate::crypto::EnvelopeCipher;
 use crate::domain::Connection;
 use crate::domain::{ApplicationId, Role, UrlPolicy};
 use crate::oauth::{ClientCredentials, OAuthClient, OAuthError};
-use crate::ports::{SecretRef, SecretStore, Store, WorkQueue};
+use crate::ports::{EventBus, SecretRef, SecretStore, Store, WorkQueue};
 
 /// Installation settings the use cases need.
 #[derive(Debug, Clone)]
@@ -86,6 +88,9 @@ pub struct KeyportSettings {
     pub delete_in_line_tokens: u32,
     /// A caller's fetch record on a connection is written at most once per this interval.
     pub fetch_record_interval: Duration,
+    /// How long a webhook delivery that failed waits before each retry; after the last, the
+    /// notification is given up.
+    pub webhook_retry_schedule: Vec<Duration>,
     /// How long a deleted connection's record outlives its last token: longer than any
     /// request that loaded the connection before the delete may still take to write one.
     pub retired_grace: Duration,
@@ -127,6 +132,7 @@ impl KeyportSettings {
             on_demand_refresh_interval: Duration::from_secs(30),
             delete_in_line_tokens: 20,
             fetch_record_interval: Duration::from_secs(300),
+            webhook_retry_schedule: notifications::default_retry_schedule(),
             retired_grace: Duration::from_secs(5 * 60),
             redirect_allow_list: BTreeSet::new(),
             allow_password_grant: false,
@@ -164,6 +170,9 @@ pub struct Keyport {
     readiness: readiness::ReadinessProbe,
     credential_cache: credential_cache::CredentialCache,
     fetch_throttle: usage::FetchThrottle,
+    /// Where notifications go for operators' rules (EventBridge on AWS), when configured.
+    pub event_bus: Option<Arc<dyn EventBus>>,
+    notifications_waiting: tokio::sync::Notify,
 }
 
 impl Keyport {
@@ -192,10 +201,18 @@ impl Keyport {
             refresh_turns: tokens::RefreshTurns::default(),
             readiness: readiness::ReadinessProbe::default(),
             fetch_throttle: usage::FetchThrottle::default(),
+            event_bus: None,
+            notifications_waiting: tokio::sync::Notify::new(),
         }
     }
 
     /// This Keyport handing bulk work to the workers through `queue`.
+    /// This Keyport putting its notifications on `bus` too.
+    pub fn with_event_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.event_bus = Some(bus);
+        self
+    }
+
     pub fn with_work_queue(mut self, queue: Arc<dyn WorkQueue>) -> Self {
         self.work_queue = Some(queue);
         self

@@ -13,8 +13,8 @@ use serde::ser::SerializeStruct;
 use super::access::{OwnerRequest, TokenAccess};
 use super::{Keyport, ServiceError, deadline, require_enabled};
 use crate::domain::{
-    AuditAction, Connection, ConnectionId, GrantFacts, GrantLifetime, Lease, Owner, Principal,
-    REFRESHER_ACTOR, StoredToken, TokenFailure, TokenSecrets, TokenStatus,
+    AuditAction, Connection, ConnectionId, EventData, EventType, GrantFacts, GrantLifetime, Lease,
+    Owner, Principal, REFRESHER_ACTOR, StoredToken, TokenFailure, TokenSecrets, TokenStatus,
 };
 use crate::oauth::{ClientCredentials, OAuthError, TokenGrant};
 use crate::ports::{Expect, StoreError, TokenKey};
@@ -479,6 +479,12 @@ impl Keyport {
                     None,
                 )
                 .await;
+                if leased.last_error.is_some() {
+                    let mut data = EventData::about(&connection.id, connection.name.as_str())
+                        .owner(&key.owner);
+                    data.status = Some(TokenStatus::Valid.as_str().to_owned());
+                    self.notify(EventType::Recovered, data).await;
+                }
                 Ok(saved)
             }
             Err(OAuthError::InvalidGrant { description }) => {
@@ -507,13 +513,18 @@ impl Keyport {
                     Some("invalid_grant: needs authorization again"),
                 )
                 .await;
+                let mut data =
+                    EventData::about(&connection.id, connection.name.as_str()).owner(&key.owner);
+                data.status = Some(TokenStatus::NeedsReauthorization.as_str().to_owned());
+                data.error = Some("invalid_grant".to_owned());
+                self.notify(EventType::NeedsReauthorization, data).await;
                 Err(ServiceError::NeedsReauthorization {
                     owner: key.owner.to_string(),
                     reason,
                 })
             }
             Err(error) => {
-                self.release_lease(key, &leased).await;
+                self.release_failed_lease(key, &leased, error.code()).await;
                 self.audit(
                     &key.connection_id,
                     AuditAction::TokenFailed,
@@ -522,6 +533,14 @@ impl Keyport {
                     Some(error.code()),
                 )
                 .await;
+                // The first failure after success, not every retry of a failing token.
+                if leased.last_error.is_none() {
+                    let mut data = EventData::about(&connection.id, connection.name.as_str())
+                        .owner(&key.owner);
+                    data.status = Some("refresh_failing".to_owned());
+                    data.error = Some(error.code().to_owned());
+                    self.notify(EventType::RefreshFailed, data).await;
+                }
                 // A token that is still valid beats an error, unless the caller insisted.
                 if !force && leased.is_usable_for(Utc::now(), chrono::Duration::zero()) {
                     return Ok((leased, previous));
@@ -699,7 +718,8 @@ impl Keyport {
                 .await
             {
                 Ok(saved) => {
-                    self.report_grant_ending(&saved, reported_before).await;
+                    self.report_grant_ending(connection, &saved, reported_before)
+                        .await;
                     return Ok((saved, grant.secrets));
                 }
                 Err(StoreError::NotFound(_)) => break None,
@@ -781,7 +801,7 @@ impl Keyport {
                 .unwrap_or(Expect::Absent);
             match self.put_until(&record, expect, retry_until, None).await {
                 Ok(saved) => {
-                    self.report_grant_ending(&saved, false).await;
+                    self.report_grant_ending(connection, &saved, false).await;
                     return Ok((saved, grant.secrets));
                 }
                 Err(
@@ -857,7 +877,12 @@ impl Keyport {
 
     /// Records, once per grant, that `saved` entered the warning window before its absolute
     /// end: `reported_before` is what the grant's previous record said.
-    async fn report_grant_ending(&self, saved: &StoredToken, reported_before: bool) {
+    async fn report_grant_ending(
+        &self,
+        connection: &Connection,
+        saved: &StoredToken,
+        reported_before: bool,
+    ) {
         if reported_before || !saved.grant_end_reported {
             return;
         }
@@ -876,6 +901,11 @@ impl Keyport {
             Some(&detail),
         )
         .await;
+        let mut data =
+            EventData::about(&connection.id, connection.name.as_str()).owner(&saved.owner);
+        data.status = Some("grant_ending".to_owned());
+        data.grant_ends_at = Some(ends);
+        self.notify(EventType::GrantEnding, data).await;
     }
 
     /// One conditional write of a token that must not be lost (the provider may already have
@@ -970,6 +1000,27 @@ impl Keyport {
         match self.store.delete_token(key, stale.version).await {
             Ok(()) | Err(StoreError::NotFound(_)) | Err(StoreError::Conflict(_)) => Ok(()),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Gives the lease back after a refresh failed for a reason that may pass (the provider
+    /// down, rate limiting): the token stays as it was but for the failure, which its health
+    /// shows (`refresh_failing`) and the next successful refresh clears.
+    async fn release_failed_lease(&self, key: &TokenKey, leased: &StoredToken, code: &str) {
+        let mut released = leased.clone();
+        released.lease = None;
+        released.last_error = Some(TokenFailure {
+            code: code.to_owned(),
+            message: format!("the last refresh failed ({code}); Keyport keeps retrying"),
+            at: Utc::now(),
+        });
+        if let Err(error) = self
+            .store
+            .put_token(&released, Expect::Version(leased.version))
+            .await
+        {
+            // The lease expires by itself; the failure is in the audit trail.
+            tracing::debug!(connection_id = %key.connection_id, owner = %key.owner, %error, "could not release the refresh lease");
         }
     }
 

@@ -98,6 +98,15 @@ const AUDIT_PK_PREFIX: &str = "AUDIT#";
 /// as long as audit events.
 const FETCHES_PK_PREFIX: &str = "FETCHES#";
 const FETCH: &str = "fetch record";
+const WEBHOOK_PK_PREFIX: &str = "WEBHOOK#";
+const WEBHOOK_SK: &str = "WEBHOOK";
+pub(crate) const WEBHOOKS_PARTITION: &str = "WEBHOOKS";
+pub(crate) const WEBHOOK: &str = "webhook";
+/// Outbox entries spread over this many partitions (by a hash of their id), so that a burst of
+/// events (a provider outage failing many refreshes) writes no single partition hot.
+pub(crate) const OUTBOX_SHARDS: u32 = 16;
+const OUTBOX_PK_PREFIX: &str = "OUTBOX#";
+const OUTBOX: &str = "outbox entry";
 /// How long DynamoDB keeps an audit event before its TTL removes it.
 pub(crate) const AUDIT_RETENTION_DAYS: i64 = 400;
 const STATE_SK: &str = "STATE";
@@ -454,6 +463,63 @@ pub(crate) fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
         (attr::TTL.to_owned(), number(expires.timestamp())),
     ]);
     Ok(item)
+}
+
+// ---- webhooks and the outbox -------------------------------------------------------------
+
+pub(crate) fn webhook_key(id: &str) -> Item {
+    key(format!("{WEBHOOK_PK_PREFIX}{id}"), WEBHOOK_SK)
+}
+
+pub(crate) fn webhook_item(webhook: &crate::ports::StoredWebhook) -> Result<Item, StoreError> {
+    let mut item = webhook_key(&webhook.subscription.id);
+    item.extend([
+        (
+            attr::DOC.to_owned(),
+            string(crate::adapters::records::webhook_to_doc(webhook)?),
+        ),
+        (
+            attr::VERSION.to_owned(),
+            number(webhook.subscription.version),
+        ),
+        (attr::GSI1PK.to_owned(), string(WEBHOOKS_PARTITION)),
+        (
+            attr::GSI1SK.to_owned(),
+            string(webhook.subscription.id.clone()),
+        ),
+    ]);
+    Ok(item)
+}
+
+pub(crate) fn webhook_from_item(item: &Item) -> Result<crate::ports::StoredWebhook, StoreError> {
+    let mut webhook =
+        crate::adapters::records::webhook_from_doc(string_attr(item, attr::DOC, WEBHOOK)?)?;
+    webhook.subscription.version = version_of(item, WEBHOOK)?;
+    Ok(webhook)
+}
+
+pub(crate) fn outbox_partition(shard: u32) -> String {
+    format!("{OUTBOX_PK_PREFIX}{shard:02}")
+}
+
+pub(crate) fn outbox_key(entry: &crate::ports::OutboxEntry) -> Item {
+    let id = entry.id();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+    let shard = u32::from(digest.as_ref()[0]) % OUTBOX_SHARDS;
+    key(
+        outbox_partition(shard),
+        crate::adapters::records::outbox_sort_key(entry),
+    )
+}
+
+pub(crate) fn outbox_item(entry: &crate::ports::OutboxEntry) -> Result<Item, StoreError> {
+    let mut item = outbox_key(entry);
+    item.insert(attr::DOC.to_owned(), string(to_doc(entry, OUTBOX)?));
+    Ok(item)
+}
+
+pub(crate) fn outbox_from_item(item: &Item) -> Result<crate::ports::OutboxEntry, StoreError> {
+    parse_doc(item, OUTBOX)
 }
 
 // ---- fetch records ----------------------------------------------------------------------

@@ -28,11 +28,12 @@ use self::codec::{Item, attr};
 use crate::adapters::records;
 use crate::domain::{
     AuditEvent, Connection, ConnectionId, Invitee, PendingAuthorization, StateToken, StoredToken,
-    TokenFetch,
+    TokenFetch, WebhookSubscription,
 };
 use crate::ports::{
-    AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
-    Retired, StoreError, TokenKey, TokenStore,
+    AuditLog, ConnectionStore, DueWindow, Expect, NotificationStore, OutboxEntry, Page,
+    PageRequest, PendingAuthorizationStore, Retired, StoreError, StoredWebhook, TokenKey,
+    TokenStore,
 };
 
 pub use self::codec::DEFAULT_DUE_SHARDS;
@@ -1194,5 +1195,152 @@ impl AuditLog for DynamoStore {
         found.sort_by_key(|f| std::cmp::Reverse(f.last_at));
         found.truncate(limit);
         Ok(found)
+    }
+}
+
+#[async_trait]
+impl NotificationStore for DynamoStore {
+    async fn put_webhook(
+        &self,
+        webhook: &StoredWebhook,
+        expect: Expect,
+    ) -> Result<StoredWebhook, StoreError> {
+        let mut stored = webhook.clone();
+        let condition = match expect {
+            Expect::Absent => {
+                stored.subscription.version = 1;
+                Condition::absent()
+            }
+            Expect::Version(version) => {
+                stored.subscription.version = codec::next_version(version, codec::WEBHOOK)?;
+                Condition::at_version(version)
+            }
+        };
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(codec::webhook_item(&stored)?));
+        match guarded!(request, condition).send().await {
+            Ok(_) => Ok(stored),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => Err(match expect {
+                    Expect::Absent => StoreError::AlreadyExists(codec::WEBHOOK),
+                    Expect::Version(_) => {
+                        self.version_failure(
+                            failed.item.as_ref(),
+                            codec::webhook_key(&stored.subscription.id),
+                            codec::WEBHOOK,
+                        )
+                        .await
+                    }
+                }),
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn get_webhook(&self, id: &str) -> Result<Option<StoredWebhook>, StoreError> {
+        self.get(codec::webhook_key(id))
+            .await?
+            .map(|item| codec::webhook_from_item(&item))
+            .transpose()
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<WebhookSubscription>, StoreError> {
+        let mut found = Vec::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let listed = self
+                .index_page(
+                    codec::GSI1,
+                    codec::WEBHOOKS_PARTITION,
+                    (None, None),
+                    false,
+                    &page,
+                )
+                .await?;
+            for item in &listed.items {
+                found.push(codec::webhook_from_item(item)?.subscription);
+            }
+            match listed.next {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    async fn delete_webhook(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(codec::webhook_key(id)));
+        match guarded!(request, Condition::at_version(version))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(failed)) => Err(self
+                    .version_failure(failed.item.as_ref(), codec::webhook_key(id), codec::WEBHOOK)
+                    .await),
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn enqueue(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
+        // One put each: an outbox entry stands alone, and a few go in at a time.
+        for entry in entries {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(codec::outbox_item(entry)?))
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let bound = records::outbox_bound(now);
+        let mut found = Vec::new();
+        for shard in 0..codec::OUTBOX_SHARDS {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk < :bound")
+                .set_expression_attribute_names(Some(names(&[attr::PK, attr::SK])))
+                .expression_attribute_values(":pk", codec::string(codec::outbox_partition(shard)))
+                .expression_attribute_values(":bound", codec::string(bound.clone()))
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items() {
+                found.push(codec::outbox_from_item(item)?);
+            }
+        }
+        found.sort_by_key(records::outbox_sort_key);
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn remove_outbox(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(codec::outbox_key(entry)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }

@@ -64,6 +64,17 @@ CREATE TABLE IF NOT EXISTS token_fetches (
     last_at_ms INTEGER NOT NULL,
     PRIMARY KEY (connection_id, caller_key)
 ) STRICT;
+-- Webhook subscriptions, with their sealed secrets in the document.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    version INTEGER NOT NULL
+) STRICT;
+-- Notifications on their way out (see NotificationStore), by when they are due.
+CREATE TABLE IF NOT EXISTS outbox (
+    sort_key TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
+) STRICT;
 -- The console's sessions, sign-ins in progress and used sign-in tickets (see ConsoleStore).
 CREATE TABLE IF NOT EXISTS console_records (
     kind TEXT NOT NULL,

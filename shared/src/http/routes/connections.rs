@@ -25,6 +25,7 @@ pub(super) fn routes() -> Routes {
         post "/connections/{id}/test" => test_connection,
         get "/connections/{id}/audit" => audit_trail,
     ]
+    .merge(super::webhooks::routes())
 }
 
 /// The provider catalog.

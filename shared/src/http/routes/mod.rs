@@ -10,6 +10,7 @@ mod callback;
 mod connections;
 // Its validity limit is checked against the description by `http::openapi`'s tests.
 pub(super) mod token;
+mod webhooks;
 
 use std::sync::Arc;
 
