@@ -175,7 +175,10 @@ impl Keyport {
         }
         // RFC 9207 §2.4: where the server promises `iss`, a response without it is refused
         // like one from another issuer (it may come from a mix-up attacker's server).
-        if params.iss.is_none() && connection.callback_iss_required {
+        // An answer with an ID token names its issuer there instead (RFC 9207 §2.4): a hybrid
+        // code is refused below unless its ID token is the issuer's.
+        let issuer_in_id_token = hybrid && matches!(params.outcome, CallbackOutcome::Code(_));
+        if params.iss.is_none() && connection.callback_iss_required && !issuer_in_id_token {
             self.audit(
                 &connection.id,
                 AuditAction::TokenFailed,
