@@ -254,6 +254,9 @@ async fn the_worked_example_runs_as_written() {
         "created connection demo (con_",
         "authorized demo: its shared token is stored",
         "authorized demo: your own token is stored",
+        "created connection demo-hybrid (con_",
+        "authorized demo-hybrid: its shared token is stored",
+        "bot-1 reads demo-hybrid's token",
     ] {
         assert!(ran.stdout.contains(said), "{said:?} in\n{}", ran.stdout);
     }

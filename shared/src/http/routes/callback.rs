@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -90,7 +91,7 @@ async fn complete_authorization(State(keyport): AppState, RawQuery(query): RawQu
 async fn complete_form_post_authorization(
     State(keyport): AppState,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let json = prefers_json(&headers);
     let refuse = |error: ApiError| {
@@ -98,6 +99,22 @@ async fn complete_form_post_authorization(
             error.into_response()
         } else {
             page::failed(&error)
+        }
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let too_large = rejection.status() == StatusCode::PAYLOAD_TOO_LARGE;
+            return refuse(ApiError::BadRequest {
+                status: rejection.status(),
+                code: if too_large {
+                    "payload_too_large"
+                } else {
+                    "invalid_request"
+                },
+                message: rejection.body_text(),
+                field: None,
+            });
         }
     };
     if !is_form(&headers) {
@@ -201,6 +218,22 @@ mod pages {
         }
     }
 
+    /// A page for a browser, or Keyport's JSON error for a client that accepts JSON and not
+    /// HTML.
+    fn page_or_error(description: &str) -> utoipa::openapi::response::Response {
+        use utoipa::ToSchema;
+        use utoipa::openapi::{Content, Ref};
+        let mut response = page(description);
+        response.content.insert(
+            "application/json".into(),
+            Content::new(Some(Ref::from_schema_name(
+                crate::http::error::ErrorBody::name(),
+            )))
+            .into(),
+        );
+        response
+    }
+
     pub struct FormPostPages;
 
     impl utoipa::IntoResponses for FormPostPages {
@@ -211,12 +244,13 @@ mod pages {
             [
                 (200, page("Almost connected: the page shows the completion value to confirm with.")),
                 (303, redirect("Almost connected, or the provider refused: on to redirect_after, as GET /oauth/callback does.")),
-                (400, page("The state is missing, unknown, used or expired; the ID token is missing or refused (signature, issuer, audience, expiry, nonce, or a c_hash that is not the code's: id_token_rejected); the connection's answers do not come by form post (wrong_response_mode); or the provider refused. With Accept: application/json, a JSON error.")),
-                (404, page("The connection was deleted meanwhile.")),
-                (409, page("The provider refused the code (invalid_grant), or the connection is disabled.")),
-                (415, page("The body is not application/x-www-form-urlencoded.")),
-                (502, page("The provider refused the code exchange, its token endpoint's ID token names someone else, or it answered nonsense.")),
-                (503, page("The provider (or its keys) or storage is unavailable.")),
+                (400, page_or_error("The state is missing, unknown, used or expired; the ID token is missing or refused (signature, issuer, audience, expiry, nonce, or a c_hash that is not the code's: id_token_rejected); the connection's answers do not come by form post (wrong_response_mode); or the provider refused.")),
+                (404, page_or_error("The connection was deleted meanwhile.")),
+                (409, page_or_error("The provider refused the code (invalid_grant), or the connection is disabled.")),
+                (413, page_or_error("The body is too large.")),
+                (415, page_or_error("The body is not application/x-www-form-urlencoded.")),
+                (502, page_or_error("The provider refused the code exchange, its token endpoint's ID token names someone else, or it answered nonsense.")),
+                (503, page_or_error("The provider (or its keys) or storage is unavailable.")),
             ]
             .into_iter()
             .map(|(status, response)| (status.to_string(), response.into()))
