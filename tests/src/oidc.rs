@@ -252,29 +252,6 @@ fn html_unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_form_post_page_gives_its_action_and_decoded_fields() {
-        let page = r#"<body>
-  <form method="post" action="http://127.0.0.1:8080/oauth/callback?a=1&amp;b=2">
-    <input type="hidden" name="code" value="a&amp;b&#39;c"/>
-<input type="hidden" name="state" value="&lt;s&gt;&quot;"/>
-    <noscript><button autofocus type="submit">Continue</button></noscript>
-  </form>"#;
-        let (action, fields) = super::form_on_page(page).expect("a form");
-        assert_eq!(action, "http://127.0.0.1:8080/oauth/callback?a=1&b=2");
-        assert_eq!(
-            fields,
-            vec![
-                ("code".to_owned(), "a&b'c".to_owned()),
-                ("state".to_owned(), "<s>\"".to_owned())
-            ]
-        );
-        assert!(super::form_on_page("<p>no form</p>").is_none());
-    }
-}
-
 impl Drop for OidcPeer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -309,4 +286,27 @@ pub fn ec_key_pair() -> (String, String) {
         "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)
     }]});
     (pem, jwks.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_form_post_page_gives_its_action_and_decoded_fields() {
+        let page = r#"<body>
+  <form method="post" action="http://127.0.0.1:8080/oauth/callback?a=1&amp;b=2">
+    <input type="hidden" name="code" value="a&amp;b&#39;c"/>
+<input type="hidden" name="state" value="&lt;s&gt;&quot;"/>
+    <noscript><button autofocus type="submit">Continue</button></noscript>
+  </form>"#;
+        let (action, fields) = super::form_on_page(page).expect("a form");
+        assert_eq!(action, "http://127.0.0.1:8080/oauth/callback?a=1&b=2");
+        assert_eq!(
+            fields,
+            vec![
+                ("code".to_owned(), "a&b'c".to_owned()),
+                ("state".to_owned(), "<s>\"".to_owned())
+            ]
+        );
+        assert!(super::form_on_page("<p>no form</p>").is_none());
+    }
 }
