@@ -486,7 +486,7 @@ async fn a_method_a_route_does_not_serve_is_a_json_405() {
         ("DELETE", "/providers".to_owned()),
         ("PUT", format!("/connections/{id}")),
         ("GET", format!("/connections/{id}/authorize")),
-        ("POST", "/oauth/callback".to_owned()),
+        ("PUT", "/oauth/callback".to_owned()),
         ("PATCH", format!("/connections/{id}/token")),
         ("GET", format!("/connections/{id}/token/refresh")),
         ("POST", "/me/connections".to_owned()),

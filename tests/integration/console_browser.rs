@@ -69,6 +69,17 @@ async fn start() -> (TestServer, OidcPeer, backends::Backend) {
 
 /// A user-token connection to the peer inviting `ROLE`, made through the API.
 async fn connection(server: &TestServer, peer: &OidcPeer, name: &str) -> String {
+    connection_with(server, peer, name, "authorization_code_pkce", CLIENT_ID).await
+}
+
+/// As [`connection`], with another grant type and peer client.
+async fn connection_with(
+    server: &TestServer,
+    peer: &OidcPeer,
+    name: &str,
+    grant_type: &str,
+    client_id: &str,
+) -> String {
     let http = Http::new(&server.base);
     let admin = server.token("admin", &["keyport-admins"]);
     let reply = http
@@ -76,8 +87,8 @@ async fn connection(server: &TestServer, peer: &OidcPeer, name: &str) -> String 
             "/connections",
             Some(&admin),
             json!({
-                "name": name, "provider": "custom", "grant_type": "authorization_code_pkce",
-                "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                "name": name, "provider": "custom", "grant_type": grant_type,
+                "client_id": client_id, "client_secret": CLIENT_SECRET,
                 "issuer": peer.issuer, "scopes": "openid,offline_access,api:read",
                 "invited_roles": [ROLE],
             }),
@@ -145,6 +156,47 @@ async fn an_invited_person_connects_their_own_token() {
         .await
         .expect_json(200, "Bea's own token");
     assert_eq!(token["owner"], "user:bea");
+}
+
+/// The hybrid flow in a real browser: the peer's answer is a page whose script posts the code
+/// and ID token to Keyport's callback (form_post), which verifies the ID token, exchanges the
+/// code and sends the browser back to the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invited_person_connects_through_the_hybrid_flow() {
+    let (server, peer, _backend) = start().await;
+    let name = "Sales directory";
+    let hybrid_client = "keyport-hybrid";
+    let id = connection_with(
+        &server,
+        &peer,
+        name,
+        "authorization_code_hybrid",
+        hybrid_client,
+    )
+    .await;
+    run_scenario(
+        "user-connects",
+        &server,
+        &peer,
+        &[
+            ("USER_LINK", server.sign_in_link("bea", &[ROLE])),
+            ("CONNECTION_NAME", name.to_owned()),
+            ("CLIENT_ID", hybrid_client.to_owned()),
+        ],
+    );
+    let bea = server.token("bea", &[ROLE]);
+    let token = Http::new(&server.base)
+        .get(&format!("/connections/{id}/token?owner=user"), Some(&bea))
+        .await
+        .expect_json(200, "Bea's own token, by the hybrid flow");
+    assert_eq!(token["owner"], "user:bea");
+    let exchanges: Vec<Value> = peer
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"] == "/token" && r["grant_type"] == "authorization_code")
+        .collect();
+    assert_eq!(exchanges.len(), 1, "{exchanges:?}");
+    assert_eq!(exchanges[0]["client_id"], hybrid_client, "{exchanges:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -232,6 +232,20 @@ async fn every_route_event_reaches_its_handler() {
     .await;
     assert_eq!(callback.status, 400, "an unknown state: {}", callback.body);
     assert!(callback.header("content-type").starts_with("text/html"));
+    // The same route by form post (the hybrid flow's answer), with a state nobody issued.
+    let posted = invoke(
+        &keyport,
+        Function::Callback,
+        &event_text("callback-form-post.json", None),
+    )
+    .await;
+    assert_eq!(posted.status, 400, "an unknown state: {}", posted.body);
+    assert!(posted.header("content-type").starts_with("text/html"));
+    assert!(
+        posted.body.contains("start the authorization again"),
+        "{}",
+        posted.body
+    );
 
     // Start an authorization, consent at the peer, and hand its answer to the callback event.
     let started = invoke(

@@ -15,6 +15,7 @@ mod end_to_end;
 mod fixtures;
 mod grant_lifetimes;
 mod http_jwks;
+mod hybrid_flow;
 mod iam_conformance;
 mod insider_rules;
 mod invitations;

@@ -130,6 +130,8 @@ fn service_status(error: &ServiceError) -> StatusCode {
         | ServiceError::InvalidState
         | ServiceError::IssuerMismatch { .. }
         | ServiceError::IssuerMissing
+        | ServiceError::IdTokenRejected(_)
+        | ServiceError::WrongResponseMode { .. }
         | ServiceError::AuthorizationDenied { .. } => StatusCode::BAD_REQUEST,
         ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,

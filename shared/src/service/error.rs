@@ -30,6 +30,15 @@ pub enum ServiceError {
         "the authorization response carries no iss, which this connection's authorization server always sends (RFC 9207)"
     )]
     IssuerMissing,
+    #[error(
+        "the ID token beside the code was refused ({0}); nothing was exchanged: start the authorization again"
+    )]
+    IdTokenRejected(&'static str),
+    #[error("this connection's answers come by {expected} to the callback, not by {received}")]
+    WrongResponseMode {
+        expected: &'static str,
+        received: &'static str,
+    },
     #[error("the provider refused the authorization: {error}{}", .description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     AuthorizationDenied {
         error: String,
@@ -86,6 +95,8 @@ impl ServiceError {
             ServiceError::InvalidState => "invalid_state",
             ServiceError::IssuerMismatch { .. } => "issuer_mismatch",
             ServiceError::IssuerMissing => "issuer_missing",
+            ServiceError::IdTokenRejected(_) => "id_token_rejected",
+            ServiceError::WrongResponseMode { .. } => "wrong_response_mode",
             ServiceError::AuthorizationDenied { .. } => "authorization_denied",
             ServiceError::ConnectionDisabled => "connection_disabled",
             ServiceError::RefreshInProgress => "refresh_in_progress",

@@ -299,9 +299,13 @@ function pairsText(object) {
 const GRANT_WORDS = {
   authorization_code: "Authorization code",
   authorization_code_pkce: "Authorization code with PKCE",
+  authorization_code_hybrid: "OpenID Connect hybrid (code and ID token)",
   client_credentials: "Client credentials",
   password: "Resource-owner password",
 };
+
+// The grants a person authorizes in a browser (GrantType::is_interactive).
+const INTERACTIVE_GRANTS = ["authorization_code", "authorization_code_pkce", "authorization_code_hybrid"];
 
 // ---- create a connection: the four steps --------------------------------------------------
 
@@ -436,7 +440,7 @@ async function wizard() {
       fill(outcome, h("p", { class: result.data.ok ? "success" : "problem", role: result.data.ok ? "status" : "alert" },
         result.data.ok ? "Test passed: " : "Test failed: ", result.data.message));
     } }, "Test the connection");
-    const interactive = c.grant_type === "authorization_code" || c.grant_type === "authorization_code_pkce";
+    const interactive = INTERACTIVE_GRANTS.includes(c.grant_type);
     const save = h("button", { type: "button", onclick: () => authorize(c.id, "shared", `/console/connections/${encodeURIComponent(c.id)}?step=invite`, outcome) },
       interactive ? "Save login credentials" : "Get the token now");
     if (!interactive) {
@@ -508,7 +512,7 @@ async function connectionPage(id) {
   const health = c.token_health || { shared: {}, user_tokens: {} };
   const outcome = h("div", { id: "token-outcome", "aria-live": "polite" });
   const params = new URLSearchParams(location.search);
-  const interactive = c.grant_type === "authorization_code" || c.grant_type === "authorization_code_pkce";
+  const interactive = INTERACTIVE_GRANTS.includes(c.grant_type);
   const here = `/console/connections/${encodeURIComponent(c.id)}`;
   const tokenActions = h("div", { class: "actions" },
     h("button", { type: "button", class: "secondary", onclick: async () => {
@@ -728,7 +732,7 @@ async function myConnections() {
   const outcome = h("div", { "aria-live": "polite" });
   show("My connections", outcome, h("ul", { class: "cards" }, ...connections.map((c) => {
     const status = c.user_token || "not_authorized";
-    const interactive = c.grant_type === "authorization_code" || c.grant_type === "authorization_code_pkce";
+    const interactive = INTERACTIVE_GRANTS.includes(c.grant_type);
     return h("li", { class: "card" },
       h("h2", { text: c.name }),
       h("p", { class: "muted", text: c.description || c.provider }),

@@ -71,6 +71,10 @@ impl Harness {
                 let padding = "x".repeat(MAX_BODY_BYTES);
                 Body::from(format!("{{\"description\": \"{padding}\"}}"))
             }
+            Some(form) if form.starts_with("form:") => {
+                builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Body::from(form["form:".len()..].to_owned())
+            }
             Some(json) => {
                 builder = builder.header(header::CONTENT_TYPE, "application/json");
                 Body::from(json.to_owned())
@@ -408,6 +412,13 @@ async fn the_routers_answers_are_described() {
         "GET /oauth/callback?state={denied}&code=abc - => 400"
     ))
     .await;
+    // The form post callback: a spent state, a body that is not a form, one too large.
+    h.run(&format!(
+        "POST /oauth/callback - form:state={denied}&code=abc => 400"
+    ))
+    .await;
+    h.run("POST /oauth/callback - plain => 415").await;
+    h.run("POST /oauth/callback - huge => 413").await;
     let evil = "https%3A%2F%2Fevil.example";
     h.run(&format!(
         "GET /oauth/callback?state={elsewhere}&code=abc&iss={evil} - => 400"
