@@ -1602,7 +1602,10 @@ impl keyport_shared::ports::NotificationStore for FlakyStore {
         self.inner.delete_webhook(id, version).await
     }
 
-    async fn enqueue(&self, entries: &[keyport_shared::ports::OutboxEntry]) -> Result<(), StoreError> {
+    async fn enqueue(
+        &self,
+        entries: &[keyport_shared::ports::OutboxEntry],
+    ) -> Result<(), StoreError> {
         self.inner.enqueue(entries).await
     }
 

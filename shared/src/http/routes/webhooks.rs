@@ -26,8 +26,7 @@ pub(super) fn routes() -> Routes {
     ]
 }
 
-/// The `{id}` of `/webhooks/{id}…`: `whk_` and 32 hex digits; anything else names no
-/// subscription.
+/// The `{id}` of `/webhooks/{id}…`: `whk_` and 32 hex digits (anything else is a 400).
 pub struct WebhookPath(String);
 
 impl<S: Send + Sync> FromRequestParts<S> for WebhookPath {
@@ -43,7 +42,10 @@ impl<S: Send + Sync> FromRequestParts<S> for WebhookPath {
         if well_formed {
             Ok(WebhookPath(id))
         } else {
-            Err(crate::service::ServiceError::NotFound("webhook").into())
+            Err(ApiError::bad_request(
+                "invalid_request",
+                "a webhook id is whk_ and 32 hex digits",
+            ))
         }
     }
 }
@@ -142,6 +144,7 @@ async fn list_webhooks(
     params(WebhookPath),
     responses(
         (status = 200, description = "The subscription.", body = WebhookSubscription),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -191,6 +194,7 @@ async fn update_webhook(
     params(WebhookPath),
     responses(
         (status = 204, description = "Deleted."),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
@@ -215,6 +219,7 @@ async fn delete_webhook(
     params(WebhookPath),
     responses(
         (status = 200, description = "The new secret.", body = WithSecret),
+        (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),

@@ -492,6 +492,55 @@ async fn the_routers_answers_are_described() {
     ))
     .await;
 
+    // Webhook subscriptions.
+    let hook = h
+        .run(r#"POST /webhooks admin {"url": "https://hooks.example.com/keyport", "event_types": ["token.refresh_failed"]} => 201"#)
+        .await;
+    assert!(
+        hook.body["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_"))
+    );
+    let id = hook.body["webhook"]["id"].as_str().unwrap().to_owned();
+    for line in [
+        r#"POST /webhooks admin {"url": "http://hooks.example.com/"} => 400"#,
+        r#"POST /webhooks admin {"url": "https://hooks.example.com/", "event_types": ["token.stolen"]} => 400"#,
+        r#"POST /webhooks admin {"url": "https://hooks.example.com/", "colour": "red"} => 400"#,
+        "POST /webhooks admin plain => 415",
+        "POST /webhooks admin huge => 413",
+        r#"POST /webhooks bot {"url": "https://hooks.example.com/"} => 403"#,
+        r#"POST /webhooks - {"url": "https://hooks.example.com/"} => 401"#,
+        "GET /webhooks admin => 200",
+        "GET /webhooks bot => 403",
+        "GET /webhooks - => 401",
+        "GET /webhooks/$hook admin => 200",
+        "GET /webhooks/whk_nope admin => 400",
+        "GET /webhooks/whk_00000000000000000000000000000000 admin => 404",
+        "GET /webhooks/$hook bot => 403",
+        "GET /webhooks/$hook - => 401",
+        r#"PATCH /webhooks/$hook admin {"enabled": false, "version": 1} => 200"#,
+        r#"PATCH /webhooks/$hook admin {"enabled": true, "version": 1} => 409"#,
+        r#"PATCH /webhooks/$hook admin {"event_types": ["nope"]} => 400"#,
+        "PATCH /webhooks/whk_nope admin {} => 400",
+        "PATCH /webhooks/whk_00000000000000000000000000000000 admin {} => 404",
+        "PATCH /webhooks/$hook admin plain => 415",
+        "PATCH /webhooks/$hook admin huge => 413",
+        "PATCH /webhooks/$hook bot {} => 403",
+        "PATCH /webhooks/$hook - {} => 401",
+        "POST /webhooks/$hook/rotate-secret admin => 200",
+        "POST /webhooks/whk_nope/rotate-secret admin => 400",
+        "POST /webhooks/whk_00000000000000000000000000000000/rotate-secret admin => 404",
+        "POST /webhooks/$hook/rotate-secret bot => 403",
+        "POST /webhooks/$hook/rotate-secret - => 401",
+        "DELETE /webhooks/$hook bot => 403",
+        "DELETE /webhooks/$hook - => 401",
+        "DELETE /webhooks/whk_nope admin => 400",
+        "DELETE /webhooks/$hook admin => 204",
+        "DELETE /webhooks/$hook admin => 404",
+    ] {
+        h.run(&line.replace("$hook", &id)).await;
+    }
+
     // Every operation was reached, and every kind of answer the API gives offline was seen.
     let reached: BTreeSet<(String, String)> = h
         .seen
