@@ -154,6 +154,8 @@ fn table() -> Vec<Row> {
         row("GET", "/connections/{cc}/token?owner=user", None, Prep::Nothing, authenticated(403, 200, 403, 403, 200)),
         row("POST", "/connections/{cc}/token/refresh", None, Prep::SharedToken, authenticated(200, 200, 403, 403, 200)),
         row("POST", "/connections/{cc}/token/refresh?owner=user", None, Prep::OwnToken, authenticated(403, 200, 403, 403, 200)),
+        // Resetting the shared token replaces it for everyone: an administrator's action.
+        row("POST", "/connections/{cc}/token/reset", None, Prep::SharedToken, authenticated(200, 403, 403, 403, 403)),
         // Disconnecting the shared token ends it for everyone: an administrator's action.
         row("DELETE", "/connections/{cc}/token", None, Prep::SharedToken, authenticated(200, 403, 403, 403, 403)),
         row("DELETE", "/connections/{cc}/token?owner=user", None, Prep::OwnToken, authenticated(403, 200, 403, 403, 200)),

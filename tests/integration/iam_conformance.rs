@@ -551,6 +551,13 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
+    expect_status(
+        &token,
+        t,
+        &event_text("token-reset.json", Some(&machine)),
+        200,
+    )
+    .await;
     expect_status(&token, t, &event_text("me-connections.json", None), 200).await;
     expect_status(
         &token,

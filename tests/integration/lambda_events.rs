@@ -298,6 +298,26 @@ async fn every_route_event_reaches_its_handler() {
         view["access_token"],
         "a forced refresh gets a new token"
     );
+    let reset = invoke(
+        &keyport,
+        Function::Token,
+        &event_text("token-reset.json", Some(&machine)),
+    )
+    .await;
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    assert_ne!(
+        reset.json()["access_token"],
+        refreshed.json()["access_token"],
+        "a reset gets a new token"
+    );
+    assert_eq!(reset.header("keyport-previous-token"), "revoked");
+    invoke(
+        &keyport,
+        Function::Token,
+        &event_text("token-reset.json", Some(&interactive)),
+    )
+    .await
+    .assert_error(409, "not_client_credentials");
 
     let mine = invoke(
         &keyport,

@@ -370,6 +370,13 @@ async fn the_routers_answers_are_described() {
         "POST /connections/$conn/token/refresh stranger => 403",
         "POST /connections/$none/token/refresh bot => 404",
         "POST /connections/$conn/token/refresh - => 401",
+        // A reset: administrators, client-credentials connections only.
+        "POST /connections/$conn/token/reset bot => 403",
+        "POST /connections/$conn/token/reset admin => 409",
+        "POST /connections/$conn/token/reset?owner=user admin => 400",
+        "POST /connections/$none/token/reset admin => 404",
+        "POST /connections/con_1/token/reset admin => 400",
+        "POST /connections/$conn/token/reset - => 401",
     ];
     for line in before_tokens {
         h.run(&fill(line)).await;
