@@ -144,6 +144,10 @@ fn table() -> Vec<Row> {
         row("POST", "/connections/{cc}/test", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
         row("DELETE", "/connections/{fresh}", None, Prep::FreshConnection, authenticated(204, 403, 403, 403, 403)),
         row("GET", "/connections/{cc}/audit", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
+        // The installation's settings.
+        row("PUT", "/settings/outbound-proxy", Some(json!({"url": "http://127.0.0.1:9"})), Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
+        row("GET", "/settings/outbound-proxy", None, Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
+        row("DELETE", "/settings/outbound-proxy", None, Prep::Nothing, authenticated(204, 403, 403, 403, 403)),
         // Authorize: the shared token is the administrators'; a user's own needs an invited role.
         row("POST", "/connections/{ac}/authorize", Some(json!({"owner": "shared"})), Prep::Nothing, authenticated(200, 403, 403, 403, 403)),
         row("POST", "/connections/{ac}/authorize", Some(json!({"owner": "user"})), Prep::Nothing, authenticated(403, 200, 403, 403, 200)),

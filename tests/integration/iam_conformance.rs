@@ -417,6 +417,15 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
             }),
         )
     };
+    // The outbound-proxy setting (its password in Secrets Manager), set, read and removed
+    // before any function calls a provider.
+    for (event, status) in [
+        ("settings-outbound-proxy-put.json", 200),
+        ("settings-outbound-proxy-get.json", 200),
+        ("settings-outbound-proxy-delete.json", 204),
+    ] {
+        expect_status(&connections, c, &event_text(event, None), status).await;
+    }
     // A create refused after its secret was stored takes the secret back out.
     expect_status(
         &connections,
@@ -836,6 +845,15 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         .as_str()
         .unwrap()
         .to_owned();
+    // The outbound-proxy setting (its password in Secrets Manager), set, read and removed
+    // before any function calls a provider.
+    for (event, status) in [
+        ("settings-outbound-proxy-put.json", 200),
+        ("settings-outbound-proxy-get.json", 200),
+        ("settings-outbound-proxy-delete.json", 204),
+    ] {
+        expect_status(&connections, c, &event_text(event, None), status).await;
+    }
     // A create refused after its secret was stored takes the secret back out.
     console_call(
         ui,

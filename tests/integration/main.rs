@@ -25,6 +25,7 @@ mod missing_tokens;
 mod multi_process;
 mod oauth_flows;
 mod openapi;
+mod outbound_proxy;
 mod provider_faults;
 mod quirks;
 mod readme;

@@ -7,6 +7,7 @@ mod grant;
 mod health;
 mod ids;
 mod lifetime;
+mod outbound_proxy;
 mod pending;
 mod principal;
 mod provider;
@@ -27,6 +28,7 @@ pub use health::{
 };
 pub use ids::{ConnectionId, Owner, Role, Subject};
 pub use lifetime::{GrantFacts, GrantSchedule, LifetimeMargins};
+pub use outbound_proxy::{OutboundProxy, OutboundProxyInput};
 pub use pending::{AwaitedGrant, PendingAuthorization, StateToken};
 pub use principal::Principal;
 pub use provider::{

@@ -13,6 +13,7 @@ mod due_listing;
 mod error;
 mod health;
 mod me;
+mod outbound_proxy;
 mod readiness;
 mod refresher;
 mod token_reset;
@@ -169,6 +170,12 @@ impl Keyport {
         settings: KeyportSettings,
     ) -> Self {
         let instance_id = format!("keyport-{}", uuid::Uuid::new_v4().simple());
+        oauth
+            .http()
+            .read_proxy_setting_from(Arc::new(outbound_proxy::StoredProxySource {
+                store: store.clone(),
+                secrets: secrets.clone(),
+            }));
         Self {
             store,
             secrets,

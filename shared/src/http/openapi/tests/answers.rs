@@ -479,6 +479,21 @@ async fn the_routers_answers_are_described() {
         "DELETE /connections/$conn?version=2 admin => 204",
         "DELETE /connections/$conn admin => 404",
         "DELETE /connections/$other admin => 204",
+        // The outbound-proxy setting: administrators only; the password never answered.
+        "GET /settings/outbound-proxy admin => 404",
+        "GET /settings/outbound-proxy bot => 403",
+        "GET /settings/outbound-proxy - => 401",
+        r#"PUT /settings/outbound-proxy admin {"url": "ftp://proxy.example.com"} => 400"#,
+        r#"PUT /settings/outbound-proxy admin {"url": "http://proxy.example.com:3128", "colour": 1} => 400"#,
+        r#"PUT /settings/outbound-proxy bot {"url": "http://proxy.example.com:3128"} => 403"#,
+        "PUT /settings/outbound-proxy admin plain => 415",
+        "PUT /settings/outbound-proxy admin huge => 413",
+        "PUT /settings/outbound-proxy - plain => 401",
+        r#"PUT /settings/outbound-proxy admin {"url": "http://proxy.example.com:3128", "username": "keyport", "password": "p"} => 200"#,
+        "GET /settings/outbound-proxy admin => 200",
+        "DELETE /settings/outbound-proxy bot => 403",
+        "DELETE /settings/outbound-proxy - => 401",
+        "DELETE /settings/outbound-proxy admin => 204",
     ];
     for line in after_tokens {
         h.run(&fill(line)).await;
