@@ -546,6 +546,10 @@ pub enum SecretKind {
 pub struct SecretRef {
     pub connection_id: Option<ConnectionId>,
     pub kind: SecretKind,
+    /// An installation secret's generation: each value gets a name of its own, so one set
+    /// again never meets its predecessor's deletion (Secrets Manager keeps a deleted name
+    /// through a recovery window, refusing writes to it).
+    pub generation: Option<String>,
 }
 
 impl SecretRef {
@@ -553,6 +557,7 @@ impl SecretRef {
         Self {
             connection_id: Some(connection_id.clone()),
             kind: SecretKind::ClientSecret,
+            generation: None,
         }
     }
 
@@ -560,6 +565,7 @@ impl SecretRef {
         Self {
             connection_id: Some(connection_id.clone()),
             kind: SecretKind::PrivateKey,
+            generation: None,
         }
     }
 
@@ -567,20 +573,22 @@ impl SecretRef {
         Self {
             connection_id: Some(connection_id.clone()),
             kind: SecretKind::Password,
+            generation: None,
         }
     }
 
-    /// The outbound-proxy setting's password.
-    pub fn outbound_proxy_password() -> Self {
+    /// The outbound-proxy setting's password of `generation` (random, named in the setting).
+    pub fn outbound_proxy_password(generation: &str) -> Self {
         Self {
             connection_id: None,
             kind: SecretKind::OutboundProxyPassword,
+            generation: Some(generation.to_owned()),
         }
     }
 
     /// The name under a store's prefix: `<connection id>/client-secret`, `/private-key` or
-    /// `/password`; `settings/outbound-proxy` for the installation's (no connection id starts
-    /// with `settings`).
+    /// `/password`; `settings/outbound-proxy/<generation>` for the installation's (no
+    /// connection id starts with `settings`).
     pub fn name(&self) -> String {
         let kind = match self.kind {
             SecretKind::ClientSecret => "client-secret",
@@ -588,9 +596,10 @@ impl SecretRef {
             SecretKind::Password => "password",
             SecretKind::OutboundProxyPassword => "outbound-proxy",
         };
-        match &self.connection_id {
-            Some(id) => format!("{id}/{kind}"),
-            None => format!("settings/{kind}"),
+        match (&self.connection_id, &self.generation) {
+            (Some(id), _) => format!("{id}/{kind}"),
+            (None, Some(generation)) => format!("settings/{kind}/{generation}"),
+            (None, None) => format!("settings/{kind}"),
         }
     }
 }

@@ -23,6 +23,7 @@ use serde_json::json;
 crate::on_both_backends!(
     requests_to_the_provider_go_through_the_proxy_the_setting_names,
     a_proxy_refusing_the_credentials_fails_naming_the_setting,
+    a_setting_removed_and_set_again_keeps_its_new_password,
 );
 
 const SETTING: &str = "/settings/outbound-proxy";
@@ -238,6 +239,57 @@ async fn a_proxy_refusing_the_credentials_fails_naming_the_setting(backend: Back
         .expect_json(200, "a token through the proxy");
     assert_eq!(to_peer(&proxy, &peer, "POST /token"), 3);
     assert_eq!(peer.requests().len(), 1, "{:?}", peer.requests());
+}
+
+/// Secrets Manager keeps a deleted secret's name through a recovery window (in production;
+/// the test back-end deletes at once), and refuses writes to it: the setting set again after a
+/// delete must still find its password. Here with the production store's recovery window.
+async fn a_setting_removed_and_set_again_keeps_its_new_password(mut backend: Backend) {
+    if backend.name == "aws" {
+        let moto = keyport_tests::moto::Moto::get();
+        let client = aws_sdk_secretsmanager::Client::new(&moto.sdk_config());
+        let prefix = format!("keyport-test/{}/", uuid::Uuid::new_v4().simple());
+        backend.secrets = Arc::new(keyport_shared::adapters::aws::SecretsManagerStore::new(
+            client, prefix,
+        ));
+    }
+    let proxy = Tinyproxy::start();
+    let server = TestServer::start(&backend, &[]).await;
+    let peer = OidcPeer::start(PeerOptions::default());
+    let http = Http::new(&server.base);
+    let admin = server.token("admin", &["keyport-admins"]);
+    let id = connection(&http, &admin, &peer).await;
+    let body = json!({"url": proxy.url(), "username": USERNAME, "password": PASSWORD});
+    for step in ["set", "removed", "set again"] {
+        if step == "removed" {
+            let removed = http.delete(SETTING, Some(&admin)).await;
+            assert_eq!(removed.status, 204, "{}", removed.text);
+        } else {
+            http.send("PUT", SETTING, Some(&admin), Body::Json(body.clone()))
+                .await
+                .expect_json(200, step);
+        }
+    }
+    // A new server over the same store: it knows the setting only from what is stored.
+    let other = TestServer::start(&backend, &[]).await;
+    Http::new(&other.base)
+        .send(
+            "POST",
+            &format!("/connections/{id}/token/refresh"),
+            Some(&other.token("bot-1", &["bots"])),
+            Body::None,
+        )
+        .await
+        .expect_json(
+            200,
+            "a token through the proxy, with the password set again",
+        );
+    assert_eq!(
+        to_peer(&proxy, &peer, "POST /token"),
+        1,
+        "{:?}",
+        proxy.requests()
+    );
 }
 
 /// Names resolved from a fixed table: the test does not depend on the machine's DNS.

@@ -16,6 +16,23 @@ use crate::ports::{SecretRef, SecretStore, Store, StoredSetting};
 /// The setting's record name.
 const SETTING: &str = "outbound-proxy";
 
+/// The setting as stored: what is answered, and the generation of its password's secret.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredProxy {
+    #[serde(flatten)]
+    setting: OutboundProxy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    password_generation: Option<String>,
+}
+
+impl StoredProxy {
+    fn password_ref(&self) -> Option<SecretRef> {
+        self.password_generation
+            .as_deref()
+            .map(SecretRef::outbound_proxy_password)
+    }
+}
+
 impl Keyport {
     /// The outbound-proxy setting, without its password (administrators).
     pub async fn outbound_proxy(
@@ -25,6 +42,7 @@ impl Keyport {
         self.access.require_admin(principal)?;
         read_setting(self.store.as_ref())
             .await?
+            .map(|stored| stored.setting)
             .ok_or(ServiceError::NotFound("outbound-proxy setting"))
     }
 
@@ -37,13 +55,24 @@ impl Keyport {
     ) -> Result<OutboundProxy, ServiceError> {
         self.access.require_admin(principal)?;
         let (setting, password) = input.validate(Utc::now())?;
-        // The password first: a record saying `password_set` never points at a missing one.
-        let secret = SecretRef::outbound_proxy_password();
-        match &password {
-            Some(password) => self.secrets.put_secret(&secret, password).await?,
-            None => self.secrets.delete_secret(&secret).await?,
-        }
-        let doc = serde_json::to_string(&setting).expect("the setting serializes");
+        let previous = read_setting(self.store.as_ref()).await?;
+        // The password first, under a name of its own: a record saying `password_set` never
+        // points at a missing secret. The old one goes once the record no longer names it.
+        let generation = match &password {
+            Some(password) => {
+                let generation = uuid::Uuid::new_v4().simple().to_string();
+                self.secrets
+                    .put_secret(&SecretRef::outbound_proxy_password(&generation), password)
+                    .await?;
+                Some(generation)
+            }
+            None => None,
+        };
+        let stored = StoredProxy {
+            setting: setting.clone(),
+            password_generation: generation,
+        };
+        let doc = serde_json::to_string(&stored).expect("the setting serializes");
         self.store
             .put_setting(
                 SETTING,
@@ -53,6 +82,9 @@ impl Keyport {
                 },
             )
             .await?;
+        if let Some(old) = previous.as_ref().and_then(StoredProxy::password_ref) {
+            self.secrets.delete_secret(&old).await?;
+        }
         let applied = ProxySetting {
             url: setting.url.clone(),
             no_proxy: setting.no_proxy.clone(),
@@ -68,10 +100,11 @@ impl Keyport {
     /// through the environment's proxy. Removing a missing setting succeeds.
     pub async fn delete_outbound_proxy(&self, principal: &Principal) -> Result<(), ServiceError> {
         self.access.require_admin(principal)?;
+        let previous = read_setting(self.store.as_ref()).await?;
         self.store.delete_setting(SETTING).await?;
-        self.secrets
-            .delete_secret(&SecretRef::outbound_proxy_password())
-            .await?;
+        if let Some(old) = previous.as_ref().and_then(StoredProxy::password_ref) {
+            self.secrets.delete_secret(&old).await?;
+        }
         self.apply_proxy(None);
         tracing::info!(target: "audit", action = "outbound_proxy_deleted", actor = %principal.subject, "the outbound-proxy setting was removed");
         Ok(())
@@ -85,17 +118,17 @@ impl Keyport {
     }
 }
 
-async fn read_setting(store: &dyn Store) -> Result<Option<OutboundProxy>, ServiceError> {
+async fn read_setting(store: &dyn Store) -> Result<Option<StoredProxy>, ServiceError> {
     let Some(stored) = store.get_setting(SETTING).await? else {
         return Ok(None);
     };
-    let mut setting: OutboundProxy = serde_json::from_str(&stored.doc).map_err(|e| {
+    let mut setting: StoredProxy = serde_json::from_str(&stored.doc).map_err(|e| {
         ServiceError::Store(crate::ports::StoreError::Corrupt(
             "outbound-proxy setting",
             e.to_string(),
         ))
     })?;
-    setting.updated_at = stored.updated_at;
+    setting.setting.updated_at = stored.updated_at;
     Ok(Some(setting))
 }
 
@@ -108,21 +141,22 @@ pub(crate) struct StoredProxySource {
 #[async_trait]
 impl ProxySource for StoredProxySource {
     async fn current(&self) -> Result<Option<(chrono::DateTime<Utc>, ProxySetting)>, String> {
-        let Some(setting) = read_setting(self.store.as_ref())
+        let Some(stored) = read_setting(self.store.as_ref())
             .await
             .map_err(|e| e.to_string())?
         else {
             return Ok(None);
         };
-        let password = if setting.password_set {
-            self.secrets
-                .get_secret(&SecretRef::outbound_proxy_password())
+        let password = match stored.password_ref() {
+            Some(secret) => self
+                .secrets
+                .get_secret(&secret)
                 .await
                 .map_err(|e| e.to_string())?
-                .map(|p| p.expose_secret().to_owned().into())
-        } else {
-            None
+                .map(|p| p.expose_secret().to_owned().into()),
+            None => None,
         };
+        let setting = stored.setting;
         Ok(Some((
             setting.updated_at,
             ProxySetting {
