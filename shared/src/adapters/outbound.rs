@@ -125,6 +125,9 @@ pub struct OutboundHttp {
     source: Arc<OnceLock<Arc<dyn ProxySource>>>,
     /// When the setting was last read (or applied) by this process.
     setting_read_at: Arc<Mutex<Option<Instant>>>,
+    /// One read of the setting at a time: the requests that find it stale together wait for
+    /// that one read rather than each reading it.
+    setting_reading: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The client in use, built for one proxy configuration.
@@ -165,6 +168,7 @@ impl OutboundHttp {
             active: Arc::new(RwLock::new(Arc::new(active))),
             source: Arc::new(OnceLock::new()),
             setting_read_at: Arc::new(Mutex::new(None)),
+            setting_reading: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -216,12 +220,18 @@ impl OutboundHttp {
         let Some(source) = self.source.get() else {
             return Ok(());
         };
-        let fresh = self
-            .setting_read_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|at| at.elapsed() < PROXY_SETTING_MAX_AGE);
-        if fresh {
+        let fresh = || {
+            self.setting_read_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|at| at.elapsed() < PROXY_SETTING_MAX_AGE)
+        };
+        if fresh() {
+            return Ok(());
+        }
+        let _reading = self.setting_reading.lock().await;
+        // Read by whoever held the turn before.
+        if fresh() {
             return Ok(());
         }
         match source.current().await {
@@ -728,9 +738,14 @@ mod tests {
         http.read_proxy_setting_from(source.clone());
         // A loopback target nobody listens on: only the proxy can answer (403).
         let target = "http://127.0.0.1:9/token";
-        for _ in 0..3 {
-            let answer = http.execute(get(target)).await.unwrap();
-            assert_eq!(answer.status(), 403);
+        // Three at once, on a stale (never read) setting: one read between them.
+        let (a, b, c) = tokio::join!(
+            http.execute(get(target)),
+            http.execute(get(target)),
+            http.execute(get(target))
+        );
+        for answer in [a, b, c] {
+            assert_eq!(answer.unwrap().status(), 403);
         }
         assert_eq!(source.reads.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(
