@@ -506,6 +506,26 @@ pub trait EventBus: Send + Sync {
     async fn put(&self, events: &[Notification]) -> Result<(), String>;
 }
 
+/// An installation setting as stored: its document (JSON, never a secret: a setting's secret
+/// lives in the [`SecretStore`]) and when it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSetting {
+    pub doc: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The installation's settings, one record each by name (`outbound-proxy`).
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn get_setting(&self, name: &str) -> Result<Option<StoredSetting>, StoreError>;
+
+    /// Creates or replaces the setting.
+    async fn put_setting(&self, name: &str, setting: &StoredSetting) -> Result<(), StoreError>;
+
+    /// Deletes the setting; deleting a missing one succeeds.
+    async fn delete_setting(&self, name: &str) -> Result<(), StoreError>;
+}
+
 /// Everything a Keyport instance stores.
 pub trait Store:
     ConnectionStore
@@ -514,6 +534,7 @@ pub trait Store:
     + AuditLog
     + ConsoleStore
     + NotificationStore
+    + SettingsStore
 {
 }
 impl<
@@ -522,7 +543,8 @@ impl<
         + PendingAuthorizationStore
         + AuditLog
         + ConsoleStore
-        + NotificationStore,
+        + NotificationStore
+        + SettingsStore,
 > Store for T
 {
 }
@@ -643,52 +665,77 @@ pub trait DataKeyProvider: Send + Sync {
     ) -> Result<Zeroizing<[u8; 32]>, KeyError>;
 }
 
-/// Which secret of a connection.
+/// Which secret of a connection, or of the installation's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SecretKind {
     ClientSecret,
     PrivateKey,
     /// The resource owner's password of a legacy password-grant connection.
     Password,
+    /// The forward proxy's password (the outbound-proxy setting); no connection's.
+    OutboundProxyPassword,
 }
 
-/// Names one stored secret.
+/// Names one stored secret: a connection's, or (without a connection) the installation's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SecretRef {
-    pub connection_id: ConnectionId,
+    pub connection_id: Option<ConnectionId>,
     pub kind: SecretKind,
+    /// An installation secret's generation: each value gets a name of its own, so one set
+    /// again never meets its predecessor's deletion (Secrets Manager keeps a deleted name
+    /// through a recovery window, refusing writes to it).
+    pub generation: Option<String>,
 }
 
 impl SecretRef {
     pub fn client_secret(connection_id: &ConnectionId) -> Self {
         Self {
-            connection_id: connection_id.clone(),
+            connection_id: Some(connection_id.clone()),
             kind: SecretKind::ClientSecret,
+            generation: None,
         }
     }
 
     pub fn private_key(connection_id: &ConnectionId) -> Self {
         Self {
-            connection_id: connection_id.clone(),
+            connection_id: Some(connection_id.clone()),
             kind: SecretKind::PrivateKey,
+            generation: None,
         }
     }
 
     pub fn password(connection_id: &ConnectionId) -> Self {
         Self {
-            connection_id: connection_id.clone(),
+            connection_id: Some(connection_id.clone()),
             kind: SecretKind::Password,
+            generation: None,
         }
     }
 
-    /// The name under a store's prefix: `<connection id>/client-secret`, `/private-key` or `/password`.
+    /// The outbound-proxy setting's password of `generation` (random, named in the setting).
+    pub fn outbound_proxy_password(generation: &str) -> Self {
+        Self {
+            connection_id: None,
+            kind: SecretKind::OutboundProxyPassword,
+            generation: Some(generation.to_owned()),
+        }
+    }
+
+    /// The name under a store's prefix: `<connection id>/client-secret`, `/private-key` or
+    /// `/password`; `settings/outbound-proxy/<generation>` for the installation's (no
+    /// connection id starts with `settings`).
     pub fn name(&self) -> String {
         let kind = match self.kind {
             SecretKind::ClientSecret => "client-secret",
             SecretKind::PrivateKey => "private-key",
             SecretKind::Password => "password",
+            SecretKind::OutboundProxyPassword => "outbound-proxy",
         };
-        format!("{}/{kind}", self.connection_id)
+        match (&self.connection_id, &self.generation) {
+            (Some(id), _) => format!("{id}/{kind}"),
+            (None, Some(generation)) => format!("settings/{kind}/{generation}"),
+            (None, None) => format!("settings/{kind}"),
+        }
     }
 }
 

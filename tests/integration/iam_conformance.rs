@@ -417,6 +417,19 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
             }),
         )
     };
+    // The outbound-proxy setting (its password in Secrets Manager), set, read and removed
+    // before any function calls a provider.
+    // Set again after the delete: its password goes to a secret of a new name (the old one
+    // is scheduled for deletion, which a write would not undo).
+    for (event, status) in [
+        ("settings-outbound-proxy-put.json", 200),
+        ("settings-outbound-proxy-get.json", 200),
+        ("settings-outbound-proxy-delete.json", 204),
+        ("settings-outbound-proxy-put.json", 200),
+        ("settings-outbound-proxy-delete.json", 204),
+    ] {
+        expect_status(&connections, c, &event_text(event, None), status).await;
+    }
     // A create refused after its secret was stored takes the secret back out.
     expect_status(
         &connections,
@@ -555,6 +568,13 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         &token,
         t,
         &event_text("token-refresh.json", Some(&interactive)),
+        200,
+    )
+    .await;
+    expect_status(
+        &token,
+        t,
+        &event_text("token-reset.json", Some(&machine)),
         200,
     )
     .await;
@@ -836,6 +856,19 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         .as_str()
         .unwrap()
         .to_owned();
+    // The outbound-proxy setting (its password in Secrets Manager), set, read and removed
+    // before any function calls a provider.
+    // Set again after the delete: its password goes to a secret of a new name (the old one
+    // is scheduled for deletion, which a write would not undo).
+    for (event, status) in [
+        ("settings-outbound-proxy-put.json", 200),
+        ("settings-outbound-proxy-get.json", 200),
+        ("settings-outbound-proxy-delete.json", 204),
+        ("settings-outbound-proxy-put.json", 200),
+        ("settings-outbound-proxy-delete.json", 204),
+    ] {
+        expect_status(&connections, c, &event_text(event, None), status).await;
+    }
     // A create refused after its secret was stored takes the secret back out.
     console_call(
         ui,

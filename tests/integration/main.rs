@@ -26,6 +26,7 @@ mod missing_tokens;
 mod multi_process;
 mod oauth_flows;
 mod openapi;
+mod outbound_proxy;
 mod provider_faults;
 mod quirks;
 mod readme;
@@ -33,6 +34,7 @@ mod refresh_fanout;
 mod secrets_manager_calls;
 mod template_routes;
 mod token_health;
+mod token_reset;
 mod token_usage;
 mod user_tokens;
 

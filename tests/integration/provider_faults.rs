@@ -1208,6 +1208,28 @@ impl ConsoleStore for FlakyStore {
     }
 }
 
+#[async_trait]
+impl keyport_shared::ports::SettingsStore for FlakyStore {
+    async fn get_setting(
+        &self,
+        name: &str,
+    ) -> Result<Option<keyport_shared::ports::StoredSetting>, StoreError> {
+        self.inner.get_setting(name).await
+    }
+
+    async fn put_setting(
+        &self,
+        name: &str,
+        setting: &keyport_shared::ports::StoredSetting,
+    ) -> Result<(), StoreError> {
+        self.inner.put_setting(name, setting).await
+    }
+
+    async fn delete_setting(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.delete_setting(name).await
+    }
+}
+
 /// A key service whose new data keys fail with `Unavailable` when armed; unwrapping passes
 /// through.
 struct FlakyKeys {

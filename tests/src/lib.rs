@@ -13,6 +13,7 @@ pub mod oidc;
 pub mod process;
 pub mod quirky_provider;
 pub mod server;
+pub mod tinyproxy;
 
 use std::path::PathBuf;
 

@@ -8,6 +8,7 @@ mod health;
 mod ids;
 mod lifetime;
 mod notification;
+mod outbound_proxy;
 mod pending;
 mod principal;
 mod provider;
@@ -33,6 +34,7 @@ pub use notification::{
     DeliveryStatus, EventData, EventType, Notification, WebhookInput, WebhookSecret,
     WebhookSubscription,
 };
+pub use outbound_proxy::{OutboundProxy, OutboundProxyInput};
 pub use pending::{AwaitedGrant, PendingAuthorization, StateToken};
 pub use principal::{ApiScope, Invitee, Principal};
 pub use provider::{

@@ -137,6 +137,7 @@ fn service_status(error: &ServiceError) -> StatusCode {
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::Conflict(_)
         | ServiceError::ConnectionDisabled
+        | ServiceError::NotClientCredentials { .. }
         | ServiceError::NotAuthorized { .. }
         | ServiceError::NeedsReauthorization { .. } => StatusCode::CONFLICT,
         ServiceError::RefreshInProgress => StatusCode::SERVICE_UNAVAILABLE,

@@ -52,6 +52,10 @@ pub enum ServiceError {
         "this connection is disabled: it hands out, refreshes and authorizes nothing until an administrator sets its status to active"
     )]
     ConnectionDisabled,
+    #[error(
+        "only a client-credentials token can be reset; this connection's grant is {grant_type}: disconnect and authorize it again instead"
+    )]
+    NotClientCredentials { grant_type: &'static str },
     #[error("another refresh of this token is still running; try again shortly")]
     RefreshInProgress,
     #[error(transparent)]
@@ -99,6 +103,7 @@ impl ServiceError {
             ServiceError::WrongResponseMode { .. } => "wrong_response_mode",
             ServiceError::AuthorizationDenied { .. } => "authorization_denied",
             ServiceError::ConnectionDisabled => "connection_disabled",
+            ServiceError::NotClientCredentials { .. } => "not_client_credentials",
             ServiceError::RefreshInProgress => "refresh_in_progress",
             ServiceError::Provider(e) => e.code(),
             ServiceError::Store(_) => "storage_unavailable",

@@ -14,8 +14,10 @@ mod error;
 mod health;
 mod me;
 mod notifications;
+mod outbound_proxy;
 mod readiness;
 mod refresher;
+mod token_reset;
 mod tokens;
 mod usage;
 mod user_tokens;
@@ -39,6 +41,7 @@ pub use me::UsableConnection;
 pub use notifications::{DeliveryReport, default_retry_schedule};
 pub use readiness::Readiness;
 pub use refresher::RefreshReport;
+pub use token_reset::{PreviousToken, TokenReset};
 pub use tokens::TokenView;
 pub use user_tokens::UserTokenSummary;
 pub use work::{DueSpan, RefreshWork, ShardWindow, WINDOWED_SPAN, scheduled_work};
@@ -184,6 +187,12 @@ impl Keyport {
         settings: KeyportSettings,
     ) -> Self {
         let instance_id = format!("keyport-{}", uuid::Uuid::new_v4().simple());
+        oauth
+            .http()
+            .read_proxy_setting_from(Arc::new(outbound_proxy::StoredProxySource {
+                store: store.clone(),
+                secrets: secrets.clone(),
+            }));
         Self {
             store,
             secrets,

@@ -20,7 +20,7 @@ use crate::oauth::{ClientCredentials, OAuthError, TokenGrant};
 use crate::ports::{Expect, StoreError, TokenKey};
 
 /// How often a reader looks again while another instance holds the refresh lease.
-const LEASE_POLL: Duration = Duration::from_millis(50);
+pub(super) const LEASE_POLL: Duration = Duration::from_millis(50);
 /// How many times a write that must not be lost is attempted.
 const WRITE_ATTEMPTS: u32 = 5;
 
@@ -87,7 +87,7 @@ impl Serialize for TokenView {
 }
 
 impl TokenView {
-    fn new(
+    pub(super) fn new(
         record: &StoredToken,
         secrets: TokenSecrets,
         min_valid: Duration,
@@ -121,7 +121,7 @@ fn is_due(token: &StoredToken, now: DateTime<Utc>) -> bool {
     token.refresh_due_at.is_some_and(|due| due <= now)
 }
 
-fn chrono_duration(duration: Duration) -> chrono::Duration {
+pub(super) fn chrono_duration(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -461,7 +461,7 @@ impl Keyport {
             .refresh_with_retries(
                 connection,
                 &credentials,
-                &previous,
+                Some(&previous),
                 leased.scope.as_deref(),
                 lease_ends,
             )
@@ -550,14 +550,15 @@ impl Keyport {
         }
     }
 
-    /// One refresh (or, without a refresh token, a new unattended grant), retried with
-    /// backoff while the provider is down or rate limiting. No attempt starts that could
-    /// outlast the lease: after it, another instance may present the same refresh token.
-    async fn refresh_with_retries(
+    /// One refresh of `previous` (or, without a refresh token or without `previous`, a new
+    /// unattended grant), retried with backoff while the provider is down or rate limiting. No
+    /// attempt starts that could outlast the lease: after it, another instance may present the
+    /// same refresh token.
+    pub(super) async fn refresh_with_retries(
         &self,
         connection: &Connection,
         credentials: &ClientCredentials,
-        previous: &TokenSecrets,
+        previous: Option<&TokenSecrets>,
         scope: Option<&str>,
         lease_ends: DateTime<Utc>,
     ) -> Result<TokenGrant, OAuthError> {
@@ -567,7 +568,7 @@ impl Keyport {
             if !self.time_for_a_provider_call(lease_ends, Duration::ZERO) {
                 return Err(OAuthError::OutOfTime);
             }
-            let result = if previous.refresh_token.is_some() {
+            let result = if let Some(previous) = previous.filter(|p| p.refresh_token.is_some()) {
                 self.oauth
                     .refresh(connection, credentials, previous, scope)
                     .await
@@ -596,7 +597,7 @@ impl Keyport {
     /// The token-response fields callers of this connection see: the connection's own list,
     /// or for a catalog provider without one, the catalog's; and the values its protocol keeps
     /// from the callback.
-    fn declared_extras(&self, connection: &Connection) -> Vec<String> {
+    pub(super) fn declared_extras(&self, connection: &Connection) -> Vec<String> {
         let provider = self.catalog.get(connection.provider.as_str());
         let mut declared = if connection.token_response_extras.is_empty() {
             provider.map_or_else(Vec::new, |p| p.token_response_extras.clone())
@@ -635,16 +636,7 @@ impl Keyport {
         key: &TokenKey,
         actor: &str,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
-        let credentials = self.credentials(connection).await?;
-        let grant = self.check_client(
-            connection,
-            self.oauth
-                .request_unattended(connection, &credentials)
-                .await,
-        )?;
-        let saved = self
-            .write_grant(connection, key, grant, None, Utc::now())
-            .await?;
+        let saved = self.obtain_unattended_grant(connection, key).await?;
         self.audit(
             &key.connection_id,
             AuditAction::TokenAuthorized,
@@ -654,6 +646,23 @@ impl Keyport {
         )
         .await;
         Ok(saved)
+    }
+
+    /// A first unattended grant (client credentials, password), requested and stored.
+    pub(super) async fn obtain_unattended_grant(
+        &self,
+        connection: &Connection,
+        key: &TokenKey,
+    ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
+        let credentials = self.credentials(connection).await?;
+        let grant = self.check_client(
+            connection,
+            self.oauth
+                .request_unattended(connection, &credentials)
+                .await,
+        )?;
+        self.write_grant(connection, key, grant, None, Utc::now())
+            .await
     }
 
     /// Stores a grant from a completed authorization, replacing any token the owner had. A new
@@ -681,7 +690,7 @@ impl Keyport {
     /// there first: a disconnect or a connection delete (the token is gone) or a newer
     /// authorization (another lineage). Then the fresh grant is revoked at the provider and
     /// never written, and the caller gets what is there now.
-    async fn write_refreshed_grant(
+    pub(super) async fn write_refreshed_grant(
         &self,
         connection: &Connection,
         credentials: &ClientCredentials,
@@ -991,7 +1000,7 @@ impl Keyport {
     }
 
     /// Deletes a token issued under another destination of its connection, unsent.
-    async fn discard_stale_token(
+    pub(super) async fn discard_stale_token(
         &self,
         key: &TokenKey,
         stale: &StoredToken,
@@ -1025,7 +1034,7 @@ impl Keyport {
     }
 
     /// Gives the lease back, leaving the token exactly as it was.
-    async fn release_lease(&self, key: &TokenKey, leased: &StoredToken) {
+    pub(super) async fn release_lease(&self, key: &TokenKey, leased: &StoredToken) {
         let mut released = leased.clone();
         released.lease = None;
         if let Err(error) = self
@@ -1048,7 +1057,7 @@ pub(crate) struct RefreshTurns(
 
 impl RefreshTurns {
     /// This process's turn at refreshing `key`, and whether another task had it first.
-    async fn take(&self, key: &TokenKey) -> (tokio::sync::OwnedMutexGuard<()>, bool) {
+    pub(super) async fn take(&self, key: &TokenKey) -> (tokio::sync::OwnedMutexGuard<()>, bool) {
         let turn = {
             let mut turns = self
                 .0

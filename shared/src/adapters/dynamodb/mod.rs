@@ -5,6 +5,7 @@
 
 mod codec;
 mod console;
+mod settings;
 pub mod table;
 
 use std::collections::{BTreeSet, HashMap};

@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS retired_connections (
     version INTEGER NOT NULL,
     retired_at TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     sealed BLOB NOT NULL

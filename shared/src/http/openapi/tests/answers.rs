@@ -374,6 +374,13 @@ async fn the_routers_answers_are_described() {
         "POST /connections/$conn/token/refresh stranger => 403",
         "POST /connections/$none/token/refresh bot => 404",
         "POST /connections/$conn/token/refresh - => 401",
+        // A reset: administrators, client-credentials connections only.
+        "POST /connections/$conn/token/reset bot => 403",
+        "POST /connections/$conn/token/reset admin => 409",
+        "POST /connections/$conn/token/reset?owner=user admin => 400",
+        "POST /connections/$none/token/reset admin => 404",
+        "POST /connections/con_1/token/reset admin => 400",
+        "POST /connections/$conn/token/reset - => 401",
     ];
     for line in before_tokens {
         h.run(&fill(line)).await;
@@ -483,6 +490,21 @@ async fn the_routers_answers_are_described() {
         "DELETE /connections/$conn?version=2 admin => 204",
         "DELETE /connections/$conn admin => 404",
         "DELETE /connections/$other admin => 204",
+        // The outbound-proxy setting: administrators only; the password never answered.
+        "GET /settings/outbound-proxy admin => 404",
+        "GET /settings/outbound-proxy bot => 403",
+        "GET /settings/outbound-proxy - => 401",
+        r#"PUT /settings/outbound-proxy admin {"url": "ftp://proxy.example.com"} => 400"#,
+        r#"PUT /settings/outbound-proxy admin {"url": "http://proxy.example.com:3128", "colour": 1} => 400"#,
+        r#"PUT /settings/outbound-proxy bot {"url": "http://proxy.example.com:3128"} => 403"#,
+        "PUT /settings/outbound-proxy admin plain => 415",
+        "PUT /settings/outbound-proxy admin huge => 413",
+        "PUT /settings/outbound-proxy - plain => 401",
+        r#"PUT /settings/outbound-proxy admin {"url": "http://proxy.example.com:3128", "username": "keyport", "password": "p"} => 200"#,
+        "GET /settings/outbound-proxy admin => 200",
+        "DELETE /settings/outbound-proxy bot => 403",
+        "DELETE /settings/outbound-proxy - => 401",
+        "DELETE /settings/outbound-proxy admin => 204",
     ];
     for line in after_tokens {
         h.run(&fill(line)).await;
