@@ -24,6 +24,7 @@ mod lambda_events;
 mod local_server;
 mod missing_tokens;
 mod multi_process;
+mod notifications;
 mod oauth_flows;
 mod openapi;
 mod outbound_proxy;

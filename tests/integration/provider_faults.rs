@@ -436,7 +436,8 @@ impl Reply {
 }
 
 /// The token is exactly as it was: the same sealed bytes and the same fields; only the lease
-/// bookkeeping (version, lease, when the provider was last asked) may have moved, and the
+/// bookkeeping (version, lease, when the provider was last asked) may have moved, the failure
+/// is recorded, and the
 /// lease is given back.
 fn assert_untouched(before: &StoredToken, after: &StoredToken) {
     assert_eq!(before.sealed, after.sealed, "the sealed bytes changed");
@@ -444,10 +445,21 @@ fn assert_untouched(before: &StoredToken, after: &StoredToken) {
         after.lease.is_none(),
         "the refresh lease was not given back"
     );
+    // The grant is untouched; what happened is recorded beside it (the token's health says
+    // refresh_failing, and the next success clears it).
+    let failure = after
+        .last_error
+        .as_ref()
+        .expect("the failed refresh is recorded on the token");
+    assert!(
+        !failure.code.is_empty() && failure.message.contains(&failure.code),
+        "{failure:?}"
+    );
     let mut before = before.clone();
     let mut after = after.clone();
     (before.version, before.lease, before.provider_asked_at) = (0, None, None);
     (after.version, after.lease, after.provider_asked_at) = (0, None, None);
+    (before.last_error, after.last_error) = (None, None);
     assert_eq!(before, after);
 }
 

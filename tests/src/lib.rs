@@ -14,6 +14,7 @@ pub mod process;
 pub mod quirky_provider;
 pub mod server;
 pub mod tinyproxy;
+pub mod webhook_receiver;
 
 use std::path::PathBuf;
 

@@ -176,6 +176,8 @@ pub struct Keyport {
     /// Where notifications go for operators' rules (EventBridge on AWS), when configured.
     pub event_bus: Option<Arc<dyn EventBus>>,
     notifications_waiting: tokio::sync::Notify,
+    /// One delivery pass at a time in this process, so two never send the same entry.
+    delivery_turn: tokio::sync::Mutex<()>,
 }
 
 impl Keyport {
@@ -212,6 +214,7 @@ impl Keyport {
             fetch_throttle: usage::FetchThrottle::default(),
             event_bus: None,
             notifications_waiting: tokio::sync::Notify::new(),
+            delivery_turn: tokio::sync::Mutex::new(()),
         }
     }
 

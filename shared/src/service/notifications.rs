@@ -90,6 +90,7 @@ impl Keyport {
         &self,
         deadline: Instant,
     ) -> Result<DeliveryReport, ServiceError> {
+        let _turn = self.delivery_turn.lock().await;
         let mut report = DeliveryReport::default();
         let due = self.store.due_outbox(Utc::now(), PASS).await?;
         let mut subscriptions: Option<Vec<WebhookSubscription>> = None;

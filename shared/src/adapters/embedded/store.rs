@@ -993,17 +993,16 @@ impl NotificationStore for EmbeddedStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.db
             .run(move |db| {
-                let transaction = db.transaction().map_err(sql_error)?;
+                // The writer runs each job inside its own transaction already.
                 for (sort_key, doc) in &rows {
-                    transaction
-                        .execute(
-                            "INSERT INTO outbox (sort_key, doc) VALUES (?1, ?2)
-                             ON CONFLICT (sort_key) DO UPDATE SET doc = excluded.doc",
-                            params![sort_key, doc],
-                        )
-                        .map_err(sql_error)?;
+                    db.execute_cached(
+                        "INSERT INTO outbox (sort_key, doc) VALUES (?1, ?2)
+                         ON CONFLICT (sort_key) DO UPDATE SET doc = excluded.doc",
+                        params![sort_key, doc],
+                    )
+                    .map_err(sql_error)?;
                 }
-                transaction.commit().map_err(sql_error)
+                Ok(())
             })
             .await
     }
