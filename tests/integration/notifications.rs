@@ -192,3 +192,89 @@ async fn a_receiver_down_for_a_while_gets_every_event_once_verified(
     }
     logs.assert_free_of([secret.as_str(), new_secret.as_str(), "never-sent-anywhere"]);
 }
+
+/// On AWS every event goes on the installation's bus: an ordinary rule (source `keyport`)
+/// routes it to an SQS queue, read back through the real SDK clients on moto.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_goes_on_the_event_bus_for_rules_to_route() {
+    let backend = keyport_tests::backends::aws().await;
+    let sdk = keyport_tests::moto::Moto::get().sdk_config();
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let bus = format!("keyport-{unique}");
+    events.create_event_bus().name(&bus).send().await.expect("a bus");
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("keyport-events-{unique}"))
+        .send()
+        .await
+        .expect("a queue");
+    let queue_url = queue.queue_url().expect("its URL").to_owned();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("its attributes")
+        .attributes()
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .expect("its ARN");
+    events
+        .put_rule()
+        .name("keyport-to-queue")
+        .event_bus_name(&bus)
+        .event_pattern(r#"{"source": ["keyport"], "detail-type": ["token.refresh_failed", "connection.role_invited"]}"#)
+        .send()
+        .await
+        .expect("a rule");
+    events
+        .put_targets()
+        .rule("keyport-to-queue")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("the queue as its target");
+
+    let recorder = keyport_shared::adapters::aws::CallRecorder::new();
+    let keyport = keyport_tests::keyport::keyport(&backend, |_| {}).with_event_bus(
+        keyport_shared::config::event_bridge_bus(&bus, &sdk, Some(&recorder)),
+    );
+    let input = serde_json::from_value(connection("ledger")).unwrap();
+    let created = keyport
+        .create_connection(&keyport_tests::keyport::admin(), input)
+        .await
+        .unwrap();
+    let report = keyport.deliver_notifications(deadline()).await.unwrap();
+    assert_eq!((report.fanned_out, report.delivered), (1, 1), "{report:?}");
+    assert_eq!(recorder.count("EventBridge:PutEvents"), 1, "{:?}", recorder.calls());
+
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("the queue's messages");
+    let messages = received.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let event: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    assert_eq!(event["source"], "keyport");
+    assert_eq!(event["detail-type"], "connection.role_invited");
+    assert_eq!(event["detail"]["data"]["connection_name"], "ledger");
+    assert_eq!(event["detail"]["data"]["connection_id"], created.id.as_str());
+    assert_eq!(event["detail"]["data"]["role"], "bots");
+    assert!(
+        event["detail"]["id"].as_str().is_some_and(|id| id.starts_with("msg_")),
+        "{event}"
+    );
+    assert!(!event.to_string().contains("never-sent-anywhere"), "{event}");
+}
