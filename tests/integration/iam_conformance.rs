@@ -365,7 +365,22 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     // A refresher without workers first (it refreshes itself), then as the template deploys
     // it, the workers' scheduler.
     let refresher_alone = deploy("RefresherFunction", &args, None);
-    let refresher = deploy("RefresherFunction", &args, queue);
+    let mut refresher = deploy("RefresherFunction", &args, queue);
+    // As the template deploys it: the scheduled runs deliver notifications to the bus too.
+    let bus = format!("keyport-{}", uuid::Uuid::new_v4().simple());
+    aws_sdk_eventbridge::Client::new(&Moto::get().sdk_config())
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("CreateEventBus");
+    Arc::get_mut(&mut refresher.keyport)
+        .expect("not shared yet")
+        .event_bus = Some(config::event_bridge_bus(
+        &bus,
+        &Moto::get().sdk_config(),
+        Some(&refresher.recorder),
+    ));
     let mut worker = deploy("RefreshWorkerFunction", &args, queue);
     // A deleted connection is purged as soon as its tokens are gone.
     Arc::get_mut(&mut worker.keyport)
@@ -406,6 +421,19 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         .as_str()
         .unwrap()
         .to_owned();
+    // A webhook subscription: its secret sealed under its own purpose. Its receiver never
+    // answers; the refresher's delivery attempts open the secret all the same.
+    expect_status(
+        &connections,
+        c,
+        &event_with_body(
+            "webhooks-create.json",
+            None,
+            json!({"url": "http://127.0.0.1:9/keyport-hooks"}),
+        ),
+        201,
+    )
+    .await;
     let create = |name: &str, grant: &str, scopes: &str| {
         event_with_body(
             "connections-create.json",
@@ -1118,6 +1146,7 @@ impl Statement {
                 _ => resource.ends_with(":secret:${SecretPrefix}*"),
             },
             "sqs" => resource == "RefreshWorkQueue.Arn",
+            "events" => resource == "KeyportEvents.Arn",
             other => panic!("a service this test does not know: {other}"),
         })
     }

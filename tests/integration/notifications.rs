@@ -203,7 +203,12 @@ async fn every_event_goes_on_the_event_bus_for_rules_to_route() {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let bus = format!("keyport-{unique}");
-    events.create_event_bus().name(&bus).send().await.expect("a bus");
+    events
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("a bus");
     let queue = sqs
         .create_queue()
         .queue_name(format!("keyport-events-{unique}"))
@@ -219,7 +224,10 @@ async fn every_event_goes_on_the_event_bus_for_rules_to_route() {
         .await
         .expect("its attributes")
         .attributes()
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
         .expect("its ARN");
     events
         .put_rule()
@@ -255,7 +263,12 @@ async fn every_event_goes_on_the_event_bus_for_rules_to_route() {
         .unwrap();
     let report = keyport.deliver_notifications(deadline()).await.unwrap();
     assert_eq!((report.fanned_out, report.delivered), (1, 1), "{report:?}");
-    assert_eq!(recorder.count("EventBridge:PutEvents"), 1, "{:?}", recorder.calls());
+    assert_eq!(
+        recorder.count("EventBridge:PutEvents"),
+        1,
+        "{:?}",
+        recorder.calls()
+    );
 
     let received = sqs
         .receive_message()
@@ -270,11 +283,19 @@ async fn every_event_goes_on_the_event_bus_for_rules_to_route() {
     assert_eq!(event["source"], "keyport");
     assert_eq!(event["detail-type"], "connection.role_invited");
     assert_eq!(event["detail"]["data"]["connection_name"], "ledger");
-    assert_eq!(event["detail"]["data"]["connection_id"], created.id.as_str());
+    assert_eq!(
+        event["detail"]["data"]["connection_id"],
+        created.id.as_str()
+    );
     assert_eq!(event["detail"]["data"]["role"], "bots");
     assert!(
-        event["detail"]["id"].as_str().is_some_and(|id| id.starts_with("msg_")),
+        event["detail"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("msg_")),
         "{event}"
     );
-    assert!(!event.to_string().contains("never-sent-anywhere"), "{event}");
+    assert!(
+        !event.to_string().contains("never-sent-anywhere"),
+        "{event}"
+    );
 }
