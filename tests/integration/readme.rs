@@ -253,6 +253,8 @@ async fn the_worked_example_runs_as_written() {
     for said in [
         "created connection demo (con_",
         "authorized demo: its shared token is stored",
+        // The webhook subscription's answer, with its signing secret this once.
+        "\"secret\":\"whsec_",
         "authorized demo: your own token is stored",
         "created connection demo-hybrid (con_",
         "authorized demo-hybrid: its shared token is stored",
