@@ -386,3 +386,57 @@ async fn an_administrator_sees_who_used_a_connections_tokens() {
     );
     assert_eq!(found["screens"], json!(["connection-used-by"]), "{found}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_subscribes_a_webhook_and_sees_its_delivery() {
+    let (server, peer, _backend) = start().await;
+    let receiver = keyport_tests::webhook_receiver::WebhookReceiver::start();
+    let admin_link = || server.sign_in_link("ada", &["keyport-admins"]);
+    let found = run_scenario(
+        "admin-subscribes-a-webhook",
+        &server,
+        &peer,
+        &[
+            ("ADMIN_LINK", admin_link()),
+            ("RECEIVER_URL", receiver.url.clone()),
+        ],
+    );
+    assert_eq!(found["screens"], json!(["notifications"]), "{found}");
+    let secret = found["secret"]
+        .as_str()
+        .expect("the secret the page showed");
+    receiver.trust(secret);
+    // A role invited: the event the browser subscribed to, delivered and verified.
+    connection(&server, &peer, "Support desk").await;
+    server
+        .server
+        .keyport
+        .deliver_notifications(tokio::time::Instant::now() + std::time::Duration::from_secs(60))
+        .await
+        .expect("a delivery pass");
+    let verified: Vec<Value> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r["verified"] == true)
+        .collect();
+    assert_eq!(verified.len(), 1, "{:?}", receiver.received());
+    assert_eq!(verified[0]["payload"]["type"], "connection.role_invited");
+    assert_eq!(
+        verified[0]["payload"]["data"]["connection_name"],
+        "Support desk"
+    );
+    let found = run_scenario(
+        "admin-sees-a-delivery",
+        &server,
+        &peer,
+        &[
+            ("ADMIN_LINK", admin_link()),
+            ("RECEIVER_URL", receiver.url.clone()),
+        ],
+    );
+    assert_eq!(
+        found["screens"],
+        json!(["notifications-delivered"]),
+        "{found}"
+    );
+}

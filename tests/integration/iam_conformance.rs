@@ -851,6 +851,15 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
+    // Its Notifications page: a webhook subscription, its secret sealed under its purpose.
+    console_call(
+        ui,
+        &session,
+        ("POST", "/console/api/webhooks", None),
+        Some(json!({"url": "http://127.0.0.1:9/console-hooks"})),
+        201,
+    )
+    .await;
     let made = |name: &str, grant: &str, scopes: &str| {
         json!({
             "name": name, "provider": "custom", "issuer": peer.issuer,

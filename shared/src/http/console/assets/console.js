@@ -125,6 +125,7 @@ function chrome() {
   }
   fill(nav,
     session.administrator ? link("/console/connections", "Connections") : null,
+    session.administrator ? link("/console/notifications", "Notifications") : null,
     link("/console/me", "My connections"),
   );
   fill(who,
@@ -160,6 +161,7 @@ function route() {
     return connectionsList();
   }
   if (parts[1] === "connections" && !session.administrator) return notAllowed();
+  if (parts[1] === "notifications") return session.administrator ? notificationsPage() : notAllowed();
   return session.administrator ? connectionsList() : myConnections();
 }
 
@@ -718,6 +720,95 @@ function fetchTable(fetches) {
       h("td", { text: f.caller }), h("td", { text: f.caller_kind }),
       h("td", { text: f.scope ? `${f.via} (${f.scope})` : f.via }), h("td", { text: f.owner }),
       h("td", { text: when(f.last_at) }), h("td", {}, h("code", { text: f.token_fingerprint }))))));
+}
+
+// ---- notifications ------------------------------------------------------------------------
+
+// The event types Keyport notifies about, in words (the server's list; a test holds the two
+// together).
+const EVENT_WORDS = {
+  "connection.role_invited": "A role is invited to a connection",
+  "connection.application_invited": "An application is invited to a connection",
+  "connection.disabled": "A connection is disabled",
+  "connection.deleted": "A connection is deleted",
+  "token.refresh_failed": "A refresh fails",
+  "token.needs_reauthorization": "A token needs authorizing again",
+  "token.recovered": "A token recovers",
+  "grant.ending": "A grant nears its end",
+};
+
+const DELIVERY_WORDS = { delivered: "Delivered", failed: "Failing, retrying", gave_up: "Given up", gone: "Receiver gone (410)" };
+
+// Webhook subscriptions: who hears about what, their last delivery in colour and words, and a
+// signing secret shown once when made or rotated (never stored by the page).
+async function notificationsPage(secretNote) {
+  const result = await api("GET", "/webhooks");
+  if (!result.ok) return show("Notifications", problem(result));
+  const webhooks = result.data.webhooks || [];
+  const outcome = h("div", { id: "webhook-outcome", "aria-live": "polite" });
+  const rows = webhooks.map((w) => {
+    const last = w.last_delivery;
+    const delivery = last
+      ? h("span", { class: `badge status-${last.outcome === "delivered" ? "valid" : "refresh_failing"}`, text: DELIVERY_WORDS[last.outcome] || last.outcome })
+      : h("span", { class: "muted", text: "Nothing sent yet" });
+    const change = async (body, done) => {
+      const r = await api("PATCH", `/webhooks/${encodeURIComponent(w.id)}`, { ...body, version: w.version });
+      if (!r.ok) return fill(outcome, problem(r));
+      notificationsPage(done);
+    };
+    return h("tr", {},
+      h("th", { scope: "row" }, h("code", { text: w.url }), w.description ? h("div", { class: "muted", text: w.description }) : null),
+      h("td", { text: w.event_types.length ? w.event_types.map((t) => EVENT_WORDS[t] || t).join("; ") : "Every event" }),
+      h("td", {}, badge(w.enabled ? "active" : "disabled")),
+      h("td", {}, delivery, last ? h("div", { class: "muted", text: `${when(last.at)}${last.status ? ` (HTTP ${last.status})` : ""}` }) : null),
+      h("td", {}, h("div", { class: "actions" },
+        h("button", { type: "button", class: "secondary", onclick: () => change({ enabled: !w.enabled }) }, w.enabled ? `Pause ${w.url}` : `Resume ${w.url}`),
+        h("button", { type: "button", class: "secondary", onclick: async () => {
+          const r = await api("POST", `/webhooks/${encodeURIComponent(w.id)}/rotate-secret`);
+          if (!r.ok) return fill(outcome, problem(r));
+          notificationsPage({ url: w.url, secret: r.data.secret, rotated: true });
+        } }, `New secret for ${w.url}`),
+        h("button", { type: "button", class: "danger", onclick: async () => {
+          if (!confirm(`Stop sending notifications to ${w.url}?`)) return;
+          const r = await api("DELETE", `/webhooks/${encodeURIComponent(w.id)}`);
+          if (!r.ok) return fill(outcome, problem(r));
+          notificationsPage();
+        } }, `Delete ${w.url}`))));
+  });
+  const url = h("input", { type: "url", autocomplete: "off", placeholder: "https://hooks.example.com/keyport" });
+  const description = h("input", { type: "text", autocomplete: "off" });
+  const boxes = Object.entries(EVENT_WORDS).map(([type, words]) => {
+    const box = h("input", { type: "checkbox", value: type, id: `event-${type}` });
+    return h("div", { class: "check" }, box, h("label", { for: `event-${type}`, text: words }));
+  });
+  const form = h("form", { novalidate: true, onsubmit: async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    const event_types = [...form.querySelectorAll("input[type=checkbox]:checked")].map((b) => b.value);
+    const r = await api("POST", "/webhooks", { url: url.value.trim(), description: description.value.trim(), event_types });
+    if (!r.ok) return showError(form, r);
+    notificationsPage({ url: r.data.webhook.url, secret: r.data.secret, rotated: false });
+  } },
+  h("div", { class: "form-error" }),
+  field("url", "Receiver URL", url, "https; Keyport signs every delivery (Standard Webhooks) and retries for about three days."),
+  field("description", "Description", description, "Optional: who reads it."),
+  h("fieldset", {}, h("legend", { text: "Events (none ticked: every event)" }), ...boxes),
+  h("div", { class: "actions" }, h("button", { type: "submit" }, "Subscribe")));
+  show("Notifications",
+    h("p", { class: "muted", text: "People learn about a connection before a bot fails. On AWS every event also goes on the installation's EventBridge bus." }),
+    secretNote ? h("div", { class: "success", role: "status", id: "webhook-secret" },
+      h("p", { text: secretNote.rotated
+        ? `New signing secret for ${secretNote.url}. The old one keeps signing beside it for 24 hours. Copy it now: Keyport never shows it again.`
+        : `Subscribed ${secretNote.url}. Its signing secret — copy it now: Keyport never shows it again.` }),
+      h("code", { text: secretNote.secret })) : null,
+    outcome,
+    h("section", { "aria-labelledby": "webhooks-heading" },
+      h("h2", { id: "webhooks-heading", text: "Webhooks" }),
+      rows.length
+        ? h("table", {}, h("thead", {}, h("tr", {}, ...["Receiver", "Events", "Status", "Last delivery", "Actions"].map((t) => h("th", { scope: "col", text: t })))), h("tbody", {}, ...rows))
+        : h("p", { text: "No webhook yet." })),
+    h("section", { "aria-labelledby": "subscribe-heading" },
+      h("h2", { id: "subscribe-heading", text: "Add a webhook" }), form));
 }
 
 // ---- my connections -----------------------------------------------------------------------
