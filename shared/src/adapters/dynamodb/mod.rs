@@ -243,6 +243,31 @@ impl DynamoStore {
         Ok(items)
     }
 
+    /// Every item of partition `pk` (small partitions: one caller's invitations, one
+    /// connection's fetch records), page after page.
+    async fn whole_partition(&self, pk: String) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .set_expression_attribute_names(Some(names(&[attr::PK])))
+                .expression_attribute_values(":pk", codec::string(pk.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            found.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(found),
+            }
+        }
+    }
+
     /// Runs a transaction. When conditions failed, hands back DynamoDB's reason for each item,
     /// in request order; any other cancellation (conflicting transactions, throttling) is an
     /// outage worth retrying.
@@ -587,31 +612,11 @@ impl ConnectionStore for DynamoStore {
         &self,
         invitee: &Invitee,
     ) -> Result<Vec<ConnectionId>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .set_expression_attribute_names(Some(names(&[attr::PK])))
-                .expression_attribute_values(
-                    ":pk",
-                    codec::string(codec::invited_partition(invitee)),
-                )
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in output.items() {
-                ids.push(codec::invited_connection(item)?);
-            }
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(ids),
-            }
-        }
+        self.whole_partition(codec::invited_partition(invitee))
+            .await?
+            .iter()
+            .map(codec::invited_connection)
+            .collect()
     }
 
     async fn invitations_indexed(&self) -> Result<bool, StoreError> {
@@ -1168,31 +1173,12 @@ impl AuditLog for DynamoStore {
         connection_id: &ConnectionId,
         limit: usize,
     ) -> Result<Vec<TokenFetch>, StoreError> {
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .set_expression_attribute_names(Some(names(&[attr::PK])))
-                .expression_attribute_values(
-                    ":pk",
-                    codec::string(codec::fetches_partition(connection_id)),
-                )
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in output.items() {
-                found.push(codec::fetch_from_item(item)?);
-            }
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
+        let mut found = self
+            .whole_partition(codec::fetches_partition(connection_id))
+            .await?
+            .iter()
+            .map(codec::fetch_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
         found.sort_by_key(|f| std::cmp::Reverse(f.last_at));
         found.truncate(limit);
         Ok(found)
