@@ -299,3 +299,98 @@ async fn every_event_goes_on_the_event_bus_for_rules_to_route() {
         "{event}"
     );
 }
+
+mod token_events {
+    use super::*;
+    use keyport_shared::domain::{EventType, Owner};
+    use keyport_shared::ports::Destination;
+    use keyport_shared::service::{Backoff, OwnerRequest};
+    use keyport_tests::faulty_provider::{Answer, FaultyProvider, Tokens};
+    use keyport_tests::keyport::admin;
+
+    crate::on_both_backends!(a_failing_token_says_so_once_then_that_it_recovered);
+
+    /// What the outbox holds for the deliverer, by event type, in the order they happened.
+    async fn queued(keyport: &keyport_shared::service::Keyport) -> Vec<(EventType, Value)> {
+        let soon = chrono::Utc::now() + chrono::Duration::seconds(1);
+        let mut entries = keyport.store.due_outbox(soon, 100).await.unwrap();
+        entries.retain(|e| e.destination == Destination::Fanout);
+        entries.sort_by_key(|e| e.notification.timestamp);
+        entries
+            .into_iter()
+            .map(|e| {
+                (
+                    e.notification.event_type,
+                    serde_json::to_value(&e.notification.data).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The refresh failing (the provider down) is told once, not at every retry; its recovery
+    /// is told; a refused grant asks for a person. Each names the connection and the owner.
+    async fn a_failing_token_says_so_once_then_that_it_recovered(backend: Backend) {
+        let keyport = keyport_tests::keyport::keyport(&backend, |settings| {
+            settings.backoff = Backoff {
+                attempts: 2,
+                base: Duration::from_millis(10),
+                cap: Duration::from_millis(50),
+            };
+        });
+        let provider = FaultyProvider::start().await;
+        provider.otherwise(Answer::Tokens(Tokens::fresh()));
+        let input = serde_json::from_value(json!({
+            "name": "billing", "provider": "custom", "grant_type": "client_credentials",
+            "client_id": "billing-client", "client_secret": "billing-secret-never-sent",
+            "token_url": provider.token_url,
+        }))
+        .unwrap();
+        let connection = keyport.create_connection(&admin(), input).await.unwrap();
+        let id = connection.id.clone();
+        keyport
+            .access_token(&admin(), &id, OwnerRequest::Shared, None)
+            .await
+            .expect("the first token");
+        assert!(queued(&keyport).await.is_empty(), "nothing to tell yet");
+
+        provider.otherwise(Answer::Status(503));
+        for _ in 0..2 {
+            keyport
+                .force_refresh(&admin(), &id, OwnerRequest::Shared)
+                .await
+                .expect_err("the provider is down");
+        }
+        provider.otherwise(Answer::Tokens(Tokens::fresh()));
+        keyport
+            .force_refresh(&admin(), &id, OwnerRequest::Shared)
+            .await
+            .expect("the provider is back");
+        provider.otherwise(Answer::InvalidGrant);
+        keyport
+            .force_refresh(&admin(), &id, OwnerRequest::Shared)
+            .await
+            .expect_err("the grant is refused");
+
+        let events = queued(&keyport).await;
+        let types: Vec<EventType> = events.iter().map(|(t, _)| *t).collect();
+        assert_eq!(
+            types,
+            [
+                EventType::RefreshFailed,
+                EventType::Recovered,
+                EventType::NeedsReauthorization
+            ],
+            "{events:?}"
+        );
+        for (event_type, data) in &events {
+            assert_eq!(data["connection_id"], id.as_str(), "{event_type}");
+            assert_eq!(data["connection_name"], "billing", "{event_type}");
+            assert_eq!(data["owner"], Owner::Shared.to_string(), "{event_type}");
+            assert!(!data.to_string().contains("billing-secret-never-sent"));
+        }
+        assert_eq!(events[0].1["status"], "refresh_failing");
+        assert!(events[0].1["error"].as_str().is_some_and(|e| !e.is_empty()));
+        assert_eq!(events[2].1["error"], "invalid_grant");
+        assert_eq!(events[2].1["status"], "needs_reauthorization");
+    }
+}
