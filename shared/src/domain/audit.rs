@@ -25,6 +25,9 @@ pub enum AuditAction {
     /// person must authorize again before it dies. Once per grant.
     GrantEnding,
     AccessDenied,
+    /// The connection's secrets and tokens left in an export, encrypted to the recipient the
+    /// detail names.
+    SecretsExported,
 }
 
 impl AuditAction {
@@ -39,6 +42,7 @@ impl AuditAction {
             AuditAction::TokenFailed => "token_failed",
             AuditAction::GrantEnding => "grant_ending",
             AuditAction::AccessDenied => "access_denied",
+            AuditAction::SecretsExported => "secrets_exported",
         }
     }
 }

@@ -14,6 +14,7 @@ mod provider_defaults;
 mod scopes;
 mod secret;
 mod token;
+mod transfer;
 mod validation;
 
 pub use audit::{AuditAction, AuditEvent, REFRESHER_ACTOR};
@@ -36,4 +37,8 @@ pub use provider::{
 pub use scopes::{Scopes, ScopesInput};
 pub use secret::{ClientSecret, PkceVerifier, TokenSecrets, is_token_like_field};
 pub use token::{Lease, StoredToken, TokenFailure, TokenStatus};
+pub use transfer::{
+    ConnectionDefinition, ConnectionsDocument, EXPORT_FORMAT, ImportAction, ImportOutcome,
+    ImportStep, ImportSummary, state_in_full,
+};
 pub use validation::ValidationError;

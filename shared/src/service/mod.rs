@@ -16,6 +16,7 @@ mod me;
 mod readiness;
 mod refresher;
 mod tokens;
+mod transfer;
 mod user_tokens;
 mod work;
 
