@@ -32,6 +32,7 @@ mod refresh_fanout;
 mod secrets_manager_calls;
 mod template_routes;
 mod token_health;
+mod transfer;
 mod user_tokens;
 
 /// Declares each listed `async fn(Backend)` as one test per back-end.
