@@ -254,6 +254,10 @@ async fn the_worked_example_runs_as_written() {
         "created connection demo (con_",
         "authorized demo: its shared token is stored",
         "authorized demo: your own token is stored",
+        // The export imported into the installation it came from, and the apply file twice.
+        "plan: 0 to create, 0 to change, 1 unchanged, 0 in conflict",
+        "applied: 1 to create, 0 to change, 0 unchanged, 0 in conflict",
+        "plan: 0 to create, 0 to change, 1 unchanged, 0 in conflict\nnothing to change",
     ] {
         assert!(ran.stdout.contains(said), "{said:?} in\n{}", ran.stdout);
     }

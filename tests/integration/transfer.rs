@@ -5,11 +5,20 @@
 //! writes nothing; a second apply changes nothing.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use keyport_shared::adapters::outbound::{OutboundHttp, OutboundSettings};
+use keyport_shared::domain::{ClientSecret, ConnectionsDocument, ImportAction, UrlPolicy};
+use keyport_shared::oauth::{OAuthClient, OAuthSettings};
+use keyport_shared::ports::{SecretError, SecretRef, SecretStore};
+use keyport_shared::service::{Keyport, KeyportSettings, ServiceError};
+use keyport_tests::keyport::admin;
 
 use keyport_tests::backends::{self, Backend};
 use keyport_tests::http_client::{Body, Http};
 use keyport_tests::logs::CapturedLogs;
-use keyport_tests::oidc::{CLIENT_SECRET, OidcPeer, PeerOptions};
+use keyport_tests::oidc::{CALLBACK_URL, CLIENT_SECRET, OidcPeer, PeerOptions};
 use keyport_tests::server::TestServer;
 use serde_json::{Value, json};
 
@@ -19,6 +28,7 @@ crate::on_both_backends!(
     an_import_with_a_conflict_writes_nothing,
     a_second_apply_changes_nothing,
     bad_documents_are_refused_and_change_nothing,
+    a_failure_part_way_undoes_what_the_import_applied,
 );
 
 /// What a `keyport` command did.
@@ -634,4 +644,113 @@ async fn bad_documents_are_refused_and_change_nothing(backend: Backend) {
         .await
         .expect_json(200, "the export");
     assert!(!exported.to_string().contains("kept-secret"));
+}
+
+/// A secret store that refuses to store one value: an import failing part-way, after it
+/// applied what came before.
+struct RefusingSecrets {
+    inner: Arc<dyn SecretStore>,
+    refused: &'static str,
+}
+
+#[async_trait]
+impl SecretStore for RefusingSecrets {
+    async fn put_secret(
+        &self,
+        secret: &SecretRef,
+        value: &ClientSecret,
+    ) -> Result<(), SecretError> {
+        if value.expose_secret() == self.refused {
+            return Err(SecretError::Unavailable("injected by the test".into()));
+        }
+        self.inner.put_secret(secret, value).await
+    }
+
+    async fn get_secret(&self, secret: &SecretRef) -> Result<Option<ClientSecret>, SecretError> {
+        self.inner.get_secret(secret).await
+    }
+
+    async fn delete_secret(&self, secret: &SecretRef) -> Result<(), SecretError> {
+        self.inner.delete_secret(secret).await
+    }
+}
+
+/// Neither back-end writes connections in one transaction with their secrets (Secrets Manager
+/// is outside DynamoDB's), so an import applies one connection after the other and undoes what
+/// it applied when one fails: created connections are deleted, changed ones get their
+/// definition and secret back.
+async fn a_failure_part_way_undoes_what_the_import_applied(backend: Backend) {
+    let secrets = Arc::new(RefusingSecrets {
+        inner: backend.secrets.clone(),
+        refused: "refused-secret",
+    });
+    let settings = KeyportSettings::new(UrlPolicy::LocalDevelopment);
+    let http = OutboundHttp::new(OutboundSettings::new(settings.url_policy)).unwrap();
+    let oauth = OAuthClient::new(
+        http,
+        OAuthSettings {
+            callback_url: CALLBACK_URL.parse().unwrap(),
+            allow_password_grant: false,
+        },
+    );
+    let keyport = Keyport::new(
+        backend.store.clone(),
+        secrets,
+        Arc::new(backend.cipher()),
+        oauth,
+        settings,
+    );
+    let definition = |name: &str, description: &str, secret: &str| {
+        json!({"name": name, "description": description, "grant_type": "client_credentials",
+               "client_id": "c", "client_secret": secret,
+               "token_url": "https://login.example.com/token", "scopes": ["api"]})
+    };
+    let kept = keyport
+        .create_connection(
+            &admin(),
+            serde_json::from_value(definition("kept", "before", "kept-secret")).unwrap(),
+        )
+        .await
+        .unwrap();
+    let before =
+        serde_json::to_value(keyport.export_connections(&admin(), None).await.unwrap()).unwrap();
+    let document = || {
+        serde_json::from_value::<ConnectionsDocument>(json!({"keyport_export": 1, "connections": [
+            definition("kept", "after", "kept-secret-2"),
+            definition("first new", "", "new-secret"),
+            definition("second new", "", "refused-secret"),
+        ]}))
+        .unwrap()
+    };
+    let plan = keyport
+        .import_connections(&admin(), document(), true)
+        .await
+        .unwrap();
+    let actions: Vec<ImportAction> = plan.connections.iter().map(|s| s.action).collect();
+    assert_eq!(
+        actions,
+        [
+            ImportAction::Change,
+            ImportAction::Create,
+            ImportAction::Create
+        ]
+    );
+    let failed = keyport
+        .import_connections(&admin(), document(), false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&failed, ServiceError::Conflict(message) if message.contains("was undone, nothing changed")),
+        "{failed}"
+    );
+    let after =
+        serde_json::to_value(keyport.export_connections(&admin(), None).await.unwrap()).unwrap();
+    assert_eq!(after, before, "every definition is as it was");
+    let secret = backend
+        .secrets
+        .get_secret(&SecretRef::client_secret(&kept.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(secret.expose_secret(), "kept-secret", "the secret is back");
 }

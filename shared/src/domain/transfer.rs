@@ -277,6 +277,14 @@ pub struct ImportOutcome {
     pub applied: bool,
     pub summary: ImportSummary,
     pub connections: Vec<ImportStep>,
+    /// On a refused import (409) only: `import_conflict`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub error: Option<&'static str>,
+    /// On a refused import (409) only: why nothing was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub message: Option<String>,
 }
 
 impl ImportOutcome {
@@ -295,7 +303,19 @@ impl ImportOutcome {
             applied: false,
             summary,
             connections,
+            error: None,
+            message: None,
         }
+    }
+
+    /// This plan as the refusal of an import that conflicts.
+    pub fn refused(mut self) -> Self {
+        self.error = Some("import_conflict");
+        self.message = Some(format!(
+            "{} of the connections conflict; nothing was applied",
+            self.summary.conflict
+        ));
+        self
     }
 
     pub fn has_conflicts(&self) -> bool {

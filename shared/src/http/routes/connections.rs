@@ -232,14 +232,7 @@ async fn import_connections(
         .import_connections(&principal, document, dry_run)
         .await?;
     if !dry_run && outcome.has_conflicts() {
-        let mut body = serde_json::to_value(&outcome).expect("the plan serializes");
-        body["error"] = "import_conflict".into();
-        body["message"] = format!(
-            "{} of the connections conflict; nothing was applied",
-            outcome.summary.conflict
-        )
-        .into();
-        return Ok((StatusCode::CONFLICT, Json(body)).into_response());
+        return Ok((StatusCode::CONFLICT, Json(outcome.refused())).into_response());
     }
     Ok(Json(outcome).into_response())
 }
