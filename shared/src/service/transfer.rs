@@ -39,7 +39,7 @@ const NOT_DEFINITION: &[&str] = &[
 enum Planned {
     Create(ConnectionDefinition),
     Change {
-        current: Connection,
+        current: Box<Connection>,
         definition: ConnectionDefinition,
     },
 }
@@ -48,7 +48,7 @@ enum Planned {
 enum Undo {
     Delete(ConnectionId),
     Restore {
-        previous: Connection,
+        previous: Box<Connection>,
         secrets: StoredSecrets,
     },
 }
@@ -263,7 +263,7 @@ impl Keyport {
             (
                 step(&name, ImportAction::Change, fields),
                 Some(Planned::Change {
-                    current: current.clone(),
+                    current: Box::new(current.clone()),
                     definition,
                 }),
             )
@@ -314,7 +314,7 @@ impl Keyport {
             let result = match undo {
                 Undo::Delete(id) => self.delete_connection(principal, &id, None).await.map(drop),
                 Undo::Restore { previous, secrets } => {
-                    let mut definition = ConnectionDefinition::from(&previous);
+                    let mut definition = ConnectionDefinition::from(previous.as_ref());
                     definition.client_secret = secrets.client_secret;
                     definition.private_key = secrets.private_key;
                     definition.password = secrets.password;

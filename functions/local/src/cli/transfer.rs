@@ -6,7 +6,7 @@
 //! written into the file itself is refused.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use keyport_client::{Client, Owner};
@@ -180,7 +180,7 @@ fn show(plan: &Value, json: bool) {
 }
 
 /// A YAML or JSON file (`-`: standard input) as JSON.
-fn read_document(file: &PathBuf) -> Result<Value, String> {
+fn read_document(file: &Path) -> Result<Value, String> {
     let shown = file.display().to_string();
     let text = if shown == "-" {
         let mut text = String::new();
@@ -334,7 +334,7 @@ async fn read_secrets_manager(
 
 /// Opens `sealed` with the identity file and puts each connection's secrets into its
 /// definition. Tokens stay behind: this installation authorizes its own.
-fn unseal_into(document: &mut Value, sealed: &str, identity: &PathBuf) -> Result<(), String> {
+fn unseal_into(document: &mut Value, sealed: &str, identity: &Path) -> Result<(), String> {
     let shown = identity.display().to_string();
     let identities = age::IdentityFile::from_file(shown.clone())
         .map_err(|e| format!("cannot read the identity {shown}: {e}"))?
