@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, ListQuery, Routes, table};
-use crate::domain::{AuditEvent, ConnectionInput, ConnectionsDocument, ImportOutcome, Provider};
+#[cfg(feature = "openapi")]
+use crate::domain::ImportOutcome;
+use crate::domain::{AuditEvent, ConnectionInput, ConnectionsDocument, Provider};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiQuery, Caller, ConnectionPath};
 #[cfg(feature = "openapi")]
