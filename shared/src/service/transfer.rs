@@ -7,8 +7,6 @@
 //! connection's tokens, exactly as `PATCH /connections/{id}` does.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::str::FromStr;
 
 use chrono::Utc;
 use secrecy::ExposeSecret;
@@ -438,51 +436,96 @@ fn same_secret(a: &ClientSecret, b: &ClientSecret) -> bool {
         .into()
 }
 
-/// An age recipient: `age1...` (X25519) or `age1pq1...` (post-quantum).
-// X25519 is deprecated in age 0.13 in favour of post-quantum keys, but it is what every age
-// before 1.3 makes and reads (Debian's 1.1.1 among them); both are accepted.
-#[allow(deprecated)]
-fn parse_recipient(text: &str) -> Result<Box<dyn age::Recipient + Send>, ServiceError> {
-    let text = text.trim();
-    if let Ok(recipient) = age::x25519::Recipient::from_str(text) {
-        return Ok(Box::new(recipient));
-    }
-    if let Ok(recipient) = age::pq::Recipient::from_str(text) {
-        return Ok(Box::new(recipient));
-    }
-    Err(ValidationError::new(
-        "recipient",
-        "must be an age recipient (age1..., as `age-keygen -y KEYFILE` prints it)",
-    )
-    .into())
-}
+#[cfg(feature = "sealed-export")]
+use sealing::{parse_recipient, seal};
 
-/// `plaintext` as an ASCII-armored age file for `recipient`.
-fn seal(recipient: &(dyn age::Recipient + Send), plaintext: &[u8]) -> Result<String, ServiceError> {
-    use age::armor::{ArmoredWriter, Format};
-    let failed = |e: &dyn std::fmt::Display| {
-        ServiceError::Invalid(ValidationError::new(
+/// Without the `sealed-export` feature (functions that never serve the export): no age.
+#[cfg(not(feature = "sealed-export"))]
+mod sealing_unavailable {
+    use super::{ServiceError, ValidationError};
+
+    pub(super) struct NoRecipient;
+
+    impl AsRef<NoRecipient> for NoRecipient {
+        fn as_ref(&self) -> &NoRecipient {
+            self
+        }
+    }
+
+    pub(super) fn parse_recipient(_: &str) -> Result<NoRecipient, ServiceError> {
+        Err(ValidationError::new(
             "recipient",
-            format!("could not encrypt to it: {e}"),
-        ))
-    };
-    let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(recipient as _)).map_err(|e| failed(&e))?;
-    let mut armored = Vec::new();
-    let mut writer = encryptor
-        .wrap_output(
-            ArmoredWriter::wrap_output(&mut armored, Format::AsciiArmor).map_err(|e| failed(&e))?,
+            "this function cannot encrypt exports; the connections function serves them",
         )
-        .map_err(|e| failed(&e))?;
-    writer.write_all(plaintext).map_err(|e| failed(&e))?;
-    writer
-        .finish()
-        .and_then(|armor| armor.finish())
-        .map_err(|e| failed(&e))?;
-    Ok(String::from_utf8(armored).expect("ASCII armor is text"))
+        .into())
+    }
+
+    pub(super) fn seal(_: &NoRecipient, _: &[u8]) -> Result<String, ServiceError> {
+        unreachable!("no recipient parses without the sealed-export feature")
+    }
+}
+#[cfg(not(feature = "sealed-export"))]
+use sealing_unavailable::{parse_recipient, seal};
+
+#[cfg(feature = "sealed-export")]
+mod sealing {
+    use std::io::Write;
+    use std::str::FromStr;
+
+    use super::{ServiceError, ValidationError};
+
+    /// An age recipient: `age1...` (X25519) or `age1pq1...` (post-quantum).
+    // X25519 is deprecated in age 0.13 in favour of post-quantum keys, but it is what every age
+    // before 1.3 makes and reads (Debian's 1.1.1 among them); both are accepted.
+    #[allow(deprecated)]
+    pub(super) fn parse_recipient(
+        text: &str,
+    ) -> Result<Box<dyn age::Recipient + Send>, ServiceError> {
+        let text = text.trim();
+        if let Ok(recipient) = age::x25519::Recipient::from_str(text) {
+            return Ok(Box::new(recipient));
+        }
+        if let Ok(recipient) = age::pq::Recipient::from_str(text) {
+            return Ok(Box::new(recipient));
+        }
+        Err(ValidationError::new(
+            "recipient",
+            "must be an age recipient (age1..., as `age-keygen -y KEYFILE` prints it)",
+        )
+        .into())
+    }
+
+    /// `plaintext` as an ASCII-armored age file for `recipient`.
+    pub(super) fn seal(
+        recipient: &(dyn age::Recipient + Send),
+        plaintext: &[u8],
+    ) -> Result<String, ServiceError> {
+        use age::armor::{ArmoredWriter, Format};
+        let failed = |e: &dyn std::fmt::Display| {
+            ServiceError::Invalid(ValidationError::new(
+                "recipient",
+                format!("could not encrypt to it: {e}"),
+            ))
+        };
+        let encryptor = age::Encryptor::with_recipients(std::iter::once(recipient as _))
+            .map_err(|e| failed(&e))?;
+        let mut armored = Vec::new();
+        let mut writer = encryptor
+            .wrap_output(
+                ArmoredWriter::wrap_output(&mut armored, Format::AsciiArmor)
+                    .map_err(|e| failed(&e))?,
+            )
+            .map_err(|e| failed(&e))?;
+        writer.write_all(plaintext).map_err(|e| failed(&e))?;
+        writer
+            .finish()
+            .and_then(|armor| armor.finish())
+            .map_err(|e| failed(&e))?;
+        Ok(String::from_utf8(armored).expect("ASCII armor is text"))
+    }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sealed-export"))]
 mod tests {
     use super::*;
 
