@@ -68,6 +68,19 @@ pub struct CommonSettings {
     /// the rest of a connection with more).
     #[arg(long, env = "KEYPORT_DELETE_IN_LINE_TOKENS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub delete_in_line_tokens: u32,
+    /// A caller's record of when it last fetched a connection's token is written at most once
+    /// per this many seconds (per process, and conditionally in the store).
+    #[arg(long, env = "KEYPORT_FETCH_RECORD_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub fetch_record_seconds: u64,
+    /// Seconds a failed webhook delivery waits before each retry (comma-separated); after the
+    /// last, the notification is given up. The Standard Webhooks schedule, about three days.
+    #[arg(
+        long,
+        env = "KEYPORT_WEBHOOK_RETRY_SECONDS",
+        value_delimiter = ',',
+        default_value = "5,300,1800,7200,18000,36000,50400,72000,86400"
+    )]
+    pub webhook_retry_seconds: Vec<u64>,
     /// Into how many spans a scheduled run with refresh workers splits the last minute of due
     /// times (one message each, plus one for what came due before it), so several workers
     /// share a run's work; each worker lists every due shard in its span.
@@ -156,6 +169,12 @@ impl CommonSettings {
         settings.allow_password_grant = self.allow_password_grant;
         settings.lease_duration = std::time::Duration::from_secs(self.lease_seconds);
         settings.grant_write_budget = std::time::Duration::from_secs(self.grant_write_seconds);
+        settings.fetch_record_interval = std::time::Duration::from_secs(self.fetch_record_seconds);
+        settings.webhook_retry_schedule = self
+            .webhook_retry_seconds
+            .iter()
+            .map(|s| std::time::Duration::from_secs(*s))
+            .collect();
         settings.on_demand_refresh_interval =
             std::time::Duration::from_secs(self.on_demand_refresh_seconds);
         settings.delete_in_line_tokens = self.delete_in_line_tokens;
@@ -201,6 +220,22 @@ pub fn sqs_work_queue(
     Arc::new(crate::adapters::aws::SqsWorkQueue::new(
         aws_sdk_sqs::Client::from_conf(sqs.build()),
         queue_url,
+    ))
+}
+
+/// The EventBridge bus named `bus_name` over `sdk` (with `recorder` attached when given).
+pub fn event_bridge_bus(
+    bus_name: &str,
+    sdk: &aws_config::SdkConfig,
+    recorder: Option<&CallRecorder>,
+) -> Arc<dyn crate::ports::EventBus> {
+    let mut events = aws_sdk_eventbridge::config::Builder::from(sdk);
+    if let Some(recorder) = recorder {
+        events.push_interceptor(SharedInterceptor::new(recorder.clone()));
+    }
+    Arc::new(crate::adapters::aws::EventBridgeBus::new(
+        aws_sdk_eventbridge::Client::from_conf(events.build()),
+        bus_name,
     ))
 }
 

@@ -49,6 +49,10 @@ struct LambdaSettings {
     /// could not finish. Without it the refresher does all of that itself.
     #[arg(long, env = "KEYPORT_REFRESH_QUEUE_URL")]
     refresh_queue_url: Option<String>,
+    /// The EventBridge bus notifications go on (the refresher delivers them; the template sets
+    /// it there).
+    #[arg(long, env = "KEYPORT_EVENT_BUS")]
+    event_bus: Option<String>,
     /// The console's sign-in (read by the console function only).
     #[command(flatten)]
     console: ConsoleFunctionSettings,
@@ -161,6 +165,9 @@ impl Init {
             config::keyport(backends, &self.settings.common, self.callback_url.clone())?;
         if let Some(url) = &self.settings.refresh_queue_url {
             keyport = keyport.with_work_queue(config::sqs_work_queue(url, sdk, None));
+        }
+        if let Some(bus) = &self.settings.event_bus {
+            keyport = keyport.with_event_bus(config::event_bridge_bus(bus, sdk, None));
         }
         Ok(Arc::new(keyport))
     }

@@ -10,9 +10,10 @@ use chrono::{DateTime, Utc};
 use zeroize::Zeroizing;
 
 use crate::domain::{
-    AuditEvent, ClientSecret, Connection, ConnectionId, Invitee, Owner, PendingAuthorization,
-    StateToken, StoredToken,
+    AuditEvent, ClientSecret, Connection, ConnectionId, Invitee, Notification, Owner,
+    PendingAuthorization, StateToken, StoredToken, TokenFetch, WebhookSubscription,
 };
+use serde::{Deserialize, Serialize};
 
 /// What went wrong in a store. `Conflict` and `NameTaken` are the caller's to resolve (re-read
 /// and retry, or pick another name); `Unavailable` is worth retrying; `Corrupt` is not.
@@ -386,15 +387,165 @@ pub trait AuditLog: Send + Sync {
         connection_id: &ConnectionId,
         page: PageRequest,
     ) -> Result<Page<AuditEvent>, StoreError>;
+
+    /// Records that a caller fetched one of a connection's tokens, unless that caller's record
+    /// there was written at or after `unless_since` (so each caller costs at most one write per
+    /// interval, whatever races it). Returns whether it wrote. Kept as long as audit events.
+    async fn record_fetch(
+        &self,
+        fetch: &TokenFetch,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// A connection's fetch records, one per caller, most recent first, at most `limit`.
+    async fn list_fetches(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<TokenFetch>, StoreError>;
+}
+
+/// Where a notification waiting in the outbox goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// Not split yet: the deliverer turns it into one entry per destination that wants it.
+    /// What emitters write (one small put, whatever the subscriptions).
+    Fanout,
+    /// The installation's EventBridge bus.
+    EventBus,
+    /// One webhook subscription, by id.
+    Webhook(String),
+}
+
+impl Destination {
+    fn key(&self) -> String {
+        match self {
+            Destination::Fanout => "fanout".to_owned(),
+            Destination::EventBus => "event_bus".to_owned(),
+            Destination::Webhook(id) => format!("webhook:{id}"),
+        }
+    }
+}
+
+/// A notification on its way to one destination, due for its next attempt at `due_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub notification: Notification,
+    pub destination: Destination,
+    pub due_at: DateTime<Utc>,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+impl OutboxEntry {
+    pub fn new(
+        notification: Notification,
+        destination: Destination,
+        due_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            notification,
+            destination,
+            due_at,
+            attempts: 0,
+        }
+    }
+
+    /// Unique per notification and destination, stable across attempts.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.notification.id, self.destination.key())
+    }
+}
+
+/// A subscription with its signing secrets, sealed (and, while a rotation's overlap lasts, the
+/// previous one, which still signs until `previous_until`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWebhook {
+    pub subscription: WebhookSubscription,
+    pub sealed_secret: Vec<u8>,
+    pub previous: Option<(Vec<u8>, DateTime<Utc>)>,
+}
+
+/// Webhook subscriptions and the durable outbox notifications leave from.
+#[async_trait]
+pub trait NotificationStore: Send + Sync {
+    /// Writes a subscription; the store sets its version (1 on create).
+    async fn put_webhook(
+        &self,
+        webhook: &StoredWebhook,
+        expect: Expect,
+    ) -> Result<StoredWebhook, StoreError>;
+
+    async fn get_webhook(&self, id: &str) -> Result<Option<StoredWebhook>, StoreError>;
+
+    /// Every subscription, by id (an installation has a handful).
+    async fn list_webhooks(&self) -> Result<Vec<WebhookSubscription>, StoreError>;
+
+    /// Deletes a subscription at `version`.
+    async fn delete_webhook(&self, id: &str, version: u64) -> Result<(), StoreError>;
+
+    /// Adds entries to the outbox (an entry already there is replaced).
+    async fn enqueue(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
+
+    /// Entries due at `now`, soonest first, at most `limit`.
+    async fn due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Removes one entry as it was listed (a rescheduled copy is a new entry).
+    async fn remove_outbox(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+}
+
+/// Where notifications go for operators' rules to route (EventBridge on AWS).
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    /// Puts every event, or says why not (a sentence without secrets).
+    async fn put(&self, events: &[Notification]) -> Result<(), String>;
+}
+
+/// An installation setting as stored: its document (JSON, never a secret: a setting's secret
+/// lives in the [`SecretStore`]) and when it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSetting {
+    pub doc: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The installation's settings, one record each by name (`outbound-proxy`).
+#[async_trait]
+pub trait SettingsStore: Send + Sync {
+    async fn get_setting(&self, name: &str) -> Result<Option<StoredSetting>, StoreError>;
+
+    /// Creates or replaces the setting.
+    async fn put_setting(&self, name: &str, setting: &StoredSetting) -> Result<(), StoreError>;
+
+    /// Deletes the setting; deleting a missing one succeeds.
+    async fn delete_setting(&self, name: &str) -> Result<(), StoreError>;
 }
 
 /// Everything a Keyport instance stores.
 pub trait Store:
-    ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog + ConsoleStore
+    ConnectionStore
+    + TokenStore
+    + PendingAuthorizationStore
+    + AuditLog
+    + ConsoleStore
+    + NotificationStore
+    + SettingsStore
 {
 }
-impl<T: ConnectionStore + TokenStore + PendingAuthorizationStore + AuditLog + ConsoleStore> Store
-    for T
+impl<
+    T: ConnectionStore
+        + TokenStore
+        + PendingAuthorizationStore
+        + AuditLog
+        + ConsoleStore
+        + NotificationStore
+        + SettingsStore,
+> Store for T
 {
 }
 
@@ -422,6 +573,14 @@ impl KeyContext {
         Self::from_pairs([
             ("keyport:purpose", "client_secret"),
             ("keyport:secret", name),
+        ])
+    }
+
+    /// A webhook subscription's signing secret, bound to the subscription.
+    pub fn webhook_secret(id: &str) -> Self {
+        Self::from_pairs([
+            ("keyport:purpose", "webhook_secret"),
+            ("keyport:webhook", id),
         ])
     }
 
@@ -506,52 +665,77 @@ pub trait DataKeyProvider: Send + Sync {
     ) -> Result<Zeroizing<[u8; 32]>, KeyError>;
 }
 
-/// Which secret of a connection.
+/// Which secret of a connection, or of the installation's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SecretKind {
     ClientSecret,
     PrivateKey,
     /// The resource owner's password of a legacy password-grant connection.
     Password,
+    /// The forward proxy's password (the outbound-proxy setting); no connection's.
+    OutboundProxyPassword,
 }
 
-/// Names one stored secret.
+/// Names one stored secret: a connection's, or (without a connection) the installation's.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SecretRef {
-    pub connection_id: ConnectionId,
+    pub connection_id: Option<ConnectionId>,
     pub kind: SecretKind,
+    /// An installation secret's generation: each value gets a name of its own, so one set
+    /// again never meets its predecessor's deletion (Secrets Manager keeps a deleted name
+    /// through a recovery window, refusing writes to it).
+    pub generation: Option<String>,
 }
 
 impl SecretRef {
     pub fn client_secret(connection_id: &ConnectionId) -> Self {
         Self {
-            connection_id: connection_id.clone(),
+            connection_id: Some(connection_id.clone()),
             kind: SecretKind::ClientSecret,
+            generation: None,
         }
     }
 
     pub fn private_key(connection_id: &ConnectionId) -> Self {
         Self {
-            connection_id: connection_id.clone(),
+            connection_id: Some(connection_id.clone()),
             kind: SecretKind::PrivateKey,
+            generation: None,
         }
     }
 
     pub fn password(connection_id: &ConnectionId) -> Self {
         Self {
-            connection_id: connection_id.clone(),
+            connection_id: Some(connection_id.clone()),
             kind: SecretKind::Password,
+            generation: None,
         }
     }
 
-    /// The name under a store's prefix: `<connection id>/client-secret`, `/private-key` or `/password`.
+    /// The outbound-proxy setting's password of `generation` (random, named in the setting).
+    pub fn outbound_proxy_password(generation: &str) -> Self {
+        Self {
+            connection_id: None,
+            kind: SecretKind::OutboundProxyPassword,
+            generation: Some(generation.to_owned()),
+        }
+    }
+
+    /// The name under a store's prefix: `<connection id>/client-secret`, `/private-key` or
+    /// `/password`; `settings/outbound-proxy/<generation>` for the installation's (no
+    /// connection id starts with `settings`).
     pub fn name(&self) -> String {
         let kind = match self.kind {
             SecretKind::ClientSecret => "client-secret",
             SecretKind::PrivateKey => "private-key",
             SecretKind::Password => "password",
+            SecretKind::OutboundProxyPassword => "outbound-proxy",
         };
-        format!("{}/{kind}", self.connection_id)
+        match (&self.connection_id, &self.generation) {
+            (Some(id), _) => format!("{id}/{kind}"),
+            (None, Some(generation)) => format!("settings/{kind}/{generation}"),
+            (None, None) => format!("settings/{kind}"),
+        }
     }
 }
 

@@ -198,6 +198,13 @@ fn table() -> Vec<Row> {
         row("DELETE", "/connections/{cc}/token", None, Prep::SharedToken, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403])),
         row("DELETE", "/connections/{cc}/token?owner=user", None, Prep::OwnToken, authenticated([403, 200, 403, 403, 200, 403, 200, 403, 403, 403, 403])),
         row("GET", "/me/connections", None, Prep::Nothing, authenticated([200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200])),
+        // The installation's settings: an administrator with the scope for managing.
+        row("PUT", "/settings/outbound-proxy", Some(json!({"url": "http://127.0.0.1:9"})), Prep::Nothing, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403])),
+        row("GET", "/settings/outbound-proxy", None, Prep::Nothing, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403])),
+        row("DELETE", "/settings/outbound-proxy", None, Prep::Nothing, authenticated([204, 403, 403, 403, 403, 403, 403, 403, 403, 204, 403])),
+        // Resetting the shared token replaces it for everyone and hands the new one out: an
+        // administrator's action, with both scopes.
+        row("POST", "/connections/{cc}/token/reset", None, Prep::SharedToken, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403])),
         // People's own tokens as administrators see them: nobody else lists or ends them, not
         // even their holder through this route.
         row("GET", "/connections/{cc}/tokens", None, Prep::FirstUsersToken, authenticated([200, 403, 403, 403, 403, 403, 403, 403, 403, 200, 403])),

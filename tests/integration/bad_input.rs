@@ -316,7 +316,7 @@ async fn malformed_requests_get_4xx_json_errors_and_change_nothing() {
         .await;
 
     // Ids.
-    let id_routes: [(&str, &str, Option<Value>); 8] = [
+    let id_routes: [(&str, &str, Option<Value>); 9] = [
         ("GET", "", None),
         ("PATCH", "", Some(json!({"description": "changed"}))),
         ("DELETE", "", None),
@@ -324,6 +324,7 @@ async fn malformed_requests_get_4xx_json_errors_and_change_nothing() {
         ("POST", "/authorize", Some(json!({"owner": "shared"}))),
         ("GET", "/token", None),
         ("POST", "/token/refresh", None),
+        ("POST", "/token/reset", None),
         ("DELETE", "/token", None),
     ];
     let malformed_ids = [
@@ -486,7 +487,7 @@ async fn a_method_a_route_does_not_serve_is_a_json_405() {
         ("DELETE", "/providers".to_owned()),
         ("PUT", format!("/connections/{id}")),
         ("GET", format!("/connections/{id}/authorize")),
-        ("POST", "/oauth/callback".to_owned()),
+        ("PUT", "/oauth/callback".to_owned()),
         ("PATCH", format!("/connections/{id}/token")),
         ("GET", format!("/connections/{id}/token/refresh")),
         ("POST", "/me/connections".to_owned()),

@@ -69,6 +69,17 @@ async fn start() -> (TestServer, OidcPeer, backends::Backend) {
 
 /// A user-token connection to the peer inviting `ROLE`, made through the API.
 async fn connection(server: &TestServer, peer: &OidcPeer, name: &str) -> String {
+    connection_with(server, peer, name, "authorization_code_pkce", CLIENT_ID).await
+}
+
+/// As [`connection`], with another grant type and peer client.
+async fn connection_with(
+    server: &TestServer,
+    peer: &OidcPeer,
+    name: &str,
+    grant_type: &str,
+    client_id: &str,
+) -> String {
     let http = Http::new(&server.base);
     let admin = server.token("admin", &["keyport-admins"]);
     let reply = http
@@ -76,8 +87,8 @@ async fn connection(server: &TestServer, peer: &OidcPeer, name: &str) -> String 
             "/connections",
             Some(&admin),
             json!({
-                "name": name, "provider": "custom", "grant_type": "authorization_code_pkce",
-                "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                "name": name, "provider": "custom", "grant_type": grant_type,
+                "client_id": client_id, "client_secret": CLIENT_SECRET,
                 "issuer": peer.issuer, "scopes": "openid,offline_access,api:read",
                 "invited_roles": [ROLE],
             }),
@@ -145,6 +156,47 @@ async fn an_invited_person_connects_their_own_token() {
         .await
         .expect_json(200, "Bea's own token");
     assert_eq!(token["owner"], "user:bea");
+}
+
+/// The hybrid flow in a real browser: the peer's answer is a page whose script posts the code
+/// and ID token to Keyport's callback (form_post), which verifies the ID token, exchanges the
+/// code and sends the browser back to the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invited_person_connects_through_the_hybrid_flow() {
+    let (server, peer, _backend) = start().await;
+    let name = "Sales directory";
+    let hybrid_client = "keyport-hybrid";
+    let id = connection_with(
+        &server,
+        &peer,
+        name,
+        "authorization_code_hybrid",
+        hybrid_client,
+    )
+    .await;
+    run_scenario(
+        "user-connects",
+        &server,
+        &peer,
+        &[
+            ("USER_LINK", server.sign_in_link("bea", &[ROLE])),
+            ("CONNECTION_NAME", name.to_owned()),
+            ("CLIENT_ID", hybrid_client.to_owned()),
+        ],
+    );
+    let bea = server.token("bea", &[ROLE]);
+    let token = Http::new(&server.base)
+        .get(&format!("/connections/{id}/token?owner=user"), Some(&bea))
+        .await
+        .expect_json(200, "Bea's own token, by the hybrid flow");
+    assert_eq!(token["owner"], "user:bea");
+    let exchanges: Vec<Value> = peer
+        .requests()
+        .into_iter()
+        .filter(|r| r["path"] == "/token" && r["grant_type"] == "authorization_code")
+        .collect();
+    assert_eq!(exchanges.len(), 1, "{exchanges:?}");
+    assert_eq!(exchanges[0]["client_id"], hybrid_client, "{exchanges:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -279,6 +331,114 @@ async fn an_administrator_disconnects_a_persons_token_and_edits_the_connection()
         .find(|e| e["action"] == "token_revoked" && e["owner"] == "user:bea")
         .unwrap_or_else(|| panic!("no revocation of Bea's token in {audit}"));
     assert_eq!(revoked["actor"], "ada", "{revoked}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_sees_who_used_a_connections_tokens() {
+    let (server, peer, _backend) = start().await;
+    let http = Http::new(&server.base);
+    let admin = server.token("admin", &["keyport-admins"]);
+    let created = http
+        .post(
+            "/connections",
+            Some(&admin),
+            json!({
+                "name": "Reports", "provider": "custom", "grant_type": "client_credentials",
+                "client_id": "keyport-basic", "client_secret": CLIENT_SECRET,
+                "issuer": peer.issuer, "scopes": "api:read",
+                "invited_roles": [ROLE], "invited_applications": ["reporting-app"],
+            }),
+        )
+        .await
+        .expect_json(201, "creating the connection");
+    let id = created["id"].as_str().expect("an id").to_owned();
+    let path = format!("/connections/{id}/token");
+    let bot = http
+        .get(&path, Some(&server.token("sales-bot", &[ROLE])))
+        .await
+        .expect_json(200, "the bot's read");
+    let app = http
+        .get(
+            &path,
+            Some(&server.application_token("reporting-app", &["keyport/tokens.read"])),
+        )
+        .await
+        .expect_json(200, "the application's read");
+    let token = |reply: &Value| reply["access_token"].as_str().unwrap().to_owned();
+    let found = run_scenario(
+        "admin-sees-who-used-tokens",
+        &server,
+        &peer,
+        &[
+            (
+                "ADMIN_LINK",
+                server.sign_in_link("ada", &["keyport-admins"]),
+            ),
+            ("CONNECTION_ID", id),
+            ("BOT", "sales-bot".to_owned()),
+            (
+                "BOT_FINGERPRINT",
+                keyport_shared::domain::token_fingerprint(&token(&bot)),
+            ),
+            ("APP", "reporting-app".to_owned()),
+            ("TOKENS", format!("{} {}", token(&bot), token(&app))),
+        ],
+    );
+    assert_eq!(found["screens"], json!(["connection-used-by"]), "{found}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_subscribes_a_webhook_and_sees_its_delivery() {
+    let (server, peer, _backend) = start().await;
+    let receiver = keyport_tests::webhook_receiver::WebhookReceiver::start();
+    let admin_link = || server.sign_in_link("ada", &["keyport-admins"]);
+    let found = run_scenario(
+        "admin-subscribes-a-webhook",
+        &server,
+        &peer,
+        &[
+            ("ADMIN_LINK", admin_link()),
+            ("RECEIVER_URL", receiver.url.clone()),
+        ],
+    );
+    assert_eq!(found["screens"], json!(["notifications"]), "{found}");
+    let secret = found["secret"]
+        .as_str()
+        .expect("the secret the page showed");
+    receiver.trust(secret);
+    // A role invited: the event the browser subscribed to, delivered and verified.
+    connection(&server, &peer, "Support desk").await;
+    server
+        .server
+        .keyport
+        .deliver_notifications(tokio::time::Instant::now() + std::time::Duration::from_secs(60))
+        .await
+        .expect("a delivery pass");
+    let verified: Vec<Value> = receiver
+        .received()
+        .into_iter()
+        .filter(|r| r["verified"] == true)
+        .collect();
+    assert_eq!(verified.len(), 1, "{:?}", receiver.received());
+    assert_eq!(verified[0]["payload"]["type"], "connection.role_invited");
+    assert_eq!(
+        verified[0]["payload"]["data"]["connection_name"],
+        "Support desk"
+    );
+    let found = run_scenario(
+        "admin-sees-a-delivery",
+        &server,
+        &peer,
+        &[
+            ("ADMIN_LINK", admin_link()),
+            ("RECEIVER_URL", receiver.url.clone()),
+        ],
+    );
+    assert_eq!(
+        found["screens"],
+        json!(["notifications-delivered"]),
+        "{found}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

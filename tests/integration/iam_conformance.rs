@@ -368,7 +368,22 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     // A refresher without workers first (it refreshes itself), then as the template deploys
     // it, the workers' scheduler.
     let refresher_alone = deploy("RefresherFunction", &args, None);
-    let refresher = deploy("RefresherFunction", &args, queue);
+    let mut refresher = deploy("RefresherFunction", &args, queue);
+    // As the template deploys it: the scheduled runs deliver notifications to the bus too.
+    let bus = format!("keyport-{}", uuid::Uuid::new_v4().simple());
+    aws_sdk_eventbridge::Client::new(&Moto::get().sdk_config())
+        .create_event_bus()
+        .name(&bus)
+        .send()
+        .await
+        .expect("CreateEventBus");
+    Arc::get_mut(&mut refresher.keyport)
+        .expect("not shared yet")
+        .event_bus = Some(config::event_bridge_bus(
+        &bus,
+        &Moto::get().sdk_config(),
+        Some(&refresher.recorder),
+    ));
     let mut worker = deploy("RefreshWorkerFunction", &args, queue);
     // A deleted connection is purged as soon as its tokens are gone.
     Arc::get_mut(&mut worker.keyport)
@@ -409,6 +424,19 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         .as_str()
         .unwrap()
         .to_owned();
+    // A webhook subscription: its secret sealed under its own purpose. Its receiver never
+    // answers; the refresher's delivery attempts open the secret all the same.
+    expect_status(
+        &connections,
+        c,
+        &event_with_body(
+            "webhooks-create.json",
+            None,
+            json!({"url": "http://127.0.0.1:9/keyport-hooks"}),
+        ),
+        201,
+    )
+    .await;
     let create = |name: &str, grant: &str, scopes: &str| {
         event_with_body(
             "connections-create.json",
@@ -420,6 +448,19 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
             }),
         )
     };
+    // The outbound-proxy setting (its password in Secrets Manager), set, read and removed
+    // before any function calls a provider.
+    // Set again after the delete: its password goes to a secret of a new name (the old one
+    // is scheduled for deletion, which a write would not undo).
+    for (event, status) in [
+        ("settings-outbound-proxy-put.json", 200),
+        ("settings-outbound-proxy-get.json", 200),
+        ("settings-outbound-proxy-delete.json", 204),
+        ("settings-outbound-proxy-put.json", 200),
+        ("settings-outbound-proxy-delete.json", 204),
+    ] {
+        expect_status(&connections, c, &event_text(event, None), status).await;
+    }
     // A create refused after its secret was stored takes the secret back out.
     expect_status(
         &connections,
@@ -527,6 +568,7 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
     let kms_after_cold_read = token.recorder.count("KMS:Decrypt");
     assert_eq!(kms_after_cold_read, 1, "{:?}", token.recorder.calls());
     let reads_before = token.recorder.count("DynamoDB:BatchGetItem");
+    let writes_before = token.recorder.count("DynamoDB:PutItem");
     for _ in 0..5 {
         expect_status(
             &token,
@@ -547,10 +589,23 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         5,
         "a warm read is one database round trip"
     );
+    assert_eq!(
+        token.recorder.count("DynamoDB:PutItem"),
+        writes_before,
+        "the caller's fetch record was written by its first read, not again within the interval: {:?}",
+        token.recorder.calls()
+    );
     expect_status(
         &token,
         t,
         &event_text("token-refresh.json", Some(&interactive)),
+        200,
+    )
+    .await;
+    expect_status(
+        &token,
+        t,
+        &event_text("token-reset.json", Some(&machine)),
         200,
     )
     .await;
@@ -826,6 +881,15 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
+    // Its Notifications page: a webhook subscription, its secret sealed under its purpose.
+    console_call(
+        ui,
+        &session,
+        ("POST", "/console/api/webhooks", None),
+        Some(json!({"url": "http://127.0.0.1:9/console-hooks"})),
+        201,
+    )
+    .await;
     let made = |name: &str, grant: &str, scopes: &str| {
         json!({
             "name": name, "provider": "custom", "issuer": peer.issuer,
@@ -859,6 +923,19 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         .as_str()
         .unwrap()
         .to_owned();
+    // The outbound-proxy setting (its password in Secrets Manager), set, read and removed
+    // before any function calls a provider.
+    // Set again after the delete: its password goes to a secret of a new name (the old one
+    // is scheduled for deletion, which a write would not undo).
+    for (event, status) in [
+        ("settings-outbound-proxy-put.json", 200),
+        ("settings-outbound-proxy-get.json", 200),
+        ("settings-outbound-proxy-delete.json", 204),
+        ("settings-outbound-proxy-put.json", 200),
+        ("settings-outbound-proxy-delete.json", 204),
+    ] {
+        expect_status(&connections, c, &event_text(event, None), status).await;
+    }
     // A create refused after its secret was stored takes the secret back out.
     console_call(
         ui,
@@ -1108,6 +1185,7 @@ impl Statement {
                 _ => resource.ends_with(":secret:${SecretPrefix}*"),
             },
             "sqs" => resource == "RefreshWorkQueue.Arn",
+            "events" => resource == "KeyportEvents.Arn",
             other => panic!("a service this test does not know: {other}"),
         })
     }

@@ -223,6 +223,40 @@ async fn every_route_event_reaches_its_handler() {
     assert_eq!(tested.status, 200, "{}", tested.body);
     assert_eq!(tested.json()["ok"], true, "{}", tested.body);
 
+    // The outbound-proxy setting: set (the password never answered), read, removed. Removed
+    // at once: the proxy it names does not exist.
+    let set = invoke(
+        &keyport,
+        Function::Connections,
+        &event_text("settings-outbound-proxy-put.json", None),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    assert_eq!(set.json()["password_set"], true);
+    assert!(!set.body.contains("example-proxy-password"));
+    let read = invoke(
+        &keyport,
+        Function::Connections,
+        &event_text("settings-outbound-proxy-get.json", None),
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.json(), set.json());
+    let removed = invoke(
+        &keyport,
+        Function::Connections,
+        &event_text("settings-outbound-proxy-delete.json", None),
+    )
+    .await;
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    invoke(
+        &keyport,
+        Function::Connections,
+        &event_text("settings-outbound-proxy-get.json", None),
+    )
+    .await
+    .assert_error(404, "not_found");
+
     // The public callback route, with a state nobody issued: an HTML page, not JSON.
     let callback = invoke(
         &keyport,
@@ -232,6 +266,20 @@ async fn every_route_event_reaches_its_handler() {
     .await;
     assert_eq!(callback.status, 400, "an unknown state: {}", callback.body);
     assert!(callback.header("content-type").starts_with("text/html"));
+    // The same route by form post (the hybrid flow's answer), with a state nobody issued.
+    let posted = invoke(
+        &keyport,
+        Function::Callback,
+        &event_text("callback-form-post.json", None),
+    )
+    .await;
+    assert_eq!(posted.status, 400, "an unknown state: {}", posted.body);
+    assert!(posted.header("content-type").starts_with("text/html"));
+    assert!(
+        posted.body.contains("start the authorization again"),
+        "{}",
+        posted.body
+    );
 
     // Start an authorization, consent at the peer, and hand its answer to the callback event.
     let started = invoke(
@@ -298,6 +346,26 @@ async fn every_route_event_reaches_its_handler() {
         view["access_token"],
         "a forced refresh gets a new token"
     );
+    let reset = invoke(
+        &keyport,
+        Function::Token,
+        &event_text("token-reset.json", Some(&machine)),
+    )
+    .await;
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    assert_ne!(
+        reset.json()["access_token"],
+        refreshed.json()["access_token"],
+        "a reset gets a new token"
+    );
+    assert_eq!(reset.header("keyport-previous-token"), "revoked");
+    invoke(
+        &keyport,
+        Function::Token,
+        &event_text("token-reset.json", Some(&interactive)),
+    )
+    .await
+    .assert_error(409, "not_client_credentials");
 
     let mine = invoke(
         &keyport,

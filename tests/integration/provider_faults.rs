@@ -436,7 +436,8 @@ impl Reply {
 }
 
 /// The token is exactly as it was: the same sealed bytes and the same fields; only the lease
-/// bookkeeping (version, lease, when the provider was last asked) may have moved, and the
+/// bookkeeping (version, lease, when the provider was last asked) may have moved, the failure
+/// is recorded, and the
 /// lease is given back.
 fn assert_untouched(before: &StoredToken, after: &StoredToken) {
     assert_eq!(before.sealed, after.sealed, "the sealed bytes changed");
@@ -444,10 +445,21 @@ fn assert_untouched(before: &StoredToken, after: &StoredToken) {
         after.lease.is_none(),
         "the refresh lease was not given back"
     );
+    // The grant is untouched; what happened is recorded beside it (the token's health says
+    // refresh_failing, and the next success clears it).
+    let failure = after
+        .last_error
+        .as_ref()
+        .expect("the failed refresh is recorded on the token");
+    assert!(
+        !failure.code.is_empty() && failure.message.contains(&failure.code),
+        "{failure:?}"
+    );
     let mut before = before.clone();
     let mut after = after.clone();
     (before.version, before.lease, before.provider_asked_at) = (0, None, None);
     (after.version, after.lease, after.provider_asked_at) = (0, None, None);
+    (before.last_error, after.last_error) = (None, None);
     assert_eq!(before, after);
 }
 
@@ -1157,6 +1169,22 @@ impl AuditLog for FlakyStore {
     ) -> Result<Page<AuditEvent>, StoreError> {
         self.inner.list_audit(connection_id, page).await
     }
+
+    async fn record_fetch(
+        &self,
+        fetch: &keyport_shared::domain::TokenFetch,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.record_fetch(fetch, unless_since).await
+    }
+
+    async fn list_fetches(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<keyport_shared::domain::TokenFetch>, StoreError> {
+        self.inner.list_fetches(connection_id, limit).await
+    }
 }
 
 #[async_trait]
@@ -1189,6 +1217,28 @@ impl ConsoleStore for FlakyStore {
         now: DateTime<Utc>,
     ) -> Result<Option<String>, StoreError> {
         self.inner.take_console_record(kind, key, now).await
+    }
+}
+
+#[async_trait]
+impl keyport_shared::ports::SettingsStore for FlakyStore {
+    async fn get_setting(
+        &self,
+        name: &str,
+    ) -> Result<Option<keyport_shared::ports::StoredSetting>, StoreError> {
+        self.inner.get_setting(name).await
+    }
+
+    async fn put_setting(
+        &self,
+        name: &str,
+        setting: &keyport_shared::ports::StoredSetting,
+    ) -> Result<(), StoreError> {
+        self.inner.put_setting(name, setting).await
+    }
+
+    async fn delete_setting(&self, name: &str) -> Result<(), StoreError> {
+        self.inner.delete_setting(name).await
     }
 }
 
@@ -1557,4 +1607,54 @@ async fn no_refresh_starts_that_the_invocation_could_not_wait_for(
         .expect("a refresh with time to finish");
     assert_eq!(scene.provider.requests().len(), 1);
     scene.assert_no_token_in_logs();
+}
+
+#[async_trait]
+impl keyport_shared::ports::NotificationStore for FlakyStore {
+    async fn put_webhook(
+        &self,
+        webhook: &keyport_shared::ports::StoredWebhook,
+        expect: Expect,
+    ) -> Result<keyport_shared::ports::StoredWebhook, StoreError> {
+        self.inner.put_webhook(webhook, expect).await
+    }
+
+    async fn get_webhook(
+        &self,
+        id: &str,
+    ) -> Result<Option<keyport_shared::ports::StoredWebhook>, StoreError> {
+        self.inner.get_webhook(id).await
+    }
+
+    async fn list_webhooks(
+        &self,
+    ) -> Result<Vec<keyport_shared::domain::WebhookSubscription>, StoreError> {
+        self.inner.list_webhooks().await
+    }
+
+    async fn delete_webhook(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        self.inner.delete_webhook(id, version).await
+    }
+
+    async fn enqueue(
+        &self,
+        entries: &[keyport_shared::ports::OutboxEntry],
+    ) -> Result<(), StoreError> {
+        self.inner.enqueue(entries).await
+    }
+
+    async fn due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<keyport_shared::ports::OutboxEntry>, StoreError> {
+        self.inner.due_outbox(now, limit).await
+    }
+
+    async fn remove_outbox(
+        &self,
+        entry: &keyport_shared::ports::OutboxEntry,
+    ) -> Result<(), StoreError> {
+        self.inner.remove_outbox(entry).await
+    }
 }

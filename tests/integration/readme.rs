@@ -253,11 +253,16 @@ async fn the_worked_example_runs_as_written() {
     for said in [
         "created connection demo (con_",
         "authorized demo: its shared token is stored",
+        // The webhook subscription's answer, with its signing secret this once.
+        "\"secret\":\"whsec_",
         "authorized demo: your own token is stored",
         // The export imported into the installation it came from, and the apply file twice.
         "plan: 0 to create, 0 to change, 1 unchanged, 0 in conflict",
         "applied: 1 to create, 0 to change, 0 unchanged, 0 in conflict",
         "plan: 0 to create, 0 to change, 1 unchanged, 0 in conflict\nnothing to change",
+        "created connection demo-hybrid (con_",
+        "authorized demo-hybrid: its shared token is stored",
+        "bot-1 reads demo-hybrid's token",
     ] {
         assert!(ran.stdout.contains(said), "{said:?} in\n{}", ran.stdout);
     }
@@ -268,9 +273,13 @@ async fn the_worked_example_runs_as_written() {
         .find(|line| line.starts_with("demo "))
         .unwrap_or_else(|| panic!("demo listed in\n{}", ran.stdout));
     assert!(listed.contains("valid"), "{listed}");
-    // The person's own token, as the last block printed it.
+    // The person's own token, as the last JSON printed (the hybrid block after it prints none).
     let json_start = ran.stdout.rfind("{\n").expect("the --json answer");
-    let own: serde_json::Value = serde_json::from_str(&ran.stdout[json_start..]).unwrap();
+    let own: serde_json::Value = serde_json::Deserializer::from_str(&ran.stdout[json_start..])
+        .into_iter()
+        .next()
+        .expect("a JSON value")
+        .unwrap();
     assert_eq!(own["owner"], "user:alice", "{own}");
     assert!(!own["access_token"].as_str().unwrap_or_default().is_empty());
 

@@ -90,11 +90,14 @@ fn each_functions_api_routes_are_its_described_operations() {
     .map(|(method, path)| (method.to_owned(), path.to_owned()))
     .collect();
     assert_eq!(template.get("console"), Some(&console));
-    // Every method of the console's API has its route.
+    // Every method of the console's API has its route. The console serves the API's routes
+    // but the installation's settings (`/settings/...`, set through the API only).
     let api_methods: BTreeSet<String> = described
         .iter()
         .filter(|(tag, _)| tag.as_str() != "local")
-        .flat_map(|(_, routes)| routes.iter().map(|(method, _)| method.clone()))
+        .flat_map(|(_, routes)| routes.iter())
+        .filter(|(_, path)| !path.starts_with("/settings/"))
+        .map(|(method, _)| method.clone())
         .collect();
     for method in api_methods {
         assert!(

@@ -13,6 +13,8 @@ pub mod oidc;
 pub mod process;
 pub mod quirky_provider;
 pub mod server;
+pub mod tinyproxy;
+pub mod webhook_receiver;
 
 use std::path::PathBuf;
 

@@ -126,6 +126,32 @@ impl OidcPeer {
         authorization_url: &str,
         callback_url: &str,
     ) -> String {
+        match self.walk(authorization_url, callback_url).await {
+            Answer::Query(query) => query,
+            Answer::Form(fields) => {
+                panic!("the peer answered by form post: {:?}", field_names(&fields))
+            }
+        }
+    }
+
+    /// Walks an authorization answered by form post (OpenID Connect's `response_mode=form_post`,
+    /// the hybrid flow): the last hop is the peer's auto-submitting page, whose form must post
+    /// to `callback_url`. Returns its hidden inputs, decoded, in order: what a browser would
+    /// post there.
+    pub async fn authorize_by_form_post(
+        &self,
+        authorization_url: &str,
+        callback_url: &str,
+    ) -> Vec<(String, String)> {
+        match self.walk(authorization_url, callback_url).await {
+            Answer::Form(fields) => fields,
+            Answer::Query(query) => {
+                panic!("the peer answered in the query, not by form post: {query}")
+            }
+        }
+    }
+
+    async fn walk(&self, authorization_url: &str, callback_url: &str) -> Answer {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -134,7 +160,7 @@ impl OidcPeer {
         let mut url = url::Url::parse(authorization_url).expect("an absolute URL");
         for _ in 0..20 {
             if url.as_str().starts_with(callback_url) {
-                return url.query().unwrap_or_default().to_owned();
+                return Answer::Query(url.query().unwrap_or_default().to_owned());
             }
             let cookie_header = cookies
                 .iter()
@@ -168,14 +194,62 @@ impl OidcPeer {
                 Some(location) if status.is_redirection() => {
                     url = url.join(&location).expect("a valid Location")
                 }
-                _ => panic!(
-                    "the peer stopped the authorization with {status}: {}",
-                    response.text().await.unwrap_or_default()
-                ),
+                _ => {
+                    let page = response.text().await.unwrap_or_default();
+                    // The form post response mode: a page whose form posts to the callback
+                    // (200 with a code, 400 with an error).
+                    if let Some((action, fields)) = form_on_page(&page)
+                        && action.starts_with(callback_url)
+                    {
+                        return Answer::Form(fields);
+                    }
+                    panic!("the peer stopped the authorization with {status}: {page}")
+                }
             }
         }
         panic!("too many redirects while authorizing");
     }
+}
+
+/// How the peer's answer reaches the callback.
+enum Answer {
+    /// Redirected, with this query.
+    Query(String),
+    /// Posted by the browser, with these fields.
+    Form(Vec<(String, String)>),
+}
+
+fn field_names(fields: &[(String, String)]) -> Vec<&str> {
+    fields.iter().map(|(name, _)| name.as_str()).collect()
+}
+
+/// The action and hidden inputs of the first `<form method="post">` on an oidc-provider page
+/// (it writes `<input type="hidden" name="…" value="…"/>`, values HTML-escaped).
+fn form_on_page(page: &str) -> Option<(String, Vec<(String, String)>)> {
+    let form_start =
+        page.find("<form method=\"post\" action=\"")? + r#"<form method="post" action=""#.len();
+    let action = html_unescape(&page[form_start..form_start + page[form_start..].find('"')?]);
+    let form_end = form_start + page[form_start..].find("</form>")?;
+    let mut fields = Vec::new();
+    let mut rest = &page[form_start..form_end];
+    while let Some(at) = rest.find("<input type=\"hidden\" name=\"") {
+        rest = &rest[at + r#"<input type="hidden" name=""#.len()..];
+        let name_end = rest.find('"')?;
+        let name = html_unescape(&rest[..name_end]);
+        let value_start = rest.find("value=\"")? + "value=\"".len();
+        let value_end = value_start + rest[value_start..].find('"')?;
+        fields.push((name, html_unescape(&rest[value_start..value_end])));
+        rest = &rest[value_end..];
+    }
+    Some((action, fields))
+}
+
+fn html_unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
 }
 
 impl Drop for OidcPeer {
@@ -212,4 +286,27 @@ pub fn ec_key_pair() -> (String, String) {
         "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)
     }]});
     (pem, jwks.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_form_post_page_gives_its_action_and_decoded_fields() {
+        let page = r#"<body>
+  <form method="post" action="http://127.0.0.1:8080/oauth/callback?a=1&amp;b=2">
+    <input type="hidden" name="code" value="a&amp;b&#39;c"/>
+<input type="hidden" name="state" value="&lt;s&gt;&quot;"/>
+    <noscript><button autofocus type="submit">Continue</button></noscript>
+  </form>"#;
+        let (action, fields) = super::form_on_page(page).expect("a form");
+        assert_eq!(action, "http://127.0.0.1:8080/oauth/callback?a=1&b=2");
+        assert_eq!(
+            fields,
+            vec![
+                ("code".to_owned(), "a&b'c".to_owned()),
+                ("state".to_owned(), "<s>\"".to_owned())
+            ]
+        );
+        assert!(super::form_on_page("<p>no form</p>").is_none());
+    }
 }

@@ -249,6 +249,13 @@ impl Client {
         self.token(&connection.id, owner, min_valid_seconds).await
     }
 
+    /// Resets the connection's shared client-credentials token (administrators): revokes it at
+    /// the provider (where it can) and returns the new one Keyport requested and stored.
+    pub async fn reset_token(&self, id: &str) -> Result<AccessToken, ClientError> {
+        let path = format!("/connections/{}/token/reset", segment(id));
+        self.answer(self.request(Method::POST, &path, &[])).await
+    }
+
     /// Revokes the token at the provider (where it can) and deletes it.
     pub async fn disconnect(&self, id: &str, owner: Owner) -> Result<Disconnected, ClientError> {
         let path = format!("/connections/{}/token", segment(id));

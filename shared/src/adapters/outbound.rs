@@ -1,20 +1,61 @@
-//! Outbound HTTP to providers: one shared client (rustls, timeouts, no redirects, the standard
-//! `HTTPS_PROXY`/`NO_PROXY` settings), bounded response sizes, and in production a resolver
-//! that refuses host names resolving to loopback, private, link-local or metadata addresses,
-//! so a name that passed URL validation cannot be pointed inside the network afterwards.
-//! Behind a forward proxy the same check is made on the target before the request is sent.
+//! Outbound HTTP to providers: one shared client (rustls, timeouts, no redirects, a forward
+//! proxy from the outbound-proxy setting or else the standard `HTTPS_PROXY`/`NO_PROXY`
+//! variables), bounded response sizes, and in production a resolver that refuses host names
+//! resolving to loopback, private, link-local or metadata addresses, so a name that passed URL
+//! validation cannot be pointed inside the network afterwards. Behind a forward proxy the same
+//! check is made on the target before the request is sent.
+//!
+//! The setting is read through a [`ProxySource`] at most once a minute (each Lambda process),
+//! and applied at once by the process that changes it; the client is rebuilt when it changes.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use secrecy::{ExposeSecret, SecretString};
 use url::{Host, Url};
 
 use crate::domain::{EndpointUrl, UrlPolicy, is_non_public};
 
 const USER_AGENT: &str = concat!("keyport/", env!("CARGO_PKG_VERSION"));
+
+/// How long a process uses the outbound-proxy setting it read before reading it again.
+pub const PROXY_SETTING_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// What errors name the setting by (never its value: it may carry credentials).
+pub const PROXY_SETTING_NAME: &str = "the outbound-proxy setting";
+
+/// A forward proxy as the outbound-proxy setting gives it.
+#[derive(Clone)]
+pub struct ProxySetting {
+    /// `http://host:port` (or https), without credentials.
+    pub url: String,
+    /// Hosts reached directly, `NO_PROXY` style.
+    pub no_proxy: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+}
+
+impl std::fmt::Debug for ProxySetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySetting")
+            .field("url", &self.url)
+            .field("no_proxy", &self.no_proxy)
+            .field("username", &self.username)
+            .field("password_set", &self.password.is_some())
+            .finish()
+    }
+}
+
+/// Where the outbound-proxy setting is read from: the setting and when it was written (which
+/// tells a changed setting from the one in use), or `None` without one.
+#[async_trait]
+pub trait ProxySource: Send + Sync {
+    async fn current(&self) -> Result<Option<(DateTime<Utc>, ProxySetting)>, String>;
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutboundSettings {
@@ -51,6 +92,12 @@ pub enum OutboundError {
     },
     #[error("the provider's answer was larger than {0} bytes")]
     TooLarge(usize),
+    /// The forward proxy refused Keyport's credentials (HTTP 407). `0` names where the proxy
+    /// came from, never its value.
+    #[error(
+        "the forward proxy refused Keyport's credentials (HTTP 407): check the username and password of {0}"
+    )]
+    ProxyAuthentication(&'static str),
     #[error("the request failed: {0}")]
     Other(String),
 }
@@ -66,24 +113,145 @@ impl OutboundError {
     }
 }
 
-/// The shared client. Cheap to clone; build it once per process.
+/// The shared client. Cheap to clone (clones share the client and its proxy setting); build it
+/// once per process.
 #[derive(Clone)]
 pub struct OutboundHttp {
-    client: reqwest::Client,
     settings: OutboundSettings,
+    lookup: Arc<dyn HostLookup>,
+    /// The proxies of the environment: the fallback without a setting.
+    env_proxies: ProxySettings,
+    active: Arc<RwLock<Arc<ActiveClient>>>,
+    source: Arc<OnceLock<Arc<dyn ProxySource>>>,
+    /// When the setting was last read (or applied) by this process.
+    setting_read_at: Arc<Mutex<Option<Instant>>>,
+    /// One read of the setting at a time: the requests that find it stale together wait for
+    /// that one read rather than each reading it.
+    setting_reading: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// The client in use, built for one proxy configuration.
+struct ActiveClient {
+    client: reqwest::Client,
     /// Set in production behind a proxy: see [`OutboundHttp::check_destination`].
-    destination_check: Option<Arc<dyn Lookup>>,
+    destination_check: Option<Arc<dyn HostLookup>>,
+    /// The setting it was built from (when it was written); `None`: the environment's proxies.
+    setting: Option<DateTime<Utc>>,
+    /// What a proxy error names.
+    proxy_name: &'static str,
 }
 
 impl OutboundHttp {
     pub fn new(settings: OutboundSettings) -> Result<Self, OutboundError> {
-        Self::build(settings, ProxySettings::from_env(), Arc::new(SystemLookup))
+        Self::with_lookup(settings, Arc::new(SystemLookup))
+    }
+
+    /// As [`OutboundHttp::new`], resolving names with `lookup` (tests: a fixed table, so they do
+    /// not depend on the machine's DNS).
+    pub fn with_lookup(
+        settings: OutboundSettings,
+        lookup: Arc<dyn HostLookup>,
+    ) -> Result<Self, OutboundError> {
+        Self::build(settings, ProxySettings::from_env(), lookup)
     }
 
     fn build(
         settings: OutboundSettings,
         proxies: ProxySettings,
-        lookup: Arc<dyn Lookup>,
+        lookup: Arc<dyn HostLookup>,
+    ) -> Result<Self, OutboundError> {
+        let active = ActiveClient::build(&settings, &proxies, &lookup, None)?;
+        Ok(Self {
+            settings,
+            lookup,
+            env_proxies: proxies,
+            active: Arc::new(RwLock::new(Arc::new(active))),
+            source: Arc::new(OnceLock::new()),
+            setting_read_at: Arc::new(Mutex::new(None)),
+            setting_reading: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    /// Reads the outbound-proxy setting from `source` from now on (once; later calls are
+    /// ignored).
+    pub fn read_proxy_setting_from(&self, source: Arc<dyn ProxySource>) {
+        let _ = self.source.set(source);
+    }
+
+    /// Sends through the proxy `setting` names (`None`: the environment's), from now on. The
+    /// client is rebuilt only when the setting differs from the one in use.
+    pub fn use_proxy_setting(
+        &self,
+        setting: Option<(DateTime<Utc>, &ProxySetting)>,
+    ) -> Result<(), OutboundError> {
+        let wanted = setting.as_ref().map(|(at, _)| *at);
+        let current = self.current().setting;
+        if current != wanted {
+            let proxies = match setting {
+                Some((_, setting)) => ProxySettings::from_setting(setting),
+                None => self.env_proxies.clone(),
+            };
+            let active = ActiveClient::build(&self.settings, &proxies, &self.lookup, wanted)?;
+            *self.active.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(active);
+            tracing::info!(
+                from_setting = wanted.is_some(),
+                configured = proxies.is_configured(),
+                "outbound proxy configuration changed"
+            );
+        }
+        *self
+            .setting_read_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<ActiveClient> {
+        self.active
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads the setting again when this process's copy is older than a minute. A setting that
+    /// cannot be read fails the request (as a network failure, worth retrying) rather than
+    /// sending it past the proxy the setting may name.
+    async fn refresh_proxy_setting(&self) -> Result<(), OutboundError> {
+        let Some(source) = self.source.get() else {
+            return Ok(());
+        };
+        let fresh = || {
+            self.setting_read_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|at| at.elapsed() < PROXY_SETTING_MAX_AGE)
+        };
+        if fresh() {
+            return Ok(());
+        }
+        let _reading = self.setting_reading.lock().await;
+        // Read by whoever held the turn before.
+        if fresh() {
+            return Ok(());
+        }
+        match source.current().await {
+            Ok(setting) => self.use_proxy_setting(setting.as_ref().map(|(at, s)| (*at, s))),
+            Err(reason) => {
+                tracing::warn!(%reason, "the outbound-proxy setting could not be read");
+                Err(OutboundError::Connect(format!(
+                    "{PROXY_SETTING_NAME} could not be read"
+                )))
+            }
+        }
+    }
+}
+
+impl ActiveClient {
+    fn build(
+        settings: &OutboundSettings,
+        proxies: &ProxySettings,
+        lookup: &Arc<dyn HostLookup>,
+        setting: Option<DateTime<Utc>>,
     ) -> Result<Self, OutboundError> {
         // reqwest is built without a crypto provider of its own (no ring beside aws-lc-rs): it
         // takes the process default, aws-lc-rs. Fails only when one is installed already.
@@ -108,14 +276,21 @@ impl OutboundHttp {
         let client = builder
             .build()
             .map_err(|e| OutboundError::Other(e.without_url().to_string()))?;
-        let destination_check = (production && proxies.is_configured()).then_some(lookup);
+        let destination_check = (production && proxies.is_configured()).then(|| lookup.clone());
         Ok(Self {
             client,
-            settings,
             destination_check,
+            setting,
+            proxy_name: if setting.is_some() {
+                PROXY_SETTING_NAME
+            } else {
+                "the proxy environment variables"
+            },
         })
     }
+}
 
+impl OutboundHttp {
     pub fn policy(&self) -> UrlPolicy {
         self.settings.policy
     }
@@ -134,11 +309,21 @@ impl OutboundHttp {
     ) -> Result<oauth2::HttpResponse, OutboundError> {
         let url = EndpointUrl::parse("url", &request.uri().to_string(), self.settings.policy)
             .map_err(|e| OutboundError::Refused(e.message))?;
-        self.check_destination(url.as_url()).await?;
+        self.refresh_proxy_setting().await?;
+        let active = self.current();
+        active.check_destination(url.as_url()).await?;
         let request = reqwest::Request::try_from(request)
             .map_err(|e| OutboundError::Other(e.without_url().to_string()))?;
-        let mut response = self.client.execute(request).await.map_err(classify)?;
+        let mut response = active
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| classify(e, active.proxy_name))?;
         let status = response.status();
+        // Only a proxy answers 407; not worth retrying until someone fixes its credentials.
+        if status == reqwest::StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            return Err(OutboundError::ProxyAuthentication(active.proxy_name));
+        }
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(OutboundError::Status {
                 status: status.as_u16(),
@@ -150,7 +335,11 @@ impl OutboundHttp {
             });
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| classify(e, active.proxy_name))?
+        {
             if body.len() + chunk.len() > self.settings.max_response_bytes {
                 return Err(OutboundError::TooLarge(self.settings.max_response_bytes));
             }
@@ -165,6 +354,27 @@ impl OutboundHttp {
             .map_err(|e| OutboundError::Other(e.to_string()))
     }
 
+    /// GETs a JSON document (discovery metadata).
+    pub async fn get_json(&self, url: &EndpointUrl) -> Result<serde_json::Value, OutboundError> {
+        let request = http::Request::builder()
+            .method(http::Method::GET)
+            .uri(url.as_str())
+            .header(http::header::ACCEPT, "application/json")
+            .body(Vec::new())
+            .map_err(|e| OutboundError::Other(e.to_string()))?;
+        let response = self.execute(request).await?;
+        if !response.status().is_success() {
+            return Err(OutboundError::Status {
+                status: response.status().as_u16(),
+                retry_after: None,
+            });
+        }
+        serde_json::from_slice(response.body())
+            .map_err(|_| OutboundError::Other("the answer is not JSON".into()))
+    }
+}
+
+impl ActiveClient {
     /// Behind a forward proxy the proxy resolves the target's name, so the resolver only ever
     /// sees the proxy's: Keyport resolves the target itself first and refuses it unless every
     /// address is public. The proxy looks the name up again, so a name whose records change
@@ -189,31 +399,15 @@ impl OutboundHttp {
         }
         Ok(())
     }
-
-    /// GETs a JSON document (discovery metadata).
-    pub async fn get_json(&self, url: &EndpointUrl) -> Result<serde_json::Value, OutboundError> {
-        let request = http::Request::builder()
-            .method(http::Method::GET)
-            .uri(url.as_str())
-            .header(http::header::ACCEPT, "application/json")
-            .body(Vec::new())
-            .map_err(|e| OutboundError::Other(e.to_string()))?;
-        let response = self.execute(request).await?;
-        if !response.status().is_success() {
-            return Err(OutboundError::Status {
-                status: response.status().as_u16(),
-                retry_after: None,
-            });
-        }
-        serde_json::from_slice(response.body())
-            .map_err(|_| OutboundError::Other("the answer is not JSON".into()))
-    }
 }
 
 /// reqwest errors print the URL; ours carry no secrets, but strip it anyway: a message should
 /// name what failed, not repeat the request.
-fn classify(error: reqwest::Error) -> OutboundError {
-    if error.is_timeout() {
+fn classify(error: reqwest::Error, proxy_name: &'static str) -> OutboundError {
+    // A CONNECT tunnel the proxy refused for want of credentials (hyper-util's message).
+    if error.is_connect() && root_cause(&error).contains("proxy authorization required") {
+        OutboundError::ProxyAuthentication(proxy_name)
+    } else if error.is_timeout() {
         OutboundError::Timeout
     } else if error.is_connect() {
         OutboundError::Connect(root_cause(&error))
@@ -237,9 +431,29 @@ struct ProxySettings {
     https: Option<(&'static str, String)>,
     http: Option<(&'static str, String)>,
     no_proxy: Option<String>,
+    /// Basic credentials for the proxy (the setting's; the environment's ride in its URLs).
+    auth: Option<(String, SecretString)>,
 }
 
 impl ProxySettings {
+    /// The setting's proxy, for https and http targets alike.
+    fn from_setting(setting: &ProxySetting) -> Self {
+        Self {
+            https: Some((PROXY_SETTING_NAME, setting.url.clone())),
+            http: Some((PROXY_SETTING_NAME, setting.url.clone())),
+            no_proxy: setting.no_proxy.clone(),
+            auth: setting.username.as_ref().map(|user| {
+                (
+                    user.clone(),
+                    setting
+                        .password
+                        .clone()
+                        .unwrap_or_else(|| SecretString::from("")),
+                )
+            }),
+        }
+    }
+
     fn from_env() -> Self {
         let all = first_env(&["ALL_PROXY", "all_proxy"]);
         // Under CGI, HTTP_PROXY can be set by the client's `Proxy:` header (httpoxy).
@@ -253,6 +467,7 @@ impl ProxySettings {
             https: first_env(&["HTTPS_PROXY", "https_proxy"]).or_else(|| all.clone()),
             http: http.or(all),
             no_proxy: first_env(&["NO_PROXY", "no_proxy"]).map(|(_, value)| value),
+            auth: None,
         }
     }
 
@@ -271,13 +486,17 @@ impl ProxySettings {
                 .as_deref()
                 .and_then(reqwest::NoProxy::from_string)
         };
+        let with_auth = |proxy: reqwest::Proxy| match &self.auth {
+            Some((user, password)) => proxy.basic_auth(user, password.expose_secret()),
+            None => proxy,
+        };
         if let Some((name, url)) = &self.https {
             let proxy = reqwest::Proxy::https(url.as_str()).map_err(|_| bad_proxy(name))?;
-            builder = builder.proxy(proxy.no_proxy(no_proxy()));
+            builder = builder.proxy(with_auth(proxy).no_proxy(no_proxy()));
         }
         if let Some((name, url)) = &self.http {
             let proxy = reqwest::Proxy::http(url.as_str()).map_err(|_| bad_proxy(name))?;
-            builder = builder.proxy(proxy.no_proxy(no_proxy()));
+            builder = builder.proxy(with_auth(proxy).no_proxy(no_proxy()));
         }
         Ok(builder)
     }
@@ -328,14 +547,14 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 /// Host names to addresses: the system's resolver, or a fixed table in tests (which must not
 /// depend on what the machine's DNS says).
 #[async_trait]
-trait Lookup: Send + Sync {
+pub trait HostLookup: Send + Sync {
     async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>>;
 }
 
 struct SystemLookup;
 
 #[async_trait]
-impl Lookup for SystemLookup {
+impl HostLookup for SystemLookup {
     async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
         let addresses = tokio::net::lookup_host((host, 0)).await?;
         Ok(addresses.map(|a| a.ip()).collect())
@@ -344,12 +563,12 @@ impl Lookup for SystemLookup {
 
 /// Connects only to public addresses, except for the names in `unchecked` (the proxies).
 struct PublicOnlyResolver {
-    lookup: Arc<dyn Lookup>,
+    lookup: Arc<dyn HostLookup>,
     unchecked: Arc<[String]>,
 }
 
 impl PublicOnlyResolver {
-    fn new(lookup: Arc<dyn Lookup>, unchecked: Vec<String>) -> Self {
+    fn new(lookup: Arc<dyn HostLookup>, unchecked: Vec<String>) -> Self {
         Self {
             lookup,
             unchecked: unchecked.into(),
@@ -424,7 +643,7 @@ mod tests {
     struct Table(Vec<(&'static str, &'static str)>);
 
     #[async_trait]
-    impl Lookup for Table {
+    impl HostLookup for Table {
         async fn lookup(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
             let found: Vec<IpAddr> = self
                 .0
@@ -439,7 +658,7 @@ mod tests {
         }
     }
 
-    fn table() -> Arc<dyn Lookup> {
+    fn table() -> Arc<dyn HostLookup> {
         Arc::new(Table(vec![
             ("proxy.test", "127.0.0.1"),
             ("api.example.com", "93.184.216.34"),
@@ -483,6 +702,109 @@ mod tests {
         http::Request::builder().uri(url).body(Vec::new()).unwrap()
     }
 
+    /// A setting source that counts its reads and answers what it holds now.
+    struct Counted {
+        reads: std::sync::atomic::AtomicUsize,
+        setting: std::sync::Mutex<Option<(DateTime<Utc>, ProxySetting)>>,
+    }
+
+    #[async_trait]
+    impl ProxySource for Counted {
+        async fn current(&self) -> Result<Option<(DateTime<Utc>, ProxySetting)>, String> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(self.setting.lock().unwrap().clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn the_setting_is_read_at_most_once_a_minute_and_applied_at_once_on_change() {
+        let (port, seen) = recording_proxy().await;
+        let setting = ProxySetting {
+            url: format!("http://127.0.0.1:{port}"),
+            no_proxy: None,
+            username: Some("keyport".into()),
+            password: Some("pw".to_owned().into()),
+        };
+        let source = Arc::new(Counted {
+            reads: Default::default(),
+            setting: std::sync::Mutex::new(Some((Utc::now(), setting))),
+        });
+        let http = OutboundHttp::build(
+            OutboundSettings::new(UrlPolicy::LocalDevelopment),
+            ProxySettings::default(),
+            table(),
+        )
+        .unwrap();
+        http.read_proxy_setting_from(source.clone());
+        // A loopback target nobody listens on: only the proxy can answer (403).
+        let target = "http://127.0.0.1:9/token";
+        // Three at once, on a stale (never read) setting: one read between them.
+        let (a, b, c) = tokio::join!(
+            http.execute(get(target)),
+            http.execute(get(target)),
+            http.execute(get(target))
+        );
+        for answer in [a, b, c] {
+            assert_eq!(answer.unwrap().status(), 403);
+        }
+        assert_eq!(source.reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![format!("GET {target} HTTP/1.1"); 3]
+        );
+        // The process that removes the setting applies it at once, without reading again.
+        *source.setting.lock().unwrap() = None;
+        http.use_proxy_setting(None).unwrap();
+        assert!(http.execute(get(target)).await.is_err(), "direct: refused");
+        assert_eq!(seen.lock().unwrap().len(), 3, "the proxy saw it");
+        assert_eq!(source.reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_proxy_answering_407_is_an_error_naming_the_setting_not_worth_retrying() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nproxy-authenticate: Basic realm=\"p\"\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let http = OutboundHttp::build(
+            OutboundSettings::new(UrlPolicy::LocalDevelopment),
+            ProxySettings::default(),
+            table(),
+        )
+        .unwrap();
+        let setting = ProxySetting {
+            url: format!("http://127.0.0.1:{port}"),
+            no_proxy: None,
+            username: Some("keyport".into()),
+            password: Some("the-password".to_owned().into()),
+        };
+        http.use_proxy_setting(Some((Utc::now(), &setting)))
+            .unwrap();
+        let error = http
+            .execute(get("http://127.0.0.1:9/token"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                OutboundError::ProxyAuthentication(PROXY_SETTING_NAME)
+            ),
+            "{error:?}"
+        );
+        assert!(!error.is_transient());
+        let message = error.to_string();
+        assert!(message.contains("the outbound-proxy setting"), "{message}");
+        assert!(!message.contains("the-password") && !message.contains(&port.to_string()));
+    }
+
     #[tokio::test]
     async fn behind_a_proxy_production_checks_the_target_before_sending() {
         let (port, seen) = recording_proxy().await;
@@ -490,6 +812,7 @@ mod tests {
             https: Some(("HTTPS_PROXY", format!("http://proxy.test:{port}"))),
             http: None,
             no_proxy: Some("direct.example.com".into()),
+            auth: None,
         };
         let settings = OutboundSettings::new(UrlPolicy::Production);
         let http = OutboundHttp::build(settings, proxies, table()).unwrap();
@@ -549,6 +872,7 @@ mod tests {
             https: Some(("HTTPS_PROXY", "proxy.test:3128".into())),
             http: Some(("ALL_PROXY", "http://user:secret@Proxy2.Test:8080".into())),
             no_proxy: None,
+            auth: None,
         };
         assert_eq!(behind_proxy().hosts(), ["proxy.test", "proxy2.test"]);
         let production = OutboundSettings::new(UrlPolicy::Production);
@@ -556,6 +880,7 @@ mod tests {
         let checks = |settings, proxies| {
             OutboundHttp::build(settings, proxies, table())
                 .unwrap()
+                .current()
                 .destination_check
                 .is_some()
         };
@@ -571,6 +896,7 @@ mod tests {
             https: Some(("HTTPS_PROXY", "http://user:secret@[::1".into())),
             http: None,
             no_proxy: None,
+            auth: None,
         };
         let settings = OutboundSettings::new(UrlPolicy::Production);
         let error = OutboundHttp::build(settings, proxies, table())

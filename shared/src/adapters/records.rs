@@ -247,3 +247,56 @@ mod tests {
         assert!(decode_cursor::<(String, u32)>("!!").is_err());
     }
 }
+
+/// A stored webhook subscription as one document: its sealed secrets as base64.
+#[derive(Serialize, Deserialize)]
+struct WebhookDoc {
+    subscription: crate::domain::WebhookSubscription,
+    sealed_secret: String,
+    #[serde(default)]
+    previous_secret: Option<String>,
+    #[serde(default)]
+    previous_until: Option<DateTime<Utc>>,
+}
+
+pub fn webhook_to_doc(webhook: &crate::ports::StoredWebhook) -> Result<String, StoreError> {
+    let (previous_secret, previous_until) = match &webhook.previous {
+        Some((sealed, until)) => (Some(STANDARD.encode(sealed)), Some(*until)),
+        None => (None, None),
+    };
+    serde_json::to_string(&WebhookDoc {
+        subscription: webhook.subscription.clone(),
+        sealed_secret: STANDARD.encode(&webhook.sealed_secret),
+        previous_secret,
+        previous_until,
+    })
+    .map_err(corrupt("webhook"))
+}
+
+pub fn webhook_from_doc(doc: &str) -> Result<crate::ports::StoredWebhook, StoreError> {
+    let doc: WebhookDoc = serde_json::from_str(doc).map_err(corrupt("webhook"))?;
+    let decode = |text: &str| {
+        STANDARD
+            .decode(text)
+            .map_err(|_| StoreError::Corrupt("webhook", "a malformed sealed secret".into()))
+    };
+    let previous = match (doc.previous_secret, doc.previous_until) {
+        (Some(sealed), Some(until)) => Some((decode(&sealed)?, until)),
+        _ => None,
+    };
+    Ok(crate::ports::StoredWebhook {
+        subscription: doc.subscription,
+        sealed_secret: decode(&doc.sealed_secret)?,
+        previous,
+    })
+}
+
+/// An outbox entry's sort key: when it is due, then its id (unique).
+pub fn outbox_sort_key(entry: &crate::ports::OutboxEntry) -> String {
+    format!("{}#{}", sortable_time(entry.due_at), entry.id())
+}
+
+/// The first sort key past everything due at `now`.
+pub fn outbox_bound(now: DateTime<Utc>) -> String {
+    format!("{}#~", sortable_time(now))
+}

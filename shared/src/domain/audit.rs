@@ -21,6 +21,9 @@ pub enum AuditAction {
     TokenRefreshed,
     TokenRevoked,
     TokenFailed,
+    /// An administrator reset a client-credentials token: the old one revoked (where the
+    /// provider can), a new one requested.
+    TokenReset,
     /// A grant entered the warning window before its provider's documented absolute end: a
     /// person must authorize again before it dies. Once per grant.
     GrantEnding,
@@ -40,6 +43,7 @@ impl AuditAction {
             AuditAction::TokenRefreshed => "token_refreshed",
             AuditAction::TokenRevoked => "token_revoked",
             AuditAction::TokenFailed => "token_failed",
+            AuditAction::TokenReset => "token_reset",
             AuditAction::GrantEnding => "grant_ending",
             AuditAction::AccessDenied => "access_denied",
             AuditAction::SecretsExported => "secrets_exported",

@@ -856,6 +856,36 @@ impl Fields {
             Some(input) => Scopes::try_from(input)?,
             None => Scopes::default(),
         };
+        if grant_type == GrantType::AuthorizationCodeHybrid {
+            // The front-channel ID token is what makes the hybrid flow worth having: it needs
+            // `openid` to be issued, and the issuer's keys to be verified.
+            if !scopes.contains("openid") {
+                return Err(ValidationError::new(
+                    "scopes",
+                    format!("must include openid for the {grant_type} grant"),
+                ));
+            }
+            if issuer.is_none() {
+                return Err(ValidationError::new(
+                    "issuer",
+                    format!(
+                        "is required for the {grant_type} grant: its ID token is verified with the issuer's published keys"
+                    ),
+                ));
+            }
+            // The answer must come by form post: in a query it could not carry the ID token,
+            // and a fragment never reaches the server.
+            if self
+                .authorization_params
+                .as_ref()
+                .is_some_and(|params| params.contains_key("response_mode"))
+            {
+                return Err(ValidationError::new(
+                    "authorization_params.response_mode",
+                    format!("is always form_post for the {grant_type} grant"),
+                ));
+            }
+        }
         let resource = optional_text("resource", self.resource, 2048)?;
         if let Some(resource) = &resource {
             // RFC 8707 §2: an absolute URI without a fragment.
@@ -989,6 +1019,35 @@ mod tests {
         assert!(connection.client_secret_set);
         assert_eq!(secrets.client_secret.unwrap().expose_secret(), "s3cret");
         assert_eq!(connection.version, 0);
+    }
+
+    #[test]
+    fn the_hybrid_grant_needs_openid_an_issuer_and_form_post() {
+        let hybrid = |changes: serde_json::Value| {
+            let mut json = with("grant_type", serde_json::json!("authorization_code_hybrid"));
+            json["issuer"] = serde_json::json!("https://login.acme.example");
+            for (field, value) in changes.as_object().unwrap() {
+                json[field] = value.clone();
+            }
+            create(json)
+        };
+        let connection = hybrid(serde_json::json!({})).unwrap();
+        assert_eq!(connection.grant_type, GrantType::AuthorizationCodeHybrid);
+        assert!(connection.grant_type.is_interactive() && connection.grant_type.uses_pkce());
+        for (changes, field) in [
+            (
+                serde_json::json!({"scopes": "api offline_access"}),
+                "scopes",
+            ),
+            (serde_json::json!({"issuer": null}), "issuer"),
+            (
+                serde_json::json!({"authorization_params": {"response_mode": "fragment"}}),
+                "authorization_params.response_mode",
+            ),
+        ] {
+            let error = hybrid(changes.clone()).unwrap_err();
+            assert_eq!(error.field, field, "{changes}: {error}");
+        }
     }
 
     #[test]

@@ -15,6 +15,10 @@ use super::validation::ValidationError;
 pub enum GrantType {
     AuthorizationCode,
     AuthorizationCodePkce,
+    /// OpenID Connect's hybrid flow (`response_type=code id_token`, answered by form post):
+    /// the ID token beside the code is verified, and binds the code by its `c_hash`, before the
+    /// code is exchanged. With PKCE (S256) too.
+    AuthorizationCodeHybrid,
     ClientCredentials,
     /// Resource-owner password: legacy, forbidden by RFC 9700 §2.4; off unless an
     /// installation enables it.
@@ -22,9 +26,10 @@ pub enum GrantType {
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 4] = [
+    pub const ALL: [GrantType; 5] = [
         GrantType::AuthorizationCode,
         GrantType::AuthorizationCodePkce,
+        GrantType::AuthorizationCodeHybrid,
         GrantType::ClientCredentials,
         GrantType::Password,
     ];
@@ -33,6 +38,7 @@ impl GrantType {
         match self {
             GrantType::AuthorizationCode => "authorization_code",
             GrantType::AuthorizationCodePkce => "authorization_code_pkce",
+            GrantType::AuthorizationCodeHybrid => "authorization_code_hybrid",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::Password => "password",
         }
@@ -42,7 +48,17 @@ impl GrantType {
     pub fn is_interactive(self) -> bool {
         matches!(
             self,
-            GrantType::AuthorizationCode | GrantType::AuthorizationCodePkce
+            GrantType::AuthorizationCode
+                | GrantType::AuthorizationCodePkce
+                | GrantType::AuthorizationCodeHybrid
+        )
+    }
+
+    /// Whether the authorization request carries a PKCE (S256) challenge.
+    pub fn uses_pkce(self) -> bool {
+        matches!(
+            self,
+            GrantType::AuthorizationCodePkce | GrantType::AuthorizationCodeHybrid
         )
     }
 }

@@ -7,6 +7,8 @@ mod grant;
 mod health;
 mod ids;
 mod lifetime;
+mod notification;
+mod outbound_proxy;
 mod pending;
 mod principal;
 mod provider;
@@ -15,6 +17,7 @@ mod scopes;
 mod secret;
 mod token;
 mod transfer;
+mod usage;
 mod validation;
 
 pub use audit::{AuditAction, AuditEvent, REFRESHER_ACTOR};
@@ -28,6 +31,11 @@ pub use health::{
 };
 pub use ids::{ApplicationId, ConnectionId, Owner, Role, Subject};
 pub use lifetime::{GrantFacts, GrantSchedule, LifetimeMargins};
+pub use notification::{
+    DeliveryStatus, EventData, EventType, Notification, WebhookInput, WebhookSecret,
+    WebhookSubscription,
+};
+pub use outbound_proxy::{OutboundProxy, OutboundProxyInput};
 pub use pending::{AwaitedGrant, PendingAuthorization, StateToken};
 pub use principal::{ApiScope, Invitee, Principal};
 pub use provider::{
@@ -41,4 +49,5 @@ pub use transfer::{
     ConnectionDefinition, ConnectionsDocument, EXPORT_FORMAT, ImportAction, ImportOutcome,
     ImportStep, ImportSummary, state_in_full,
 };
+pub use usage::{CallerKind, TokenFetch, token_fingerprint};
 pub use validation::ValidationError;

@@ -130,11 +130,14 @@ fn service_status(error: &ServiceError) -> StatusCode {
         | ServiceError::InvalidState
         | ServiceError::IssuerMismatch { .. }
         | ServiceError::IssuerMissing
+        | ServiceError::IdTokenRejected(_)
+        | ServiceError::WrongResponseMode { .. }
         | ServiceError::AuthorizationDenied { .. } => StatusCode::BAD_REQUEST,
         ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
         ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
         ServiceError::Conflict(_)
         | ServiceError::ConnectionDisabled
+        | ServiceError::NotClientCredentials { .. }
         | ServiceError::NotAuthorized { .. }
         | ServiceError::NeedsReauthorization { .. } => StatusCode::CONFLICT,
         ServiceError::RefreshInProgress => StatusCode::SERVICE_UNAVAILABLE,

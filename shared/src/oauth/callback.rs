@@ -1,10 +1,15 @@
-//! The query string of `GET /oauth/callback`: a code and state, or an error, and perhaps `iss`.
+//! The query string of `GET /oauth/callback`, or the form `POST /oauth/callback` receives
+//! (OpenID Connect's form post response mode): a code and state, or an error, and perhaps `iss`
+//! and (the hybrid flow) an ID token.
 
+use secrecy::SecretString;
 use url::form_urlencoded;
 
 use crate::domain::{StateToken, ValidationError};
 
 const MAX_PARAM_LEN: usize = 4096;
+/// An ID token is a JWS with the provider's claims: larger than any other parameter.
+const MAX_ID_TOKEN_LEN: usize = 16 * 1024;
 
 pub enum CallbackOutcome {
     /// The provider granted access: exchange `code`.
@@ -36,6 +41,8 @@ pub struct CallbackParams {
     pub outcome: CallbackOutcome,
     /// RFC 9207 issuer identification, when the provider sends it.
     pub iss: Option<String>,
+    /// The hybrid flow's front-channel ID token, when the provider sends one.
+    pub id_token: Option<SecretString>,
 }
 
 impl CallbackParams {
@@ -47,6 +54,7 @@ impl CallbackParams {
         let mut error = None;
         let mut description = None;
         let mut iss = None;
+        let mut id_token = None;
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
             let slot = match name.as_ref() {
                 "state" => &mut state,
@@ -54,7 +62,13 @@ impl CallbackParams {
                 "error" => &mut error,
                 "error_description" => &mut description,
                 "iss" => &mut iss,
+                "id_token" => &mut id_token,
                 _ => continue,
+            };
+            let limit = if name == "id_token" {
+                MAX_ID_TOKEN_LEN
+            } else {
+                MAX_PARAM_LEN
             };
             if slot.is_some() {
                 return Err(ValidationError::new(
@@ -62,7 +76,7 @@ impl CallbackParams {
                     "appears more than once",
                 ));
             }
-            if value.len() > MAX_PARAM_LEN || value.chars().any(char::is_control) {
+            if value.len() > limit || value.chars().any(char::is_control) {
                 return Err(ValidationError::new(
                     name.into_owned(),
                     "is too long or not printable",
@@ -90,6 +104,7 @@ impl CallbackParams {
             state,
             outcome,
             iss,
+            id_token: id_token.filter(|t| !t.is_empty()).map(SecretString::from),
         })
     }
 }
@@ -112,6 +127,22 @@ mod tests {
         assert!(matches!(params.outcome, CallbackOutcome::Code(ref c) if c == "abc/def"));
         assert_eq!(params.iss.as_deref(), Some("https://idp.example"));
         assert_eq!(params.state.expose_secret(), s);
+    }
+
+    #[test]
+    fn a_form_post_carries_the_id_token_which_never_prints() {
+        let s = state();
+        let params =
+            CallbackParams::parse(&format!("code=c&id_token=eyJ.eyJ.sig&state={s}")).unwrap();
+        assert!(matches!(params.outcome, CallbackOutcome::Code(ref c) if c == "c"));
+        let id_token = params.id_token.as_ref().expect("the ID token");
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(id_token),
+            "eyJ.eyJ.sig"
+        );
+        assert!(!format!("{params:?}").contains("eyJ.eyJ.sig"));
+        let twice = format!("code=c&id_token=a&id_token=b&state={s}");
+        assert_eq!(CallbackParams::parse(&twice).unwrap_err().field, "id_token");
     }
 
     #[test]

@@ -12,8 +12,8 @@ use oauth2::basic::{
 use oauth2::{
     AsyncHttpClient, AuthType, AuthUrl, AuthorizationCode, Client, ClientId, CsrfToken,
     EndpointMaybeSet, EndpointNotSet, EndpointSet, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, RefreshToken, ResourceOwnerPassword, ResourceOwnerUsername, RevocationUrl,
-    StandardRevocableToken, TokenUrl,
+    RedirectUrl, RefreshToken, ResourceOwnerPassword, ResourceOwnerUsername, ResponseType,
+    RevocationUrl, StandardRevocableToken, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -228,8 +228,9 @@ impl OAuthClient {
         (!connection.scopes.is_empty()).then(|| connection.scopes.join(&connection.scope_separator))
     }
 
-    /// Builds the authorization URL for `state`: PKCE S256 for the PKCE grant, a nonce when
-    /// `openid` is requested, scopes joined with the provider's separator, the fixed callback.
+    /// Builds the authorization URL for `state`: PKCE S256 for the PKCE and hybrid grants, a
+    /// nonce when `openid` is requested, scopes joined with the provider's separator, the fixed
+    /// callback; for the hybrid grant `response_type=code id_token` answered by form post.
     pub fn start_authorization(
         &self,
         connection: &Connection,
@@ -251,7 +252,15 @@ impl OAuthClient {
         if let Some(scope) = Self::requested_scope(connection) {
             request = request.add_extra_param("scope", scope);
         }
-        let pkce_verifier = if connection.grant_type == GrantType::AuthorizationCodePkce {
+        let hybrid = connection.grant_type == GrantType::AuthorizationCodeHybrid;
+        if hybrid {
+            // The ID token beside the code cannot ride in a query, and a fragment never reaches
+            // the server: the browser posts both to the callback.
+            request = request
+                .set_response_type(&ResponseType::new("code id_token".into()))
+                .add_extra_param("response_mode", "form_post");
+        }
+        let pkce_verifier = if connection.grant_type.uses_pkce() {
             let verifier = random_token();
             let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
                 verifier.clone(),
@@ -261,7 +270,7 @@ impl OAuthClient {
         } else {
             None
         };
-        let nonce = connection.scopes.contains("openid").then(random_token);
+        let nonce = (hybrid || connection.scopes.contains("openid")).then(random_token);
         if let Some(nonce) = &nonce {
             request = request.add_extra_param("nonce", nonce.clone());
         }

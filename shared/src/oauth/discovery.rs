@@ -20,6 +20,10 @@ pub struct DiscoveredEndpoints {
     pub code_challenge_methods: Vec<String>,
     /// RFC 9207: the server puts `iss` in every authorization response.
     pub iss_parameter_supported: bool,
+    /// Where the issuer publishes its signing keys (OpenID Connect): ID tokens verify with them.
+    pub jwks_url: Option<EndpointUrl>,
+    /// The `response_type` values the server supports (empty when it does not say).
+    pub response_types: Vec<String>,
 }
 
 impl DiscoveredEndpoints {
@@ -34,6 +38,10 @@ impl DiscoveredEndpoints {
             self.code_challenge_methods = other.code_challenge_methods;
         }
         self.iss_parameter_supported |= other.iss_parameter_supported;
+        self.jwks_url = self.jwks_url.or(other.jwks_url);
+        if self.response_types.is_empty() {
+            self.response_types = other.response_types;
+        }
         self
     }
 }
@@ -50,6 +58,9 @@ struct Metadata {
     code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    jwks_uri: Option<String>,
+    #[serde(default)]
+    response_types_supported: Vec<String>,
 }
 
 /// The metadata locations for an issuer, in the order tried.
@@ -124,6 +135,8 @@ fn endpoints_from(
         token_endpoint_auth_methods: metadata.token_endpoint_auth_methods_supported,
         code_challenge_methods: metadata.code_challenge_methods_supported,
         iss_parameter_supported: metadata.authorization_response_iss_parameter_supported,
+        jwks_url: parse("jwks_uri", metadata.jwks_uri)?,
+        response_types: metadata.response_types_supported,
     })
 }
 

@@ -50,6 +50,12 @@ pub enum OAuthError {
     /// Outbound URL policy refused the endpoint.
     #[error("refused to contact the provider: {0}")]
     Refused(String),
+    /// The forward proxy refused Keyport's credentials (HTTP 407); names the setting it came
+    /// from, never its value. Not retried: it fails until someone fixes the credentials.
+    #[error(
+        "the forward proxy refused Keyport's credentials (HTTP 407): check the username and password of {0}"
+    )]
+    ProxyAuthentication(&'static str),
 }
 
 fn describe(description: &Option<String>) -> String {
@@ -102,6 +108,7 @@ impl OAuthError {
             OAuthError::BadResponse(_) => "provider_bad_response",
             OAuthError::Configuration(_) => "connection_misconfigured",
             OAuthError::Refused(_) => "endpoint_refused",
+            OAuthError::ProxyAuthentication(_) => "proxy_authentication_failed",
         }
     }
 }
@@ -136,6 +143,7 @@ impl From<OutboundError> for OAuthError {
             OutboundError::Timeout => OAuthError::Timeout,
             OutboundError::Connect(reason) => OAuthError::Network(reason),
             OutboundError::Refused(reason) => OAuthError::Refused(reason),
+            OutboundError::ProxyAuthentication(name) => OAuthError::ProxyAuthentication(name),
             OutboundError::TooLarge(limit) => {
                 OAuthError::BadResponse(format!("larger than {limit} bytes"))
             }

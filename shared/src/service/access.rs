@@ -35,6 +35,37 @@ impl FromStr for OwnerRequest {
     }
 }
 
+/// Which rule let a caller at a token, for the audit line of each token handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// An administrator role (administrators hold shared tokens).
+    AdminRole(Role),
+    /// An application named in `KEYPORT_ADMIN_APPLICATIONS`.
+    AdminApplication,
+    /// A role the connection invites.
+    InvitedRole(Role),
+    /// The calling application, which the connection invites by client id.
+    InvitedApplication,
+}
+
+impl std::fmt::Display for Via {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Via::AdminRole(role) => write!(f, "admin_role:{role}"),
+            Via::AdminApplication => f.write_str("admin_application"),
+            Via::InvitedRole(role) => write!(f, "invited_role:{role}"),
+            Via::InvitedApplication => f.write_str("invited_application"),
+        }
+    }
+}
+
+/// A token a caller may use, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenAccess {
+    pub owner: Owner,
+    pub via: Via,
+}
+
 #[derive(Debug, Clone)]
 pub struct AccessRules {
     pub admin_roles: BTreeSet<Role>,
@@ -126,12 +157,28 @@ impl AccessRules {
         principal: &Principal,
         connection: &Connection,
         request: OwnerRequest,
-    ) -> Result<Owner, ServiceError> {
+    ) -> Result<TokenAccess, ServiceError> {
         require_scope(principal, ApiScope::TokensRead)?;
-        if request == OwnerRequest::User || !self.is_administrator(principal) {
-            self.require_invited(principal, connection)?;
+        let via = match self.administrator_via(principal) {
+            Some(via) if request == OwnerRequest::Shared => via,
+            _ => self.require_invited(principal, connection)?,
+        };
+        Ok(TokenAccess {
+            owner: self.requested_owner(principal, request),
+            via,
+        })
+    }
+
+    /// What makes the caller an administrator, if anything does.
+    fn administrator_via(&self, principal: &Principal) -> Option<Via> {
+        if let Some(role) = principal.roles.intersection(&self.admin_roles).next() {
+            return Some(Via::AdminRole(role.clone()));
         }
-        Ok(self.requested_owner(principal, request))
+        principal
+            .application
+            .as_ref()
+            .filter(|app| self.admin_applications.contains(*app))
+            .map(|_| Via::AdminApplication)
     }
 
     /// Disconnecting ends a token for everyone who reads it, so the shared token's is an
@@ -150,9 +197,15 @@ impl AccessRules {
         &self,
         principal: &Principal,
         connection: &Connection,
-    ) -> Result<(), ServiceError> {
-        if connection.is_invited(principal) {
-            Ok(())
+    ) -> Result<Via, ServiceError> {
+        if let Some(role) = principal
+            .roles
+            .intersection(&connection.invited_roles)
+            .next()
+        {
+            Ok(Via::InvitedRole(role.clone()))
+        } else if connection.is_invited(principal) {
+            Ok(Via::InvitedApplication)
         } else if principal.is_application() {
             Err(ServiceError::Forbidden(
                 "this application is not invited to this connection".into(),
@@ -243,7 +296,7 @@ mod tests {
         assert!(
             rules
                 .token_owner(&admin_reading, &crm, OwnerRequest::Shared)
-                .is_ok()
+                .is_ok_and(|access| access.via.to_string() == "admin_role:keyport-admins")
         );
         assert!(rules.require_admin(&admin_reading).is_err());
         assert!(rules.require_audit_reader(&admin_reading).is_err());
@@ -258,7 +311,7 @@ mod tests {
         assert!(
             rules
                 .token_owner(&bot_managing, &crm, OwnerRequest::Shared)
-                .is_ok()
+                .is_ok_and(|access| access.via.to_string() == "invited_role:bots")
         );
         let stranger = principal("eve", "strangers").with_scopes(ApiScope::ALL);
         assert!(
@@ -277,7 +330,10 @@ mod tests {
             rules
                 .token_owner(&reader, &crm, OwnerRequest::Shared)
                 .unwrap(),
-            Owner::Shared
+            TokenAccess {
+                owner: Owner::Shared,
+                via: Via::InvitedApplication
+            }
         );
         assert!(rules.require_admin(&reader).is_err());
         let without_scope = application("reporting", &[ApiScope::AuditRead]);

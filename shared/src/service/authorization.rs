@@ -5,18 +5,19 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::access::OwnerRequest;
 use super::{Keyport, ServiceError, require_enabled};
 use crate::crypto::constant_time_eq;
 use crate::domain::{
-    AuditAction, AwaitedGrant, ConnectionId, Owner, PendingAuthorization, Principal, StateToken,
-    UrlPolicy, ValidationError,
+    AuditAction, AwaitedGrant, Connection, ConnectionId, GrantType, Owner, PendingAuthorization,
+    Principal, StateToken, UrlPolicy, ValidationError,
 };
 use crate::oauth::{
-    CallbackOutcome, CallbackParams, OAuthError, TokenGrant, callback_values, protocol_of,
+    CallbackOutcome, CallbackParams, ExpectedIdToken, IdTokenError, IdTokenSubject, OAuthError,
+    TokenGrant, callback_values, protocol_of, unverified_subject, verify_front_channel,
 };
 use crate::ports::TokenKey;
 
@@ -119,6 +120,25 @@ impl Keyport {
         &self,
         query: &str,
     ) -> Result<AuthorizationAwaitingConfirmation, ServiceError> {
+        self.complete(query, ResponseMode::Query).await
+    }
+
+    /// The callback of a hybrid-flow connection: the form the provider had the browser post
+    /// (`code`, `id_token`, `state`, or an error). The ID token is verified, and must bind
+    /// the code by its `c_hash`, before the code is exchanged; then as
+    /// [`Self::complete_authorization`].
+    pub async fn complete_form_post_authorization(
+        &self,
+        form: &str,
+    ) -> Result<AuthorizationAwaitingConfirmation, ServiceError> {
+        self.complete(form, ResponseMode::FormPost).await
+    }
+
+    async fn complete(
+        &self,
+        query: &str,
+        mode: ResponseMode,
+    ) -> Result<AuthorizationAwaitingConfirmation, ServiceError> {
         let params = CallbackParams::parse(query)?;
         let mut pending = self
             .store
@@ -131,9 +151,34 @@ impl Keyport {
         }
         let connection = self.load_connection(&pending.connection_id).await?;
         require_enabled(&connection)?;
+        // A hybrid connection's code is only good with its ID token, which comes by form post;
+        // any other connection's answer comes in the query.
+        let hybrid = connection.grant_type == GrantType::AuthorizationCodeHybrid;
+        let expected = if hybrid {
+            ResponseMode::FormPost
+        } else {
+            ResponseMode::Query
+        };
+        if mode != expected {
+            self.audit(
+                &connection.id,
+                AuditAction::TokenFailed,
+                pending.requested_by.as_str(),
+                Some(&pending.owner),
+                Some("authorization: answered in the wrong response mode"),
+            )
+            .await;
+            return Err(ServiceError::WrongResponseMode {
+                expected: expected.as_str(),
+                received: mode.as_str(),
+            });
+        }
         // RFC 9207 §2.4: where the server promises `iss`, a response without it is refused
         // like one from another issuer (it may come from a mix-up attacker's server).
-        if params.iss.is_none() && connection.callback_iss_required {
+        // An answer with an ID token names its issuer there instead (RFC 9207 §2.4): a hybrid
+        // code is refused below unless its ID token is the issuer's.
+        let issuer_in_id_token = hybrid && matches!(params.outcome, CallbackOutcome::Code(_));
+        if params.iss.is_none() && connection.callback_iss_required && !issuer_in_id_token {
             self.audit(
                 &connection.id,
                 AuditAction::TokenFailed,
@@ -198,6 +243,30 @@ impl Keyport {
                 return Err(invalid.into());
             }
         };
+        let front_channel = if hybrid {
+            let verified = self
+                .front_channel_id_token(&connection, &pending, params.id_token.as_ref(), &code)
+                .await;
+            if let Err(error) = &verified {
+                let detail = match error {
+                    ServiceError::IdTokenRejected(why) => {
+                        format!("authorization: ID token refused, {why}")
+                    }
+                    _ => "authorization: the issuer's keys are unavailable".to_owned(),
+                };
+                self.audit(
+                    &connection.id,
+                    AuditAction::TokenFailed,
+                    pending.requested_by.as_str(),
+                    Some(&key.owner),
+                    Some(&detail),
+                )
+                .await;
+            }
+            Some(verified?)
+        } else {
+            None
+        };
         let credentials = self.credentials(&connection).await?;
         let exchanged = self
             .oauth
@@ -212,6 +281,27 @@ impl Keyport {
         grant.secrets.extra.extend(callback_values);
         if let Some(nonce) = &pending.nonce {
             check_nonce(&grant, nonce)?;
+        }
+        if let Some(front_channel) = &front_channel
+            && let Some(id_token) = &grant.secrets.id_token
+            && unverified_subject(id_token).as_ref() != Some(front_channel)
+        {
+            // Two answers about two people: keep neither (OpenID Connect Core §3.3.3.6).
+            let _ = self
+                .oauth
+                .revoke(&connection, &credentials, &grant.secrets)
+                .await;
+            self.audit(
+                &connection.id,
+                AuditAction::TokenFailed,
+                pending.requested_by.as_str(),
+                Some(&key.owner),
+                Some("authorization: the token endpoint's ID token names someone else"),
+            )
+            .await;
+            return Err(ServiceError::Provider(OAuthError::BadResponse(
+                "the token endpoint's ID token names another issuer or subject than the one beside the code".into(),
+            )));
         }
         let sealed = self.seal_with_retries(&key, &grant.secrets).await?;
         let completion = StateToken::generate();
@@ -320,6 +410,37 @@ impl Keyport {
         })
     }
 
+    /// Verifies the hybrid answer's ID token against the connection's issuer and client and
+    /// this authorization's nonce, and that its `c_hash` is this code's.
+    async fn front_channel_id_token(
+        &self,
+        connection: &Connection,
+        pending: &PendingAuthorization,
+        id_token: Option<&SecretString>,
+        code: &str,
+    ) -> Result<IdTokenSubject, ServiceError> {
+        let id_token = id_token.ok_or(ServiceError::IdTokenRejected(
+            "the answer carries no ID token",
+        ))?;
+        let (Some(issuer), Some(nonce)) = (&connection.issuer, &pending.nonce) else {
+            return Err(ServiceError::IdTokenRejected(
+                "the connection has no issuer, or the authorization no nonce, to check it with",
+            ));
+        };
+        let expected = ExpectedIdToken {
+            issuer,
+            client_id: &connection.client_id,
+            nonce,
+            code,
+        };
+        verify_front_channel(self.oauth.http(), id_token, &expected)
+            .await
+            .map_err(|error| match error {
+                IdTokenError::Rejected(why) => ServiceError::IdTokenRejected(why),
+                IdTokenError::Keys(provider) => ServiceError::Provider(provider),
+            })
+    }
+
     fn check_redirect(&self, value: &str) -> Result<String, ServiceError> {
         // Keyport's own console (at the callback's origin) is always a place to go back to.
         let own_origin = self.oauth.callback_url().origin();
@@ -375,6 +496,24 @@ fn redirect_target(
         ));
     }
     Ok(url.into())
+}
+
+/// How the provider's answer reached the callback.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ResponseMode {
+    /// `GET /oauth/callback?code=…`
+    Query,
+    /// `POST /oauth/callback` with a form (OpenID Connect Form Post Response Mode).
+    FormPost,
+}
+
+impl ResponseMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            ResponseMode::Query => "query (GET)",
+            ResponseMode::FormPost => "form post (POST)",
+        }
+    }
 }
 
 fn same_issuer(received: &str, expected: &str) -> bool {

@@ -44,6 +44,10 @@ impl Keyport {
                     None,
                 )
                 .await;
+                let mut uninvited = created.clone();
+                uninvited.invited_roles.clear();
+                uninvited.invited_applications.clear();
+                self.notify_connection_change(&uninvited, &created).await;
                 Ok(created)
             }
             Err(error) => {
@@ -111,6 +115,7 @@ impl Keyport {
             None,
         )
         .await;
+        self.notify_connection_change(&current, &updated).await;
         Ok(updated)
     }
 
@@ -214,6 +219,22 @@ impl Keyport {
                     format!("discovery failed: {e}"),
                 ))
             })?;
+            let hybrid =
+                input.grant_type.as_deref() == Some(GrantType::AuthorizationCodeHybrid.as_str());
+            let has_hybrid = |types: &[String]| {
+                types.iter().any(|t| {
+                    let mut words: Vec<&str> = t.split_whitespace().collect();
+                    words.sort_unstable();
+                    words == ["code", "id_token"]
+                })
+            };
+            if hybrid && !found.response_types.is_empty() && !has_hybrid(&found.response_types) {
+                return Err(ValidationError::new(
+                    "grant_type",
+                    "the issuer does not offer the hybrid flow (its response_types_supported lacks \"code id_token\")",
+                )
+                .into());
+            }
             input.token_url = Some(found.token_url.to_string());
             input.authorization_url = input
                 .authorization_url

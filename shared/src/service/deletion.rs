@@ -97,6 +97,11 @@ impl Keyport {
             None,
         )
         .await;
+        self.notify(
+            crate::domain::EventType::ConnectionDeleted,
+            crate::domain::EventData::about(id, connection.name.as_str()),
+        )
+        .await;
         if let Some(queue) = &self.work_queue {
             // Not a failure of the delete, which is done: the next scheduled run queues every
             // deleted connection not yet purged.

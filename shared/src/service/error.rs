@@ -30,6 +30,15 @@ pub enum ServiceError {
         "the authorization response carries no iss, which this connection's authorization server always sends (RFC 9207)"
     )]
     IssuerMissing,
+    #[error(
+        "the ID token beside the code was refused ({0}); nothing was exchanged: start the authorization again"
+    )]
+    IdTokenRejected(&'static str),
+    #[error("this connection's answers come by {expected} to the callback, not by {received}")]
+    WrongResponseMode {
+        expected: &'static str,
+        received: &'static str,
+    },
     #[error("the provider refused the authorization: {error}{}", .description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     AuthorizationDenied {
         error: String,
@@ -43,6 +52,10 @@ pub enum ServiceError {
         "this connection is disabled: it hands out, refreshes and authorizes nothing until an administrator sets its status to active"
     )]
     ConnectionDisabled,
+    #[error(
+        "only a client-credentials token can be reset; this connection's grant is {grant_type}: disconnect and authorize it again instead"
+    )]
+    NotClientCredentials { grant_type: &'static str },
     #[error("another refresh of this token is still running; try again shortly")]
     RefreshInProgress,
     #[error(transparent)]
@@ -86,8 +99,11 @@ impl ServiceError {
             ServiceError::InvalidState => "invalid_state",
             ServiceError::IssuerMismatch { .. } => "issuer_mismatch",
             ServiceError::IssuerMissing => "issuer_missing",
+            ServiceError::IdTokenRejected(_) => "id_token_rejected",
+            ServiceError::WrongResponseMode { .. } => "wrong_response_mode",
             ServiceError::AuthorizationDenied { .. } => "authorization_denied",
             ServiceError::ConnectionDisabled => "connection_disabled",
+            ServiceError::NotClientCredentials { .. } => "not_client_credentials",
             ServiceError::RefreshInProgress => "refresh_in_progress",
             ServiceError::Provider(e) => e.code(),
             ServiceError::Store(_) => "storage_unavailable",

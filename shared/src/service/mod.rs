@@ -13,10 +13,14 @@ mod due_listing;
 mod error;
 mod health;
 mod me;
+mod notifications;
+mod outbound_proxy;
 mod readiness;
 mod refresher;
+mod token_reset;
 mod tokens;
 mod transfer;
+mod usage;
 mod user_tokens;
 mod work;
 
@@ -24,7 +28,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use access::{AccessRules, OwnerRequest};
+pub use access::{AccessRules, OwnerRequest, TokenAccess, Via};
 pub use authorization::{
     AuthorizationAwaitingConfirmation, AuthorizationCompleted, AuthorizationStarted,
 };
@@ -35,8 +39,10 @@ pub use deletion::{Deletion, DeletionSweep, DeletionWork};
 pub use error::ServiceError;
 pub use health::{AdministeredConnection, HEALTH_TOKEN_LIMIT};
 pub use me::UsableConnection;
+pub use notifications::{DeliveryReport, default_retry_schedule};
 pub use readiness::Readiness;
 pub use refresher::RefreshReport;
+pub use token_reset::{PreviousToken, TokenReset};
 pub use tokens::TokenView;
 pub use user_tokens::UserTokenSummary;
 pub use work::{DueSpan, RefreshWork, ShardWindow, WINDOWED_SPAN, scheduled_work};
@@ -46,7 +52,7 @@ use crate::crypto::EnvelopeCipher;
 use crate::domain::Connection;
 use crate::domain::{ApplicationId, Role, UrlPolicy};
 use crate::oauth::{ClientCredentials, OAuthClient, OAuthError};
-use crate::ports::{SecretRef, SecretStore, Store, WorkQueue};
+use crate::ports::{EventBus, SecretRef, SecretStore, Store, WorkQueue};
 
 /// Installation settings the use cases need.
 #[derive(Debug, Clone)]
@@ -84,6 +90,11 @@ pub struct KeyportSettings {
     /// How many tokens a connection delete revokes before it answers, without a work queue;
     /// the refresher revokes the rest. With one, a delete revokes none itself.
     pub delete_in_line_tokens: u32,
+    /// A caller's fetch record on a connection is written at most once per this interval.
+    pub fetch_record_interval: Duration,
+    /// How long a webhook delivery that failed waits before each retry; after the last, the
+    /// notification is given up.
+    pub webhook_retry_schedule: Vec<Duration>,
     /// How long a deleted connection's record outlives its last token: longer than any
     /// request that loaded the connection before the delete may still take to write one.
     pub retired_grace: Duration,
@@ -124,6 +135,8 @@ impl KeyportSettings {
             grant_write_budget: Duration::from_secs(10),
             on_demand_refresh_interval: Duration::from_secs(30),
             delete_in_line_tokens: 20,
+            fetch_record_interval: Duration::from_secs(300),
+            webhook_retry_schedule: notifications::default_retry_schedule(),
             retired_grace: Duration::from_secs(5 * 60),
             redirect_allow_list: BTreeSet::new(),
             allow_password_grant: false,
@@ -160,6 +173,12 @@ pub struct Keyport {
     refresh_turns: tokens::RefreshTurns,
     readiness: readiness::ReadinessProbe,
     credential_cache: credential_cache::CredentialCache,
+    fetch_throttle: usage::FetchThrottle,
+    /// Where notifications go for operators' rules (EventBridge on AWS), when configured.
+    pub event_bus: Option<Arc<dyn EventBus>>,
+    notifications_waiting: tokio::sync::Notify,
+    /// One delivery pass at a time in this process, so two never send the same entry.
+    delivery_turn: tokio::sync::Mutex<()>,
 }
 
 impl Keyport {
@@ -171,6 +190,12 @@ impl Keyport {
         settings: KeyportSettings,
     ) -> Self {
         let instance_id = format!("keyport-{}", uuid::Uuid::new_v4().simple());
+        oauth
+            .http()
+            .read_proxy_setting_from(Arc::new(outbound_proxy::StoredProxySource {
+                store: store.clone(),
+                secrets: secrets.clone(),
+            }));
         Self {
             store,
             secrets,
@@ -187,10 +212,20 @@ impl Keyport {
             work_queue: None,
             refresh_turns: tokens::RefreshTurns::default(),
             readiness: readiness::ReadinessProbe::default(),
+            fetch_throttle: usage::FetchThrottle::default(),
+            event_bus: None,
+            notifications_waiting: tokio::sync::Notify::new(),
+            delivery_turn: tokio::sync::Mutex::new(()),
         }
     }
 
     /// This Keyport handing bulk work to the workers through `queue`.
+    /// This Keyport putting its notifications on `bus` too.
+    pub fn with_event_bus(mut self, bus: Arc<dyn EventBus>) -> Self {
+        self.event_bus = Some(bus);
+        self
+    }
+
     pub fn with_work_queue(mut self, queue: Arc<dyn WorkQueue>) -> Self {
         self.work_queue = Some(queue);
         self

@@ -41,6 +41,8 @@ pub struct RefreshReport {
     /// Spans of due times handed to the refresh workers (a fanned-out run refreshes nothing
     /// itself).
     pub work_queued: u64,
+    /// Notifications delivered by this run (to webhooks and the event bus).
+    pub notifications_delivered: u64,
 }
 
 enum Outcome {
@@ -124,6 +126,12 @@ impl Keyport {
             report.connections_indexed = self.store.index_invitations().await?;
         }
         report.unconfirmed_revoked = self.revoke_unconfirmed(Utc::now()).await?;
+        // A store or receiver in trouble must not hold up the refreshes: the outbox keeps
+        // what was not delivered for the next run.
+        match self.deliver_notifications(deadline).await {
+            Ok(delivery) => report.notifications_delivered = u64::from(delivery.delivered),
+            Err(error) => tracing::warn!(%error, "notifications were not delivered this run"),
+        }
         if let Some(queue) = &self.work_queue {
             report.deletions_queued = self.queue_retired_connections(queue.as_ref()).await?;
             return Ok(report);
@@ -349,6 +357,7 @@ impl RefreshReport {
             deleted_connections_purged = self.deleted_connections_purged,
             connections_indexed = self.connections_indexed,
             work_queued = self.work_queued,
+            notifications_delivered = self.notifications_delivered,
             "refresher run finished"
         );
     }

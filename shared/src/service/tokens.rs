@@ -10,17 +10,17 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::ser::SerializeStruct;
 
-use super::access::OwnerRequest;
+use super::access::{OwnerRequest, TokenAccess};
 use super::{Keyport, ServiceError, deadline, require_enabled};
 use crate::domain::{
-    AuditAction, Connection, ConnectionId, GrantFacts, GrantLifetime, Lease, Owner, Principal,
-    REFRESHER_ACTOR, StoredToken, TokenFailure, TokenSecrets, TokenStatus,
+    AuditAction, Connection, ConnectionId, EventData, EventType, GrantFacts, GrantLifetime, Lease,
+    Owner, Principal, REFRESHER_ACTOR, StoredToken, TokenFailure, TokenSecrets, TokenStatus,
 };
 use crate::oauth::{ClientCredentials, OAuthError, TokenGrant};
 use crate::ports::{Expect, StoreError, TokenKey};
 
 /// How often a reader looks again while another instance holds the refresh lease.
-const LEASE_POLL: Duration = Duration::from_millis(50);
+pub(super) const LEASE_POLL: Duration = Duration::from_millis(50);
 /// How many times a write that must not be lost is attempted.
 const WRITE_ATTEMPTS: u32 = 5;
 
@@ -87,7 +87,7 @@ impl Serialize for TokenView {
 }
 
 impl TokenView {
-    fn new(
+    pub(super) fn new(
         record: &StoredToken,
         secrets: TokenSecrets,
         min_valid: Duration,
@@ -121,7 +121,7 @@ fn is_due(token: &StoredToken, now: DateTime<Utc>) -> bool {
     token.refresh_due_at.is_some_and(|due| due <= now)
 }
 
-fn chrono_duration(duration: Duration) -> chrono::Duration {
+pub(super) fn chrono_duration(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
 
@@ -143,7 +143,7 @@ impl Keyport {
         let (connection, token) = self.store.get_connection_and_token(&key).await?;
         let connection = connection.ok_or(ServiceError::NotFound("connection"))?;
         let allowed = self.access.token_owner(principal, &connection, owner);
-        self.audit_denial(principal, id, allowed).await?;
+        let access = self.audit_denial(principal, id, allowed).await?;
         let min_valid = min_valid.unwrap_or(self.settings.default_min_valid);
         let (record, secrets) = self
             .fresh_token(
@@ -157,12 +157,15 @@ impl Keyport {
                 Some(token),
             )
             .await?;
-        Ok(TokenView::new(
+        let view = TokenView::new(
             &record,
             secrets,
             min_valid,
             &self.declared_extras(&connection),
-        ))
+        );
+        self.record_handout(principal, &connection, &access, &view)
+            .await;
+        Ok(view)
     }
 
     /// Refreshes now, whatever the token's expiry.
@@ -172,7 +175,11 @@ impl Keyport {
         id: &ConnectionId,
         owner: OwnerRequest,
     ) -> Result<TokenView, ServiceError> {
-        let (connection, key) = self.token_target(principal, id, owner).await?;
+        let (connection, access) = self.token_target(principal, id, owner).await?;
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner: access.owner.clone(),
+        };
         let min_valid = self.settings.default_min_valid;
         let (record, secrets) = self
             .fresh_token(
@@ -186,12 +193,15 @@ impl Keyport {
                 None,
             )
             .await?;
-        Ok(TokenView::new(
+        let view = TokenView::new(
             &record,
             secrets,
             min_valid,
             &self.declared_extras(&connection),
-        ))
+        );
+        self.record_handout(principal, &connection, &access, &view)
+            .await;
+        Ok(view)
     }
 
     /// Revokes the grant at the provider (where it offers revocation) and deletes the token.
@@ -202,7 +212,11 @@ impl Keyport {
         id: &ConnectionId,
         owner: OwnerRequest,
     ) -> Result<bool, ServiceError> {
-        let (connection, key) = self.token_target(principal, id, owner).await?;
+        let (connection, access) = self.token_target(principal, id, owner).await?;
+        let key = TokenKey {
+            connection_id: connection.id.clone(),
+            owner: access.owner,
+        };
         let allowed = self.access.may_disconnect(principal, &key.owner);
         self.audit_denial(principal, id, allowed).await?;
         self.disconnect_token(principal, &connection, &key).await
@@ -249,15 +263,11 @@ impl Keyport {
         principal: &Principal,
         id: &ConnectionId,
         owner: OwnerRequest,
-    ) -> Result<(Connection, TokenKey), ServiceError> {
+    ) -> Result<(Connection, TokenAccess), ServiceError> {
         let connection = self.load_connection(id).await?;
-        let owner = self.access.token_owner(principal, &connection, owner);
-        let owner = self.audit_denial(principal, id, owner).await?;
-        let key = TokenKey {
-            connection_id: connection.id.clone(),
-            owner,
-        };
-        Ok((connection, key))
+        let access = self.access.token_owner(principal, &connection, owner);
+        let access = self.audit_denial(principal, id, access).await?;
+        Ok((connection, access))
     }
 
     /// Revokes one token's grant at the provider; failures are logged, not raised.
@@ -451,7 +461,7 @@ impl Keyport {
             .refresh_with_retries(
                 connection,
                 &credentials,
-                &previous,
+                Some(&previous),
                 leased.scope.as_deref(),
                 lease_ends,
             )
@@ -469,6 +479,12 @@ impl Keyport {
                     None,
                 )
                 .await;
+                if leased.last_error.is_some() {
+                    let mut data = EventData::about(&connection.id, connection.name.as_str())
+                        .owner(&key.owner);
+                    data.status = Some(TokenStatus::Valid.as_str().to_owned());
+                    self.notify(EventType::Recovered, data).await;
+                }
                 Ok(saved)
             }
             Err(OAuthError::InvalidGrant { description }) => {
@@ -497,13 +513,18 @@ impl Keyport {
                     Some("invalid_grant: needs authorization again"),
                 )
                 .await;
+                let mut data =
+                    EventData::about(&connection.id, connection.name.as_str()).owner(&key.owner);
+                data.status = Some(TokenStatus::NeedsReauthorization.as_str().to_owned());
+                data.error = Some("invalid_grant".to_owned());
+                self.notify(EventType::NeedsReauthorization, data).await;
                 Err(ServiceError::NeedsReauthorization {
                     owner: key.owner.to_string(),
                     reason,
                 })
             }
             Err(error) => {
-                self.release_lease(key, &leased).await;
+                self.release_failed_lease(key, &leased, error.code()).await;
                 self.audit(
                     &key.connection_id,
                     AuditAction::TokenFailed,
@@ -512,6 +533,14 @@ impl Keyport {
                     Some(error.code()),
                 )
                 .await;
+                // The first failure after success, not every retry of a failing token.
+                if leased.last_error.is_none() {
+                    let mut data = EventData::about(&connection.id, connection.name.as_str())
+                        .owner(&key.owner);
+                    data.status = Some("refresh_failing".to_owned());
+                    data.error = Some(error.code().to_owned());
+                    self.notify(EventType::RefreshFailed, data).await;
+                }
                 // A token that is still valid beats an error, unless the caller insisted.
                 if !force && leased.is_usable_for(Utc::now(), chrono::Duration::zero()) {
                     return Ok((leased, previous));
@@ -521,14 +550,15 @@ impl Keyport {
         }
     }
 
-    /// One refresh (or, without a refresh token, a new unattended grant), retried with
-    /// backoff while the provider is down or rate limiting. No attempt starts that could
-    /// outlast the lease: after it, another instance may present the same refresh token.
-    async fn refresh_with_retries(
+    /// One refresh of `previous` (or, without a refresh token or without `previous`, a new
+    /// unattended grant), retried with backoff while the provider is down or rate limiting. No
+    /// attempt starts that could outlast the lease: after it, another instance may present the
+    /// same refresh token.
+    pub(super) async fn refresh_with_retries(
         &self,
         connection: &Connection,
         credentials: &ClientCredentials,
-        previous: &TokenSecrets,
+        previous: Option<&TokenSecrets>,
         scope: Option<&str>,
         lease_ends: DateTime<Utc>,
     ) -> Result<TokenGrant, OAuthError> {
@@ -538,7 +568,7 @@ impl Keyport {
             if !self.time_for_a_provider_call(lease_ends, Duration::ZERO) {
                 return Err(OAuthError::OutOfTime);
             }
-            let result = if previous.refresh_token.is_some() {
+            let result = if let Some(previous) = previous.filter(|p| p.refresh_token.is_some()) {
                 self.oauth
                     .refresh(connection, credentials, previous, scope)
                     .await
@@ -567,7 +597,7 @@ impl Keyport {
     /// The token-response fields callers of this connection see: the connection's own list,
     /// or for a catalog provider without one, the catalog's; and the values its protocol keeps
     /// from the callback.
-    fn declared_extras(&self, connection: &Connection) -> Vec<String> {
+    pub(super) fn declared_extras(&self, connection: &Connection) -> Vec<String> {
         let provider = self.catalog.get(connection.provider.as_str());
         let mut declared = if connection.token_response_extras.is_empty() {
             provider.map_or_else(Vec::new, |p| p.token_response_extras.clone())
@@ -606,16 +636,7 @@ impl Keyport {
         key: &TokenKey,
         actor: &str,
     ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
-        let credentials = self.credentials(connection).await?;
-        let grant = self.check_client(
-            connection,
-            self.oauth
-                .request_unattended(connection, &credentials)
-                .await,
-        )?;
-        let saved = self
-            .write_grant(connection, key, grant, None, Utc::now())
-            .await?;
+        let saved = self.obtain_unattended_grant(connection, key).await?;
         self.audit(
             &key.connection_id,
             AuditAction::TokenAuthorized,
@@ -625,6 +646,23 @@ impl Keyport {
         )
         .await;
         Ok(saved)
+    }
+
+    /// A first unattended grant (client credentials, password), requested and stored.
+    pub(super) async fn obtain_unattended_grant(
+        &self,
+        connection: &Connection,
+        key: &TokenKey,
+    ) -> Result<(StoredToken, TokenSecrets), ServiceError> {
+        let credentials = self.credentials(connection).await?;
+        let grant = self.check_client(
+            connection,
+            self.oauth
+                .request_unattended(connection, &credentials)
+                .await,
+        )?;
+        self.write_grant(connection, key, grant, None, Utc::now())
+            .await
     }
 
     /// Stores a grant from a completed authorization, replacing any token the owner had. A new
@@ -652,7 +690,7 @@ impl Keyport {
     /// there first: a disconnect or a connection delete (the token is gone) or a newer
     /// authorization (another lineage). Then the fresh grant is revoked at the provider and
     /// never written, and the caller gets what is there now.
-    async fn write_refreshed_grant(
+    pub(super) async fn write_refreshed_grant(
         &self,
         connection: &Connection,
         credentials: &ClientCredentials,
@@ -689,7 +727,8 @@ impl Keyport {
                 .await
             {
                 Ok(saved) => {
-                    self.report_grant_ending(&saved, reported_before).await;
+                    self.report_grant_ending(connection, &saved, reported_before)
+                        .await;
                     return Ok((saved, grant.secrets));
                 }
                 Err(StoreError::NotFound(_)) => break None,
@@ -771,7 +810,7 @@ impl Keyport {
                 .unwrap_or(Expect::Absent);
             match self.put_until(&record, expect, retry_until, None).await {
                 Ok(saved) => {
-                    self.report_grant_ending(&saved, false).await;
+                    self.report_grant_ending(connection, &saved, false).await;
                     return Ok((saved, grant.secrets));
                 }
                 Err(
@@ -847,7 +886,12 @@ impl Keyport {
 
     /// Records, once per grant, that `saved` entered the warning window before its absolute
     /// end: `reported_before` is what the grant's previous record said.
-    async fn report_grant_ending(&self, saved: &StoredToken, reported_before: bool) {
+    async fn report_grant_ending(
+        &self,
+        connection: &Connection,
+        saved: &StoredToken,
+        reported_before: bool,
+    ) {
         if reported_before || !saved.grant_end_reported {
             return;
         }
@@ -866,6 +910,11 @@ impl Keyport {
             Some(&detail),
         )
         .await;
+        let mut data =
+            EventData::about(&connection.id, connection.name.as_str()).owner(&saved.owner);
+        data.status = Some("grant_ending".to_owned());
+        data.grant_ends_at = Some(ends);
+        self.notify(EventType::GrantEnding, data).await;
     }
 
     /// One conditional write of a token that must not be lost (the provider may already have
@@ -951,7 +1000,7 @@ impl Keyport {
     }
 
     /// Deletes a token issued under another destination of its connection, unsent.
-    async fn discard_stale_token(
+    pub(super) async fn discard_stale_token(
         &self,
         key: &TokenKey,
         stale: &StoredToken,
@@ -963,8 +1012,29 @@ impl Keyport {
         }
     }
 
+    /// Gives the lease back after a refresh failed for a reason that may pass (the provider
+    /// down, rate limiting): the token stays as it was but for the failure, which its health
+    /// shows (`refresh_failing`) and the next successful refresh clears.
+    async fn release_failed_lease(&self, key: &TokenKey, leased: &StoredToken, code: &str) {
+        let mut released = leased.clone();
+        released.lease = None;
+        released.last_error = Some(TokenFailure {
+            code: code.to_owned(),
+            message: format!("the last refresh failed ({code}); Keyport keeps retrying"),
+            at: Utc::now(),
+        });
+        if let Err(error) = self
+            .store
+            .put_token(&released, Expect::Version(leased.version))
+            .await
+        {
+            // The lease expires by itself; the failure is in the audit trail.
+            tracing::debug!(connection_id = %key.connection_id, owner = %key.owner, %error, "could not release the refresh lease");
+        }
+    }
+
     /// Gives the lease back, leaving the token exactly as it was.
-    async fn release_lease(&self, key: &TokenKey, leased: &StoredToken) {
+    pub(super) async fn release_lease(&self, key: &TokenKey, leased: &StoredToken) {
         let mut released = leased.clone();
         released.lease = None;
         if let Err(error) = self
@@ -987,7 +1057,7 @@ pub(crate) struct RefreshTurns(
 
 impl RefreshTurns {
     /// This process's turn at refreshing `key`, and whether another task had it first.
-    async fn take(&self, key: &TokenKey) -> (tokio::sync::OwnedMutexGuard<()>, bool) {
+    pub(super) async fn take(&self, key: &TokenKey) -> (tokio::sync::OwnedMutexGuard<()>, bool) {
         let turn = {
             let mut turns = self
                 .0

@@ -256,6 +256,66 @@ const scenarios = {
     return {};
   },
 
+  // An administrator sees who used a connection's tokens: each caller, the rule that let it,
+  // and the token's fingerprint, never the token.
+  async 'admin-sees-who-used-tokens'(browser) {
+    const admin = await person(browser, 'admin');
+    const { page } = admin;
+    await signIn(admin, env('ADMIN_LINK'));
+    await page.goto(`${BASE}/console/connections/${env('CONNECTION_ID')}`);
+    await page.getByRole('heading', { name: 'Used by' }).waitFor();
+    const bot = page.locator('#used-by tbody tr', { hasText: env('BOT') });
+    await bot.getByText('invited_role:').waitFor();
+    if (!(await bot.textContent()).includes(env('BOT_FINGERPRINT'))) fail(`the bot's row: ${await bot.textContent()}`);
+    const app = page.locator('#used-by tbody tr', { hasText: env('APP') });
+    await app.getByText('invited_application (keyport/tokens.read)').waitFor();
+    await checkScreen(admin, 'connection-used-by');
+    for (const token of env('TOKENS').split(' ')) await assertNoSecret(admin, token, 'used by');
+    assertNoTokens(admin);
+    return {};
+  },
+
+  // An administrator subscribes a webhook receiver to one event type from the Notifications
+  // page: the signing secret is shown once (in no storage), the subscription listed.
+  async 'admin-subscribes-a-webhook'(browser) {
+    const admin = await person(browser, 'admin');
+    const { page } = admin;
+    await signIn(admin, env('ADMIN_LINK'));
+    await page.getByRole('link', { name: 'Notifications' }).click();
+    await page.getByText('No webhook yet.').waitFor();
+    await page.getByLabel('Receiver URL').fill(env('RECEIVER_URL'));
+    await page.getByLabel('Description').fill('the on-call channel');
+    await page.getByLabel('A role is invited to a connection').check();
+    await page.getByRole('button', { name: 'Subscribe' }).click();
+    const shown = page.locator('#webhook-secret code');
+    await shown.waitFor();
+    const secret = (await shown.textContent()).trim();
+    if (!secret.startsWith('whsec_')) fail(`the secret shown: ${secret}`);
+    const row = page.locator('tbody tr', { hasText: env('RECEIVER_URL') });
+    await row.getByText('Nothing sent yet').waitFor();
+    await row.getByText('A role is invited to a connection').waitFor();
+    await checkScreen(admin, 'notifications');
+    const storage = await page.evaluate(() => JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage } }));
+    if (storage.includes(secret)) fail('the webhook secret is in browser storage');
+    // Once: the list the page reads again never carries it.
+    await page.reload();
+    await row.getByText('Nothing sent yet').waitFor();
+    if ((await page.content()).includes(secret)) fail('the secret is shown again');
+    return { secret };
+  },
+
+  // The same administrator sees the delivery Keyport made, in colour and words.
+  async 'admin-sees-a-delivery'(browser) {
+    const admin = await person(browser, 'admin');
+    const { page } = admin;
+    await signIn(admin, env('ADMIN_LINK'));
+    await page.goto(`${BASE}/console/notifications`);
+    const row = page.locator('tbody tr', { hasText: env('RECEIVER_URL') });
+    await row.locator('.badge', { hasText: 'Delivered' }).waitFor();
+    await checkScreen(admin, 'notifications-delivered');
+    return {};
+  },
+
   // A person without an invited role sees no connection, and no admin screen.
   async 'no-role'(browser) {
     const user = await person(browser, 'outsider');

@@ -33,6 +33,16 @@ export const ROLES_CLAIM = 'roles';
 // Each account's roles at the console; accounts not named have none.
 export const CONSOLE_ROLES = { 'test-user': ['keyport-admins', 'bots'], bea: ['sales'] };
 
+// The OpenID Connect hybrid-flow client (`response_type=code id_token`, answered with
+// `response_mode=form_post`): its ID token arrives in the front channel beside the code.
+export const HYBRID_CLIENT_ID = 'keyport-hybrid';
+
+// oidc-provider refuses http and localhost redirect URIs for web clients that use the implicit
+// grant, which `id_token` in response_types adds. TEST-ONLY: server.mjs ignores exactly these
+// two refusals (oidc-provider's documented development recipe), so the hybrid client keeps
+// exact redirect matching on the loopback callback. Never do this in production.
+export const LOOPBACK_IMPLICIT_CODES = new Set(['implicit-force-https', 'implicit-forbid-localhost']);
+
 // Clients whose authorization requests must carry an S256 PKCE challenge.
 export const PKCE_REQUIRED_CLIENTS = new Set(['keyport-pkce', CONSOLE_CLIENT_ID]);
 
@@ -66,6 +76,15 @@ export function defaultClients(env = process.env) {
     { ...common, client_id: 'keyport-basic', client_secret: CLIENT_SECRET, token_endpoint_auth_method: 'client_secret_basic' },
     { ...common, client_id: 'keyport-post', client_secret: CLIENT_SECRET, token_endpoint_auth_method: 'client_secret_post' },
     { ...common, client_id: 'keyport-pkce', client_secret: CLIENT_SECRET, token_endpoint_auth_method: 'client_secret_basic' },
+    {
+      ...common,
+      client_id: HYBRID_CLIENT_ID,
+      client_secret: CLIENT_SECRET,
+      token_endpoint_auth_method: 'client_secret_basic',
+      // `implicit` is added by oidc-provider for the id_token in the front channel.
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code id_token'],
+    },
   ];
   if (env.CONSOLE_REDIRECT_URIS) {
     const uris = env.CONSOLE_REDIRECT_URIS.split(',').map((s) => s.trim()).filter(Boolean);
@@ -123,7 +142,7 @@ export function baseConfiguration(env, errors) {
   return {
     clients: loadClients(env),
     scopes: SCOPES,
-    responseTypes: ['code'],
+    responseTypes: ['code', 'code id_token'],
     claims: {
       // The roles claim is only ever in the console client's tokens (accountClaims).
       openid: ['sub', ROLES_CLAIM],

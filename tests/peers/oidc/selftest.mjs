@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 
-import { CLIENT_SECRET, DEFAULT_REDIRECT_URI, PASSWORD_SECRET, PASSWORD_USER } from './config.mjs';
+import { CLIENT_SECRET, DEFAULT_REDIRECT_URI, HYBRID_CLIENT_ID, PASSWORD_SECRET, PASSWORD_USER } from './config.mjs';
 
 const ACCESS_TOKEN_TTL = 300;
 const results = [];
@@ -288,6 +288,53 @@ async function run() {
   check('stdout still holds only the READY line', stdoutLines.length === 1, JSON.stringify(stdoutLines.slice(1)));
 }
 
+// The hybrid flow (response_type=code id_token, response_mode=form_post): the last hop is a
+// page whose form posts code, id_token and state to the redirect URI; the ID token's c_hash is
+// the left half of SHA-256 of the code (RS256), base64url.
+async function hybridRun() {
+  const jar = new CookieJar();
+  const nonce = b64url(randomBytes(16));
+  const state = b64url(randomBytes(12));
+  let url = `${issuer}/auth?${new URLSearchParams({
+    client_id: HYBRID_CLIENT_ID,
+    response_type: 'code id_token',
+    response_mode: 'form_post',
+    redirect_uri: DEFAULT_REDIRECT_URI,
+    scope: 'openid api:read',
+    state,
+    nonce,
+  })}`;
+  let page;
+  for (let hop = 0; hop < 10 && !page; hop += 1) {
+    const res = await fetch(url, { redirect: 'manual', headers: { cookie: jar.header() } });
+    jar.store(res);
+    const location = res.headers.get('location');
+    if ([302, 303].includes(res.status) && location) {
+      url = new URL(location, url).href;
+    } else {
+      check('hybrid: the last hop is a 200 form_post page', res.status === 200, `${res.status}`);
+      page = await res.text();
+    }
+  }
+  const action = /<form method="post" action="([^"]*)">/.exec(page)?.[1];
+  check('hybrid: the form posts to the redirect URI', action === DEFAULT_REDIRECT_URI, action);
+  const fields = Object.fromEntries([...page.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"\/>/g)]
+    .map(([, name, value]) => [name, value.replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&')]));
+  check('hybrid: the form carries code, id_token and state', fields.code && fields.id_token && fields.state === state,
+    JSON.stringify(Object.keys(fields)));
+  const claims = JSON.parse(Buffer.from(fields.id_token.split('.')[1], 'base64url'));
+  const digest = createHash('sha256').update(fields.code, 'ascii').digest();
+  check('hybrid: the ID token carries the nonce and the code\'s c_hash',
+    claims.nonce === nonce && claims.c_hash === b64url(digest.subarray(0, 16)) && claims.aud === HYBRID_CLIENT_ID,
+    JSON.stringify({ nonce: claims.nonce === nonce, c_hash: claims.c_hash, aud: claims.aud }));
+  const exch = await token({ grant_type: 'authorization_code', code: fields.code, redirect_uri: DEFAULT_REDIRECT_URI },
+    { authorization: basic(HYBRID_CLIENT_ID, CLIENT_SECRET) });
+  check('hybrid: the code exchanges for tokens with the same subject',
+    exch.status === 200 && exch.body.access_token
+      && JSON.parse(Buffer.from(exch.body.id_token.split('.')[1], 'base64url')).sub === claims.sub,
+    JSON.stringify({ status: exch.status, error: exch.body.error }));
+}
+
 // With CONSENT_PAGES=1 a person signs in and consents on pages; walked here with forms posted
 // by hand, as a browser would.
 async function consentPagesRun() {
@@ -371,6 +418,7 @@ async function consentPagesRun() {
 let ok = false;
 try {
   await run();
+  await hybridRun();
   await consentPagesRun();
   ok = true;
 } catch (err) {

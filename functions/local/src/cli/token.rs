@@ -1,5 +1,6 @@
 //! `keyport token NAME`: an access token valid now, on standard output and nothing else, for
-//! `$(keyport token crm)` in scripts.
+//! `$(keyport token crm)` in scripts. `--reset` replaces a client-credentials connection's
+//! shared token first (administrators).
 
 use clap::Args;
 use secrecy::ExposeSecret;
@@ -19,6 +20,11 @@ pub struct TokenArgs {
     /// lifetime cannot meet it.
     #[arg(long = "min-valid", value_name = "SECONDS")]
     pub min_valid: Option<u64>,
+    /// Reset the shared token first (administrators; client-credentials connections only):
+    /// Keyport revokes it at the provider (where it can) and requests a new one, printed as
+    /// usual.
+    #[arg(long, conflicts_with_all = ["user", "min_valid"])]
+    pub reset: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -26,10 +32,18 @@ pub struct TokenArgs {
 pub async fn run(args: TokenArgs) -> Result<(), String> {
     let client = args.client.client()?;
     let owner = owner(args.user);
-    let token = client
-        .token_by_name(&args.name, owner, args.min_valid)
+    let token = if args.reset {
+        async {
+            let connection = client.find(&args.name).await?;
+            client.reset_token(&connection.id).await
+        }
         .await
-        .map_err(|e| describe(e, &args.name, owner))?;
+    } else {
+        client
+            .token_by_name(&args.name, owner, args.min_valid)
+            .await
+    }
+    .map_err(|e| describe(e, &args.name, owner))?;
     if !token.min_valid_met {
         let until = token
             .expires_at

@@ -57,8 +57,12 @@ impl CallRecorder {
     }
 }
 
-/// The IAM service prefix of an SDK service name ("Secrets Manager" -> "secretsmanager").
+/// The IAM service prefix of an SDK service name ("Secrets Manager" -> "secretsmanager"; the
+/// one whose prefix is not its name: EventBridge's is `events`).
 fn iam_prefix(service: &str) -> String {
+    if service == "EventBridge" {
+        return "events".to_owned();
+    }
     service
         .chars()
         .filter(|c| !c.is_whitespace())
@@ -191,5 +195,6 @@ mod tests {
         assert_eq!(iam_prefix("DynamoDB"), "dynamodb");
         assert_eq!(iam_prefix("KMS"), "kms");
         assert_eq!(iam_prefix("Secrets Manager"), "secretsmanager");
+        assert_eq!(iam_prefix("EventBridge"), "events");
     }
 }

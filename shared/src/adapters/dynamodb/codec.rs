@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{
     AuditEvent, Connection, ConnectionId, Invitee, Owner, PendingAuthorization, StateToken,
-    StoredToken,
+    StoredToken, TokenFetch,
 };
 use crate::ports::{Retired, StoreError, TokenKey};
 
@@ -38,6 +38,7 @@ pub(crate) mod attr {
     pub const CONNECTION_ID: &str = "connection_id";
     pub const EXPIRES_AT: &str = "expires_at";
     pub const TTL: &str = "ttl";
+    pub const LAST_AT_MS: &str = "last_at_ms";
 }
 
 /// The two key attributes of a secondary index, and its name.
@@ -93,6 +94,19 @@ const NAME_SK: &str = "NAME";
 const STATE_PK_PREFIX: &str = "STATE#";
 /// Audit events sit in a partition of their own per connection, so they outlive it.
 const AUDIT_PK_PREFIX: &str = "AUDIT#";
+/// Fetch records sit in a partition of their own per connection, one item per caller, kept
+/// as long as audit events.
+const FETCHES_PK_PREFIX: &str = "FETCHES#";
+const FETCH: &str = "fetch record";
+const WEBHOOK_PK_PREFIX: &str = "WEBHOOK#";
+const WEBHOOK_SK: &str = "WEBHOOK";
+pub(crate) const WEBHOOKS_PARTITION: &str = "WEBHOOKS";
+pub(crate) const WEBHOOK: &str = "webhook";
+/// Outbox entries spread over this many partitions (by a hash of their id), so that a burst of
+/// events (a provider outage failing many refreshes) writes no single partition hot.
+pub(crate) const OUTBOX_SHARDS: u32 = 16;
+const OUTBOX_PK_PREFIX: &str = "OUTBOX#";
+const OUTBOX: &str = "outbox entry";
 /// How long DynamoDB keeps an audit event before its TTL removes it.
 pub(crate) const AUDIT_RETENTION_DAYS: i64 = 400;
 const STATE_SK: &str = "STATE";
@@ -449,6 +463,90 @@ pub(crate) fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
         (attr::TTL.to_owned(), number(expires.timestamp())),
     ]);
     Ok(item)
+}
+
+// ---- webhooks and the outbox -------------------------------------------------------------
+
+pub(crate) fn webhook_key(id: &str) -> Item {
+    key(format!("{WEBHOOK_PK_PREFIX}{id}"), WEBHOOK_SK)
+}
+
+pub(crate) fn webhook_item(webhook: &crate::ports::StoredWebhook) -> Result<Item, StoreError> {
+    let mut item = webhook_key(&webhook.subscription.id);
+    item.extend([
+        (
+            attr::DOC.to_owned(),
+            string(crate::adapters::records::webhook_to_doc(webhook)?),
+        ),
+        (
+            attr::VERSION.to_owned(),
+            number(webhook.subscription.version),
+        ),
+        (attr::GSI1PK.to_owned(), string(WEBHOOKS_PARTITION)),
+        (
+            attr::GSI1SK.to_owned(),
+            string(webhook.subscription.id.clone()),
+        ),
+    ]);
+    Ok(item)
+}
+
+pub(crate) fn webhook_from_item(item: &Item) -> Result<crate::ports::StoredWebhook, StoreError> {
+    let mut webhook =
+        crate::adapters::records::webhook_from_doc(string_attr(item, attr::DOC, WEBHOOK)?)?;
+    webhook.subscription.version = version_of(item, WEBHOOK)?;
+    Ok(webhook)
+}
+
+pub(crate) fn outbox_partition(shard: u32) -> String {
+    format!("{OUTBOX_PK_PREFIX}{shard:02}")
+}
+
+pub(crate) fn outbox_key(entry: &crate::ports::OutboxEntry) -> Item {
+    let id = entry.id();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+    let shard = u32::from(digest.as_ref()[0]) % OUTBOX_SHARDS;
+    key(
+        outbox_partition(shard),
+        crate::adapters::records::outbox_sort_key(entry),
+    )
+}
+
+pub(crate) fn outbox_item(entry: &crate::ports::OutboxEntry) -> Result<Item, StoreError> {
+    let mut item = outbox_key(entry);
+    item.insert(attr::DOC.to_owned(), string(to_doc(entry, OUTBOX)?));
+    Ok(item)
+}
+
+pub(crate) fn outbox_from_item(item: &Item) -> Result<crate::ports::OutboxEntry, StoreError> {
+    parse_doc(item, OUTBOX)
+}
+
+// ---- fetch records ----------------------------------------------------------------------
+
+pub(crate) fn fetches_partition(id: &ConnectionId) -> String {
+    format!("{FETCHES_PK_PREFIX}{id}")
+}
+
+pub(crate) fn fetch_item(fetch: &TokenFetch) -> Result<Item, StoreError> {
+    let mut item = key(
+        fetches_partition(&fetch.connection_id),
+        format!("{}#{}", fetch.caller_kind.as_str(), fetch.caller),
+    );
+    let expires = fetch.last_at + chrono::Duration::days(AUDIT_RETENTION_DAYS);
+    item.extend([
+        (attr::DOC.to_owned(), string(to_doc(fetch, FETCH)?)),
+        (
+            attr::LAST_AT_MS.to_owned(),
+            number(fetch.last_at.timestamp_millis()),
+        ),
+        (attr::TTL.to_owned(), number(expires.timestamp())),
+    ]);
+    Ok(item)
+}
+
+pub(crate) fn fetch_from_item(item: &Item) -> Result<TokenFetch, StoreError> {
+    parse_doc(item, FETCH)
 }
 
 pub(crate) fn audit_from_item(item: &Item) -> Result<AuditEvent, StoreError> {

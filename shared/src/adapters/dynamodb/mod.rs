@@ -5,6 +5,7 @@
 
 mod codec;
 mod console;
+mod settings;
 pub mod table;
 
 use std::collections::{BTreeSet, HashMap};
@@ -28,10 +29,12 @@ use self::codec::{Item, attr};
 use crate::adapters::records;
 use crate::domain::{
     AuditEvent, Connection, ConnectionId, Invitee, PendingAuthorization, StateToken, StoredToken,
+    TokenFetch, WebhookSubscription,
 };
 use crate::ports::{
-    AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
-    Retired, StoreError, TokenKey, TokenStore,
+    AuditLog, ConnectionStore, DueWindow, Expect, NotificationStore, OutboxEntry, Page,
+    PageRequest, PendingAuthorizationStore, Retired, StoreError, StoredWebhook, TokenKey,
+    TokenStore,
 };
 
 pub use self::codec::DEFAULT_DUE_SHARDS;
@@ -238,6 +241,31 @@ impl DynamoStore {
             items.push(TransactWriteItem::builder().put(put).build());
         }
         Ok(items)
+    }
+
+    /// Every item of partition `pk` (small partitions: one caller's invitations, one
+    /// connection's fetch records), page after page.
+    async fn whole_partition(&self, pk: String) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .set_expression_attribute_names(Some(names(&[attr::PK])))
+                .expression_attribute_values(":pk", codec::string(pk.clone()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            found.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(found),
+            }
+        }
     }
 
     /// Runs a transaction. When conditions failed, hands back DynamoDB's reason for each item,
@@ -584,31 +612,11 @@ impl ConnectionStore for DynamoStore {
         &self,
         invitee: &Invitee,
     ) -> Result<Vec<ConnectionId>, StoreError> {
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .set_expression_attribute_names(Some(names(&[attr::PK])))
-                .expression_attribute_values(
-                    ":pk",
-                    codec::string(codec::invited_partition(invitee)),
-                )
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in output.items() {
-                ids.push(codec::invited_connection(item)?);
-            }
-            match output.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(ids),
-            }
-        }
+        self.whole_partition(codec::invited_partition(invitee))
+            .await?
+            .iter()
+            .map(codec::invited_connection)
+            .collect()
     }
 
     async fn invitations_indexed(&self) -> Result<bool, StoreError> {
@@ -1134,5 +1142,192 @@ impl AuditLog for DynamoStore {
             .map(codec::audit_from_item)
             .collect::<Result<_, _>>()?;
         Ok(Page { items, next })
+    }
+
+    async fn record_fetch(
+        &self,
+        fetch: &TokenFetch,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(codec::fetch_item(fetch)?))
+            .condition_expression("attribute_not_exists(#pk) OR #last_at_ms < :since")
+            .set_expression_attribute_names(Some(names(&[attr::PK, attr::LAST_AT_MS])))
+            .expression_attribute_values(":since", codec::number(unless_since.timestamp_millis()))
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn list_fetches(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<TokenFetch>, StoreError> {
+        let mut found = self
+            .whole_partition(codec::fetches_partition(connection_id))
+            .await?
+            .iter()
+            .map(codec::fetch_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        found.sort_by_key(|f| std::cmp::Reverse(f.last_at));
+        found.truncate(limit);
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl NotificationStore for DynamoStore {
+    async fn put_webhook(
+        &self,
+        webhook: &StoredWebhook,
+        expect: Expect,
+    ) -> Result<StoredWebhook, StoreError> {
+        let mut stored = webhook.clone();
+        let condition = match expect {
+            Expect::Absent => {
+                stored.subscription.version = 1;
+                Condition::absent()
+            }
+            Expect::Version(version) => {
+                stored.subscription.version = codec::next_version(version, codec::WEBHOOK)?;
+                Condition::at_version(version)
+            }
+        };
+        let request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(codec::webhook_item(&stored)?));
+        match guarded!(request, condition).send().await {
+            Ok(_) => Ok(stored),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => Err(match expect {
+                    Expect::Absent => StoreError::AlreadyExists(codec::WEBHOOK),
+                    Expect::Version(_) => {
+                        self.version_failure(
+                            failed.item.as_ref(),
+                            codec::webhook_key(&stored.subscription.id),
+                            codec::WEBHOOK,
+                        )
+                        .await
+                    }
+                }),
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn get_webhook(&self, id: &str) -> Result<Option<StoredWebhook>, StoreError> {
+        self.get(codec::webhook_key(id))
+            .await?
+            .map(|item| codec::webhook_from_item(&item))
+            .transpose()
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<WebhookSubscription>, StoreError> {
+        let mut found = Vec::new();
+        let mut page = PageRequest::first(PageRequest::MAX_LIMIT);
+        loop {
+            let listed = self
+                .index_page(
+                    codec::GSI1,
+                    codec::WEBHOOKS_PARTITION,
+                    (None, None),
+                    false,
+                    &page,
+                )
+                .await?;
+            for item in &listed.items {
+                found.push(codec::webhook_from_item(item)?.subscription);
+            }
+            match listed.next {
+                Some(cursor) => page.cursor = Some(cursor),
+                None => return Ok(found),
+            }
+        }
+    }
+
+    async fn delete_webhook(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(codec::webhook_key(id)));
+        match guarded!(request, Condition::at_version(version))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => match err.as_service_error() {
+                Some(DeleteItemError::ConditionalCheckFailedException(failed)) => Err(self
+                    .version_failure(failed.item.as_ref(), codec::webhook_key(id), codec::WEBHOOK)
+                    .await),
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+
+    async fn enqueue(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
+        // One put each: an outbox entry stands alone, and a few go in at a time.
+        for entry in entries {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(codec::outbox_item(entry)?))
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let bound = records::outbox_bound(now);
+        let mut found = Vec::new();
+        for shard in 0..codec::OUTBOX_SHARDS {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk < :bound")
+                .set_expression_attribute_names(Some(names(&[attr::PK, attr::SK])))
+                .expression_attribute_values(":pk", codec::string(codec::outbox_partition(shard)))
+                .expression_attribute_values(":bound", codec::string(bound.clone()))
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items() {
+                found.push(codec::outbox_from_item(item)?);
+            }
+        }
+        found.sort_by_key(records::outbox_sort_key);
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn remove_outbox(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(codec::outbox_key(entry)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }

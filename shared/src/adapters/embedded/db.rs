@@ -15,7 +15,7 @@ use rusqlite::Connection;
 
 use crate::ports::StoreError;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS connections (
@@ -52,9 +52,33 @@ CREATE TABLE IF NOT EXISTS retired_connections (
     version INTEGER NOT NULL,
     retired_at TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS secrets (
     name TEXT PRIMARY KEY,
     sealed BLOB NOT NULL
+) STRICT;
+-- Per connection and caller, the last token fetch (see AuditLog::record_fetch).
+CREATE TABLE IF NOT EXISTS token_fetches (
+    connection_id TEXT NOT NULL,
+    caller_key TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    last_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (connection_id, caller_key)
+) STRICT;
+-- Webhook subscriptions, with their sealed secrets in the document.
+CREATE TABLE IF NOT EXISTS webhooks (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    version INTEGER NOT NULL
+) STRICT;
+-- Notifications on their way out (see NotificationStore), by when they are due.
+CREATE TABLE IF NOT EXISTS outbox (
+    sort_key TEXT PRIMARY KEY,
+    doc TEXT NOT NULL
 ) STRICT;
 -- The console's sessions, sign-ins in progress and used sign-in tickets (see ConsoleStore).
 CREATE TABLE IF NOT EXISTS console_records (

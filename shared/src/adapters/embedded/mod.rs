@@ -6,6 +6,7 @@ mod db;
 mod key_file;
 mod master_key;
 mod secrets;
+mod settings;
 mod store;
 
 pub use db::EmbeddedDb;

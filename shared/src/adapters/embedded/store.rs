@@ -11,15 +11,17 @@ use super::db::{CachedStatements, EmbeddedDb, sql_error};
 use crate::adapters::parsed_connections::ParsedConnections;
 use crate::adapters::records::{
     USER_OWNER_PREFIX, USER_OWNERS_END, audit_sort_key, corrupt, decode_cursor, due_index_bound,
-    due_index_key, encode_cursor, pending_from_doc, pending_to_doc, token_key_from_due_index,
-    user_token_after,
+    due_index_key, encode_cursor, outbox_bound, outbox_sort_key, pending_from_doc, pending_to_doc,
+    token_key_from_due_index, user_token_after, webhook_from_doc, webhook_to_doc,
 };
 use crate::domain::{
     AuditEvent, Connection, ConnectionId, Invitee, PendingAuthorization, StateToken, StoredToken,
+    TokenFetch, WebhookSubscription,
 };
 use crate::ports::{
-    AuditLog, ConnectionStore, DueWindow, Expect, Page, PageRequest, PendingAuthorizationStore,
-    Retired, StoreError, TokenKey, TokenStore,
+    AuditLog, ConnectionStore, DueWindow, Expect, NotificationStore, OutboxEntry, Page,
+    PageRequest, PendingAuthorizationStore, Retired, StoreError, StoredWebhook, TokenKey,
+    TokenStore,
 };
 
 #[derive(Clone)]
@@ -818,5 +820,229 @@ impl AuditLog for EmbeddedStore {
             let event = serde_json::from_str(&doc).map_err(corrupt("audit event"))?;
             Ok((event, sort_key))
         })
+    }
+
+    async fn record_fetch(
+        &self,
+        fetch: &TokenFetch,
+        unless_since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let connection_id = fetch.connection_id.to_string();
+        let caller_key = format!("{}#{}", fetch.caller_kind.as_str(), fetch.caller);
+        let doc = serde_json::to_string(fetch).map_err(corrupt("fetch record"))?;
+        let last_at_ms = fetch.last_at.timestamp_millis();
+        let since_ms = unless_since.timestamp_millis();
+        self.db
+            .run(move |db| {
+                let changed = db
+                    .execute_cached(
+                        "INSERT INTO token_fetches (connection_id, caller_key, doc, last_at_ms)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (connection_id, caller_key) DO UPDATE
+                         SET doc = excluded.doc, last_at_ms = excluded.last_at_ms
+                         WHERE token_fetches.last_at_ms < ?5",
+                        params![connection_id, caller_key, doc, last_at_ms, since_ms],
+                    )
+                    .map_err(sql_error)?;
+                Ok(changed > 0)
+            })
+            .await
+    }
+
+    async fn list_fetches(
+        &self,
+        connection_id: &ConnectionId,
+        limit: usize,
+    ) -> Result<Vec<TokenFetch>, StoreError> {
+        let connection_id = connection_id.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let docs = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT doc FROM token_fetches WHERE connection_id = ?1
+                         ORDER BY last_at_ms DESC LIMIT ?2",
+                    )
+                    .map_err(sql_error)?;
+                let docs = statement
+                    .query_map(params![connection_id, limit], |row| row.get::<_, String>(0))
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(docs)
+            })
+            .await?;
+        docs.iter()
+            .map(|doc| serde_json::from_str(doc).map_err(corrupt("fetch record")))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl NotificationStore for EmbeddedStore {
+    async fn put_webhook(
+        &self,
+        webhook: &StoredWebhook,
+        expect: Expect,
+    ) -> Result<StoredWebhook, StoreError> {
+        let mut stored = webhook.clone();
+        stored.subscription.version = match expect {
+            Expect::Absent => 1,
+            Expect::Version(version) => version + 1,
+        };
+        let doc = webhook_to_doc(&stored)?;
+        let id = stored.subscription.id.clone();
+        let new_version = version_param(stored.subscription.version)?;
+        self.db
+            .run(move |db| {
+                let current: Option<i64> = db
+                    .query_row("SELECT version FROM webhooks WHERE id = ?1", [&id], |row| {
+                        row.get(0)
+                    })
+                    .optional()
+                    .map_err(sql_error)?;
+                match (expect, current) {
+                    (Expect::Absent, Some(_)) => return Err(StoreError::AlreadyExists("webhook")),
+                    (Expect::Version(_), None) => return Err(StoreError::NotFound("webhook")),
+                    (Expect::Version(expected), Some(version))
+                        if version != version_param(expected)? =>
+                    {
+                        return Err(StoreError::Conflict("webhook"));
+                    }
+                    _ => {}
+                }
+                db.execute(
+                    "INSERT INTO webhooks (id, doc, version) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET doc = excluded.doc, version = excluded.version",
+                    params![id, doc, new_version],
+                )
+                .map_err(sql_error)?;
+                Ok(())
+            })
+            .await?;
+        Ok(stored)
+    }
+
+    async fn get_webhook(&self, id: &str) -> Result<Option<StoredWebhook>, StoreError> {
+        let id = id.to_owned();
+        let doc: Option<String> = self
+            .db
+            .run(move |db| {
+                db.query_row("SELECT doc FROM webhooks WHERE id = ?1", [&id], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(sql_error)
+            })
+            .await?;
+        doc.as_deref().map(webhook_from_doc).transpose()
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<WebhookSubscription>, StoreError> {
+        let docs: Vec<String> = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached("SELECT doc FROM webhooks ORDER BY id")
+                    .map_err(sql_error)?;
+                let docs = statement
+                    .query_map([], |row| row.get::<_, String>(0))
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(docs)
+            })
+            .await?;
+        docs.iter()
+            .map(|doc| webhook_from_doc(doc).map(|w| w.subscription))
+            .collect()
+    }
+
+    async fn delete_webhook(&self, id: &str, version: u64) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        let version = version_param(version)?;
+        self.db
+            .run(move |db| {
+                let current: Option<i64> = db
+                    .query_row("SELECT version FROM webhooks WHERE id = ?1", [&id], |row| {
+                        row.get(0)
+                    })
+                    .optional()
+                    .map_err(sql_error)?;
+                match current {
+                    None => Err(StoreError::NotFound("webhook")),
+                    Some(current) if current != version => Err(StoreError::Conflict("webhook")),
+                    Some(_) => {
+                        db.execute("DELETE FROM webhooks WHERE id = ?1", [&id])
+                            .map_err(sql_error)?;
+                        Ok(())
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn enqueue(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
+        let rows = entries
+            .iter()
+            .map(|entry| {
+                let doc = serde_json::to_string(entry).map_err(corrupt("outbox entry"))?;
+                Ok((outbox_sort_key(entry), doc))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.db
+            .run(move |db| {
+                // The writer runs each job inside its own transaction already.
+                for (sort_key, doc) in &rows {
+                    db.execute_cached(
+                        "INSERT INTO outbox (sort_key, doc) VALUES (?1, ?2)
+                         ON CONFLICT (sort_key) DO UPDATE SET doc = excluded.doc",
+                        params![sort_key, doc],
+                    )
+                    .map_err(sql_error)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let bound = outbox_bound(now);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let docs: Vec<String> = self
+            .db
+            .run(move |db| {
+                let mut statement = db
+                    .prepare_cached(
+                        "SELECT doc FROM outbox WHERE sort_key < ?1 ORDER BY sort_key LIMIT ?2",
+                    )
+                    .map_err(sql_error)?;
+                let docs = statement
+                    .query_map(params![bound, limit], |row| row.get::<_, String>(0))
+                    .map_err(sql_error)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error)?;
+                Ok(docs)
+            })
+            .await?;
+        docs.iter()
+            .map(|doc| serde_json::from_str(doc).map_err(corrupt("outbox entry")))
+            .collect()
+    }
+
+    async fn remove_outbox(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        let sort_key = outbox_sort_key(entry);
+        self.db
+            .run(move |db| {
+                db.execute("DELETE FROM outbox WHERE sort_key = ?1", [&sort_key])
+                    .map_err(sql_error)?;
+                Ok(())
+            })
+            .await
     }
 }

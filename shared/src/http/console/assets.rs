@@ -116,6 +116,17 @@ mod tests {
     }
 
     #[test]
+    fn the_console_names_every_event_type_the_server_sends() {
+        let script = include_str!("assets/console.js");
+        for event_type in crate::domain::EventType::ALL {
+            assert!(
+                script.contains(&format!("\"{}\":", event_type.as_str())),
+                "console.js has no words for {event_type}"
+            );
+        }
+    }
+
+    #[test]
     fn a_problem_page_escapes_what_it_says() {
         let response = problem_page(StatusCode::BAD_REQUEST, "<b>", "a & b");
         assert_eq!(

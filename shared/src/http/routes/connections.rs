@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{AppState, ListQuery, Routes, table};
 #[cfg(feature = "openapi")]
 use crate::domain::ImportOutcome;
-use crate::domain::{AuditEvent, ConnectionInput, ConnectionsDocument, Provider};
+use crate::domain::{AuditEvent, ConnectionInput, ConnectionsDocument, Provider, TokenFetch};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiQuery, Caller, ConnectionPath};
 #[cfg(feature = "openapi")]
@@ -29,6 +29,7 @@ pub(super) fn routes() -> Routes {
         post "/connections/{id}/test" => test_connection,
         get "/connections/{id}/audit" => audit_trail,
     ]
+    .merge(super::webhooks::routes())
 }
 
 /// The provider catalog.
@@ -247,12 +248,17 @@ struct AuditList {
     /// Pass as `cursor` for the next page; null on the last page.
     #[cfg_attr(feature = "openapi", schema(required))]
     next_cursor: Option<String>,
+    /// Who used the connection's tokens: each caller's last fetch, most recent first (up to
+    /// 1,000 callers), with the rule and scope that let it and the token's fingerprint.
+    last_fetches: Vec<TokenFetch>,
 }
 
 /// A connection's audit trail, newest first, a page at a time (administrators).
 ///
 /// Connection created/changed/deleted, token authorized/refreshed/revoked/failed and access
-/// denied events: who, what, when, never a secret. Events stay readable after the connection
+/// denied events: who, what, when, never a secret. With them, `last_fetches`: when each caller
+/// last fetched one of the connection's tokens (recorded at most once per caller every
+/// `KEYPORT_FETCH_RECORD_SECONDS`). Events stay readable after the connection
 /// is deleted, so an unknown id answers an empty list. Unknown query parameters are refused
 /// with 400.
 #[cfg_attr(feature = "openapi", utoipa::path(
@@ -275,9 +281,11 @@ async fn audit_trail(
 ) -> Result<Json<AuditList>, ApiError> {
     let page = query.page();
     let listed = keyport.audit_trail(&principal, &id, page).await?;
+    let last_fetches = keyport.token_fetches(&principal, &id).await?;
     Ok(Json(AuditList {
         events: listed.items,
         next_cursor: listed.next,
+        last_fetches,
     }))
 }
 

@@ -8,8 +8,10 @@
 mod authorize;
 mod callback;
 mod connections;
+mod settings;
 // Its validity limit is checked against the description by `http::openapi`'s tests.
 pub(super) mod token;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -62,7 +64,7 @@ impl Function {
     /// This function's routes.
     pub fn routes(self) -> Routes {
         match self {
-            Function::Connections => connections::routes(),
+            Function::Connections => connections::routes().merge(settings::routes()),
             Function::Authorize => authorize::routes(),
             Function::Callback => callback::routes(),
             Function::Token => token::routes(),

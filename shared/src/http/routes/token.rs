@@ -25,6 +25,7 @@ pub(super) fn routes() -> Routes {
         get "/connections/{id}/token" => read_token,
         delete "/connections/{id}/token" => disconnect,
         post "/connections/{id}/token/refresh" => refresh_token,
+        post "/connections/{id}/token/reset" => reset_token,
         get "/me/connections" => my_connections,
         get "/connections/{id}/tokens" => list_user_tokens,
         delete "/connections/{id}/tokens/{subject}" => disconnect_user_token,
@@ -139,6 +140,53 @@ async fn refresh_token(
 ) -> Result<Json<TokenView>, ApiError> {
     let owner = owner(query.owner.as_deref())?;
     Ok(Json(keyport.force_refresh(&principal, &id, owner).await?))
+}
+
+/// A route that takes no query parameters.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoQuery {}
+
+/// The response header that says what became of the token a reset replaced.
+pub(crate) const PREVIOUS_TOKEN_HEADER: &str = "keyport-previous-token";
+
+/// Reset the shared client-credentials token (administrators): revoke it at the provider,
+/// request a new one.
+///
+/// Under the same lease a refresh takes: the current token is revoked at the connection's
+/// revocation endpoint when it has one (a failed revocation does not stop the reset; the
+/// `Keyport-Previous-Token` header and the `token_reset` audit event say so), then a new token
+/// is requested and stored, and answered as `GET /connections/{id}/token` answers. Only for
+/// `client_credentials` connections (409 `not_client_credentials` otherwise, changing nothing).
+/// It takes no query parameters: any is refused with 400.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/connections/{id}/token/reset", operation_id = "resetToken",
+    security(("bearer" = ["keyport/connections.manage"])),
+    params(ConnectionPath),
+    responses(
+        (status = 200, description = "The new token.", body = TokenView, headers(
+            ("keyport-previous-token" = String, description = "What became of the replaced token: `revoked`, `revocation_failed`, `no_revocation_endpoint` or `none` (there was none).")
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 502, response = BadGateway),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn reset_token(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ConnectionPath(id): ConnectionPath,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let reset = keyport.reset_token(&principal, &id).await?;
+    Ok((
+        [(PREVIOUS_TOKEN_HEADER, reset.previous.as_str())],
+        Json(reset.token),
+    ))
 }
 
 /// A token disconnected.

@@ -126,6 +126,7 @@ function chrome() {
   fill(nav,
     session.administrator ? link("/console/connections", "Connections") : null,
     session.administrator ? link("/console/transfer", "Export / import") : null,
+    session.administrator ? link("/console/notifications", "Notifications") : null,
     link("/console/me", "My connections"),
   );
   fill(who,
@@ -162,6 +163,7 @@ function route() {
   }
   if (parts[1] === "connections" && !session.administrator) return notAllowed();
   if (parts[1] === "transfer") return session.administrator ? transferPage() : notAllowed();
+  if (parts[1] === "notifications") return session.administrator ? notificationsPage() : notAllowed();
   return session.administrator ? connectionsList() : myConnections();
 }
 
@@ -379,9 +381,13 @@ function pairsText(object) {
 const GRANT_WORDS = {
   authorization_code: "Authorization code",
   authorization_code_pkce: "Authorization code with PKCE",
+  authorization_code_hybrid: "OpenID Connect hybrid (code and ID token)",
   client_credentials: "Client credentials",
   password: "Resource-owner password",
 };
+
+// The grants a person authorizes in a browser (GrantType::is_interactive).
+const INTERACTIVE_GRANTS = ["authorization_code", "authorization_code_pkce", "authorization_code_hybrid"];
 
 // ---- create a connection: the four steps --------------------------------------------------
 
@@ -516,7 +522,7 @@ async function wizard() {
       fill(outcome, h("p", { class: result.data.ok ? "success" : "problem", role: result.data.ok ? "status" : "alert" },
         result.data.ok ? "Test passed: " : "Test failed: ", result.data.message));
     } }, "Test the connection");
-    const interactive = c.grant_type === "authorization_code" || c.grant_type === "authorization_code_pkce";
+    const interactive = INTERACTIVE_GRANTS.includes(c.grant_type);
     const save = h("button", { type: "button", onclick: () => authorize(c.id, "shared", `/console/connections/${encodeURIComponent(c.id)}?step=invite`, outcome) },
       interactive ? "Save login credentials" : "Get the token now");
     if (!interactive) {
@@ -588,7 +594,7 @@ async function connectionPage(id) {
   const health = c.token_health || { shared: {}, user_tokens: {} };
   const outcome = h("div", { id: "token-outcome", "aria-live": "polite" });
   const params = new URLSearchParams(location.search);
-  const interactive = c.grant_type === "authorization_code" || c.grant_type === "authorization_code_pkce";
+  const interactive = INTERACTIVE_GRANTS.includes(c.grant_type);
   const here = `/console/connections/${encodeURIComponent(c.id)}`;
   const tokenActions = h("div", { class: "actions" },
     h("button", { type: "button", class: "secondary", onclick: async () => {
@@ -605,6 +611,7 @@ async function connectionPage(id) {
     } }, "Disconnect") : null);
   const users = health.user_tokens || {};
   const audit = h("div", { id: "audit" });
+  const usedBy = h("div", { id: "used-by" });
   const userTokens = h("div", { id: "user-tokens" });
   const saved = flash;
   flash = null;
@@ -633,6 +640,8 @@ async function connectionPage(id) {
     h("section", { "aria-labelledby": "edit-heading" },
       h("h2", { id: "edit-heading", text: "Edit" }),
       editForm(c)),
+    h("section", { "aria-labelledby": "used-by-heading" },
+      h("h2", { id: "used-by-heading", text: "Used by" }), usedBy),
     h("section", { "aria-labelledby": "audit-heading" },
       h("h2", { id: "audit-heading", text: "Audit trail" }), audit),
     h("section", { "aria-labelledby": "delete-heading" },
@@ -646,7 +655,7 @@ async function connectionPage(id) {
       } }, "Delete this connection")),
     h("p", {}, link("/console/connections", "Back to connections")));
   loadUserTokens(c, userTokens, null);
-  loadAudit(c.id, audit, null);
+  loadAudit(c.id, audit, null, usedBy);
 }
 
 // A connection's user tokens, a page at a time: whose, their status in colour and words, and a
@@ -769,10 +778,11 @@ function editForm(c) {
   return form;
 }
 
-async function loadAudit(id, container, cursor) {
+async function loadAudit(id, container, cursor, usedBy) {
   const query = cursor ? `?limit=20&cursor=${encodeURIComponent(cursor)}` : "?limit=20";
   const result = await api("GET", `/connections/${encodeURIComponent(id)}/audit${query}`);
   if (!result.ok) return fill(container, problem(result));
+  if (usedBy) fill(usedBy, fetchTable(result.data.last_fetches || []));
   const events = result.data.events || [];
   const list = events.length
     ? h("table", {}, h("thead", {}, h("tr", {}, ...["When", "What", "Who", "Token"].map((t) => h("th", { scope: "col", text: t })))),
@@ -780,6 +790,105 @@ async function loadAudit(id, container, cursor) {
     : h("p", { text: "No events yet." });
   fill(container, list,
     result.data.next_cursor ? h("button", { type: "button", class: "secondary", onclick: () => loadAudit(id, container, result.data.next_cursor) }, "Older events") : null);
+}
+
+// Who fetched the connection's tokens last, through which rule: fingerprints, never tokens.
+function fetchTable(fetches) {
+  if (!fetches.length) return h("p", { text: "Nobody has fetched a token yet." });
+  return h("table", {}, h("thead", {}, h("tr", {}, ...["Caller", "Kind", "Allowed by", "Token", "Last fetch", "Fingerprint"].map((t) => h("th", { scope: "col", text: t })))),
+    h("tbody", {}, ...fetches.map((f) => h("tr", {},
+      h("td", { text: f.caller }), h("td", { text: f.caller_kind }),
+      h("td", { text: f.scope ? `${f.via} (${f.scope})` : f.via }), h("td", { text: f.owner }),
+      h("td", { text: when(f.last_at) }), h("td", {}, h("code", { text: f.token_fingerprint }))))));
+}
+
+// ---- notifications ------------------------------------------------------------------------
+
+// The event types Keyport notifies about, in words (the server's list; a test holds the two
+// together).
+const EVENT_WORDS = {
+  "connection.role_invited": "A role is invited to a connection",
+  "connection.application_invited": "An application is invited to a connection",
+  "connection.disabled": "A connection is disabled",
+  "connection.deleted": "A connection is deleted",
+  "token.refresh_failed": "A refresh fails",
+  "token.needs_reauthorization": "A token needs authorizing again",
+  "token.recovered": "A token recovers",
+  "grant.ending": "A grant nears its end",
+};
+
+const DELIVERY_WORDS = { delivered: "Delivered", failed: "Failing, retrying", gave_up: "Given up", gone: "Receiver gone (410)" };
+
+// Webhook subscriptions: who hears about what, their last delivery in colour and words, and a
+// signing secret shown once when made or rotated (never stored by the page).
+async function notificationsPage(secretNote) {
+  const result = await api("GET", "/webhooks");
+  if (!result.ok) return show("Notifications", problem(result));
+  const webhooks = result.data.webhooks || [];
+  const outcome = h("div", { id: "webhook-outcome", "aria-live": "polite" });
+  const rows = webhooks.map((w) => {
+    const last = w.last_delivery;
+    const delivery = last
+      ? h("span", { class: `badge status-${last.outcome === "delivered" ? "valid" : "refresh_failing"}`, text: DELIVERY_WORDS[last.outcome] || last.outcome })
+      : h("span", { class: "muted", text: "Nothing sent yet" });
+    const change = async (body, done) => {
+      const r = await api("PATCH", `/webhooks/${encodeURIComponent(w.id)}`, { ...body, version: w.version });
+      if (!r.ok) return fill(outcome, problem(r));
+      notificationsPage(done);
+    };
+    return h("tr", {},
+      h("th", { scope: "row" }, h("code", { text: w.url }), w.description ? h("div", { class: "muted", text: w.description }) : null),
+      h("td", { text: w.event_types.length ? w.event_types.map((t) => EVENT_WORDS[t] || t).join("; ") : "Every event" }),
+      h("td", {}, badge(w.enabled ? "active" : "disabled")),
+      h("td", {}, delivery, last ? h("div", { class: "muted", text: `${when(last.at)}${last.status ? ` (HTTP ${last.status})` : ""}` }) : null),
+      h("td", {}, h("div", { class: "actions" },
+        h("button", { type: "button", class: "secondary", onclick: () => change({ enabled: !w.enabled }) }, w.enabled ? `Pause ${w.url}` : `Resume ${w.url}`),
+        h("button", { type: "button", class: "secondary", onclick: async () => {
+          const r = await api("POST", `/webhooks/${encodeURIComponent(w.id)}/rotate-secret`);
+          if (!r.ok) return fill(outcome, problem(r));
+          notificationsPage({ url: w.url, secret: r.data.secret, rotated: true });
+        } }, `New secret for ${w.url}`),
+        h("button", { type: "button", class: "danger", onclick: async () => {
+          if (!confirm(`Stop sending notifications to ${w.url}?`)) return;
+          const r = await api("DELETE", `/webhooks/${encodeURIComponent(w.id)}`);
+          if (!r.ok) return fill(outcome, problem(r));
+          notificationsPage();
+        } }, `Delete ${w.url}`))));
+  });
+  const url = h("input", { type: "url", autocomplete: "off", placeholder: "https://hooks.example.com/keyport" });
+  const description = h("input", { type: "text", autocomplete: "off" });
+  const boxes = Object.entries(EVENT_WORDS).map(([type, words]) => {
+    const box = h("input", { type: "checkbox", value: type, id: `event-${type}` });
+    return h("div", { class: "check" }, box, h("label", { for: `event-${type}`, text: words }));
+  });
+  const form = h("form", { novalidate: true, onsubmit: async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    const event_types = [...form.querySelectorAll("input[type=checkbox]:checked")].map((b) => b.value);
+    const r = await api("POST", "/webhooks", { url: url.value.trim(), description: description.value.trim(), event_types });
+    if (!r.ok) return showError(form, r);
+    notificationsPage({ url: r.data.webhook.url, secret: r.data.secret, rotated: false });
+  } },
+  h("div", { class: "form-error" }),
+  field("url", "Receiver URL", url, "https; Keyport signs every delivery (Standard Webhooks) and retries for about three days."),
+  field("description", "Description", description, "Optional: who reads it."),
+  h("fieldset", {}, h("legend", { text: "Events (none ticked: every event)" }), ...boxes),
+  h("div", { class: "actions" }, h("button", { type: "submit" }, "Subscribe")));
+  show("Notifications",
+    h("p", { class: "muted", text: "People learn about a connection before a bot fails. On AWS every event also goes on the installation's EventBridge bus." }),
+    secretNote ? h("div", { class: "success", role: "status", id: "webhook-secret" },
+      h("p", { text: secretNote.rotated
+        ? `New signing secret for ${secretNote.url}. The old one keeps signing beside it for 24 hours. Copy it now: Keyport never shows it again.`
+        : `Subscribed ${secretNote.url}. Its signing secret — copy it now: Keyport never shows it again.` }),
+      h("code", { text: secretNote.secret })) : null,
+    outcome,
+    h("section", { "aria-labelledby": "webhooks-heading" },
+      h("h2", { id: "webhooks-heading", text: "Webhooks" }),
+      rows.length
+        ? h("table", {}, h("thead", {}, h("tr", {}, ...["Receiver", "Events", "Status", "Last delivery", "Actions"].map((t) => h("th", { scope: "col", text: t })))), h("tbody", {}, ...rows))
+        : h("p", { text: "No webhook yet." })),
+    h("section", { "aria-labelledby": "subscribe-heading" },
+      h("h2", { id: "subscribe-heading", text: "Add a webhook" }), form));
 }
 
 // ---- my connections -----------------------------------------------------------------------
@@ -794,7 +903,7 @@ async function myConnections() {
   const outcome = h("div", { "aria-live": "polite" });
   show("My connections", outcome, h("ul", { class: "cards" }, ...connections.map((c) => {
     const status = c.user_token || "not_authorized";
-    const interactive = c.grant_type === "authorization_code" || c.grant_type === "authorization_code_pkce";
+    const interactive = INTERACTIVE_GRANTS.includes(c.grant_type);
     return h("li", { class: "card" },
       h("h2", { text: c.name }),
       h("p", { class: "muted", text: c.description || c.provider }),

@@ -71,6 +71,10 @@ impl Harness {
                 let padding = "x".repeat(MAX_BODY_BYTES);
                 Body::from(format!("{{\"description\": \"{padding}\"}}"))
             }
+            Some(form) if form.starts_with("form:") => {
+                builder = builder.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Body::from(form["form:".len()..].to_owned())
+            }
             Some(json) => {
                 builder = builder.header(header::CONTENT_TYPE, "application/json");
                 Body::from(json.to_owned())
@@ -375,6 +379,13 @@ async fn the_routers_answers_are_described() {
         "POST /connections/$conn/token/refresh stranger => 403",
         "POST /connections/$none/token/refresh bot => 404",
         "POST /connections/$conn/token/refresh - => 401",
+        // A reset: administrators, client-credentials connections only.
+        "POST /connections/$conn/token/reset bot => 403",
+        "POST /connections/$conn/token/reset admin => 409",
+        "POST /connections/$conn/token/reset?owner=user admin => 400",
+        "POST /connections/$none/token/reset admin => 404",
+        "POST /connections/con_1/token/reset admin => 400",
+        "POST /connections/$conn/token/reset - => 401",
     ];
     for line in before_tokens {
         h.run(&fill(line)).await;
@@ -413,6 +424,13 @@ async fn the_routers_answers_are_described() {
         "GET /oauth/callback?state={denied}&code=abc - => 400"
     ))
     .await;
+    // The form post callback: a spent state, a body that is not a form, one too large.
+    h.run(&format!(
+        "POST /oauth/callback - form:state={denied}&code=abc => 400"
+    ))
+    .await;
+    h.run("POST /oauth/callback - plain => 415").await;
+    h.run("POST /oauth/callback - huge => 413").await;
     let evil = "https%3A%2F%2Fevil.example";
     h.run(&format!(
         "GET /oauth/callback?state={elsewhere}&code=abc&iss={evil} - => 400"
@@ -493,6 +511,21 @@ async fn the_routers_answers_are_described() {
         "DELETE /connections/$conn?version=2 admin => 204",
         "DELETE /connections/$conn admin => 404",
         "DELETE /connections/$other admin => 204",
+        // The outbound-proxy setting: administrators only; the password never answered.
+        "GET /settings/outbound-proxy admin => 404",
+        "GET /settings/outbound-proxy bot => 403",
+        "GET /settings/outbound-proxy - => 401",
+        r#"PUT /settings/outbound-proxy admin {"url": "ftp://proxy.example.com"} => 400"#,
+        r#"PUT /settings/outbound-proxy admin {"url": "http://proxy.example.com:3128", "colour": 1} => 400"#,
+        r#"PUT /settings/outbound-proxy bot {"url": "http://proxy.example.com:3128"} => 403"#,
+        "PUT /settings/outbound-proxy admin plain => 415",
+        "PUT /settings/outbound-proxy admin huge => 413",
+        "PUT /settings/outbound-proxy - plain => 401",
+        r#"PUT /settings/outbound-proxy admin {"url": "http://proxy.example.com:3128", "username": "keyport", "password": "p"} => 200"#,
+        "GET /settings/outbound-proxy admin => 200",
+        "DELETE /settings/outbound-proxy bot => 403",
+        "DELETE /settings/outbound-proxy - => 401",
+        "DELETE /settings/outbound-proxy admin => 204",
     ];
     for line in after_tokens {
         h.run(&fill(line)).await;
@@ -501,6 +534,55 @@ async fn the_routers_answers_are_described() {
         "GET /oauth/callback?state={orphan}&code=abc - => 404"
     ))
     .await;
+
+    // Webhook subscriptions.
+    let hook = h
+        .run(r#"POST /webhooks admin {"url": "https://hooks.example.com/keyport", "event_types": ["token.refresh_failed"]} => 201"#)
+        .await;
+    assert!(
+        hook.body["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_"))
+    );
+    let id = hook.body["webhook"]["id"].as_str().unwrap().to_owned();
+    for line in [
+        r#"POST /webhooks admin {"url": "http://hooks.example.com/"} => 400"#,
+        r#"POST /webhooks admin {"url": "https://hooks.example.com/", "event_types": ["token.stolen"]} => 400"#,
+        r#"POST /webhooks admin {"url": "https://hooks.example.com/", "colour": "red"} => 400"#,
+        "POST /webhooks admin plain => 415",
+        "POST /webhooks admin huge => 413",
+        r#"POST /webhooks bot {"url": "https://hooks.example.com/"} => 403"#,
+        r#"POST /webhooks - {"url": "https://hooks.example.com/"} => 401"#,
+        "GET /webhooks admin => 200",
+        "GET /webhooks bot => 403",
+        "GET /webhooks - => 401",
+        "GET /webhooks/$hook admin => 200",
+        "GET /webhooks/whk_nope admin => 400",
+        "GET /webhooks/whk_00000000000000000000000000000000 admin => 404",
+        "GET /webhooks/$hook bot => 403",
+        "GET /webhooks/$hook - => 401",
+        r#"PATCH /webhooks/$hook admin {"enabled": false, "version": 1} => 200"#,
+        r#"PATCH /webhooks/$hook admin {"enabled": true, "version": 1} => 409"#,
+        r#"PATCH /webhooks/$hook admin {"event_types": ["nope"]} => 400"#,
+        "PATCH /webhooks/whk_nope admin {} => 400",
+        "PATCH /webhooks/whk_00000000000000000000000000000000 admin {} => 404",
+        "PATCH /webhooks/$hook admin plain => 415",
+        "PATCH /webhooks/$hook admin huge => 413",
+        "PATCH /webhooks/$hook bot {} => 403",
+        "PATCH /webhooks/$hook - {} => 401",
+        "POST /webhooks/$hook/rotate-secret admin => 200",
+        "POST /webhooks/whk_nope/rotate-secret admin => 400",
+        "POST /webhooks/whk_00000000000000000000000000000000/rotate-secret admin => 404",
+        "POST /webhooks/$hook/rotate-secret bot => 403",
+        "POST /webhooks/$hook/rotate-secret - => 401",
+        "DELETE /webhooks/$hook bot => 403",
+        "DELETE /webhooks/$hook - => 401",
+        "DELETE /webhooks/whk_nope admin => 400",
+        "DELETE /webhooks/$hook admin => 204",
+        "DELETE /webhooks/$hook admin => 404",
+    ] {
+        h.run(&line.replace("$hook", &id)).await;
+    }
 
     // Every operation was reached, and every kind of answer the API gives offline was seen.
     let reached: BTreeSet<(String, String)> = h
