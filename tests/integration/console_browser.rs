@@ -440,3 +440,51 @@ async fn an_administrator_subscribes_a_webhook_and_sees_its_delivery() {
         "{found}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_exports_then_imports_a_changed_file_after_its_dry_run() {
+    let (server, peer, _backend) = start().await;
+    let name = "Sales CRM";
+    let id = connection(&server, &peer, name).await;
+    let found = run_scenario(
+        "admin-exports-and-imports",
+        &server,
+        &peer,
+        &[
+            (
+                "ADMIN_LINK",
+                server.sign_in_link("ada", &["keyport-admins"]),
+            ),
+            ("CONNECTION_NAME", name.to_owned()),
+            ("CLIENT_SECRET", CLIENT_SECRET.to_owned()),
+            ("NEW_DESCRIPTION", "Imported from a file".to_owned()),
+            ("NEW_NAME", "Support desk".to_owned()),
+            ("NEW_SECRET", "support-desk-secret-5e2".to_owned()),
+        ],
+    );
+    assert_eq!(
+        found["screens"],
+        json!(["transfer", "import-plan", "import-applied"])
+    );
+    // What the browser applied, as the API has it.
+    let http = Http::new(&server.base);
+    let admin = server.token("admin", &["keyport-admins"]);
+    let changed = http
+        .get(&format!("/connections/{id}"), Some(&admin))
+        .await
+        .expect_json(200, "the changed connection");
+    assert_eq!(changed["description"], "Imported from a file");
+    assert_eq!(changed["version"], 2);
+    let listed = http
+        .get("/connections", Some(&admin))
+        .await
+        .expect_json(200, "the connections");
+    let created = listed["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Support desk")
+        .expect("the imported connection");
+    assert_eq!(created["client_secret_set"], true);
+    assert_eq!(created["invited_roles"], json!([ROLE]));
+}

@@ -119,6 +119,9 @@ async fn make_due(backend: &keyport_tests::backends::Backend, key: &TokenKey) ->
     due
 }
 
+/// The public half of an age key the test threw away: an export with secrets needs one.
+const EXPORT_RECIPIENT: &str = "age13g74zg6yffanj2sqcfmp240ryk9nq2ct2pdygz0u8sjltlrkyv5qh0gsus";
+
 /// `file`'s event for connection `id` (if any) with `body` as its JSON body.
 fn event_with_body(file: &str, id: Option<&str>, body: Value) -> String {
     let mut event: Value = serde_json::from_str(&event_text(file, id)).expect("JSON");
@@ -765,6 +768,33 @@ async fn every_aws_call_of_every_function_is_allowed_by_its_policy_and_nothing_m
         200,
     )
     .await;
+    // An export with secrets (every secret read, every token decrypted), then an import that
+    // changes one connection and creates another.
+    let exported = expect_status(
+        &connections,
+        c,
+        &event_with_query(
+            "connections-export.json",
+            None,
+            &format!("with_secrets=true&recipient={EXPORT_RECIPIENT}"),
+        ),
+        200,
+    )
+    .await;
+    assert!(exported["sealed"].is_string(), "{exported}");
+    let mut document = json!({"keyport_export": 1, "connections": exported["connections"]});
+    document["connections"][0]["description"] = json!("changed by an import");
+    document["connections"].as_array_mut().unwrap().push(
+        json!({"name": "imported", "grant_type": "client_credentials",
+                     "client_id": "imported", "client_secret": "imported-secret",
+                     "token_url": "https://login.example.com/oauth2/token"}),
+    );
+    let mut import: Value =
+        serde_json::from_str(&event_with_body("connections-import.json", None, document)).unwrap();
+    import["rawQueryString"] = json!("dry_run=false");
+    import["queryStringParameters"] = json!({"dry_run": "false"});
+    let imported = expect_status(&connections, c, &import.to_string(), 200).await;
+    assert_eq!(imported["applied"], true, "{imported}");
     // A second token beside the shared one: the workers end both.
     let mut second = backend
         .store

@@ -454,6 +454,58 @@ async fn every_route_event_reaches_its_handler() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_export_and_import_events_reach_their_handlers() {
+    let backend = backends::embedded().await;
+    let keyport = Arc::new(keyport(&backend, |_| {}));
+    let planned = invoke(
+        &keyport,
+        Function::Connections,
+        &event_text("connections-import.json", None),
+    )
+    .await;
+    assert_eq!(planned.status, 200, "{}", planned.body);
+    assert_eq!(planned.json()["dry_run"], true);
+    assert_eq!(planned.json()["applied"], false);
+    assert_eq!(
+        planned.json()["connections"],
+        json!([{"name": "Acme CRM", "action": "create"}])
+    );
+    assert!(!planned.body.contains("example-secret"));
+
+    // The dry run wrote nothing: the export is empty; the same event applied, it is not.
+    let empty = invoke(
+        &keyport,
+        Function::Connections,
+        &event_text("connections-export.json", None),
+    )
+    .await;
+    assert_eq!(empty.status, 200, "{}", empty.body);
+    assert_eq!(
+        empty.json(),
+        json!({"keyport_export": 1, "connections": []})
+    );
+    let mut apply = event_json("connections-import.json", None);
+    apply["rawQueryString"] = json!("dry_run=false");
+    apply["queryStringParameters"] = json!({"dry_run": "false"});
+    let applied = invoke(&keyport, Function::Connections, &apply.to_string()).await;
+    assert_eq!(applied.status, 200, "{}", applied.body);
+    assert_eq!(applied.json()["applied"], true);
+    let exported = invoke(
+        &keyport,
+        Function::Connections,
+        &event_text("connections-export.json", None),
+    )
+    .await;
+    assert_eq!(exported.status, 200, "{}", exported.body);
+    let connections = exported.json()["connections"].clone();
+    assert_eq!(connections[0]["name"], "Acme CRM");
+    assert_eq!(connections[0]["client_id"], "acme-client");
+    assert!(!has_key(&exported.json(), "client_secret"));
+    assert!(!has_key(&exported.json(), "id") && !has_key(&exported.json(), "version"));
+    assert!(!exported.body.contains("example-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_nobody_answers_is_a_json_error() {
     let backend = backends::embedded().await;
     // One attempt: the error comes back at once instead of after the backoff.

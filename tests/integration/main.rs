@@ -37,6 +37,7 @@ mod template_routes;
 mod token_health;
 mod token_reset;
 mod token_usage;
+mod transfer;
 mod user_tokens;
 
 /// Declares each listed `async fn(Backend)` as one test per back-end.

@@ -256,6 +256,10 @@ async fn the_worked_example_runs_as_written() {
         // The webhook subscription's answer, with its signing secret this once.
         "\"secret\":\"whsec_",
         "authorized demo: your own token is stored",
+        // The export imported into the installation it came from, and the apply file twice.
+        "plan: 0 to create, 0 to change, 1 unchanged, 0 in conflict",
+        "applied: 1 to create, 0 to change, 0 unchanged, 0 in conflict",
+        "plan: 0 to create, 0 to change, 1 unchanged, 0 in conflict\nnothing to change",
         "created connection demo-hybrid (con_",
         "authorized demo-hybrid: its shared token is stored",
         "bot-1 reads demo-hybrid's token",

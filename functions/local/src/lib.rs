@@ -54,6 +54,15 @@ pub enum Command {
     Authorize(cli::AuthorizeArgs),
     /// Print an access token of a connection that is valid now (and nothing else, for scripts).
     Token(cli::TokenArgs),
+    /// Print every connection's definition as JSON; with --with-secrets, their secrets and
+    /// tokens too, encrypted to an age recipient.
+    Export(cli::ExportArgs),
+    /// Create and change connections from an export (a dry run first, then the real run;
+    /// nothing if anything conflicts). --identity opens an export made --with-secrets.
+    Import(cli::ImportArgs),
+    /// Make the connections what a YAML or JSON file says (secrets as {env: NAME} or
+    /// {aws_secretsmanager: ARN}); a second apply changes nothing.
+    Apply(cli::ApplyArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -463,6 +472,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Some(Command::Connections(args)) => cli::connections(args).await,
         Some(Command::Authorize(args)) => cli::authorize(args).await,
         Some(Command::Token(args)) => cli::token(args).await,
+        Some(Command::Export(args)) => cli::export(&args).await,
+        Some(Command::Import(args)) => cli::import(&args).await,
+        Some(Command::Apply(args)) => cli::apply(&args).await,
         Some(Command::Serve(args)) => serve_until_stopped(*args).await,
         None => serve_until_stopped(cli.serve).await,
     }

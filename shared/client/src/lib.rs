@@ -128,6 +128,52 @@ impl Client {
         self.answer(request).await
     }
 
+    /// Every connection's definition (administrators); with `recipient`, their secrets and
+    /// tokens too, encrypted to that age recipient.
+    pub async fn export_connections(
+        &self,
+        recipient: Option<&str>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let query: Vec<(&str, String)> = match recipient {
+            Some(recipient) => vec![
+                ("with_secrets", "true".to_owned()),
+                ("recipient", recipient.to_owned()),
+            ],
+            None => Vec::new(),
+        };
+        self.get("/connections/export", &query).await
+    }
+
+    /// Imports a document of connections (administrators): its plan, applied unless
+    /// `dry_run`. A plan with conflicts comes back too (as it is, with `applied: false`),
+    /// not as an error.
+    pub async fn import_connections(
+        &self,
+        document: &serde_json::Value,
+        dry_run: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        let query = [("dry_run", dry_run.to_string())];
+        let request = self
+            .request(Method::POST, "/connections/import", &query)
+            .json(document);
+        let response = request.send().await.map_err(|e| ClientError::Unreachable {
+            server: self.base.to_string(),
+            reason: error::transport_reason(&e),
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return self.parse(response).await;
+        }
+        let text = response.text().await.unwrap_or_default();
+        if status == StatusCode::CONFLICT
+            && let Ok(plan) = serde_json::from_str::<serde_json::Value>(&text)
+            && plan.get("connections").is_some()
+        {
+            return Ok(plan);
+        }
+        Err(error::from_answer(status, &text))
+    }
+
     /// Deletes a connection: its tokens are revoked, in this request or by the refresher, or
     /// all of them by the refresh workers.
     pub async fn delete_connection(&self, id: &str) -> Result<Deletion, ClientError> {

@@ -28,6 +28,9 @@ pub enum AuditAction {
     /// person must authorize again before it dies. Once per grant.
     GrantEnding,
     AccessDenied,
+    /// The connection's secrets and tokens left in an export, encrypted to the recipient the
+    /// detail names.
+    SecretsExported,
 }
 
 impl AuditAction {
@@ -43,6 +46,7 @@ impl AuditAction {
             AuditAction::TokenReset => "token_reset",
             AuditAction::GrantEnding => "grant_ending",
             AuditAction::AccessDenied => "access_denied",
+            AuditAction::SecretsExported => "secrets_exported",
         }
     }
 }

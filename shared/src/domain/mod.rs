@@ -16,6 +16,7 @@ mod provider_defaults;
 mod scopes;
 mod secret;
 mod token;
+mod transfer;
 mod usage;
 mod validation;
 
@@ -44,5 +45,9 @@ pub use provider::{
 pub use scopes::{Scopes, ScopesInput};
 pub use secret::{ClientSecret, PkceVerifier, TokenSecrets, is_token_like_field};
 pub use token::{Lease, StoredToken, TokenFailure, TokenStatus};
+pub use transfer::{
+    ConnectionDefinition, ConnectionsDocument, EXPORT_FORMAT, ImportAction, ImportOutcome,
+    ImportStep, ImportSummary, state_in_full,
+};
 pub use usage::{CallerKind, TokenFetch, token_fingerprint};
 pub use validation::ValidationError;

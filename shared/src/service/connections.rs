@@ -197,7 +197,10 @@ impl Keyport {
     }
 
     /// Fills a catalog provider's defaults, or a custom connection's endpoints by discovery.
-    async fn resolve_provider(&self, input: &mut ConnectionInput) -> Result<(), ServiceError> {
+    pub(super) async fn resolve_provider(
+        &self,
+        input: &mut ConnectionInput,
+    ) -> Result<(), ServiceError> {
         let key = ProviderKey::parse(input.provider.as_deref().unwrap_or(ProviderKey::CUSTOM))?;
         if key.as_str() != ProviderKey::CUSTOM {
             let provider = self.catalog.get(key.as_str()).ok_or_else(|| {
@@ -248,7 +251,7 @@ impl Keyport {
         Ok(())
     }
 
-    fn check_grant_allowed(&self, connection: &Connection) -> Result<(), ServiceError> {
+    pub(super) fn check_grant_allowed(&self, connection: &Connection) -> Result<(), ServiceError> {
         if connection.grant_type == GrantType::Password && !self.settings.allow_password_grant {
             return Err(ValidationError::new(
                 "grant_type",

@@ -19,6 +19,7 @@ mod readiness;
 mod refresher;
 mod token_reset;
 mod tokens;
+mod transfer;
 mod usage;
 mod user_tokens;
 mod work;

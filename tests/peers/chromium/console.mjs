@@ -10,7 +10,7 @@
 // no page's HTML, no response to the browser, and no browser storage. It exits non-zero with
 // the reason on stderr when anything fails, and prints one JSON line of findings on success.
 
-import { readFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
@@ -401,6 +401,44 @@ const scenarios = {
     await assertNoSecret(admin, secret, 'the connection page after the edit');
     assertNoTokens(admin);
     assertNoTokens(user);
+    return {};
+  },
+
+  // An administrator downloads the export, adds a connection and changes another in the
+  // file, uploads it, reads the dry run's table, and confirms.
+  async 'admin-exports-and-imports'(browser) {
+    const admin = await person(browser, 'admin');
+    const { page } = admin;
+    await signIn(admin, env('ADMIN_LINK'));
+    await page.getByRole('link', { name: 'Export / import' }).click();
+    await page.getByRole('heading', { name: 'Export / import' }).waitFor();
+    await checkScreen(admin, 'transfer');
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Download the export' }).click(),
+    ]);
+    const exported = JSON.parse(readFileSync(await download.path(), 'utf8'));
+    const existing = exported.connections.find((c) => c.name === env('CONNECTION_NAME'));
+    if (!existing) fail(`the export has no ${env('CONNECTION_NAME')}: ${JSON.stringify(exported)}`);
+    if (JSON.stringify(exported).includes(env('CLIENT_SECRET'))) fail('the export holds the client secret');
+    existing.description = env('NEW_DESCRIPTION');
+    const added = { ...existing, name: env('NEW_NAME'), description: '', client_secret: env('NEW_SECRET') };
+    exported.connections.push(added);
+    const file = `${process.env.TMPDIR || '/tmp'}/keyport-import-${process.pid}.json`;
+    writeFileSync(file, JSON.stringify(exported));
+    await page.getByLabel('Export file').setInputFiles(file);
+    await page.getByText('A dry run: nothing is applied until you confirm.').waitFor();
+    const rows = await page.locator('#import-plan tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+    const expected = [[env('CONNECTION_NAME'), 'Change', 'description'], [env('NEW_NAME'), 'Create', '']];
+    if (JSON.stringify(rows) !== JSON.stringify(expected)) fail(`the plan shows ${JSON.stringify(rows)}`);
+    await checkScreen(admin, 'import-plan');
+    await page.getByRole('button', { name: 'Apply this import' }).click();
+    await page.getByText('Imported: every change in the table is applied.').waitFor();
+    await page.getByRole('table', { name: 'Applied' }).waitFor();
+    await checkScreen(admin, 'import-applied');
+    await assertNoSecret(admin, env('NEW_SECRET'), 'the import page');
+    await assertNoSecret(admin, env('CLIENT_SECRET'), 'the import page');
+    assertNoTokens(admin);
     return {};
   },
 

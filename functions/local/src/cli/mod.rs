@@ -21,9 +21,11 @@ mod connections;
 mod fields;
 mod table;
 mod token;
+mod transfer;
 
 pub use authorize::AuthorizeArgs;
 pub use token::TokenArgs;
+pub use transfer::{ApplyArgs, ExportArgs, ImportArgs, apply, export, import};
 
 /// The local server at its default address.
 pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";

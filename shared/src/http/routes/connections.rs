@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{AppState, ListQuery, Routes, table};
-use crate::domain::{AuditEvent, ConnectionInput, Provider, TokenFetch};
+#[cfg(feature = "openapi")]
+use crate::domain::ImportOutcome;
+use crate::domain::{AuditEvent, ConnectionInput, ConnectionsDocument, Provider, TokenFetch};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiQuery, Caller, ConnectionPath};
 #[cfg(feature = "openapi")]
@@ -19,6 +21,8 @@ pub(super) fn routes() -> Routes {
         get "/providers" => list_providers,
         post "/connections" => create_connection,
         get "/connections" => list_connections,
+        get "/connections/export" => export_connections,
+        post "/connections/import" => import_connections,
         get "/connections/{id}" => get_connection,
         patch "/connections/{id}" => update_connection,
         delete "/connections/{id}" => delete_connection,
@@ -116,6 +120,124 @@ async fn list_connections(
         connections: listed.items,
         next_cursor: listed.next,
     }))
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    /// Add `sealed`: every connection's secrets and tokens, encrypted to `recipient`.
+    with_secrets: Option<bool>,
+    /// The age recipient (`age1...`) to encrypt the secrets to; required with
+    /// `with_secrets=true` and refused without it.
+    recipient: Option<String>,
+}
+
+/// Every connection's definition, by name, for another installation or version control
+/// (administrators).
+///
+/// No ids, versions or timestamps; no secret unless `with_secrets=true`, and then only in
+/// `sealed`, an age file (ASCII armor) for `recipient`: Keyport never holds the identity that
+/// opens it. An export with secrets is in each connection's audit trail (`secrets_exported`).
+/// Unknown query parameters are refused with 400.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    get, path = "/connections/export", operation_id = "exportConnections",
+    security(("bearer" = ["keyport/connections.manage"])),
+    params(ExportQuery),
+    responses(
+        (status = 200, description = "The connections (format 1).", body = ConnectionsDocument),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn export_connections(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> Result<Json<ConnectionsDocument>, ApiError> {
+    let recipient = match (query.with_secrets.unwrap_or(false), query.recipient) {
+        (true, Some(recipient)) => Some(recipient),
+        (false, None) => None,
+        (true, None) => {
+            return Err(crate::domain::ValidationError::new(
+                "recipient",
+                "is required with with_secrets=true: secrets leave only encrypted to an age recipient (age1...)",
+            )
+            .into());
+        }
+        (false, Some(_)) => {
+            return Err(crate::domain::ValidationError::new(
+                "recipient",
+                "is only for with_secrets=true",
+            )
+            .into());
+        }
+    };
+    Ok(Json(
+        keyport
+            .export_connections(&principal, recipient.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
+#[serde(deny_unknown_fields)]
+struct ImportQuery {
+    /// `false` applies the import; by default (`true`) it only says what it would do.
+    dry_run: Option<bool>,
+}
+
+/// Create and change connections from a document, by name (administrators).
+///
+/// The answer is the plan: per connection `create`, `change` (with the fields),
+/// `unchanged` or `conflict` (with the reason). A dry run (the default) changes nothing. With
+/// `dry_run=false` nothing is applied if anything conflicts (409, with the plan); otherwise
+/// every create and change is applied, each as `POST /connections` and `PATCH
+/// /connections/{id}` would (a change of destination needs its secret in the document and ends
+/// the connection's tokens), and a failure part-way undoes what was applied. Connections the
+/// document does not name are left alone. A document with `sealed` is refused: decrypt it
+/// where the age identity is (`keyport import --identity`). Unknown fields are refused.
+#[cfg_attr(feature = "openapi", utoipa::path(
+    post, path = "/connections/import", operation_id = "importConnections",
+    security(("bearer" = ["keyport/connections.manage"])),
+    params(ImportQuery),
+    request_body = ConnectionsDocument,
+    responses(
+        (status = 200, description = "The plan; `applied` says whether it was applied.", body = ImportOutcome),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "Something conflicts: the plan, with `error` `import_conflict`; nothing was applied.", body = ImportOutcome),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+))]
+async fn import_connections(
+    State(keyport): AppState,
+    Caller(principal): Caller,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    ApiJson(document): ApiJson<ConnectionsDocument>,
+) -> Result<Response, ApiError> {
+    let dry_run = query.dry_run.unwrap_or(true);
+    let outcome = keyport
+        .import_connections(&principal, document, dry_run)
+        .await?;
+    if !dry_run && outcome.has_conflicts() {
+        return Ok((StatusCode::CONFLICT, Json(outcome.refused())).into_response());
+    }
+    Ok(Json(outcome).into_response())
 }
 
 /// One page of a connection's audit trail.

@@ -125,6 +125,7 @@ function chrome() {
   }
   fill(nav,
     session.administrator ? link("/console/connections", "Connections") : null,
+    session.administrator ? link("/console/transfer", "Export / import") : null,
     session.administrator ? link("/console/notifications", "Notifications") : null,
     link("/console/me", "My connections"),
   );
@@ -161,6 +162,7 @@ function route() {
     return connectionsList();
   }
   if (parts[1] === "connections" && !session.administrator) return notAllowed();
+  if (parts[1] === "transfer") return session.administrator ? transferPage() : notAllowed();
   if (parts[1] === "notifications") return session.administrator ? notificationsPage() : notAllowed();
   return session.administrator ? connectionsList() : myConnections();
 }
@@ -238,6 +240,84 @@ async function connectionsList() {
       h("caption", { class: "visually-hidden", text: "Connections and their token health" }),
       h("thead", {}, h("tr", {}, ...["Name", "Provider", "Grant type", "Shared token", "User tokens", "Invited", "Last refresh", "Last error"].map((t) => h("th", { scope: "col", text: t })))),
       body));
+}
+
+// ---- export and import (administrators) ---------------------------------------------------
+
+// The export is definitions only: secrets leave Keyport encrypted to an age recipient, through
+// `keyport export --with-secrets`, never through a browser. An imported file is read here and
+// sent as it is; its plan is shown before anything is applied.
+function transferPage() {
+  const status = h("p", { id: "transfer-status", role: "status" });
+  const download = h("button", { type: "button", id: "export-download", onclick: async () => {
+    download.disabled = true;
+    const result = await api("GET", "/connections/export");
+    download.disabled = false;
+    if (!result.ok) return fill(status, problem(result));
+    const file = new Blob([JSON.stringify(result.data, null, 2) + "\n"], { type: "application/json" });
+    const url = URL.createObjectURL(file);
+    const anchor = h("a", { href: url, download: "keyport-connections.json" });
+    document.body.append(anchor);
+    anchor.click();
+    anchor.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 0);
+    fill(status, `Exported ${result.data.connections.length} connections (definitions only, no secrets).`);
+  } }, "Download the export");
+  const input = h("input", { type: "file", accept: "application/json,.json" });
+  const plan = h("div", { id: "import-plan" });
+  let uploaded = null;
+  const confirm = h("button", { type: "button", id: "import-confirm", hidden: true, onclick: async () => {
+    confirm.disabled = true;
+    const result = await api("POST", "/connections/import?dry_run=false", uploaded);
+    confirm.disabled = false;
+    confirm.hidden = true;
+    if (result.data && result.data.connections) fill(plan, planTable(result.data));
+    if (!result.ok) return fill(status, problem(result));
+    fill(status, "Imported: every change in the table is applied.");
+  } }, "Apply this import");
+  input.addEventListener("change", async () => {
+    confirm.hidden = true;
+    fill(plan);
+    fill(status);
+    const file = input.files[0];
+    if (!file) return;
+    try {
+      uploaded = JSON.parse(await file.text());
+    } catch {
+      return fill(status, h("p", { class: "problem", role: "alert", text: "The file is not JSON (an export of Keyport's)." }));
+    }
+    const result = await api("POST", "/connections/import?dry_run=true", uploaded);
+    if (!result.ok) return fill(status, problem(result));
+    fill(plan, planTable(result.data));
+    const { create, change, conflict } = result.data.summary;
+    if (conflict > 0) {
+      return fill(status, h("p", { class: "problem", role: "alert", text: `${conflict} of the connections conflict: nothing can be applied.` }));
+    }
+    if (create + change === 0) return fill(status, "Nothing to change: every connection is as the file says.");
+    fill(status, `A dry run: nothing is applied until you confirm.`);
+    confirm.hidden = false;
+  });
+  show("Export / import",
+    h("h2", { text: "Export" }),
+    h("p", { text: "Every connection's definition by name, without ids or secrets. Secrets and tokens move only encrypted, with keyport export --with-secrets." }),
+    download,
+    h("h2", { text: "Import" }),
+    h("p", { text: "A file as the export writes it (with client secrets added for connections it creates). Keyport first shows what it would create, change or leave alone." }),
+    field("import-file", "Export file", input),
+    plan,
+    status,
+    confirm);
+}
+
+function planTable(outcome) {
+  const words = { create: "Create", change: "Change", unchanged: "Unchanged", conflict: "Conflict" };
+  return h("table", {},
+    h("caption", { text: outcome.applied ? "Applied" : "What the import would do" }),
+    h("thead", {}, h("tr", {}, ...["Name", "Action", "Detail"].map((t) => h("th", { scope: "col", text: t })))),
+    h("tbody", {}, ...outcome.connections.map((step) => h("tr", { "data-action": step.action },
+      h("th", { scope: "row", text: step.name }),
+      h("td", { text: words[step.action] || step.action }),
+      h("td", { text: step.fields ? step.fields.join(", ") : (step.reason || "") })))));
 }
 
 // ---- forms --------------------------------------------------------------------------------

@@ -462,7 +462,7 @@ fn enumerations_are_the_codes_variants() {
     );
     assert_eq!(
         read_back::<crate::domain::AuditAction>(&spec, "AuditAction"),
-        10
+        11
     );
     // The owner a caller asks for is parsed, not deserialized.
     let owners = described(&spec, "OwnerRequest");
