@@ -970,15 +970,10 @@ impl NotificationStore for EmbeddedStore {
                     })
                     .optional()
                     .map_err(sql_error)?;
-                match current {
-                    None => Err(StoreError::NotFound("webhook")),
-                    Some(current) if current != version => Err(StoreError::Conflict("webhook")),
-                    Some(_) => {
-                        db.execute("DELETE FROM webhooks WHERE id = ?1", [&id])
-                            .map_err(sql_error)?;
-                        Ok(())
-                    }
-                }
+                require_version(current, version, "webhook")?;
+                db.execute("DELETE FROM webhooks WHERE id = ?1", [&id])
+                    .map_err(sql_error)?;
+                Ok(())
             })
             .await
     }
